@@ -1,0 +1,360 @@
+"""Run a configuration unattended: papermill -> executed notebooks -> HTML reports.
+
+``clv-lab run CONFIG [--output-dir DIR]`` executes every notebook a
+configuration lists on the ``clv-lab`` Jupyter kernel and writes an immutable
+record of the run::
+
+    reports/<config>/<timestamp>/
+        run.json                      config, parameters, data SHA-256, package
+                                      versions, start/end, per-notebook status
+        index.html                    links to the reports with headline numbers
+        <notebook-stem>/<stem>.ipynb  the executed notebook
+        <notebook-stem>/<stem>.html   the report, code hidden, self-contained
+        <notebook-stem>/results.json  the notebook's headline numbers
+    reports/<config>/latest -> <timestamp>   (only when every notebook succeeded)
+
+A failing notebook (or a cell that exceeds ``cell_timeout_s``) makes the
+command exit non-zero and name the notebook, the cell and the error; the
+failed run stays under its timestamp and ``latest`` is left untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from . import __version__
+from .config import Config, ensure_data, load_config
+from .data import file_sha256
+from .report import extract_results, flatten, to_jsonable
+
+__all__ = ["run_config", "main", "KERNEL_NAME", "render_html", "package_versions"]
+
+KERNEL_NAME = "clv-lab"
+
+PACKAGES = [
+    "clv-lab", "lifetimes", "numpy", "pandas", "scipy", "statsmodels", "matplotlib",
+    "duckdb", "pyarrow", "papermill", "nbconvert", "nbformat", "ipykernel", "autograd",
+]
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape the results (plus Python)."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _git_commit(path: Path) -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+        commit = res.stdout.strip()
+        if res.returncode != 0 or not commit:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------
+
+_REMOTE_TAG = re.compile(
+    r"<script[^>]*\ssrc=[\"']https?://[^\"']*[\"'][^>]*>\s*</script>|<link[^>]*\shref=[\"']https?://[^\"']*[\"'][^>]*/?>",
+    re.IGNORECASE,
+)
+
+
+def _provenance_markdown(provenance: dict[str, Any], parameters: dict[str, Any]) -> str:
+    rows = ["### Parameters and provenance", "", "| | |", "|---|---|"]
+    for k, v in provenance.items():
+        rows.append(f"| {k} | `{v}` |")
+    rows += ["", "| parameter | value |", "|---|---|"]
+    for k, v in parameters.items():
+        rows.append(f"| `{k}` | `{v!r}` |")
+    return "\n".join(rows)
+
+
+def render_html(nb, provenance: dict[str, Any], parameters: dict[str, Any]) -> str:
+    """Render an executed notebook as a self-contained HTML report.
+
+    Code is hidden, images are embedded (they are base64 in the notebook),
+    any script or stylesheet that would be fetched from the internet is
+    removed, and a parameters-and-provenance table is placed right after the
+    notebook's title cell.
+    """
+    from nbconvert import HTMLExporter  # noqa: PLC0415  (heavy import)
+
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # deep copy
+    cell = nbformat.v4.new_markdown_cell(_provenance_markdown(provenance, parameters))
+    at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
+    nb.cells.insert(at, cell)
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = True
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nb)
+    return _REMOTE_TAG.sub("", body)
+
+
+def _index_html(run: dict[str, Any]) -> str:
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>clv-lab: {html.escape(run['config']['name'])}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;"
+        "padding:.25em .6em;text-align:left}th{background:#f4f4f4}.failed{color:#b00}"
+        ".ok{color:#070}code{font-size:90%}</style></head><body>",
+        f"<h1>clv-lab reports: {html.escape(run['config']['name'])}</h1>",
+        f"<p>{html.escape(run['config'].get('description', ''))}</p>",
+        "<table>",
+        f"<tr><th>status</th><td class='{run['status']}'>{run['status']}</td></tr>",
+        f"<tr><th>started</th><td>{run['started']}</td></tr>",
+        f"<tr><th>finished</th><td>{run.get('finished', '')}</td></tr>",
+        f"<tr><th>data</th><td><code>{html.escape(run['data_path'])}</code></td></tr>",
+        f"<tr><th>data SHA-256</th><td><code>{run['data_sha256']}</code></td></tr>",
+        f"<tr><th>code version</th><td><code>{run.get('git_commit')}</code></td></tr>",
+        "</table>",
+    ]
+    for nb in run["notebooks"]:
+        name = html.escape(nb["name"])
+        parts.append(
+            f"<h2><a href='{name}/{name}.html'>{name}</a> "
+            f"<small class='{nb['status']}'>{nb['status']} in {nb['duration_s']:.1f} s</small></h2>"
+        )
+        if nb.get("error"):
+            parts.append(f"<p class='failed'>{html.escape(nb['error'])}</p>")
+        flat = flatten(nb.get("results") or {})
+        if flat:
+            parts.append("<table><tr><th>headline result</th><th>value</th></tr>")
+            for k, v in list(flat.items())[:25]:
+                if isinstance(v, float):
+                    v = f"{v:,.4g}"
+                parts.append(f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(str(v))}</td></tr>")
+            if len(flat) > 25:
+                parts.append(f"<tr><td colspan=2>… {len(flat) - 25} more in results.json</td></tr>")
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Execution
+# ---------------------------------------------------------------------------
+
+def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
+    """Find the cell that failed (or timed out) in a papermill output notebook.
+
+    Returns its 1-based position in the *source* notebook (cells papermill
+    injected are not counted) and its source.
+    """
+    try:
+        nb = nbformat.read(nb_path, as_version=4)
+    except (OSError, ValueError):
+        return None, ""
+    injected = {"injected-parameters", "papermill-error-cell-tag"}
+    own = [c for c in nb.cells if not injected & set(c.get("metadata", {}).get("tags", []))]
+    candidates = [
+        lambda c: c.get("metadata", {}).get("papermill", {}).get("exception"),
+        lambda c: any(o.get("output_type") == "error" for o in c.get("outputs", [])),
+        lambda c: c.get("metadata", {}).get("papermill", {}).get("status") in ("running", "pending"),
+    ]
+    for is_failed in candidates:
+        for i, cell in enumerate(own, 1):
+            if cell.cell_type == "code" and is_failed(cell):
+                return i, cell.get("source", "")
+    return None, ""
+
+
+def _notebook_parameters(spec, cfg: Config) -> dict[str, Any]:
+    import papermill as pm  # noqa: PLC0415
+
+    declared = pm.inspect_notebook(str(spec.path))
+    unknown = set(spec.parameters) - set(declared)
+    if unknown:
+        raise ValueError(
+            f"{spec.name}: parameters {sorted(unknown)} are not declared in the notebook's "
+            f"parameters cell (declared: {sorted(declared)})"
+        )
+    params: dict[str, Any] = {}
+    if "config" in declared:
+        params["config"] = str(cfg.path)
+    params.update({k: v for k, v in cfg.parameters.items() if k in declared})
+    params.update(spec.parameters)
+    return params
+
+
+def run_config(
+    config: str | Path,
+    output_dir: str | Path = "reports",
+    kernel_name: str = KERNEL_NAME,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Execute every notebook of a configuration and write the run record.
+
+    Returns the run record (the content of ``run.json``).  Its ``status`` is
+    ``"ok"`` only when every notebook succeeded; only then is
+    ``<output_dir>/<config>/latest`` moved to this run.
+    """
+    import papermill as pm  # noqa: PLC0415
+
+    cfg = load_config(config)
+    if not cfg.notebooks:
+        raise ValueError(f"{cfg.path}: the configuration lists no notebooks")
+    started = datetime.now(timezone.utc)
+    stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
+    base = Path(output_dir).resolve() / cfg.name
+    run_dir = base / stamp
+    run_dir.mkdir(parents=True, exist_ok=False)
+
+    ensure_data(cfg)
+    data_sha = file_sha256(cfg.data_path)
+    run: dict[str, Any] = {
+        "status": "running",
+        "config": {"name": cfg.name, "path": str(cfg.path), "description": cfg.description,
+                   "content": cfg.raw},
+        "data_path": str(cfg.data_path),
+        "data_sha256": data_sha,
+        "packages": package_versions(),
+        "clv_lab_version": __version__,
+        "git_commit": _git_commit(cfg.path.parent),
+        "kernel": kernel_name,
+        "started": started.isoformat(),
+        "notebooks": [],
+    }
+    record_path = run_dir / "run.json"
+
+    def save() -> None:
+        record_path.write_text(json.dumps(to_jsonable(run), indent=2, default=str))
+
+    save()
+    n = len(cfg.notebooks)
+    for i, spec in enumerate(cfg.notebooks, 1):
+        nb_dir = run_dir / spec.name
+        nb_dir.mkdir()
+        out_nb = nb_dir / f"{spec.name}.ipynb"
+        entry: dict[str, Any] = {"name": spec.name, "path": str(spec.path), "status": "running",
+                                 "parameters": {}, "duration_s": 0.0}
+        run["notebooks"].append(entry)
+        if progress:
+            print(f"[{i}/{n}] {spec.name} ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            params = _notebook_parameters(spec, cfg)
+            entry["parameters"] = params
+            pm.execute_notebook(
+                str(spec.path), str(out_nb), parameters=params, kernel_name=kernel_name,
+                cwd=str(spec.path.parent), progress_bar=False, log_output=False,
+                execution_timeout=cfg.cell_timeout_s, request_save_on_cell_execute=True,
+            )
+            entry["status"] = "ok"
+        except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
+            entry["status"] = "failed"
+            cell, source = _failed_cell(out_nb)
+            ename = getattr(e, "ename", type(e).__name__)
+            evalue = getattr(e, "evalue", str(e).strip().splitlines()[-1] if str(e).strip() else "")
+            if "Timeout" in type(e).__name__ or "timed out" in str(e):
+                ename, evalue = "CellTimeoutError", f"cell exceeded cell_timeout_s={cfg.cell_timeout_s}"
+            entry["failed_cell"] = cell
+            entry["error"] = f"cell {cell}: {ename}: {evalue}"
+            first_line = source.strip().splitlines()[0] if source.strip() else ""
+            entry["failed_cell_source"] = first_line
+        entry["duration_s"] = round(time.perf_counter() - t0, 3)
+
+        if out_nb.exists():
+            nb = nbformat.read(out_nb, as_version=4)
+            results = extract_results(nb)
+            entry["results"] = results
+            (nb_dir / "results.json").write_text(json.dumps(results, indent=2))
+            provenance = {
+                "configuration": f"{cfg.name} ({cfg.path.name})",
+                "notebook": spec.path.name,
+                "run started (UTC)": run["started"],
+                "data file": Path(run["data_path"]).name,
+                "data SHA-256": data_sha,
+                "code version (git)": run["git_commit"],
+                "clv-lab": __version__,
+                "packages": ", ".join(f"{k} {v}" for k, v in run["packages"].items() if k != "clv-lab"),
+                "status": entry["status"],
+            }
+            (nb_dir / f"{spec.name}.html").write_text(render_html(nb, provenance, entry["parameters"]))
+        if progress:
+            msg = entry["status"] if entry["status"] == "ok" else f"FAILED ({entry['error']})"
+            print(f"[{i}/{n}] {spec.name}: {msg} in {entry['duration_s']:.1f} s", flush=True)
+        save()
+
+    run["finished"] = datetime.now(timezone.utc).isoformat()
+    run["duration_s"] = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
+    run["status"] = "ok" if all(nb["status"] == "ok" for nb in run["notebooks"]) else "failed"
+    save()
+    (run_dir / "index.html").write_text(_index_html(to_jsonable(run)))
+    if run["status"] == "ok":
+        latest = base / "latest"
+        tmp = base / f".latest-{stamp}"
+        tmp.symlink_to(stamp, target_is_directory=True)
+        os.replace(tmp, latest)
+    run["run_dir"] = str(run_dir)
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``clv-lab`` command."""
+    parser = argparse.ArgumentParser(prog="clv-lab", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run every notebook of a configuration and write HTML reports")
+    p_run.add_argument("config", help="YAML configuration (e.g. configs/cdnow.yaml) or its name")
+    p_run.add_argument("--output-dir", default="reports", help="where reports go (default: reports/)")
+    p_run.add_argument("--kernel", default=KERNEL_NAME, help=f"Jupyter kernel (default: {KERNEL_NAME})")
+    p_run.add_argument("--quiet", action="store_true", help="no per-notebook progress lines")
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        try:
+            run = run_config(args.config, args.output_dir, args.kernel, progress=not args.quiet)
+        except Exception as e:  # noqa: BLE001 - a clean message, not a traceback, for schedulers
+            print(f"clv-lab: error: {e}", file=sys.stderr)
+            return 2
+        if run["status"] != "ok":
+            for nb in run["notebooks"]:
+                if nb["status"] != "ok":
+                    print(
+                        f"clv-lab: notebook {nb['name']} failed at {nb['error']}"
+                        + (f" [{nb.get('failed_cell_source')}]" if nb.get("failed_cell_source") else ""),
+                        file=sys.stderr,
+                    )
+            print(f"clv-lab: run kept for debugging in {run['run_dir']}; 'latest' unchanged",
+                  file=sys.stderr)
+            return 1
+        print(f"reports written to {run['run_dir']}")
+        print(f"open {Path(run['run_dir']) / 'index.html'}")
+        return 0
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Per-customer RFM summaries and the calibration/holdout split.
+
+The counting rules are those of ``lifetimes.utils.summary_data_from_transaction_data``
+and ``calibration_and_holdout_data`` with ``freq="D"``: purchases are counted
+per *day* (several purchases on one day are one purchase occasion), and time is
+then expressed in a chosen unit (days or weeks; ``freq_multiplier=7`` in
+lifetimes' terms for weeks).  Column names follow the literature (Fader,
+Hardie & Lee 2005):
+
+``x``
+    number of repeat purchase days (purchase days after the first one);
+``t_x``
+    time of the last purchase, measured from the first purchase (recency);
+``T``
+    time from the first purchase to the end of the period (customer age);
+``m_x``
+    mean spend per repeat purchase day (0 when ``x == 0``), the first
+    purchase day excluded as in Fader, Hardie & Lee (2005, "RFM and CLV");
+``x_star``, ``m_x_star``, ``t_star``
+    repeat purchase days, their mean spend, and the length of the holdout
+    period (calibration/holdout split only).
+
+Everything is vectorised with pandas group-bys; no Python loop runs per
+customer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .data import DataValidationError
+
+__all__ = [
+    "DAYS_PER_UNIT",
+    "days_per_unit",
+    "purchase_days",
+    "rfm_summary",
+    "calibration_holdout",
+    "repeat_transactions_by_period",
+]
+
+#: Length of one time unit in days.  "M" is an average Gregorian month.
+DAYS_PER_UNIT = {"D": 1.0, "W": 7.0, "M": 365.25 / 12}
+
+
+def days_per_unit(time_unit: str) -> float:
+    """Days in one time unit ("D", "W" or "M" = 365.25/12 days)."""
+    try:
+        return DAYS_PER_UNIT[time_unit]
+    except KeyError:
+        raise ValueError(f"time_unit must be one of {sorted(DAYS_PER_UNIT)}, got {time_unit!r}") from None
+
+
+def purchase_days(transactions: pd.DataFrame) -> pd.DataFrame:
+    """Collapse transactions to one row per customer and purchase day.
+
+    Returns a frame sorted by customer and day with columns ``customer_id``,
+    ``day`` (datetime64, midnight), ``amount`` (the day's total, when the log
+    has amounts) and ``is_first`` (the customer's first purchase day).
+    """
+    df = pd.DataFrame(
+        {"customer_id": transactions["customer_id"].to_numpy(),
+         "day": transactions["date"].dt.normalize().to_numpy()}
+    )
+    has_amount = "amount" in transactions.columns
+    if has_amount:
+        df["amount"] = transactions["amount"].to_numpy()
+        daily = df.groupby(["customer_id", "day"], sort=True)["amount"].sum().reset_index()
+    else:
+        daily = df.drop_duplicates().sort_values(["customer_id", "day"], ignore_index=True)
+    first_day = daily.groupby("customer_id", sort=False)["day"].transform("min")
+    daily["is_first"] = (daily["day"] == first_day).to_numpy()
+    return daily
+
+
+def _summarise_days(daily: pd.DataFrame, end: pd.Timestamp, unit_days: float) -> pd.DataFrame:
+    g = daily.groupby("customer_id", sort=True)
+    first = g["day"].min()
+    last = g["day"].max()
+    n_days = g["day"].size()
+    out = pd.DataFrame(index=first.index)
+    out["x"] = (n_days - 1).astype(float)
+    out["t_x"] = (last - first).dt.days / unit_days
+    out["T"] = (end - first).dt.days / unit_days
+    if "amount" in daily.columns:
+        total = g["amount"].sum()
+        first_amount = daily.loc[daily["is_first"]].set_index("customer_id")["amount"]
+        repeat_spend = total - first_amount.reindex(total.index)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m_x = np.where(out["x"] > 0, repeat_spend / out["x"].where(out["x"] > 0, 1.0), 0.0)
+        out["m_x"] = m_x
+        out["total_spend"] = total
+    out["first_purchase"] = first
+    out.index.name = "customer_id"
+    return out
+
+
+def rfm_summary(
+    transactions: pd.DataFrame,
+    observation_end: str | pd.Timestamp | None = None,
+    time_unit: str = "W",
+) -> pd.DataFrame:
+    """Per-customer frequency, recency, age and monetary value.
+
+    Equivalent to ``lifetimes.utils.summary_data_from_transaction_data(...,
+    freq="D", freq_multiplier=k)`` with k = days per ``time_unit``, but with
+    the literature's column names (see the module docstring).
+
+    Parameters
+    ----------
+    transactions : DataFrame
+        Clean purchases (``customer_id``, ``date``, optional ``amount``), as
+        returned by :func:`helpers.data.load_transactions`.
+    observation_end : date, optional
+        End of the observation period (default: the last transaction date).
+        Transactions after it are ignored.
+    time_unit : {"D", "W", "M"}
+        Unit of ``t_x`` and ``T``.
+
+    Returns
+    -------
+    DataFrame indexed by ``customer_id`` with ``x, t_x, T`` and, when the log
+    has amounts, ``m_x`` and ``total_spend``; plus ``first_purchase``.
+    """
+    unit_days = days_per_unit(time_unit)
+    end = (pd.Timestamp(observation_end) if observation_end is not None
+           else transactions["date"].max()).normalize()
+    daily = purchase_days(transactions)
+    daily = daily.loc[daily["day"] <= end]
+    return _summarise_days(daily, end, unit_days)
+
+
+def calibration_holdout(
+    transactions: pd.DataFrame,
+    calibration_end: str | pd.Timestamp,
+    observation_end: str | pd.Timestamp | None = None,
+    time_unit: str = "W",
+) -> pd.DataFrame:
+    """Split into a calibration summary and holdout counts per customer.
+
+    Equivalent to ``lifetimes.utils.calibration_and_holdout_data(...,
+    freq="D", freq_multiplier=k)``.  Only customers whose first purchase falls
+    in the calibration period are included.
+
+    Parameters
+    ----------
+    transactions : DataFrame
+        Clean purchases.
+    calibration_end : date
+        Last day of the calibration period (inclusive).
+    observation_end : date, optional
+        Last day of the holdout period (default: the last transaction date).
+    time_unit : {"D", "W", "M"}
+
+    Returns
+    -------
+    DataFrame indexed by ``customer_id``: the calibration summary (``x, t_x,
+    T[, m_x, total_spend], first_purchase``) and ``x_star`` (repeat purchase
+    days in the holdout), ``m_x_star`` (their mean daily spend, 0 if none) and
+    ``t_star`` (holdout length).
+
+    Raises
+    ------
+    DataValidationError
+        When the calibration end does not lie inside the data's date range
+        (on or after the first purchase day and before the observation end).
+    """
+    unit_days = days_per_unit(time_unit)
+    cal_end = pd.Timestamp(calibration_end).normalize()
+    first_day = transactions["date"].min().normalize()
+    last_day = transactions["date"].max().normalize()
+    obs_end = pd.Timestamp(observation_end).normalize() if observation_end is not None else last_day
+    if not (first_day <= cal_end < obs_end):
+        raise DataValidationError(
+            "date",
+            f"calibration end {cal_end.date()} must lie inside the data's date range: on or after "
+            f"the first purchase day {first_day.date()} and before the observation end {obs_end.date()}",
+            len(transactions),
+        )
+    daily = purchase_days(transactions)
+    cal = _summarise_days(daily.loc[daily["day"] <= cal_end], cal_end, unit_days)
+    hold = daily.loc[(daily["day"] > cal_end) & (daily["day"] <= obs_end)]
+    hold = hold.loc[hold["customer_id"].isin(cal.index)]
+    g = hold.groupby("customer_id", sort=False)
+    cal["x_star"] = g["day"].size().reindex(cal.index, fill_value=0).astype(float)
+    if "amount" in hold.columns:
+        cal["m_x_star"] = g["amount"].mean().reindex(cal.index, fill_value=0.0)
+        cal["holdout_spend"] = g["amount"].sum().reindex(cal.index, fill_value=0.0)
+    cal["t_star"] = (obs_end - cal_end).days / unit_days
+    return cal
+
+
+def repeat_transactions_by_period(
+    transactions: pd.DataFrame,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    period_days: int = 7,
+) -> pd.DataFrame:
+    """Repeat purchase days per period (the "tracking" series of the papers).
+
+    A repeat purchase is any purchase day after a customer's first purchase
+    day (several purchases on one day count once).  Periods are consecutive
+    blocks of ``period_days`` days from ``start`` (default: first purchase).
+
+    Returns
+    -------
+    DataFrame with ``period`` (1-based), ``period_start``, ``repeat`` (repeat
+    purchase days in the period) and ``cumulative``.
+    """
+    daily = purchase_days(transactions)
+    start = (pd.Timestamp(start) if start is not None else daily["day"].min()).normalize()
+    end = (pd.Timestamp(end) if end is not None else daily["day"].max()).normalize()
+    n_periods = int(np.ceil(((end - start).days + 1) / period_days))
+    rep = daily.loc[~daily["is_first"] & (daily["day"] >= start) & (daily["day"] <= end)]
+    idx = ((rep["day"] - start).dt.days // period_days).to_numpy()
+    counts = np.bincount(idx, minlength=n_periods)[:n_periods]
+    out = pd.DataFrame({
+        "period": np.arange(1, n_periods + 1),
+        "period_start": start + pd.to_timedelta(np.arange(n_periods) * period_days, unit="D"),
+        "repeat": counts,
+    })
+    out["cumulative"] = out["repeat"].cumsum()
+    return out
+
+
+def purchases_per_customer(transactions: pd.DataFrame, max_count: int = 10) -> pd.DataFrame:
+    """Distribution of purchase days per customer.
+
+    Returns a frame indexed by the number of purchase days (1, 2, ...,
+    ``max_count``+ pooled in the last row labelled ``"{max_count}+"``) with the
+    number and share of customers.
+    """
+    n = purchase_days(transactions).groupby("customer_id", sort=False).size()
+    label = n.clip(upper=max_count).astype(int).astype(str)
+    label = label.where(n < max_count, f"{max_count}+")
+    order = [str(i) for i in range(1, max_count)] + [f"{max_count}+"]
+    counts = label.value_counts().reindex(order, fill_value=0)
+    out = pd.DataFrame({"customers": counts, "share": counts / counts.sum()})
+    out.index.name = "purchase_days"
+    return out
+
+
+def interpurchase_days(transactions: pd.DataFrame) -> pd.Series:
+    """Days between consecutive purchase days of the same customer (all customers pooled)."""
+    daily = purchase_days(transactions)
+    gap = daily["day"].diff().dt.days
+    same = daily["customer_id"].eq(daily["customer_id"].shift())
+    return gap[same.to_numpy()].astype(int).rename("days_between_purchases").reset_index(drop=True)
+
+
+def first_purchase_cohorts(transactions: pd.DataFrame, period: str = "M") -> pd.DataFrame:
+    """New customers (and their first-day spend, when known) per first-purchase period.
+
+    ``period`` is a pandas period alias: "W", "M" or "Q".
+    """
+    daily = purchase_days(transactions)
+    first = daily.loc[daily["is_first"]].copy()
+    first["cohort"] = first["day"].dt.to_period(period)
+    agg = {"customer_id": "size"}
+    if "amount" in first.columns:
+        agg["amount"] = "sum"
+    out = first.groupby("cohort").agg(agg).rename(
+        columns={"customer_id": "new_customers", "amount": "first_day_spend"})
+    full = pd.period_range(out.index.min(), out.index.max(), freq=period)
+    return out.reindex(full, fill_value=0).rename_axis("cohort")
+
+
+def log_facts(transactions: pd.DataFrame) -> pd.Series:
+    """Headline counts of a clean transaction log.
+
+    Customers, transactions, purchase days (purchases counted per day),
+    repeat purchase days, first and last date and, with amounts, revenue and
+    the mean value per purchase day.
+    """
+    daily = purchase_days(transactions)
+    facts = {
+        "customers": int(daily["customer_id"].nunique()),
+        "transactions": int(len(transactions)),
+        "purchase_days": int(len(daily)),
+        "repeat_purchase_days": int((~daily["is_first"]).sum()),
+        "one_time_buyers": int((daily.groupby("customer_id", sort=False).size() == 1).sum()),
+        "first_date": daily["day"].min().date().isoformat(),
+        "last_date": daily["day"].max().date().isoformat(),
+    }
+    if "amount" in daily.columns:
+        facts["revenue"] = float(daily["amount"].sum())
+        facts["mean_value_per_purchase_day"] = float(daily["amount"].mean())
+    return pd.Series(facts, name="value", dtype=object)

@@ -1,0 +1,105 @@
+"""Summaries equal lifetimes' own functions and the published CDNOW counts."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifetimes.utils import calibration_and_holdout_data, summary_data_from_transaction_data
+
+from helpers.data import DataValidationError
+from helpers.summary import (
+    calibration_holdout,
+    first_purchase_cohorts,
+    interpurchase_days,
+    purchases_per_customer,
+    repeat_transactions_by_period,
+    rfm_summary,
+)
+
+
+def test_published_repeat_transaction_counts(paper_split):
+    """Fader, Hardie & Lee (2005): 2,457 repeat transactions in weeks 1-39, 1,882 in weeks 40-78."""
+    assert len(paper_split) == 2_357
+    assert paper_split["x"].sum() == 2_457
+    assert paper_split["x_star"].sum() == 1_882
+    assert (paper_split["t_star"] == 39).all()
+
+
+def test_weekly_tracking_matches_published_totals(cdnow_sample):
+    weekly = repeat_transactions_by_period(cdnow_sample.transactions, "1997-01-01", "1998-06-30", 7)
+    assert len(weekly) == 78
+    assert weekly["repeat"].iloc[:39].sum() == 2_457
+    assert weekly["repeat"].iloc[39:].sum() == 1_882
+    assert weekly["cumulative"].iloc[-1] == 2_457 + 1_882
+
+
+@pytest.mark.parametrize("time_unit,multiplier", [("D", 1), ("W", 7)])
+def test_rfm_equals_lifetimes_on_cdnow_master(cdnow_master, time_unit, multiplier):
+    tx = cdnow_master.transactions
+    ours = rfm_summary(tx, observation_end="1998-06-30", time_unit=time_unit)
+    ref = summary_data_from_transaction_data(
+        tx, "customer_id", "date", monetary_value_col="amount", observation_period_end="1998-06-30",
+        freq="D", freq_multiplier=multiplier,
+    ).loc[ours.index]
+    np.testing.assert_array_equal(ours["x"].to_numpy(), ref["frequency"].to_numpy())
+    np.testing.assert_array_equal(ours["t_x"].to_numpy(), ref["recency"].to_numpy())
+    np.testing.assert_array_equal(ours["T"].to_numpy(), ref["T"].to_numpy())
+    np.testing.assert_allclose(ours["m_x"].to_numpy(), ref["monetary_value"].to_numpy(), rtol=1e-9, atol=0)
+
+
+def test_calibration_holdout_equals_lifetimes(cdnow_sample, paper_split):
+    ref = calibration_and_holdout_data(
+        cdnow_sample.transactions, "customer_id", "date", calibration_period_end="1997-09-30",
+        observation_period_end="1998-06-30", freq="D", freq_multiplier=7, monetary_value_col="amount",
+    ).loc[paper_split.index]
+    for ours, theirs in [("x", "frequency_cal"), ("t_x", "recency_cal"), ("T", "T_cal"),
+                         ("x_star", "frequency_holdout"), ("t_star", "duration_holdout")]:
+        np.testing.assert_array_equal(paper_split[ours].to_numpy(), ref[theirs].to_numpy(), err_msg=ours)
+    np.testing.assert_allclose(paper_split["m_x"], ref["monetary_value_cal"], rtol=1e-9, atol=0)
+
+
+def test_holdout_spend_is_per_purchase_day(cdnow_sample, paper_split):
+    """m_x_star is the mean spend per holdout purchase day, so x_star * m_x_star = holdout spend."""
+    tx = cdnow_sample.transactions
+    hold = tx[(tx["date"] > "1997-09-30") & (tx["date"] <= "1998-06-30")]
+    spend = hold.groupby("customer_id")["amount"].sum().reindex(paper_split.index, fill_value=0)
+    np.testing.assert_allclose(paper_split["holdout_spend"], spend, rtol=1e-12)
+    np.testing.assert_allclose(paper_split["x_star"] * paper_split["m_x_star"], spend, rtol=1e-9, atol=1e-9)
+
+
+def test_same_day_purchases_count_once():
+    tx = pd.DataFrame({
+        "customer_id": ["A", "A", "A", "A", "B"],
+        "date": pd.to_datetime(["2020-01-01", "2020-01-01", "2020-01-08", "2020-01-08 15:00", "2020-01-02"], format="ISO8601"),
+        "amount": [1.0, 2.0, 4.0, 6.0, 5.0],
+    })
+    s = rfm_summary(tx, observation_end="2020-01-15", time_unit="W")
+    assert s.loc["A", "x"] == 1 and s.loc["A", "t_x"] == 1.0 and s.loc["A", "T"] == 2.0
+    assert s.loc["A", "m_x"] == 10.0  # the repeat day's total, first day excluded
+    assert s.loc["B", "x"] == 0 and s.loc["B", "m_x"] == 0.0 and s.loc["B", "T"] == 13 / 7
+    assert s.loc["A", "total_spend"] == 13.0
+
+
+def test_calibration_end_outside_range_is_an_error(cdnow_sample):
+    tx = cdnow_sample.transactions
+    for bad in ["1996-12-31", "1998-06-30", "1999-01-01"]:
+        with pytest.raises(DataValidationError, match="calibration end"):
+            calibration_holdout(tx, bad, "1998-06-30")
+
+
+def test_unknown_time_unit(cdnow_sample):
+    with pytest.raises(ValueError, match="time_unit"):
+        rfm_summary(cdnow_sample.transactions, time_unit="fortnight")
+
+
+def test_overview_tables(cdnow_sample):
+    tx = cdnow_sample.transactions
+    dist = purchases_per_customer(tx, max_count=5)
+    assert dist["customers"].sum() == 2_357
+    assert dist.index[-1] == "5+"
+    s = rfm_summary(tx)
+    assert dist.loc["1", "customers"] == (s["x"] == 0).sum()
+    gaps = interpurchase_days(tx)
+    assert len(gaps) == s["x"].sum() and (gaps > 0).all()
+    cohorts = first_purchase_cohorts(tx, "M")
+    assert cohorts["new_customers"].sum() == 2_357
+    assert [str(p) for p in cohorts.index] == ["1997-01", "1997-02", "1997-03"]
