@@ -100,6 +100,12 @@ class TransactionData:
     source: str = ""
     counts: dict = field(default_factory=dict)
 
+    def quality_table(self) -> pd.DataFrame:
+        """The data-quality table formatted for a report (check as index, counts with separators)."""
+        t = self.quality.set_index("check")
+        t["rows"] = [f"{v:,}" if pd.notna(v) else "" for v in t["rows"]]
+        return t
+
     @property
     def n_customers(self) -> int:
         return int(self.transactions["customer_id"].nunique())
