@@ -1,0 +1,451 @@
+"""Customer lifetime value, its uncertainty, and model-based tracking.
+
+CLV (Fader, Hardie & Lee 2005, "RFM and CLV", JMR 42; discrete-time
+discounting as in lifetimes) for a customer with history ``(x, t_x, T, m_x)``::
+
+    CLV = sum_{m=1}^{H} margin * E[M | x, m_x] * (E[X(t_m) | .] - E[X(t_{m-1}) | .]) / (1 + d)^m
+
+with ``E[M | x, m_x]`` the Gamma-Gamma conditional expected spend (eq. 5),
+``E[X(t) | x, t_x, T]`` the frequency model's conditional expectation and
+``t_m`` the end of month ``m`` **in the model's time unit**.  By default a
+month is ``365.25 / 12`` days, i.e. ``365.25 / 12 / 7 = 4.348`` weeks for a
+weekly model.
+
+Relation to lifetimes
+---------------------
+``lifetimes.GammaGammaFitter.customer_lifetime_value(model, ..., time=H,
+discount_rate=d, freq=F)`` (lifetimes 0.11.3, ``utils._customer_lifetime_value``)
+uses the same sum but fixed month lengths per ``freq``: ``"D"`` -> 30 time
+units (it assumes a *daily* model and 30-day months), ``"W"`` -> 4.345,
+``"M"`` -> 1, ``"H"`` -> 720.  Its default ``freq="D"`` applied to a weekly
+model therefore treats 30 *weeks* as a month.  :func:`clv` reproduces it
+exactly with ``days_per_month=30`` and ``time_unit="D"`` for a daily model, or
+``days_per_month=4.345 * 7`` and ``time_unit="W"`` for a weekly one (see
+:func:`lifetimes_days_per_month`); the tests check equality to 1e-9.
+"""
+
+from __future__ import annotations
+
+import time as _time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .models import (
+    FittedModel,
+    GammaGammaFit,
+    ModelFitError,
+    fit_gamma_gamma,
+    fit_model,
+    unique_rows,
+)
+from .summary import days_per_unit
+
+__all__ = [
+    "DAYS_PER_MONTH",
+    "lifetimes_days_per_month",
+    "clv",
+    "customer_equity",
+    "BootstrapResult",
+    "bootstrap",
+    "p_alive_history",
+    "naive_baseline_holdout",
+    "holdout_errors",
+    "expected_tracking",
+]
+
+#: Average Gregorian month in days.
+DAYS_PER_MONTH = 365.25 / 12
+
+_LIFETIMES_FACTOR = {"D": 30.0, "W": 4.345, "M": 1.0, "H": 30.0 * 24}
+
+
+def lifetimes_days_per_month(freq: str = "D") -> float:
+    """Month length in days implied by lifetimes' ``customer_lifetime_value(freq=...)``.
+
+    lifetimes steps ``30`` time units per month for ``freq="D"``, ``4.345``
+    for ``"W"``, ``1`` for ``"M"`` (our "M" unit is 365.25/12 days) and
+    ``720`` for ``"H"``.  Pass the result as ``days_per_month`` to :func:`clv`
+    together with the matching ``time_unit`` to reproduce lifetimes.
+    """
+    if freq not in _LIFETIMES_FACTOR:
+        raise ValueError(f"freq must be one of {sorted(_LIFETIMES_FACTOR)}, got {freq!r}")
+    if freq == "H":
+        return 30.0
+    if freq == "M":
+        return DAYS_PER_MONTH
+    return _LIFETIMES_FACTOR[freq] * days_per_unit(freq)
+
+
+def _month_grid(horizon_months: int, days_per_month: float, time_unit: str) -> np.ndarray:
+    if int(horizon_months) != horizon_months or horizon_months < 1:
+        raise ValueError(f"horizon_months must be a positive whole number, got {horizon_months!r}")
+    if days_per_month <= 0:
+        raise ValueError("days_per_month must be > 0")
+    units_per_month = days_per_month / days_per_unit(time_unit)
+    return np.arange(int(horizon_months) + 1) * units_per_month   # t_0 = 0, ..., t_H
+
+
+def _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin):
+    """CLV for (unique) rows: (n,) arrays -> (n,) CLV; vectorised over months."""
+    from .models import _cond_expected_grid  # internal formula, evaluated on a (n, H) grid
+
+    th = model_fit.theta
+    with np.errstate(all="ignore"):
+        E = _cond_expected_grid(model_fit.name, th, t_grid[1:], x, t_x, T)
+    E = np.concatenate([np.zeros((len(x), 1)), E], axis=1)
+    inc = np.diff(E, axis=1)                                           # (n, H)
+    m = np.arange(1, len(t_grid))
+    disc = (1.0 + monthly_discount_rate) ** (-m.astype(float))
+    spend = spend_fit.expected_spend(x, m_x)
+    return margin * spend * (inc @ disc)
+
+
+def _summary_arrays(summary):
+    missing = [c for c in ("x", "t_x", "T", "m_x") if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary is missing column(s) {missing}; CLV needs x, t_x, T and m_x")
+    return tuple(summary[c].to_numpy(dtype=float) for c in ("x", "t_x", "T", "m_x"))
+
+
+def clv(
+    model_fit: FittedModel,
+    spend_fit: GammaGammaFit,
+    summary: pd.DataFrame,
+    horizon_months: int = 12,
+    monthly_discount_rate: float = 0.01,
+    margin: float = 1.0,
+    time_unit: str | None = "W",
+    days_per_month: float = DAYS_PER_MONTH,
+) -> pd.Series:
+    """Discounted expected customer lifetime value per customer.
+
+    ``CLV_i = sum_{m=1..H} margin * E[M_i] * (E[X_i(t_m)] - E[X_i(t_{m-1})]) / (1 + d)^m``
+    with ``t_m = m * days_per_month / days(time_unit)`` (see module docstring).
+
+    Parameters
+    ----------
+    model_fit : FittedModel
+        Frequency model fitted with ``t_x``/``T`` in ``time_unit``.
+    spend_fit : GammaGammaFit
+    summary : DataFrame
+        Columns ``x, t_x, T, m_x`` (same time unit as the fit).
+    horizon_months : int
+        Number of months H.
+    monthly_discount_rate : float
+        d, per month.
+    margin : float
+        Profit margin applied to spend (1 = revenue).
+    time_unit : {"D", "W", "M"}
+        Unit of the model's time axis.  If the fit records a different unit,
+        a ValueError is raised.
+    days_per_month : float
+        Month length in days (default 365.25/12; 30 reproduces lifetimes'
+        ``freq="D"``).
+
+    Returns
+    -------
+    Series indexed like ``summary`` (name ``"clv"``).
+    """
+    if time_unit is None:
+        time_unit = model_fit.time_unit or "W"
+    if model_fit.time_unit is not None and model_fit.time_unit != time_unit:
+        raise ValueError(f"the model was fitted in time unit {model_fit.time_unit!r} but time_unit={time_unit!r}")
+    if monthly_discount_rate <= -1:
+        raise ValueError("monthly_discount_rate must be > -1")
+    t_grid = _month_grid(horizon_months, days_per_month, time_unit)
+    x, t_x, T, m_x = _summary_arrays(summary)
+    cols, inverse, _ = unique_rows(x, t_x, T, m_x)
+    vals = _clv_rows(model_fit, spend_fit, *cols, t_grid, monthly_discount_rate, margin)
+    return pd.Series(vals[inverse], index=summary.index, name="clv")
+
+
+def customer_equity(clv_values) -> float:
+    """Customer equity: the sum of the customers' CLVs."""
+    return float(np.nansum(np.asarray(clv_values, dtype=float)))
+
+
+# ---------------------------------------------------------------------------
+# bootstrap
+# ---------------------------------------------------------------------------
+
+@dataclass
+class BootstrapResult:
+    """Percentile bootstrap intervals for parameters, customer equity and CLV.
+
+    Attributes
+    ----------
+    params : DataFrame
+        One row per (model, parameter): ``estimate`` (full-data fit),
+        ``lower``, ``upper`` (percentile interval), ``se`` (bootstrap SD).
+    equity : Series
+        ``estimate``, ``lower``, ``upper`` of the customer equity of the
+        original customers.
+    clv : DataFrame
+        Per customer: ``clv`` (point estimate), ``lower``, ``upper``.
+    param_draws : DataFrame
+        Parameters of each successful replicate.
+    equity_draws : ndarray
+    level : float
+    n_boot, n_failed, seed : int
+    seconds : float
+        Wall time.
+    """
+
+    params: pd.DataFrame
+    equity: pd.Series
+    clv: pd.DataFrame
+    param_draws: pd.DataFrame
+    equity_draws: np.ndarray
+    level: float
+    n_boot: int
+    n_failed: int
+    seed: int
+    seconds: float
+    model: str = "bgnbd"
+
+
+def bootstrap(
+    summary: pd.DataFrame,
+    model: str = "bgnbd",
+    n_boot: int = 200,
+    seed: int = 0,
+    horizon_months: int = 12,
+    monthly_discount_rate: float = 0.01,
+    margin: float = 1.0,
+    time_unit: str = "W",
+    days_per_month: float = DAYS_PER_MONTH,
+    level: float = 0.90,
+    penalizer: float = 0.0,
+) -> BootstrapResult:
+    """Nonparametric bootstrap of the frequency and Gamma-Gamma models and of CLV.
+
+    Customers are resampled with replacement; since customers with the same
+    ``(x, t_x, T, m_x)`` are interchangeable, a replicate is a multinomial
+    draw of counts over the unique rows, and each refit runs on the unique
+    rows with those counts as weights (warm-started at the full-data
+    estimates).  Under each replicate's parameters the CLV of the *original*
+    customers is evaluated, giving percentile intervals for customer equity
+    and for each customer's CLV.  Replicates whose fit fails are dropped and
+    counted (``n_failed``).
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``x, t_x, T, m_x`` per customer.
+    model : {"bgnbd", "mbgnbd", "pareto_nbd"}
+    n_boot : int
+        Number of replicates.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    horizon_months, monthly_discount_rate, margin, time_unit, days_per_month
+        As in :func:`clv`.
+    level : float
+        Central interval level (0.90 -> 5th and 95th percentiles).
+    penalizer : float
+
+    Returns
+    -------
+    BootstrapResult
+    """
+    if n_boot < 1:
+        raise ValueError("n_boot must be >= 1")
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    t_start = _time.perf_counter()
+    x, t_x, T, m_x = _summary_arrays(summary)
+    (xu, txu, Tu, mu), inverse, counts = unique_rows(x, t_x, T, m_x)
+    n = int(counts.sum())
+    t_grid = _month_grid(horizon_months, days_per_month, time_unit)
+
+    base = fit_model(model, x=xu, t_x=txu, T=Tu, weights=counts, penalizer=penalizer, time_unit=time_unit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base_gg = fit_gamma_gamma(x=xu, m_x=mu, weights=counts, warn=False)
+    clv_base = _clv_rows(base, base_gg, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin)
+
+    rng = np.random.default_rng(seed)
+    probs = counts / n
+    draws, clv_draws, failed = [], [], 0
+    for _ in range(n_boot):
+        w = rng.multinomial(n, probs).astype(float)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                f = fit_model(model, x=xu, t_x=txu, T=Tu, weights=w, penalizer=penalizer,
+                              initial_params=base.params, time_unit=time_unit, _se=False, _rows_unique=True)
+                g = fit_gamma_gamma(x=xu, m_x=mu, weights=w, initial_params=base_gg.params, warn=False,
+                                    _se=False, _rows_unique=True)
+        except (ModelFitError, ValueError):
+            failed += 1
+            continue
+        draws.append(np.concatenate([f.params.to_numpy(), g.params.to_numpy()]))
+        clv_draws.append(_clv_rows(f, g, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin))
+    if not draws:
+        raise ModelFitError("every bootstrap replicate failed to fit; try a penalizer such as 0.001")
+    names = [(base.label, k) for k in base.params.index] + [("Gamma-Gamma", k) for k in base_gg.params.index]
+    D = np.vstack(draws)
+    C = np.vstack(clv_draws)                                   # (n_ok, n_unique)
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    est = np.concatenate([base.params.to_numpy(), base_gg.params.to_numpy()])
+    idx = pd.MultiIndex.from_tuples(names, names=["model", "parameter"])
+    params = pd.DataFrame({"estimate": est, "lower": np.quantile(D, lo_q, axis=0),
+                           "upper": np.quantile(D, hi_q, axis=0), "se": D.std(axis=0, ddof=1) if len(D) > 1
+                           else np.nan}, index=idx)
+    eq_draws = C @ counts
+    equity = pd.Series({"estimate": float(clv_base @ counts), "lower": float(np.quantile(eq_draws, lo_q)),
+                        "upper": float(np.quantile(eq_draws, hi_q))}, name="customer_equity")
+    lo_u, hi_u = np.quantile(C, [lo_q, hi_q], axis=0)
+    clv_df = pd.DataFrame({"clv": clv_base[inverse], "lower": lo_u[inverse], "upper": hi_u[inverse]},
+                          index=summary.index)
+    return BootstrapResult(
+        params=params, equity=equity, clv=clv_df,
+        param_draws=pd.DataFrame(D, columns=idx), equity_draws=eq_draws, level=level,
+        n_boot=n_boot, n_failed=failed, seed=seed, seconds=_time.perf_counter() - t_start,
+        model=base.name,
+    )
+
+
+# ---------------------------------------------------------------------------
+# one customer over time, baselines, tracking
+# ---------------------------------------------------------------------------
+
+def p_alive_history(
+    model_fit: FittedModel,
+    purchase_dates,
+    start=None,
+    end=None,
+    time_unit: str = "W",
+    step_days: int = 7,
+) -> pd.DataFrame:
+    """P(alive) of one customer along a time grid (replaces lifetimes' ``plot_history_alive``).
+
+    At each grid date ``s`` (from ``start`` to ``end`` every ``step_days``
+    days, plus the purchase days themselves) the customer's history up to
+    ``s`` is summarised per day as in :mod:`helpers.summary` (``x`` = repeat
+    purchase days so far, ``t_x``, ``T = s - first purchase``) and
+    ``model_fit.p_alive`` is evaluated.
+
+    Parameters
+    ----------
+    model_fit : FittedModel
+    purchase_dates : array_like of dates
+        The customer's purchase dates (any order; same-day purchases count once).
+    start, end : date, optional
+        Grid range (default: first purchase day to last purchase day + 26 weeks).
+    time_unit : {"D", "W", "M"}
+        Unit the model was fitted in.
+    step_days : int
+
+    Returns
+    -------
+    DataFrame with ``date, p_alive, x, t_x, T``.
+    """
+    days = pd.to_datetime(pd.Series(np.asarray(purchase_dates).ravel())).dt.normalize()
+    if days.isna().any() or len(days) == 0:
+        raise ValueError("purchase_dates must be one or more valid dates")
+    days = np.sort(days.unique())
+    first = pd.Timestamp(days[0])
+    start = first if start is None else max(pd.Timestamp(start).normalize(), first)
+    end = (pd.Timestamp(days[-1]) + pd.Timedelta(weeks=26)) if end is None else pd.Timestamp(end).normalize()
+    if end < start:
+        raise ValueError("end must not be before start")
+    if step_days <= 0:
+        raise ValueError("step_days must be > 0")
+    grid = pd.date_range(start, end, freq=f"{int(step_days)}D")
+    extra = pd.DatetimeIndex(days[(days >= np.datetime64(start)) & (days <= np.datetime64(end))])
+    grid = grid.union(extra).union(pd.DatetimeIndex([end]))
+    unit = days_per_unit(time_unit)
+    g = grid.values
+    n_upto = np.searchsorted(days, g, side="right")             # purchase days <= s
+    last = days[np.maximum(n_upto - 1, 0)]
+    x = (n_upto - 1).astype(float)
+    t_x = (last - np.datetime64(first)) / np.timedelta64(1, "D") / unit
+    T = (g - np.datetime64(first)) / np.timedelta64(1, "D") / unit
+    pa = model_fit.p_alive(x, t_x, T)
+    return pd.DataFrame({"date": grid, "p_alive": pa, "x": x, "t_x": t_x, "T": T})
+
+
+def naive_baseline_holdout(summary: pd.DataFrame) -> pd.Series:
+    """Naive holdout forecast: calibration purchase rate times holdout length, ``x / T * t_star``.
+
+    Customers with ``T == 0`` get 0.
+    """
+    for c in ("x", "T", "t_star"):
+        if c not in summary.columns:
+            raise ValueError(f"summary is missing column {c!r} (use helpers.summary.calibration_holdout)")
+    T = summary["T"].to_numpy(float)
+    rate = np.divide(summary["x"].to_numpy(float), T, out=np.zeros_like(T), where=T > 0)
+    return pd.Series(rate * summary["t_star"].to_numpy(float), index=summary.index, name="naive")
+
+
+def holdout_errors(actual, predicted) -> dict:
+    """Mean absolute error, root mean squared error and mean bias (predicted - actual)."""
+    a = np.asarray(actual, dtype=float)
+    p = np.asarray(predicted, dtype=float)
+    if a.shape != p.shape:
+        raise ValueError(f"actual and predicted differ in shape: {a.shape} vs {p.shape}")
+    e = p - a
+    return {"mae": float(np.mean(np.abs(e))), "rmse": float(np.sqrt(np.mean(e ** 2))),
+            "bias": float(np.mean(e)), "n": int(a.size)}
+
+
+def expected_tracking(
+    model_fit: FittedModel,
+    first_purchase_dates,
+    start=None,
+    n_periods: int | None = None,
+    period_days: int = 7,
+    time_unit: str = "W",
+    end=None,
+) -> pd.DataFrame:
+    """Model-expected cumulative repeat purchases of a cohort, per period (tracking plot).
+
+    ``E[cum repeat purchases by s] = sum_i E[X(s - first_i)]`` (unconditional
+    expectation, e.g. FHL 2005a eq. 9), evaluated at each period end
+    ``s_k = start + k * period_days`` and grouped by first-purchase day, so
+    the cost is (#distinct first days) x (#periods).  Periods align with
+    :func:`helpers.summary.repeat_transactions_by_period`.
+
+    Parameters
+    ----------
+    model_fit : FittedModel
+    first_purchase_dates : array_like of dates
+    start : date, optional
+        Start of period 1 (default: earliest first purchase).
+    n_periods : int, optional
+        Number of periods (or give ``end``).
+    period_days : int
+    time_unit : {"D", "W", "M"}
+        Unit the model was fitted in.
+
+    Returns
+    -------
+    DataFrame with ``period, period_start, period_end, expected_cumulative, expected``.
+    """
+    firsts = pd.to_datetime(pd.Series(np.asarray(first_purchase_dates).ravel())).dt.normalize()
+    if firsts.isna().any() or len(firsts) == 0:
+        raise ValueError("first_purchase_dates must be one or more valid dates")
+    start = firsts.min() if start is None else pd.Timestamp(start).normalize()
+    if n_periods is None:
+        if end is None:
+            raise ValueError("give n_periods or end")
+        n_periods = int(np.ceil(((pd.Timestamp(end).normalize() - start).days + 1) / period_days))
+    if n_periods < 1:
+        raise ValueError("n_periods must be >= 1")
+    uniq, cnt = np.unique(firsts.values, return_counts=True)
+    k = np.arange(1, n_periods + 1)
+    ends = np.datetime64(start) + (k * period_days).astype("timedelta64[D]")
+    age_days = (ends[None, :] - uniq[:, None]) / np.timedelta64(1, "D")           # (n_first, n_periods)
+    t = np.clip(age_days, 0.0, None) / days_per_unit(time_unit)
+    E = np.where(age_days > 0, model_fit.expected_purchases_new(t), 0.0)
+    cum = cnt @ E
+    return pd.DataFrame({
+        "period": k,
+        "period_start": start + pd.to_timedelta((k - 1) * period_days, unit="D"),
+        "period_end": pd.DatetimeIndex(ends) - pd.Timedelta(days=1),
+        "expected_cumulative": cum,
+        "expected": np.diff(np.concatenate([[0.0], cum])),
+    })

@@ -1,0 +1,246 @@
+"""Tests of helpers.models against published CDNOW results (FHL 2005a/b, Fader-Hardie notes)."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.data import load_transactions
+from helpers.models import (
+    IndependenceWarning,
+    ModelFitError,
+    compare_models,
+    fit_gamma_gamma,
+    fit_model,
+    log_likelihood,
+    unique_apply,
+    unique_rows,
+)
+from helpers.summary import calibration_holdout
+
+
+@pytest.fixture(scope="module")
+def cdnow():
+    d = load_transactions("data/cdnow_sample.csv", date_format="%Y%m%d", observation_end="1998-06-30")
+    return calibration_holdout(d.transactions, "1997-09-30", "1998-06-30", time_unit="W")
+
+
+@pytest.fixture(scope="module")
+def bg(cdnow):
+    return fit_model("bgnbd", cdnow, time_unit="W")
+
+
+@pytest.fixture(scope="module")
+def pnbd(cdnow):
+    return fit_model("pareto_nbd", cdnow, time_unit="W")
+
+
+def test_cdnow_sample_shape(cdnow):
+    assert len(cdnow) == 2357
+    assert cdnow["T"].max() == pytest.approx(38.857, abs=1e-3)
+
+
+def test_bgnbd_reproduces_fhl2005(bg):
+    # FHL (2005a), section 5: r = 0.243, alpha = 4.414, a = 0.793, b = 2.426, LL = -9582.4
+    published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    for k, v in published.items():
+        assert round(bg.params[k], 3) == pytest.approx(v, abs=5e-4), k
+    assert bg.log_likelihood == pytest.approx(-9582.4, abs=0.1)
+    assert bg.converged
+    assert bg.n_customers == 2357
+    assert bg.n_unique < 2357
+    assert bg.aic == pytest.approx(-2 * bg.log_likelihood + 8)
+    assert bg.bic == pytest.approx(-2 * bg.log_likelihood + 4 * np.log(2357))
+
+
+def test_bgnbd_conditional_expectation_published(bg):
+    # FHL (2005a), section 5: E[X(39) | x=2, t_x=30.43, T=38.86] = 1.226
+    assert round(float(bg.expected_purchases(39, 2, 30.43, 38.86)), 3) == pytest.approx(1.226, abs=1e-9)
+
+
+def test_pareto_nbd_reproduces_published(pnbd):
+    # Fader & Hardie (2005) Pareto/NBD note / FHL (2005a): r=0.553, alpha=10.578, s=0.606, beta=11.669, LL=-9595.0
+    published = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
+    for k, v in published.items():
+        assert pnbd.params[k] == pytest.approx(v, abs=2e-3), k
+    assert pnbd.log_likelihood == pytest.approx(-9595.0, abs=0.1)
+
+
+def test_gamma_gamma_reproduces_fhl2005b(cdnow):
+    # FHL (2005b, JMR): p = 6.25, q = 3.74, gamma = 15.44 on the 946 repeat buyers
+    g = fit_gamma_gamma(cdnow)
+    assert g.n_customers == 946
+    assert g.n_excluded_nonpositive == 0
+    for k, v in {"p": 6.25, "q": 3.74, "gamma": 15.44}.items():
+        assert round(g.params[k], 2) == pytest.approx(v, abs=1e-9), k
+    # FHL (2005b) report a correlation of 0.11 between frequency and spend
+    assert g.frequency_spend_corr == pytest.approx(0.11, abs=0.01)
+    assert g.population_mean_spend() == pytest.approx(6.25 * 15.44 / 2.74, rel=5e-3)
+    # x == 0 -> population mean; large x -> close to m_x
+    assert g.expected_spend(0, 0.0) == pytest.approx(g.population_mean_spend())
+    assert g.expected_spend(1000, 50.0) == pytest.approx(50.0, rel=0.01)
+
+
+def test_se_and_ci_are_consistent(bg):
+    assert (bg.se > 0).all()
+    assert (bg.ci95["lower"] > 0).all()
+    assert (bg.ci95["lower"] < bg.params).all() and (bg.ci95["upper"] > bg.params).all()
+    # standard errors of the order reported in the literature (r: ~0.0125)
+    assert bg.se["r"] == pytest.approx(0.0126, rel=0.1)
+    tab = bg.params_table()
+    assert list(tab.columns) == ["estimate", "se", "lower95", "upper95"]
+
+
+def test_unique_rows_fit_equals_full_fit(cdnow, bg):
+    # fitting on every customer (duplicated rows, weights 1) == fitting on unique rows with counts
+    x, t_x, T = (cdnow[c].to_numpy() for c in ("x", "t_x", "T"))
+    (xu, txu, Tu), inv, counts = unique_rows(x, t_x, T)
+    assert counts.sum() == len(x)
+    np.testing.assert_array_equal(xu[inv], x)
+    f_w = fit_model("bgnbd", x=xu, t_x=txu, T=Tu, weights=counts)
+    np.testing.assert_allclose(f_w.params.to_numpy(), bg.params.to_numpy(), rtol=1e-6)
+    assert f_w.log_likelihood == pytest.approx(bg.log_likelihood, abs=1e-6)
+    # and the LL function itself agrees row-wise vs weighted
+    assert log_likelihood("bgnbd", bg.params, xu, txu, Tu, counts) == pytest.approx(
+        log_likelihood("bgnbd", bg.params, x, t_x, T), rel=1e-12)
+
+
+def test_same_estimates_as_lifetimes(cdnow, bg):
+    from lifetimes import BetaGeoFitter
+
+    lf = BetaGeoFitter().fit(cdnow["x"], cdnow["t_x"], cdnow["T"])
+    np.testing.assert_allclose(bg.params.to_numpy(), lf.params_[["r", "alpha", "a", "b"]].to_numpy(), rtol=1e-3)
+
+
+def test_predictions_match_lifetimes(cdnow, bg, pnbd):
+    from lifetimes import BetaGeoFitter, ParetoNBDFitter
+
+    for fit, cls in ((bg, BetaGeoFitter), (pnbd, ParetoNBDFitter)):
+        lf = cls()
+        lf.params_ = fit.params.copy()
+        args = (cdnow["x"].to_numpy(), cdnow["t_x"].to_numpy(), cdnow["T"].to_numpy())
+        np.testing.assert_allclose(fit.expected_purchases(10.0, *args),
+                                   lf.conditional_expected_number_of_purchases_up_to_time(10.0, *args), rtol=1e-9)
+        np.testing.assert_allclose(fit.p_alive(*args), lf.conditional_probability_alive(*args), rtol=1e-9)
+        np.testing.assert_allclose(fit.expected_purchases_new([1.0, 39.0]),
+                                   lf.expected_number_of_purchases_up_to_time(np.array([1.0, 39.0])), rtol=1e-9)
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "mbgnbd", "pareto_nbd"])
+def test_count_distribution_is_a_distribution(cdnow, model):
+    f = fit_model(model, cdnow)
+    n = np.arange(2000.0)
+    for t in (5.0, 39.0):
+        P = f.probability_of_n_purchases(t, n)
+        assert P.sum() == pytest.approx(1.0, abs=1e-9)
+        assert (n * P).sum() == pytest.approx(float(f.expected_purchases_new(t)), rel=1e-8)
+    dist = f.expected_count_distribution(cdnow["T"], max_x=7)
+    assert list(dist.index) == ["0", "1", "2", "3", "4", "5", "6", "7+"]
+    assert dist["expected"].sum() == pytest.approx(len(cdnow))
+    assert (dist["expected"] > 0).all()
+    # the calibration-period histogram is fitted well (FHL 2005a, Figure 2): 1411 customers with x = 0
+    assert dist.loc["0", "expected"] == pytest.approx((cdnow["x"] == 0).sum(), rel=0.05)
+
+
+def test_bgnbd_pmf_equation_8_against_lifetimes(bg):
+    from lifetimes import BetaGeoFitter
+
+    lf = BetaGeoFitter()
+    lf.params_ = bg.params.copy()
+    for k in range(6):
+        assert bg.probability_of_n_purchases(20.0, k) == pytest.approx(
+            lf.probability_of_n_purchases_up_to_time(20.0, k), rel=1e-10)
+
+
+def test_compare_models(cdnow, bg, pnbd):
+    tab = compare_models([bg, pnbd])
+    assert list(tab.index) == ["BG/NBD", "Pareto/NBD"]
+    assert tab.loc["BG/NBD", "n_params"] == 4
+    assert tab.loc["BG/NBD", "log_likelihood"] == pytest.approx(-9582.4, abs=0.1)
+    assert tab["delta_bic"].min() == 0.0
+    assert tab.loc["Pareto/NBD", "bic"] == pytest.approx(-2 * pnbd.log_likelihood + 4 * np.log(2357))
+
+
+def test_no_repeat_purchases_raises_model_fit_error():
+    s = pd.DataFrame({"x": np.zeros(50), "t_x": np.zeros(50), "T": np.linspace(1, 30, 50)})
+    for model in ("bgnbd", "pareto_nbd", "mbgnbd"):
+        with pytest.raises(ModelFitError, match="penalizer") as err:
+            fit_model(model, s)
+        assert isinstance(err.value, RuntimeError)
+        assert "time unit" in str(err.value) and "T == 0" in str(err.value)
+
+
+def test_bad_inputs_give_clear_errors(cdnow):
+    with pytest.raises(ValueError, match="model must be one of"):
+        fit_model("nbd", cdnow)
+    with pytest.raises(ValueError, match="missing column"):
+        fit_model("bgnbd", cdnow.drop(columns="t_x"))
+    bad = cdnow[["x", "t_x", "T"]].copy()
+    bad.iloc[0, 1] = bad.iloc[0, 2] + 1
+    with pytest.raises(ValueError, match="t_x"):
+        fit_model("bgnbd", bad)
+    bad = cdnow[["x", "t_x", "T"]].copy()
+    bad.iloc[0, 0] = -1
+    with pytest.raises(ValueError, match="x must be >= 0"):
+        fit_model("bgnbd", bad)
+    with pytest.raises(ValueError, match="missing column"):
+        fit_gamma_gamma(cdnow.drop(columns="m_x"))
+
+
+def test_gamma_gamma_correlation_warning_and_exclusions():
+    rng = np.random.default_rng(3)
+    n = 600
+    x = rng.integers(1, 15, size=n).astype(float)
+    nu_corr = rng.gamma(4.0, 1 / 15.0, size=n) / x       # spend per transaction grows with frequency
+    m_x = rng.gamma(6.0 * x, 1.0 / (nu_corr * x))
+    s = pd.DataFrame({"x": x, "m_x": m_x})
+    with pytest.warns(IndependenceWarning, match="corr"):
+        g = fit_gamma_gamma(s)
+    assert g.frequency_spend_corr > 0.3
+    # independent data: no warning; non-positive spend of repeat buyers excluded and counted
+    nu = rng.gamma(4.0, 1 / 15.0, size=n)                 # Gamma-Gamma with p=6, q=4, gamma=15
+    m_ind = rng.gamma(6.0 * x, 1.0 / (nu * x))
+    s2 = pd.DataFrame({"x": np.concatenate([x, [2, 3, 0, 0]]), "m_x": np.concatenate([m_ind, [0.0, -5.0, 0.0, 0.0]])})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IndependenceWarning)
+        g2 = fit_gamma_gamma(s2)
+    assert g2.n_excluded_nonpositive == 2
+    assert g2.n_customers == n
+    with pytest.raises(ModelFitError):
+        fit_gamma_gamma(pd.DataFrame({"x": [0.0, 0.0, 1.0], "m_x": [0.0, 0.0, 5.0]}))
+
+
+def test_unique_apply_broadcasts():
+    a = np.array([1, 2, 1, 2, 3.0])
+    b = np.array([0, 0, 0, 1, 0.0])
+    calls = []
+
+    def f(u, v):
+        calls.append(len(u))
+        return np.column_stack([u + v, u * 10])
+
+    out = unique_apply(f, a, b)
+    assert calls == [4]
+    np.testing.assert_array_equal(out[:, 0], a + b)
+    np.testing.assert_array_equal(out[:, 1], a * 10)
+
+
+def test_penalizer_shrinks(cdnow, bg):
+    f = fit_model("bgnbd", cdnow, penalizer=0.1)
+    assert f.penalizer == 0.1
+    assert f.log_likelihood < bg.log_likelihood
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "mbgnbd"])
+def test_analytic_gradient_matches_finite_differences(cdnow, model):
+    from helpers.models import _GRAD, _LL, _num_grad
+
+    (x, t_x, T), _, _ = unique_rows(cdnow["x"], cdnow["t_x"], cdnow["T"])   # sorted by x: grouped path
+    theta = np.array([0.3, 4.0, 0.8, 2.4])
+    g = _GRAD[model](theta, x, t_x, T).sum(axis=0)
+    g_num = _num_grad(lambda ph: _LL[model](np.exp(ph), x, t_x, T).sum(), np.log(theta), 1e-6)
+    np.testing.assert_allclose(g, g_num, rtol=1e-6, atol=1e-5)
+    # the grouped (per distinct x) log-likelihood equals the row-by-row one
+    ll_rows = np.array([_LL[model](theta, x[i:i + 1], t_x[i:i + 1], T[i:i + 1])[0] for i in range(0, len(x), 97)])
+    np.testing.assert_allclose(_LL[model](theta, x, t_x, T)[::97], ll_rows, rtol=1e-12)
