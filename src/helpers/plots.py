@@ -18,6 +18,12 @@ __all__ = [
     "histogram",
     "tracking",
     "cohort_bars",
+    "grouped_bars",
+    "lines_by_class",
+    "heatmap",
+    "p_alive_histories",
+    "value_distribution",
+    "concentration",
 ]
 
 PALETTE = ["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d96a3", "#30638e"]
@@ -92,5 +98,94 @@ def cohort_bars(cohorts: pd.DataFrame, column: str = "new_customers", title: str
     if len(cohorts) > 12:
         ax.set_xticks(ax.get_xticks()[:: max(1, len(cohorts) // 12)])
     ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig
+
+
+def grouped_bars(table: pd.DataFrame, xlabel: str, ylabel: str, title: str):
+    """Side-by-side bars: one group per row of ``table``, one bar per column."""
+    fig, ax = plt.subplots()
+    n = len(table.columns)
+    width = 0.8 / n
+    pos = np.arange(len(table))
+    for i, col in enumerate(table.columns):
+        ax.bar(pos + (i - (n - 1) / 2) * width, table[col], width, label=str(col),
+               color="k" if col == "actual" else PALETTE[i % len(PALETTE)], alpha=0.85)
+    ax.set_xticks(pos, table.index.astype(str))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def lines_by_class(table: pd.DataFrame, xlabel: str, ylabel: str, title: str, actual: str = "actual"):
+    """Actual (black) and model lines over ordered classes (e.g. conditional expectations)."""
+    fig, ax = plt.subplots()
+    x = np.arange(len(table))
+    for i, col in enumerate(table.columns):
+        style = dict(color="k", lw=2, marker="o") if col == actual else \
+            dict(color=PALETTE[i % len(PALETTE)], ls="--", marker=".")
+        ax.plot(x, table[col], label=str(col), **style)
+    ax.set_xticks(x, table.index.astype(str))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(matrix: pd.DataFrame, title: str, cbar_label: str, fmt_cols: int = 6):
+    """A frequency x recency matrix as a heatmap (rows = x, bottom = 0)."""
+    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    im = ax.imshow(matrix.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
+    ax.set(xlabel=f"recency {matrix.columns.name}", ylabel=f"frequency {matrix.index.name}", title=title)
+    step = max(1, len(matrix.columns) // fmt_cols)
+    ax.set_xticks(np.arange(0, len(matrix.columns), step), matrix.columns[::step])
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label=cbar_label)
+    fig.tight_layout()
+    return fig
+
+
+def p_alive_histories(histories: dict[str, pd.DataFrame], purchases: dict[str, pd.Series], title: str):
+    """P(alive) over time for a few customers, purchase days marked."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    for i, (name, h) in enumerate(histories.items()):
+        c = PALETTE[i % len(PALETTE)]
+        ax.plot(h["date"], h["p_alive"], color=c, lw=1.4, label=name)
+        days = pd.to_datetime(purchases[name])
+        ax.plot(days, np.interp(days.astype("int64"), h["date"].astype("int64"), h["p_alive"]),
+                "o", color=c, ms=4)
+    ax.set(ylabel="P(alive)", ylim=(0, 1.05), title=title)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def value_distribution(values: pd.Series, xlabel: str, title: str, bins: int = 60):
+    """Histogram of a per-customer value on a log axis (zero and below counted in the title)."""
+    v = values.to_numpy(float)
+    pos = v[v > 0]
+    fig, ax = plt.subplots()
+    if len(pos):
+        edges = np.logspace(np.log10(pos.min()), np.log10(pos.max()), bins)
+        ax.hist(pos, bins=edges, color=PALETTE[0], alpha=0.85)
+        ax.set_xscale("log")
+    n_nonpos = int((v <= 0).sum())
+    ax.set(xlabel=xlabel, ylabel="customers",
+           title=title + (f" ({n_nonpos:,} customers <= 0 not shown)" if n_nonpos else ""))
+    fig.tight_layout()
+    return fig
+
+
+def concentration(curves: dict[str, pd.DataFrame], title: str, marks=(0.01, 0.1, 0.2)):
+    """Concentration / capture curves (share of value vs share of customers), diagonal for reference."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="equal value")
+    for i, (name, c) in enumerate(curves.items()):
+        ax.plot(c["share_customers"], c["share_value"], color=PALETTE[i % len(PALETTE)], lw=1.8, label=name)
+    for m in marks:
+        ax.axvline(m, color="grey", lw=0.6, alpha=0.5)
+    ax.set(xlabel="share of customers (ranked)", ylabel="share of value", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from .concentration import concentration_curve, top_share
+
 __all__ = [
     "CostModel",
     "SEGMENT_ORDER",
@@ -220,24 +222,15 @@ def rfm_score(recency_days_ago: pd.Series, frequency: pd.Series, monetary: pd.Se
 def capture_curve(score: pd.Series, value: pd.Series, points: int = 101) -> pd.DataFrame:
     """Share of ``value`` captured by targeting the top share of customers by ``score``.
 
-    Returns a frame with ``share_customers`` (0..1) and ``share_value``.
-    Customers with equal scores are taken in index order (stable).
+    Returns a frame with ``share_customers`` (0..1) and ``share_value``;
+    customers with equal scores are taken in index order (stable).
     """
-    order = score.sort_values(ascending=False, kind="mergesort").index
-    v = value.reindex(order).to_numpy(float)
-    total = v.sum()
-    cum = np.concatenate([[0.0], np.cumsum(v)]) / (total if total != 0 else 1.0)
-    x = np.linspace(0, 1, points)
-    idx = np.round(x * len(v)).astype(int)
-    return pd.DataFrame({"share_customers": x, "share_value": cum[idx]})
+    return concentration_curve(value, score=score, points=points)
 
 
 def top_share_captured(score: pd.Series, value: pd.Series, share: float = 0.2) -> float:
     """Share of total ``value`` held by the top ``share`` of customers ranked by ``score``."""
-    order = score.sort_values(ascending=False, kind="mergesort").index
-    k = int(round(share * len(order)))
-    total = value.sum()
-    return float(value.reindex(order[:k]).sum() / total) if total != 0 else float("nan")
+    return top_share(value, share, score=score)
 
 
 def realised_net_value(

@@ -1,0 +1,72 @@
+"""How concentrated is value? Lorenz curves, top-k shares, Gini, ranking overlap.
+
+Seed 001 (Peter Fader's customer centricity): serving everyone equally has a
+large opportunity cost, because a small share of customers holds most of the
+future value.  These functions measure that on any per-customer value (CLV,
+past spend, holdout revenue).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["concentration_curve", "top_share", "top_shares", "gini", "top_overlap"]
+
+
+def _ranked(score: pd.Series, value: pd.Series | None = None) -> np.ndarray:
+    value = score if value is None else value
+    order = score.sort_values(ascending=False, kind="mergesort").index
+    return value.reindex(order).to_numpy(float)
+
+
+def concentration_curve(value: pd.Series, score: pd.Series | None = None, points: int = 101) -> pd.DataFrame:
+    """Share of total ``value`` held by the top share of customers ranked by ``score``.
+
+    With ``score=None`` customers are ranked by ``value`` itself: the curve is
+    the Lorenz curve read from the top (share_value >= share_customers).
+    With another score it is a capture (gains) curve.
+
+    Returns a frame with ``share_customers`` (0..1, ``points`` steps) and ``share_value``.
+    """
+    v = _ranked(value if score is None else score, value)
+    total = v.sum()
+    cum = np.concatenate([[0.0], np.cumsum(v)]) / (total if total != 0 else 1.0)
+    x = np.linspace(0.0, 1.0, points)
+    return pd.DataFrame({"share_customers": x, "share_value": cum[np.round(x * len(v)).astype(int)]})
+
+
+def top_share(value: pd.Series, share: float, score: pd.Series | None = None) -> float:
+    """Share of total ``value`` held by the top ``share`` of customers (ranked by ``score``, default ``value``)."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    v = _ranked(value if score is None else score, value)
+    total = v.sum()
+    k = int(round(share * len(v)))
+    return float(v[:k].sum() / total) if total != 0 else float("nan")
+
+
+def top_shares(value: pd.Series, shares=(0.01, 0.10, 0.20)) -> pd.Series:
+    """:func:`top_share` for several shares, indexed ``"top 1%"``, ``"top 10%"``, ..."""
+    return pd.Series({f"top {s:.0%}": top_share(value, s) for s in shares}, name="share_of_value")
+
+
+def gini(value: pd.Series) -> float:
+    """Gini coefficient of non-negative values (0 = equal, 1 = one customer holds all)."""
+    v = np.sort(np.asarray(value, float))
+    if (v < 0).any():
+        raise ValueError("gini needs non-negative values")
+    n, total = len(v), v.sum()
+    if n == 0 or total == 0:
+        return float("nan")
+    return float((2 * np.arange(1, n + 1) - n - 1) @ v / (n * total))
+
+
+def top_overlap(score_a: pd.Series, score_b: pd.Series, share: float = 0.1) -> float:
+    """Share of the top ``share`` customers by ``score_a`` who are also in the top by ``score_b``."""
+    k = int(round(share * len(score_a)))
+    if k == 0:
+        return float("nan")
+    a = score_a.sort_values(ascending=False, kind="mergesort").index[:k]
+    b = score_b.sort_values(ascending=False, kind="mergesort").index[:k]
+    return len(a.intersection(b)) / k
