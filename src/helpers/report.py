@@ -70,11 +70,14 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """Human-readable number: thousands separators, 4 significant digits below 1,000."""
     if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+        if abs(v) >= 1000:
+            return f"{v:,.1f}"
+        return f"{v:.4g}"
     if isinstance(v, list):
-        return ", ".join(_fmt(x) for x in v[:6]) + (" …" if len(v) > 6 else "")
+        return ", ".join(format_value(x) for x in v[:6]) + (" …" if len(v) > 6 else "")
     return str(v)
 
 
@@ -94,7 +97,7 @@ def record_results(results: dict[str, Any]):
     clean = to_jsonable(results)
     flat = flatten(clean)
     lines = ["| result | value |", "|---|---|"]
-    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in flat.items()]
+    lines += [f"| `{k}` | {format_value(v)} |" for k, v in flat.items()]
     try:
         from IPython.display import display  # noqa: PLC0415
 

@@ -39,7 +39,7 @@ import nbformat
 from . import __version__
 from .config import Config, ensure_data, load_config
 from .data import file_sha256
-from .report import extract_results, flatten, to_jsonable
+from .report import extract_results, flatten, format_value, to_jsonable
 
 __all__ = ["run_config", "main", "KERNEL_NAME", "render_html", "package_versions"]
 
@@ -153,8 +153,7 @@ def _index_html(run: dict[str, Any]) -> str:
         if flat:
             parts.append("<table><tr><th>headline result</th><th>value</th></tr>")
             for k, v in list(flat.items())[:25]:
-                if isinstance(v, float):
-                    v = f"{v:,.4g}"
+                v = format_value(v)
                 parts.append(f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(str(v))}</td></tr>")
             if len(flat) > 25:
                 parts.append(f"<tr><td colspan=2>… {len(flat) - 25} more in results.json</td></tr>")
@@ -191,7 +190,7 @@ def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
     return None, ""
 
 
-def _notebook_parameters(spec, cfg: Config) -> dict[str, Any]:
+def _notebook_parameters(spec, cfg: Config, export_dir: Path) -> dict[str, Any]:
     import papermill as pm  # noqa: PLC0415
 
     declared = pm.inspect_notebook(str(spec.path))
@@ -204,9 +203,60 @@ def _notebook_parameters(spec, cfg: Config) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if "config" in declared:
         params["config"] = str(cfg.path)
+    if "export_dir" in declared:  # notebooks that export tables write them into their run folder
+        params["export_dir"] = str(export_dir)
     params.update({k: v for k, v in cfg.parameters.items() if k in declared})
     params.update(spec.parameters)
     return params
+
+
+def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provenance: dict[str, Any]) -> dict[str, Any]:
+    """Run one notebook with papermill and render its outputs; never raises.
+
+    Runs in a worker process when notebooks execute in parallel, so it takes
+    and returns plain data.  Returns the notebook's entry of ``run.json``.
+    """
+    import papermill as pm  # noqa: PLC0415
+
+    nb_dir.mkdir(exist_ok=True)
+    out_nb = nb_dir / f"{spec.name}.ipynb"
+    entry: dict[str, Any] = {"name": spec.name, "path": str(spec.path), "status": "running",
+                             "parameters": {}, "duration_s": 0.0}
+    t0 = time.perf_counter()
+    try:
+        params = _notebook_parameters(spec, cfg, nb_dir)
+        entry["parameters"] = params
+        pm.execute_notebook(
+            str(spec.path), str(out_nb), parameters=params, kernel_name=kernel_name,
+            cwd=str(spec.path.parent), progress_bar=False, log_output=False,
+            execution_timeout=cfg.cell_timeout_s, request_save_on_cell_execute=True,
+        )
+        entry["status"] = "ok"
+    except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
+        entry["status"] = "failed"
+        cell, source = _failed_cell(out_nb)
+        ename = getattr(e, "ename", type(e).__name__)
+        evalue = getattr(e, "evalue", str(e).strip().splitlines()[-1] if str(e).strip() else "")
+        if "Timeout" in type(e).__name__ or "timed out" in str(e):
+            ename, evalue = "CellTimeoutError", f"cell exceeded cell_timeout_s={cfg.cell_timeout_s}"
+        entry["failed_cell"] = cell
+        entry["error"] = f"cell {cell}: {ename}: {evalue}"
+        entry["failed_cell_source"] = source.strip().splitlines()[0] if source.strip() else ""
+    entry["duration_s"] = round(time.perf_counter() - t0, 3)
+
+    if out_nb.exists():
+        nb = nbformat.read(out_nb, as_version=4)
+        results = extract_results(nb)
+        entry["results"] = results
+        (nb_dir / "results.json").write_text(json.dumps(results, indent=2))
+        prov = {**provenance, "notebook": spec.path.name, "status": entry["status"]}
+        (nb_dir / f"{spec.name}.html").write_text(render_html(nb, prov, entry["parameters"]))
+    return entry
+
+
+def default_jobs() -> int:
+    """Notebooks run in parallel: one per core, at most 2 by default (each starts its own kernel)."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def run_config(
@@ -214,18 +264,23 @@ def run_config(
     output_dir: str | Path = "reports",
     kernel_name: str = KERNEL_NAME,
     progress: bool = True,
+    jobs: int | None = None,
 ) -> dict[str, Any]:
     """Execute every notebook of a configuration and write the run record.
 
-    Returns the run record (the content of ``run.json``).  Its ``status`` is
-    ``"ok"`` only when every notebook succeeded; only then is
-    ``<output_dir>/<config>/latest`` moved to this run.
+    Notebooks are independent of each other, so up to ``jobs`` of them run
+    at the same time, each in its own worker process and kernel (default:
+    :func:`default_jobs`).  Returns the run record (the content of
+    ``run.json``).  Its ``status`` is ``"ok"`` only when every notebook
+    succeeded; only then is ``<output_dir>/<config>/latest`` moved to this run.
     """
-    import papermill as pm  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: PLC0415
+    import multiprocessing  # noqa: PLC0415
 
     cfg = load_config(config)
     if not cfg.notebooks:
         raise ValueError(f"{cfg.path}: the configuration lists no notebooks")
+    jobs = default_jobs() if jobs is None else max(1, int(jobs))
     started = datetime.now(timezone.utc)
     stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
     base = Path(output_dir).resolve() / cfg.name
@@ -244,69 +299,58 @@ def run_config(
         "clv_lab_version": __version__,
         "git_commit": _git_commit(cfg.path.parent),
         "kernel": kernel_name,
+        "jobs": jobs,
         "started": started.isoformat(),
-        "notebooks": [],
+        "notebooks": [{"name": s.name, "path": str(s.path), "status": "pending", "duration_s": 0.0}
+                      for s in cfg.notebooks],
     }
     record_path = run_dir / "run.json"
 
     def save() -> None:
         record_path.write_text(json.dumps(to_jsonable(run), indent=2, default=str))
 
+    provenance = {
+        "configuration": f"{cfg.name} ({cfg.path.name})",
+        "run started (UTC)": run["started"],
+        "data file": Path(run["data_path"]).name,
+        "data SHA-256": data_sha,
+        "code version (git)": run["git_commit"],
+        "clv-lab": __version__,
+        "packages": ", ".join(f"{k} {v}" for k, v in run["packages"].items() if k != "clv-lab"),
+    }
     save()
     n = len(cfg.notebooks)
-    for i, spec in enumerate(cfg.notebooks, 1):
-        nb_dir = run_dir / spec.name
-        nb_dir.mkdir()
-        out_nb = nb_dir / f"{spec.name}.ipynb"
-        entry: dict[str, Any] = {"name": spec.name, "path": str(spec.path), "status": "running",
-                                 "parameters": {}, "duration_s": 0.0}
-        run["notebooks"].append(entry)
-        if progress:
-            print(f"[{i}/{n}] {spec.name} ...", flush=True)
-        t0 = time.perf_counter()
-        try:
-            params = _notebook_parameters(spec, cfg)
-            entry["parameters"] = params
-            pm.execute_notebook(
-                str(spec.path), str(out_nb), parameters=params, kernel_name=kernel_name,
-                cwd=str(spec.path.parent), progress_bar=False, log_output=False,
-                execution_timeout=cfg.cell_timeout_s, request_save_on_cell_execute=True,
-            )
-            entry["status"] = "ok"
-        except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
-            entry["status"] = "failed"
-            cell, source = _failed_cell(out_nb)
-            ename = getattr(e, "ename", type(e).__name__)
-            evalue = getattr(e, "evalue", str(e).strip().splitlines()[-1] if str(e).strip() else "")
-            if "Timeout" in type(e).__name__ or "timed out" in str(e):
-                ename, evalue = "CellTimeoutError", f"cell exceeded cell_timeout_s={cfg.cell_timeout_s}"
-            entry["failed_cell"] = cell
-            entry["error"] = f"cell {cell}: {ename}: {evalue}"
-            first_line = source.strip().splitlines()[0] if source.strip() else ""
-            entry["failed_cell_source"] = first_line
-        entry["duration_s"] = round(time.perf_counter() - t0, 3)
 
-        if out_nb.exists():
-            nb = nbformat.read(out_nb, as_version=4)
-            results = extract_results(nb)
-            entry["results"] = results
-            (nb_dir / "results.json").write_text(json.dumps(results, indent=2))
-            provenance = {
-                "configuration": f"{cfg.name} ({cfg.path.name})",
-                "notebook": spec.path.name,
-                "run started (UTC)": run["started"],
-                "data file": Path(run["data_path"]).name,
-                "data SHA-256": data_sha,
-                "code version (git)": run["git_commit"],
-                "clv-lab": __version__,
-                "packages": ", ".join(f"{k} {v}" for k, v in run["packages"].items() if k != "clv-lab"),
-                "status": entry["status"],
-            }
-            (nb_dir / f"{spec.name}.html").write_text(render_html(nb, provenance, entry["parameters"]))
+    def done(i: int, entry: dict[str, Any]) -> None:
+        run["notebooks"][i] = entry
         if progress:
             msg = entry["status"] if entry["status"] == "ok" else f"FAILED ({entry['error']})"
-            print(f"[{i}/{n}] {spec.name}: {msg} in {entry['duration_s']:.1f} s", flush=True)
+            print(f"[{i + 1}/{n}] {entry['name']}: {msg} in {entry['duration_s']:.1f} s", flush=True)
         save()
+
+    args = [(spec, cfg, run_dir / spec.name, kernel_name, provenance) for spec in cfg.notebooks]
+    if jobs == 1:
+        for i, a in enumerate(args):
+            if progress:
+                print(f"[{i + 1}/{n}] {a[0].name} ...", flush=True)
+            done(i, _execute_notebook(*a))
+    else:
+        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked kernel/zmq state
+        with ProcessPoolExecutor(max_workers=min(jobs, n), mp_context=ctx) as pool:
+            futures = {}
+            for i, a in enumerate(args):
+                futures[pool.submit(_execute_notebook, *a)] = i
+            if progress:
+                print(f"running {n} notebooks, {min(jobs, n)} at a time ...", flush=True)
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    entry = fut.result()
+                except Exception as e:  # noqa: BLE001 - a crashed worker fails its notebook, not the run
+                    entry = {"name": cfg.notebooks[i].name, "path": str(cfg.notebooks[i].path),
+                             "status": "failed", "duration_s": 0.0, "failed_cell": None,
+                             "error": f"cell None: worker crashed: {type(e).__name__}: {e}"}
+                done(i, entry)
 
     run["finished"] = datetime.now(timezone.utc).isoformat()
     run["duration_s"] = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
@@ -330,12 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("config", help="YAML configuration (e.g. configs/cdnow.yaml) or its name")
     p_run.add_argument("--output-dir", default="reports", help="where reports go (default: reports/)")
     p_run.add_argument("--kernel", default=KERNEL_NAME, help=f"Jupyter kernel (default: {KERNEL_NAME})")
+    p_run.add_argument("--jobs", type=int, default=None,
+                       help=f"notebooks run at the same time (default: {default_jobs()}, one per core, at most 2)")
     p_run.add_argument("--quiet", action="store_true", help="no per-notebook progress lines")
     args = parser.parse_args(argv)
 
     if args.command == "run":
         try:
-            run = run_config(args.config, args.output_dir, args.kernel, progress=not args.quiet)
+            run = run_config(args.config, args.output_dir, args.kernel, progress=not args.quiet, jobs=args.jobs)
         except Exception as e:  # noqa: BLE001 - a clean message, not a traceback, for schedulers
             print(f"clv-lab: error: {e}", file=sys.stderr)
             return 2
