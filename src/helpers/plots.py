@@ -162,17 +162,18 @@ def p_alive_histories(histories: dict[str, pd.DataFrame], purchases: dict[str, p
 
 
 def value_distribution(values: pd.Series, xlabel: str, title: str, bins: int = 60):
-    """Histogram of a per-customer value on a log axis (zero and below counted in the title)."""
+    """Histogram of a per-customer value on a log axis; values below max(1st percentile, 0.01) are counted in the title."""
     v = values.to_numpy(float)
-    pos = v[v > 0]
+    floor = max(np.quantile(v, 0.01), 1e-2) if (v > 0).any() else 0.0
+    pos = v[v > floor]
     fig, ax = plt.subplots()
     if len(pos):
         edges = np.logspace(np.log10(pos.min()), np.log10(pos.max()), bins)
         ax.hist(pos, bins=edges, color=PALETTE[0], alpha=0.85)
         ax.set_xscale("log")
-    n_nonpos = int((v <= 0).sum())
+    n_low = int((v <= floor).sum())
     ax.set(xlabel=xlabel, ylabel="customers",
-           title=title + (f" ({n_nonpos:,} customers <= 0 not shown)" if n_nonpos else ""))
+           title=title + (f"\n({n_low:,} customers at or below {floor:,.2f} not shown)" if n_low else ""))
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,65 @@
+"""End to end: `clv-lab run configs/cdnow-paper.yaml` reproduces Fader, Hardie & Lee (2005).
+
+Published numbers (../shared/MISSION.md): BG/NBD r=0.243, alpha=4.414, a=0.793,
+b=2.426, LL=-9582.4; Pareto/NBD r=0.553, alpha=10.578, s=0.606, beta=11.669,
+LL=-9595.0; Gamma-Gamma on 946 repeat buyers p=6.25, q=3.74, gamma=15.44; 1,882
+repeat transactions in weeks 40-78.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers.run import run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def paper_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    run = run_config(ROOT / "configs" / "cdnow-paper.yaml", out, progress=False)
+    assert run["status"] == "ok", [nb.get("error") for nb in run["notebooks"]]
+    run_dir = Path(run["run_dir"])
+    return {nb["name"]: json.loads((run_dir / nb["name"] / "results.json").read_text()) for nb in run["notebooks"]}
+
+
+def test_bgnbd_published(paper_results):
+    m = paper_results["02-clv-models"]["models"]["bgnbd"]
+    assert {k: round(v, 3) for k, v in m["params"].items()} == {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    assert round(m["log_likelihood"], 1) == -9582.4
+
+
+def test_pareto_nbd_published(paper_results):
+    m = paper_results["02-clv-models"]["models"]["pareto_nbd"]
+    published = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
+    for k, v in published.items():
+        assert m["params"][k] == pytest.approx(v, abs=0.005), k
+    assert round(m["log_likelihood"], 1) == -9595.0
+
+
+def test_gamma_gamma_published(paper_results):
+    g = paper_results["02-clv-models"]["gamma_gamma"]
+    assert g["n_used"] == 946
+    assert {k: round(v, 2) for k, v in g["params"].items()} == {"p": 6.25, "q": 3.74, "gamma": 15.44}
+
+
+def test_holdout_counts_published(paper_results):
+    h = paper_results["02-clv-models"]["holdout"]
+    assert h["actual_total"] == 1882
+    assert paper_results["01-data-overview"]["repeat_purchase_days_calibration"] == 2457
+    assert paper_results["01-data-overview"]["repeat_purchase_days_after_calibration"] == 1882
+
+
+def test_results_contract(paper_results):
+    """The keys dashboards rely on (issue: CLV models notebook)."""
+    r = paper_results["02-clv-models"]
+    for model in ("bgnbd", "mbgnbd", "pareto_nbd"):
+        assert {"params", "se", "log_likelihood"} <= set(r["models"][model])
+        assert model in r["holdout"]["predicted_total"] and model in r["holdout"]["mae"]
+    assert "baseline" in r["holdout"]["mae"]
+    assert {"p", "q", "gamma"} == set(r["gamma_gamma"]["params"])
+    assert "frequency_spend_corr" in r["gamma_gamma"]
+    ce = r["customer_equity"]
+    assert ce["lower"] <= ce["estimate"] <= ce["upper"]
