@@ -1,0 +1,361 @@
+"""Tests of helpers.economics: retention versus acquisition on the BG/NBD + Gamma-Gamma models.
+
+Hand-checkable cases (nobody drops out, margin 0, delta 0, constructed cash
+flows), agreement of the quadrature with the closed forms of FHL (2005a), and
+the simulation check of the retention lever.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate, stats
+
+from helpers import economics as ec
+from helpers.models import fit_bgnbd, fit_gamma_gamma
+from helpers.summary import rfm_summary
+from helpers.value import bootstrap, clv
+
+TRUE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}   # FHL (2005a) CDNOW estimates
+NO_DROP = (0.5, 2.0, 1.0, 1e9)                                  # huge b: nobody drops out
+WEEKS_PER_MONTH = 365.25 / 12 / 7
+
+
+@pytest.fixture(scope="module")
+def fitted(cdnow_sample):
+    s = rfm_summary(cdnow_sample.transactions, time_unit="W")
+    f = fit_bgnbd(s, time_unit="W")
+    g = fit_gamma_gamma(s, warn=False)
+    return s, f, g
+
+
+def _effect(gains, n=1, rate=0.0, alive=None):
+    """A RetentionEffect with given monthly (discounted) gains, for hand checks."""
+    H = len(gains)
+    alive = np.ones(H) if alive is None else np.asarray(alive, float)
+    monthly = pd.DataFrame({"gain": gains, "cumulative_gain": np.cumsum(gains), "alive_base": alive,
+                            "alive_lever": alive, "alive_start_lever": alive},
+                           index=pd.RangeIndex(1, H + 1, name="month"))
+    return ec.RetentionEffect("base", 0.1, "dropout", n, 1000.0, 1000.0 + float(np.sum(gains)), monthly,
+                              {"margin": 1.0, "monthly_discount_rate": rate, "horizon_months": H,
+                               "time_unit": "W"})
+
+
+# ---------------------------------------------------------------------------
+# grids, lever definition, assumptions
+# ---------------------------------------------------------------------------
+
+def test_month_grid_weeks_and_days():
+    t = ec.month_grid(24, "W")
+    assert len(t) == 25 and t[0] == 0
+    assert t[1] == pytest.approx(WEEKS_PER_MONTH)
+    assert ec.month_grid(2, "D")[2] == pytest.approx(2 * 365.25 / 12)
+    with pytest.raises(ValueError):
+        ec.month_grid(0)
+
+
+def test_dropout_map():
+    assert ec.dropout_map(0.1, "dropout") == pytest.approx((0.9, 0.0))
+    assert ec.dropout_map(0.05, "retention") == pytest.approx((1.05, -0.05))
+    # retention form: p' = 1 - 1.05 (1 - p)
+    s, c = ec.dropout_map(0.05, "retention")
+    assert s * 0.3 + c == pytest.approx(1 - 1.05 * 0.7)
+    with pytest.raises(ValueError):
+        ec.dropout_map(0.1, "churn")
+    with pytest.raises(ValueError):
+        ec.dropout_map(1.5, "dropout")
+
+
+def test_assumptions_validate_and_table():
+    A = ec.Assumptions()
+    assert (A.margin, A.monthly_discount_rate, A.horizon_months, A.acquisition_cost, A.retention_cost,
+            A.delta, A.referral_rate) == (0.3, 0.01, 24, 20.0, 0.5, 0.1, 0.0)
+    tab = A.table()
+    assert {"value", "meaning"} <= set(tab.columns) and "margin" in tab.index
+    assert A.replace(horizon_months=12.4).horizon_months == 12
+    with pytest.raises(ValueError):
+        ec.Assumptions(mode="x")
+    with pytest.raises(ValueError):
+        ec.Assumptions(acquisition_cost=-1)
+
+
+# ---------------------------------------------------------------------------
+# the quadrature against closed forms
+# ---------------------------------------------------------------------------
+
+def test_delta_zero_reproduces_fhl_eq9_and_eq10(fitted):
+    s, f, _ = fitted
+    t = np.array([1.0, 10.0, 39.0, 104.0, 300.0])
+    np.testing.assert_allclose(ec.expected_purchases_lever(f, t), f.expected_purchases_new(t), rtol=1e-9)
+    E = ec.expected_purchases_lever(f, t, x=s["x"], t_x=s["t_x"], T=s["T"])
+    ref = np.column_stack([f.expected_purchases(tt, s["x"], s["t_x"], s["T"]) for tt in t])
+    np.testing.assert_allclose(E, ref, rtol=1e-8, atol=1e-12)
+    # P(alive) now = FHL eq. (13)
+    np.testing.assert_allclose(ec.alive_probability_lever(f, 0.0, x=s["x"], t_x=s["t_x"], T=s["T"]),
+                               f.p_alive(s["x"], s["t_x"], s["T"]), rtol=1e-10)
+    # the paper's customer: x = 2, t_x = 30.43, T = 38.86 -> 1.226 in the next 39 weeks
+    assert float(ec.expected_purchases_lever(TRUE, 39.0, x=[2], t_x=[30.43], T=[38.86])[0]) == \
+        pytest.approx(1.226, abs=1e-3)
+
+
+def test_nobody_drops_out_gives_poisson_expectation():
+    r, alpha = NO_DROP[:2]
+    t = np.array([1.0, 20.0, 100.0])
+    np.testing.assert_allclose(ec.expected_purchases_lever(NO_DROP, t), r * t / alpha, rtol=1e-6)
+    # a relative drop-out cut of 100% (p' = 0) gives the same for any (a, b)
+    np.testing.assert_allclose(ec.expected_purchases_lever(TRUE, t, delta=1.0), TRUE["r"] * t / TRUE["alpha"],
+                               rtol=1e-12)
+    # ... and for existing customers: P(alive) (r + x) t / (alpha + T)
+    x, t_x, T = np.array([0.0, 3.0]), np.array([0.0, 20.0]), np.array([30.0, 35.0])
+    pa = ec.alive_probability_lever(TRUE, 0.0, x=x, t_x=t_x, T=T)
+    got = ec.expected_purchases_lever(TRUE, 10.0, delta=1.0, x=x, t_x=t_x, T=T)
+    np.testing.assert_allclose(got, pa * (TRUE["r"] + x) * 10.0 / (TRUE["alpha"] + T), rtol=1e-12)
+
+
+@pytest.mark.parametrize("delta,mode", [(0.1, "dropout"), (0.05, "retention"), (0.3, "retention"),
+                                        (-0.5, "dropout")])
+def test_quadrature_matches_adaptive_integration(delta, mode):
+    """The Gauss-Jacobi integral over the Beta, kinks included, against scipy.integrate.quad."""
+    r, alpha, a, b = TRUE.values()
+    t = 52.0
+    s, c = ec.dropout_map(delta, mode)
+
+    def integrand(p):
+        q = min(max(s * p + c, 0.0), 1.0)
+        ex = r * t / alpha if q == 0 else (1 - (alpha / (alpha + q * t)) ** r) / q
+        return ex * stats.beta.pdf(p, a, b)
+
+    pts = [v for v in (-c / s, (1 - c) / s) if 0 < v < 1]
+    ref = integrate.quad(integrand, 0, 1, points=pts or None, limit=200, epsabs=1e-12)[0]
+    assert float(ec.expected_purchases_lever(TRUE, t, delta, mode)) == pytest.approx(ref, rel=1e-6)
+
+
+def test_beta_nodes_are_probabilities_even_for_huge_b():
+    for B in (2.4, 171.0, 5000.0):
+        for s, c in ((1.0, 0.0), (1.05, -0.05), (1.5, 0.0)):
+            q, W = ec._beta_nodes(0.79, B, s, c, 32)
+            assert np.all(np.isfinite(W)) and np.all(W >= 0)
+            assert W.sum() == pytest.approx(1.0, rel=1e-10)
+            assert np.all((q >= 0) & (q <= 1))
+    # the mass below the kink of the capped form equals the Beta CDF there
+    q, W = ec._beta_nodes(0.79, 2.4, 1.05, -0.05, 32)
+    assert W[q == 0].sum() == pytest.approx(stats.beta.cdf(0.05 / 1.05, 0.79, 2.4), rel=1e-8)
+
+
+def test_lever_is_monotone_and_zero_at_delta_zero():
+    t = 52.0
+    vals = [float(ec.expected_purchases_lever(TRUE, t, d)) for d in (0.0, 0.05, 0.1, 0.5)]
+    assert np.all(np.diff(vals) > 0)
+    assert vals[0] == pytest.approx(float(ec.expected_purchases_lever(TRUE, t, 0.0, "retention")), rel=1e-12)
+
+
+def test_shifted_beta_keeps_concentration_and_sets_mean():
+    a, b = 0.8, 2.4
+    a2, b2 = ec.shifted_beta(a, b, 0.1)
+    assert a2 + b2 == pytest.approx(a + b)
+    assert a2 / (a2 + b2) == pytest.approx(0.9 * a / (a + b))
+    err = ec.shifted_beta_error(TRUE, 104.0, 0.1)
+    assert err["exact_change"] > 0 and np.isfinite(err["relative_error"])
+
+
+# ---------------------------------------------------------------------------
+# a new customer
+# ---------------------------------------------------------------------------
+
+def test_new_customer_value_no_dropout_closed_form():
+    r, alpha = NO_DROP[:2]
+    margin, d, H, ez = 0.3, 0.01, 24, 40.0
+    # E[X(t)] = r t / alpha: r / alpha * weeks-per-month purchases each month
+    per_month = r / alpha * WEEKS_PER_MONTH
+    expected = margin * ez * (1 + per_month * sum(1.01 ** -m for m in range(1, H + 1)))
+    got = ec.new_customer_value(NO_DROP, ez, margin=margin, monthly_discount_rate=d, horizon_months=H)
+    assert got == pytest.approx(expected, rel=1e-6)
+    cf = ec.new_customer_cashflows(NO_DROP, ez, margin=margin, horizon_months=H)
+    assert cf.loc[0, "margin"] == pytest.approx(margin * ez)          # first purchase, not discounted
+    assert cf["cumulative"].iloc[-1] == pytest.approx(got)
+    np.testing.assert_allclose(cf["purchases"].iloc[1:], per_month, rtol=1e-6)
+    # first purchase spend override
+    got2 = ec.new_customer_value(NO_DROP, ez, margin=margin, horizon_months=H, first_purchase_spend=10.0)
+    assert got - got2 == pytest.approx(margin * 30.0)
+
+
+def test_new_customer_value_margin_zero_and_gamma_gamma(fitted):
+    _, f, g = fitted
+    assert ec.new_customer_value(f, g, margin=0.0) == 0.0
+    v = ec.new_customer_value(f, g, margin=0.3, monthly_discount_rate=0.0, horizon_months=12)
+    t12 = 12 * WEEKS_PER_MONTH
+    assert v == pytest.approx(0.3 * g.population_mean_spend() * (1 + f.expected_purchases_new(t12)), rel=1e-9)
+
+
+def test_new_customer_value_interval(fitted):
+    s, f, g = fitted
+    boot = bootstrap(s, n_boot=8, seed=1, horizon_months=24)
+    iv = ec.new_customer_value_interval(boot, margin=0.3, horizon_months=24)
+    assert iv["estimate"] == pytest.approx(ec.new_customer_value(f, g, margin=0.3, horizon_months=24), rel=1e-6)
+    assert iv["lower"] <= iv["upper"] and iv["n_draws"] == 8
+    assert iv["lower"] < iv["estimate"] * 1.2 and iv["upper"] > iv["estimate"] * 0.8
+
+
+def test_payback_months_hand_cases():
+    assert ec.payback_months([5.0, 10.0, 15.0], 12.0) == pytest.approx(1.4)
+    assert ec.payback_months([5.0, 10.0, 15.0], 3.0) == 0.0
+    assert ec.payback_months([5.0, 10.0, 15.0], 100.0) == np.inf
+    assert ec.payback_months([1.0, 2.0], 2.0, months=[3, 4]) == 4.0
+
+
+# ---------------------------------------------------------------------------
+# retention lever on the base and on a new cohort
+# ---------------------------------------------------------------------------
+
+def test_retention_effect_delta_zero_equals_clv(fitted):
+    s, f, g = fitted
+    e = ec.retention_effect(f, g, s, delta=0.0, margin=0.3, horizon_months=24)
+    assert e.change == pytest.approx(0.0, abs=1e-8)
+    assert e.equity_base == pytest.approx(clv(f, g, s, horizon_months=24, margin=0.3).sum(), rel=1e-9)
+    assert e.n_customers == len(s)
+    assert e.monthly["alive_start_lever"].iloc[0] == pytest.approx(f.p_alive(s["x"], s["t_x"], s["T"]).sum())
+
+
+def test_retention_effect_signs_margin_and_new_cohort(fitted):
+    s, f, g = fitted
+    e1 = ec.retention_effect(f, g, s, delta=0.1)
+    e2 = ec.retention_effect(f, g, s, delta=0.2)
+    assert 0 < e1.change < e2.change and e1.extra_retained > 0
+    assert e1.change_pct == pytest.approx(100 * e1.change / e1.equity_base)
+    assert ec.retention_effect(f, g, s, delta=0.1, margin=0.0).change == 0.0
+    # equity is linear in margin
+    assert ec.retention_effect(f, g, s, delta=0.1, margin=0.6).change == pytest.approx(2 * e1.change)
+    n = ec.retention_effect(f, g, None, delta=0.1)
+    assert n.equity_base == pytest.approx(ec.new_customer_value(f, g))
+    assert n.equity_lever == pytest.approx(ec.new_customer_value(f, g, delta=0.1))
+    grid = ec.retention_grid(f, g, None, deltas=(0.0, 0.1), modes=("dropout",))
+    assert grid["change"].iloc[0] == pytest.approx(0.0, abs=1e-12) and grid["change"].iloc[1] == \
+        pytest.approx(n.change)
+
+
+def test_retention_effect_no_dropout_hand_check():
+    """Nobody drops out (p' = 0 under delta = 1): the new customer's gain is closed form."""
+    r, alpha, a, b = TRUE.values()
+    ez, H = 30.0, 6
+    e = ec.retention_effect(TRUE, ez, None, delta=1.0, margin=1.0, monthly_discount_rate=0.0, horizon_months=H)
+    t_H = H * WEEKS_PER_MONTH
+    expected = ez * (r * t_H / alpha - float(ec.expected_purchases_lever(TRUE, t_H)))
+    assert e.change == pytest.approx(expected, rel=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# costs, referrals, frontier, payback
+# ---------------------------------------------------------------------------
+
+def test_programme_cost_hand_cases(fitted):
+    e = _effect([1.0, 1.0, 1.0], n=10, rate=0.0)
+    np.testing.assert_allclose(ec.programme_cost(e, 2.0), [20.0, 20.0, 20.0])
+    e = _effect([1.0, 1.0], n=10, rate=0.1, alive=[4.0, 2.0])
+    np.testing.assert_allclose(ec.programme_cost(e, 1.0), [10 / 1.1, 10 / 1.21])
+    np.testing.assert_allclose(ec.programme_cost(e, 1.0, cost_on="alive"), [4 / 1.1, 2 / 1.21])
+    s, f, g = fitted
+    real = ec.retention_effect(f, g, s, delta=0.1)
+    assert ec.programme_cost(real, 0.5, "alive").sum() < ec.programme_cost(real, 0.5, "targeted").sum()
+
+
+def test_retention_payback_hand_case():
+    e = _effect([2.0, 4.0, 6.0], n=1, rate=0.0)
+    tab, pb = ec.retention_payback(e, 3.0)
+    np.testing.assert_allclose(tab["net"], [0.0, -1.0, 0.0, 3.0])
+    assert pb == 2.0
+    assert ec.retention_payback(e, 100.0)[1] == np.inf
+    assert ec.retention_payback(e, 0.0)[1] == 0.0
+
+
+def test_referral_value_hand_case():
+    assert ec.referral_value(10.0, 0.5, 20.0, 0.01, 24) == pytest.approx(0.5 * 10 * 20 / 1.01 ** 24)
+    assert ec.referral_value(10.0, 0.0, 20.0, 0.01, 24) == 0.0
+
+
+def test_cost_per_equity_and_frontier_hand_case():
+    e = _effect([50.0, 50.0], n=10, rate=0.0)          # equity gain 100, 20 customer-months
+    cpe = ec.cost_per_equity(e, new_value=50.0, new_alive_at_horizon=1.0, acquisition_cost=20.0,
+                             retention_cost=1.0)
+    assert cpe["retention"] == pytest.approx(20.0 / 100.0)
+    assert cpe["acquisition"] == pytest.approx(20.0 / 50.0)
+    assert cpe["advantage"] == pytest.approx(2.0)
+    fr = ec.breakeven_frontier(cpe, [0.0, 20.0])
+    np.testing.assert_allclose(fr["retention_cost"], [0.0, 2.0])
+    at_frontier = ec.cost_per_equity(e, 50.0, 1.0, 20.0, 2.0)
+    assert at_frontier["advantage"] == pytest.approx(1.0)
+    # referrals: 0.5 per retained customer, 1 new customer alive at the horizon -> +25 on acquisition
+    ref = ec.cost_per_equity(e, 50.0, 1.0, 20.0, 1.0, referral_rate=0.5)
+    assert ref["acquisition"] == pytest.approx(20.0 / 75.0)
+    # no equity created -> infinite cost per unit
+    assert ec.cost_per_equity(_effect([0.0]), 50.0, 1.0, 20.0, 1.0)["retention"] == np.inf
+
+
+def test_frontier_equalises_on_real_model(fitted):
+    s, f, g = fitted
+    e = ec.retention_effect(f, g, s, delta=0.1)
+    v = ec.new_customer_value(f, g)
+    cpe = ec.cost_per_equity(e, v, 0.5, 20.0, 0.5)
+    c_star = ec.breakeven_frontier(cpe, [20.0])["retention_cost"].iloc[0]
+    assert ec.cost_per_equity(e, v, 0.5, 20.0, c_star)["advantage"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------
+# price cut, scenario, sensitivity
+# ---------------------------------------------------------------------------
+
+def test_price_cut_breakeven(fitted):
+    s, f, g = fitted
+    tab = ec.price_cut_breakeven(f, g, None, discounts=(0.05, 0.3, 0.4), margin=0.3)
+    assert tab.loc[0.05, "margin_after"] == pytest.approx(0.25 / 0.95)
+    assert tab.loc[0.05, "equity_multiplier"] == pytest.approx(0.3 / 0.25)
+    for k in (0.3, 0.4):          # a cut >= margin cannot break even
+        assert np.isnan(tab.loc[k, "required_dropout_cut"]) and tab.loc[k, "equity_multiplier"] == np.inf
+    d = tab.loc[0.05, "required_retention_increase"]
+    e = ec.retention_effect(f, g, None, delta=d, mode="retention", margin=0.25)
+    assert e.equity_lever == pytest.approx(ec.new_customer_value(f, g, margin=0.3), rel=1e-5)
+
+
+def test_scenario_and_sensitivity(fitted):
+    s, f, g = fitted
+    sc = ec.Scenario(f, g, s)
+    ev = sc.evaluate()
+    for k in ("new_customer_value", "equity_change_pct", "cost_per_equity_retention",
+              "cost_per_equity_acquisition", "advantage", "acquisition_payback_months"):
+        assert k in ev and np.isfinite(ev[k])
+    assert ev["advantage"] == pytest.approx(ev["cost_per_equity_acquisition"] / ev["cost_per_equity_retention"])
+    # the margin scales both levers' equity: the advantage does not depend on it
+    assert sc.evaluate(margin=0.6)["advantage"] == pytest.approx(ev["advantage"], rel=1e-9)
+    assert sc.evaluate(retention_cost=1.0)["advantage"] == pytest.approx(ev["advantage"] / 2)
+    sens = ec.sensitivity(sc, {"margin": (0.15, 0.5), "retention_cost": (0.25, 1.0)})
+    assert list(sens.index) == ["retention_cost", "margin"]
+    assert sens.loc["retention_cost", "metric_low"] == pytest.approx(2 * ev["advantage"])
+    assert sens.loc["margin", "swing"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError):
+        ec.sensitivity(sc, {"nonsense": (0, 1)})
+
+
+# ---------------------------------------------------------------------------
+# simulation
+# ---------------------------------------------------------------------------
+
+def test_simulate_continuation_basics():
+    lam = np.array([1.0, 1.0, 2.0])
+    p = np.array([0.3, 0.0, 0.5])
+    alive = np.array([True, True, False])
+    out = ec.simulate_continuation(lam, p, alive, 10.0, 0.0)
+    np.testing.assert_array_equal(out["base"], out["lever"])
+    assert out.loc[2, "base"] == 0 and out.loc[2, "lever"] == 0
+    full = ec.simulate_continuation(lam, p, alive, 10.0, 1.0)     # p' = 0: every arrival is bought
+    assert full.loc[1, "lever"] == full.loc[1, "base"]
+    assert np.all(full["lever"] >= full["base"])
+
+
+@pytest.mark.parametrize("population,delta,mode", [("base", 0.05, "dropout"), ("base", 0.05, "retention"),
+                                                   ("new", 0.05, "dropout")])
+def test_lever_matches_simulation(population, delta, mode):
+    """Analytic change in future purchases = simulated change within 4 Monte-Carlo SE, and the
+    test is sharp: the change itself is many SE away from zero."""
+    chk = ec.lever_simulation_check(TRUE, delta, mode, t=52.0, n_customers=200_000, population=population,
+                                    seed=3)
+    assert abs(chk["z"]) < 4, chk
+    assert chk["change_over_se"] > 15, chk
+    assert abs(chk["z_base"]) < 4, chk
