@@ -144,3 +144,136 @@ def test_segment_profile_shares_sum_to_one():
     assert prof["share_customers"].sum() == pytest.approx(1)
     assert prof["share_equity"].sum() == pytest.approx(1)
     assert prof.loc["BZ", "share_equity"] < 0
+
+
+# ---------------------------------------------------------------------------
+# values, segment table, sensitivity, holdout helpers
+# ---------------------------------------------------------------------------
+
+from helpers.segments import (  # noqa: E402
+    customer_values,
+    holdout_active_months,
+    read_customer_costs,
+    return_counts,
+    segment_customers,
+    segment_sensitivity,
+    segment_validation,
+    value_and_segment,
+)
+
+
+def test_spend_uplift_keeps_equal_frequencies_together():
+    # 6 one-time buyers and 4 repeat buyers: the one-time buyers form one group of their own
+    idx = pd.Index(list("abcdefghij"))
+    freq = pd.Series([0, 0, 0, 0, 0, 0, 3, 3, 5, 5], index=idx)
+    spend = pd.Series([35.0] * 6 + [10, 20, 30, 40], index=idx)
+    pot = spend_uplift_potential(freq, spend, quantile=0.75, n_groups=5)
+    assert (pot[:6] == 35.0).all()  # identical peers: no uplift
+    assert pot["g"] > spend["g"]
+
+
+def test_extra_cost_per_active_month():
+    orders = np.array([[1.0, 1.0], [0.0, 0.0]])
+    alive = np.array([[1.0, 0.5], [1.0, 1.0]])
+    c = CostModel(cost_per_order=2.0, cost_per_active_month=10.0)
+    cost = expected_cost_to_serve(orders, alive, c, 0.0, extra_cost_per_active_month=np.array([1.0, 0.0]))
+    np.testing.assert_allclose(cost, [4 + 1.5 * 11, 20.0])
+
+
+def test_customer_values_by_hand():
+    # 2 customers, 2 months, no discounting
+    P = pd.DataFrame([[1.0, 1.0], [0.1, 0.1]], index=["a", "b"])
+    A = pd.DataFrame([[1.0, 1.0], [1.0, 1.0]], index=["a", "b"])
+    c = CostModel(cost_per_order=3.0, cost_per_active_month=0.5)
+    v = customer_values(P, A, [40.0, 30.0], 0.3, 0.0, c, potential_spend=[50.0, 30.0])
+    # a: margin 0.3*40*2 = 24, cost 3*2 + 0.5*2 = 7 -> 17; potential 0.3*50*2 - 7 = 23
+    assert v.loc["a", "gross_margin"] == pytest.approx(24.0)
+    assert v.loc["a", "cost_to_serve"] == pytest.approx(7.0)
+    assert v.loc["a", "net_clv"] == pytest.approx(17.0)
+    assert v.loc["a", "growth_gap"] == pytest.approx(6.0)
+    # b: 0.3*30*0.2 = 1.8 - (0.6 + 1.0) = 0.2
+    assert v.loc["b", "net_clv"] == pytest.approx(0.2)
+    assert v.loc["b", "growth_gap"] == 0
+    assert list(v.index) == ["a", "b"]
+    with pytest.raises(ValueError, match="margin"):
+        customer_values(P, A, [40.0, 30.0], 0.0, 0.0, c)
+    with pytest.raises(ValueError, match="one value per customer"):
+        customer_values(P, A, [40.0], 0.3, 0.0, c)
+
+
+def test_value_and_segment_bz_flips_with_monthly_cost():
+    P = pd.DataFrame([[1.0], [0.1], [0.1]], index=list("abc"))
+    A = pd.DataFrame([[1.0], [1.0], [1.0]], index=list("abc"))
+    spend = np.array([40.0, 30.0, 30.0])
+    cheap = value_and_segment(P, A, spend, spend, 0.3, 0.0, CostModel(3.0, 0.5), 1 / 3, 0.0)
+    dear = value_and_segment(P, A, spend, spend, 0.3, 0.0, CostModel(3.0, 1.0), 1 / 3, 0.0)
+    assert cheap["segment"].tolist() == ["MVC", "Maintain", "Maintain"]   # 0.9 - 0.3 - 0.5 = +0.1
+    assert dear["segment"].tolist() == ["MVC", "BZ", "BZ"]                # 0.9 - 0.3 - 1.0 = -0.4
+
+
+def test_segment_sensitivity_grid():
+    P = pd.DataFrame([[1.0], [0.1], [0.1], [0.5]], index=list("abcd"))
+    A = pd.DataFrame(1.0, index=P.index, columns=P.columns)
+    spend = pd.Series([40.0, 30.0, 30.0, 10.0], index=P.index)
+    base = dict(margin=0.3, monthly_discount_rate=0.0, cost_per_order=3.0, cost_per_active_month=0.5,
+                cost_per_return=0.0, mvc_share=0.25, mgc_share=0.25)
+    t = segment_sensitivity(P, A, spend, spend * 2, base, {"cost_per_active_month": [0.5, 1.0], "mvc_share": [0.5]})
+    assert t.loc[("cost_per_active_month", 0.5), "BZ"] == 1   # d: 1.5 - 1.5 - 0.5 < 0
+    assert t.loc[("cost_per_active_month", 1.0), "BZ"] == 3   # b, c: -0.4; d: 1.5 - 1.5 - 1.0 < 0
+    assert t.loc[("mvc_share", 0.5), "MVC"] == 2
+    assert (t[SEGMENT_ORDER].sum(axis=1) == 4).all()
+    with pytest.raises(ValueError, match="unknown setting"):
+        segment_sensitivity(P, A, spend, spend, base, {"nope": [1]})
+
+
+def test_holdout_active_months_and_returns():
+    tx = pd.DataFrame({"customer_id": ["a", "a", "b", "c"],
+                       "date": pd.to_datetime(["2020-01-05", "2020-03-01", "2019-12-01", "2020-01-31"])})
+    m = holdout_active_months(tx, "2019-12-31", "2020-06-30", pd.Index(["a", "b", "c", "d"]), days_per_month=30)
+    assert m["a"] == pytest.approx(61 / 30) and m["b"] == 0 and m["c"] == pytest.approx(31 / 30) and m["d"] == 0
+    ret = pd.DataFrame({"customer_id": ["a", "a", "a", "b"], "amount": [-1.0, -2.0, -3.0, -4.0],
+                        "date": pd.to_datetime(["2020-01-05", "2020-01-05", "2020-02-01", "2019-11-01"])})
+    r = return_counts(ret, pd.Index(["a", "b", "c"]), start="2019-12-31")
+    assert r.tolist() == [2.0, 0.0, 0.0]  # same-day returns are one returned order
+    assert return_counts(ret.iloc[0:0], pd.Index(["a"])).tolist() == [0.0]
+
+
+def test_read_customer_costs(tmp_path):
+    f = tmp_path / "costs.csv"
+    pd.DataFrame({"customer_id": ["001", "002", "001"], "cost_per_month": [1.0, 2.0, 0.5]}).to_csv(f, index=False)
+    s = read_customer_costs(str(f), pd.Index(["001", "003"]))
+    assert s.tolist() == [1.5, 0.0]
+    pd.DataFrame({"customer_id": ["001"], "cost_per_month": [-1.0]}).to_csv(f, index=False)
+    with pytest.raises(ValueError, match=">= 0"):
+        read_customer_costs(str(f), pd.Index(["001"]))
+
+
+def test_segment_validation_table():
+    seg = pd.Series(["MVC", "BZ", "MVC", "Maintain"], index=list("abcd"))
+    forecast = pd.Series([10.0, -1.0, 5.0, 1.0], index=seg.index)
+    real = pd.Series([12.0, -2.0, 4.0, 2.0], index=seg.index)
+    t = segment_validation(seg, forecast, {"realised": real})
+    assert list(t.index) == SEGMENT_ORDER
+    assert t.loc["MVC", "realised"] == 16 and t.loc["MVC", "realised_share"] == pytest.approx(1.0)
+    assert t.loc["BZ", "realised_per_customer"] == -2 and t.loc["MGC", "customers"] == 0
+
+
+def test_segment_customers_end_to_end():
+    from helpers.models import fit_gamma_gamma, fit_model
+    from helpers.simulate import simulate_bgnbd
+
+    sim = simulate_bgnbd(3000, r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, gamma=15.44,
+                         observation_days=273, acquisition_days=84, seed=1)
+    s = sim.summary()
+    s = s[(s["x"] == 0) | (s["m_x"] > 0)]
+    f = fit_model("bgnbd", s, time_unit="W")
+    g = fit_gamma_gamma(s, warn=False)
+    t, P, A = segment_customers(f, g, s, 12, 0.3, 0.01, CostModel(3.0, 0.25), 0.2, 0.2, time_unit="W")
+    assert len(t) == len(s) and t["segment"].notna().all()
+    assert (t["segment"] == "MVC").sum() == round(0.2 * len(s))
+    assert ((t["segment"] == "BZ") == (t["net_clv"] < 0)).all()
+    np.testing.assert_allclose(t["expected_purchases"], f.expected_purchases(12 * 365.25 / 12 / 7, s), rtol=1e-9)
+    # net CLV + cost to serve is the CLV of helpers.value.clv at the same settings
+    from helpers.value import clv
+    np.testing.assert_allclose(t["gross_margin"], clv(f, g, s, 12, 0.01, margin=0.3, time_unit="W"), rtol=1e-9)
+    assert P.shape == A.shape == (len(s), 12)

@@ -55,6 +55,14 @@ __all__ = [
     "top_share_captured",
     "realised_net_value",
     "segment_profile",
+    "customer_values",
+    "value_and_segment",
+    "segment_customers",
+    "segment_sensitivity",
+    "holdout_active_months",
+    "return_counts",
+    "read_customer_costs",
+    "segment_validation",
 ]
 
 SEGMENT_ORDER = ["MVC", "MGC", "Maintain", "BZ"]
@@ -100,6 +108,7 @@ def expected_cost_to_serve(
     monthly_discount_rate: float,
     return_rate: np.ndarray | float = 0.0,
     extra_cost: np.ndarray | float = 0.0,
+    extra_cost_per_active_month: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """Discounted expected cost to serve each customer over the horizon.
 
@@ -116,11 +125,14 @@ def expected_cost_to_serve(
         ``cost_per_return``.
     extra_cost : array or float
         An already discounted per-customer cost from the data, added as is.
+    extra_cost_per_active_month : array or float
+        A per-customer monthly cost from the data (e.g. priced service
+        contacts), charged like ``cost_per_active_month`` on top of it.
 
     Returns
     -------
     ndarray (n_customers,)
-        sum_m disc_m * [orders_m * (c_order + rate * c_return) + P(alive)_m * c_month] + extra.
+        sum_m disc_m * [orders_m * (c_order + rate * c_return) + P(alive)_m * (c_month + c_i)] + extra.
     """
     purchases_by_month = np.asarray(purchases_by_month, dtype=float)
     p_alive_by_month = np.asarray(p_alive_by_month, dtype=float)
@@ -134,7 +146,8 @@ def expected_cost_to_serve(
     per_order = costs.cost_per_order + rate * costs.cost_per_return
     orders = purchases_by_month @ disc
     alive_months = p_alive_by_month @ disc
-    return orders * per_order + alive_months * costs.cost_per_active_month + np.asarray(extra_cost, float)
+    monthly = costs.cost_per_active_month + np.asarray(extra_cost_per_active_month, dtype=float)
+    return orders * per_order + alive_months * monthly + np.asarray(extra_cost, float)
 
 
 def spend_uplift_potential(
@@ -142,18 +155,24 @@ def spend_uplift_potential(
 ) -> pd.Series:
     """Spend per order a customer could reach: the ``quantile`` of comparable customers.
 
-    Customers are grouped by purchase frequency (``n_groups`` quantile bins of
-    ``frequency``); a customer's potential spend is the ``quantile`` of the
-    expected spend in their group, or their own spend if that is higher.  It
-    is the up-sell/cross-sell lever of seed 002 made concrete: what this
-    customer would be worth if they bought like the better customers who buy
-    as often as they do.
+    Customers are grouped by purchase frequency (up to ``n_groups`` quantile
+    bins of the *values* of ``frequency``; customers with the same frequency
+    always share a group, so when most customers bought once they form one
+    group); a customer's potential spend is the ``quantile`` of the expected
+    spend in their group, or their own spend if that is higher.  It is the
+    up-sell/cross-sell lever of seed 002 made concrete: what this customer
+    would be worth if they bought like the better customers who buy as often
+    as they do.
     """
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    if n_groups < 1:
+        raise ValueError(f"n_groups must be >= 1, got {n_groups}")
     f = pd.Series(np.asarray(frequency, float), index=spend.index)
-    ranks = f.rank(method="first")
-    groups = pd.qcut(ranks, q=min(n_groups, len(f)), labels=False, duplicates="drop")
+    if f.nunique() <= 1 or n_groups == 1:
+        groups = pd.Series(0, index=f.index)
+    else:
+        groups = pd.qcut(f, q=min(n_groups, len(f)), labels=False, duplicates="drop")
     target = spend.groupby(groups).transform(lambda s: s.quantile(quantile))
     return np.maximum(spend, target)
 
@@ -275,3 +294,302 @@ def segment_profile(table: pd.DataFrame, segment_col: str = "segment", value_col
     for col in means:
         out[f"mean_{col}"] = g[col].mean()
     return out.reindex([s for s in SEGMENT_ORDER if s in out.index])
+
+
+# ---------------------------------------------------------------------------
+# from model expectations to a segment table
+# ---------------------------------------------------------------------------
+
+def customer_values(
+    purchases_by_month,
+    p_alive_by_month,
+    expected_spend,
+    margin: float,
+    monthly_discount_rate: float,
+    costs: CostModel,
+    potential_spend=None,
+    return_rate=0.0,
+    extra_cost_per_active_month=0.0,
+    index: pd.Index | None = None,
+) -> pd.DataFrame:
+    """Gross margin, cost to serve, net CLV and potential net CLV per customer.
+
+    ``gross_margin = margin * E[spend per order] * sum_m disc_m * E[orders in month m]``
+    (the CLV of :func:`helpers.value.clv` with the same month grid);
+    ``cost_to_serve`` from :func:`expected_cost_to_serve`;
+    ``net_clv = gross_margin - cost_to_serve``.  ``potential_net_clv`` is the
+    net CLV with ``potential_spend`` per order instead (same orders, so the
+    same cost to serve); ``growth_gap`` the difference.
+
+    Parameters
+    ----------
+    purchases_by_month, p_alive_by_month : (n, H) arrays or DataFrames
+        From :func:`helpers.value.monthly_expectations`.
+    expected_spend : (n,) array or Series
+        Expected spend per order (Gamma-Gamma ``E[M | x, m_x]``).
+    margin : float
+        Gross margin on revenue, in (0, 1].
+    monthly_discount_rate : float
+    costs : CostModel
+    potential_spend : (n,) array or Series, optional
+        Spend per order the customer could reach (default: ``expected_spend``).
+    return_rate, extra_cost_per_active_month
+        Per-customer inputs of :func:`expected_cost_to_serve`.
+    index : Index, optional
+        Customer index (default: the index of ``purchases_by_month`` if it is a DataFrame).
+
+    Returns
+    -------
+    DataFrame with ``expected_purchases``, ``alive_months`` (undiscounted sums
+    over the horizon), ``expected_spend``, ``gross_margin``, ``cost_to_serve``,
+    ``net_clv``, ``potential_spend``, ``potential_net_clv``, ``growth_gap``.
+    """
+    if not 0 < margin <= 1:
+        raise ValueError(f"margin must be in (0, 1], got {margin}")
+    if index is None:
+        index = purchases_by_month.index if isinstance(purchases_by_month, pd.DataFrame) else None
+    P = np.asarray(purchases_by_month, dtype=float)
+    A = np.asarray(p_alive_by_month, dtype=float)
+    spend = np.asarray(expected_spend, dtype=float)
+    pot = spend if potential_spend is None else np.asarray(potential_spend, dtype=float)
+    if spend.shape != (P.shape[0],) or pot.shape != spend.shape:
+        raise ValueError("expected_spend and potential_spend need one value per customer (row)")
+    disc = discount_factors(P.shape[1], monthly_discount_rate)
+    orders_disc = P @ disc
+    cost = expected_cost_to_serve(P, A, costs, monthly_discount_rate, return_rate=return_rate,
+                                  extra_cost_per_active_month=extra_cost_per_active_month)
+    gross = margin * spend * orders_disc
+    net = gross - cost
+    pot_net = margin * pot * orders_disc - cost
+    return pd.DataFrame({
+        "expected_purchases": P.sum(axis=1),
+        "alive_months": A.sum(axis=1),
+        "expected_spend": spend,
+        "gross_margin": gross,
+        "cost_to_serve": cost,
+        "net_clv": net,
+        "potential_spend": pot,
+        "potential_net_clv": pot_net,
+        "growth_gap": pot_net - net,
+    }, index=index)
+
+
+def value_and_segment(
+    purchases_by_month,
+    p_alive_by_month,
+    expected_spend,
+    potential_spend,
+    margin: float,
+    monthly_discount_rate: float,
+    costs: CostModel,
+    mvc_share: float = 0.2,
+    mgc_share: float = 0.2,
+    return_rate=0.0,
+    extra_cost_per_active_month=0.0,
+    index: pd.Index | None = None,
+) -> pd.DataFrame:
+    """:func:`customer_values` plus the ``segment`` column of :func:`assign_segments`."""
+    vals = customer_values(purchases_by_month, p_alive_by_month, expected_spend, margin, monthly_discount_rate,
+                           costs, potential_spend=potential_spend, return_rate=return_rate,
+                           extra_cost_per_active_month=extra_cost_per_active_month, index=index)
+    vals["segment"] = assign_segments(vals["net_clv"], vals["potential_net_clv"], mvc_share, mgc_share)
+    return vals
+
+
+def segment_customers(
+    model_fit,
+    spend_fit,
+    summary: pd.DataFrame,
+    horizon_months: int,
+    margin: float,
+    monthly_discount_rate: float,
+    costs: CostModel,
+    mvc_share: float = 0.2,
+    mgc_share: float = 0.2,
+    time_unit: str = "W",
+    uplift_quantile: float = 0.75,
+    uplift_groups: int = 5,
+    return_rate=0.0,
+    extra_cost_per_active_month=0.0,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Net CLV, potential and segment of every customer at the end of ``summary``'s period.
+
+    Parameters
+    ----------
+    model_fit : FittedModel
+        Frequency model fitted on ``summary`` (time unit ``time_unit``).
+    spend_fit : GammaGammaFit
+    summary : DataFrame
+        ``x, t_x, T, m_x`` per customer (``total_spend`` optional).
+    horizon_months : int
+    margin, monthly_discount_rate, costs
+        As in :func:`customer_values`.
+    mvc_share, mgc_share
+        As in :func:`assign_segments`.
+    time_unit : str
+    uplift_quantile, uplift_groups
+        Potential spend per order, see :func:`spend_uplift_potential`.
+    return_rate, extra_cost_per_active_month
+        Per-customer cost inputs (Series aligned with ``summary`` or scalars).
+
+    Returns
+    -------
+    table : DataFrame
+        Per customer: the history (``x``, ``t_x``, ``T``, ``recency`` = ``T - t_x``,
+        ``m_x``), ``p_alive`` now, the columns of :func:`customer_values` and ``segment``.
+    purchases_by_month, p_alive_by_month : DataFrame
+        The month-by-month expectations (for sensitivity analyses).
+    """
+    from .value import monthly_expectations  # noqa: PLC0415  (value does not import segments)
+
+    purchases, alive = monthly_expectations(model_fit, summary, horizon_months, time_unit=time_unit)
+    spend = pd.Series(spend_fit.expected_spend(summary["x"], summary["m_x"]), index=summary.index)
+    potential = spend_uplift_potential(summary["x"], spend, quantile=uplift_quantile, n_groups=uplift_groups)
+    rr = return_rate.reindex(summary.index).fillna(0.0) if isinstance(return_rate, pd.Series) else return_rate
+    ec = (extra_cost_per_active_month.reindex(summary.index).fillna(0.0)
+          if isinstance(extra_cost_per_active_month, pd.Series) else extra_cost_per_active_month)
+    vals = value_and_segment(purchases, alive, spend, potential, margin, monthly_discount_rate, costs,
+                             mvc_share, mgc_share, return_rate=rr, extra_cost_per_active_month=ec)
+    table = pd.DataFrame({
+        "x": summary["x"], "t_x": summary["t_x"], "T": summary["T"],
+        "recency": summary["T"] - summary["t_x"], "m_x": summary["m_x"],
+        "p_alive": model_fit.p_alive(summary),
+    }, index=summary.index)
+    table = table.join(vals)
+    return table, purchases, alive
+
+
+def segment_sensitivity(
+    purchases_by_month,
+    p_alive_by_month,
+    expected_spend,
+    potential_spend,
+    base: dict,
+    vary: dict[str, list],
+) -> pd.DataFrame:
+    """Segment sizes when one setting at a time moves away from ``base``.
+
+    Parameters
+    ----------
+    purchases_by_month, p_alive_by_month, expected_spend, potential_spend
+        As in :func:`value_and_segment` (computed once; only the economics
+        and the rules are re-evaluated, so a grid costs milliseconds).
+    base : dict
+        ``margin, monthly_discount_rate, cost_per_order, cost_per_active_month,
+        cost_per_return, mvc_share, mgc_share`` and optionally ``return_rate``,
+        ``extra_cost_per_active_month``.
+    vary : dict
+        Setting name -> values to try.
+
+    Returns
+    -------
+    DataFrame indexed by (``parameter``, ``value``) with the number of
+    customers per segment, ``share_BZ`` and ``net_equity`` (sum of net CLV).
+    """
+    cost_keys = ("cost_per_order", "cost_per_active_month", "cost_per_return")
+    rows = []
+    for name, values in vary.items():
+        if name not in base:
+            raise ValueError(f"unknown setting {name!r}; base has {sorted(base)}")
+        for v in values:
+            cfg = dict(base, **{name: v})
+            costs = CostModel(**{k: cfg[k] for k in cost_keys})
+            t = value_and_segment(purchases_by_month, p_alive_by_month, expected_spend, potential_spend,
+                                  cfg["margin"], cfg["monthly_discount_rate"], costs, cfg["mvc_share"],
+                                  cfg["mgc_share"], return_rate=cfg.get("return_rate", 0.0),
+                                  extra_cost_per_active_month=cfg.get("extra_cost_per_active_month", 0.0))
+            counts = t["segment"].value_counts().reindex(SEGMENT_ORDER, fill_value=0)
+            rows.append({"parameter": name, "value": v, **counts.to_dict(),
+                         "share_BZ": counts["BZ"] / len(t), "net_equity": t["net_clv"].sum()})
+    return pd.DataFrame(rows).set_index(["parameter", "value"])
+
+
+# ---------------------------------------------------------------------------
+# holdout: what customers actually did
+# ---------------------------------------------------------------------------
+
+def holdout_active_months(
+    transactions: pd.DataFrame,
+    calibration_end,
+    observation_end,
+    customers: pd.Index,
+    days_per_month: float = 365.25 / 12,
+) -> pd.Series:
+    """Observed months of activity in the holdout: from its start to the customer's last holdout purchase.
+
+    Zero for customers who did not buy in the holdout.  Being alive is not
+    observable; a customer who bought on day ``d`` of the holdout was alive
+    at least until then, so this is the observable lower bound of the months
+    the customer had to be served.  The upper bound is the whole holdout
+    length for everybody (a firm that cannot tell who is alive serves all).
+    """
+    start = pd.Timestamp(calibration_end).normalize()
+    end = pd.Timestamp(observation_end).normalize()
+    d = transactions["date"].dt.normalize()
+    h = transactions.loc[(d > start) & (d <= end), ["customer_id"]].assign(day=d)
+    last = h.groupby("customer_id")["day"].max()
+    months = (last - start).dt.days / days_per_month
+    return months.reindex(customers, fill_value=0.0).rename("active_months").astype(float)
+
+
+def return_counts(returns: pd.DataFrame, customers: pd.Index, start=None, end=None) -> pd.Series:
+    """Number of returned orders (rows with negative amounts) per customer, within ``(start, end]``.
+
+    Several return rows of one customer on one day count as one returned order.
+    """
+    if returns is None or len(returns) == 0:
+        return pd.Series(0.0, index=customers, name="returns")
+    d = returns["date"].dt.normalize()
+    keep = np.ones(len(returns), dtype=bool)
+    if start is not None:
+        keep &= (d > pd.Timestamp(start).normalize()).to_numpy()
+    if end is not None:
+        keep &= (d <= pd.Timestamp(end).normalize()).to_numpy()
+    r = pd.DataFrame({"customer_id": returns["customer_id"].to_numpy()[keep], "day": d.to_numpy()[keep]})
+    n = r.drop_duplicates().groupby("customer_id").size()
+    return n.reindex(customers, fill_value=0).astype(float).rename("returns")
+
+
+def read_customer_costs(path: str, customers: pd.Index, column: str = "cost_per_month") -> pd.Series:
+    """A per-customer monthly cost from a CSV or Parquet file (``customer_id`` and ``column``).
+
+    Customers missing from the file get 0; negative or non-numeric costs are an error.
+    """
+    p = str(path)
+    df = pd.read_parquet(p) if p.lower().endswith((".parquet", ".pq")) else pd.read_csv(p, dtype={"customer_id": str})
+    missing = {"customer_id", column} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; columns present {list(df.columns)}")
+    cost = pd.to_numeric(df[column], errors="coerce")
+    if cost.isna().any() or (cost < 0).any():
+        raise ValueError(f"{path}: column {column!r} must hold numbers >= 0")
+    s = pd.Series(cost.to_numpy(float), index=df["customer_id"].astype(str)).groupby(level=0).sum()
+    return s.reindex(pd.Index(customers).astype(str), fill_value=0.0).set_axis(customers).rename(column)
+
+
+def segment_validation(segment: pd.Series, forecast: pd.Series, realised: dict[str, pd.Series]) -> pd.DataFrame:
+    """Forecast against realised value per segment.
+
+    Parameters
+    ----------
+    segment : Series of segment labels.
+    forecast : Series
+        Model-expected value of each customer over the holdout.
+    realised : dict
+        Name -> realised value per customer (e.g. two conventions for the
+        months served).
+
+    Returns
+    -------
+    DataFrame per segment: ``customers``, ``forecast`` (total), and for each
+    realised series its total, share of the overall total and per-customer mean.
+    """
+    g = segment.astype(pd.CategoricalDtype(SEGMENT_ORDER))
+    out = pd.DataFrame({"customers": g.value_counts().reindex(SEGMENT_ORDER),
+                        "forecast": forecast.groupby(g, observed=False).sum()})
+    for name, v in realised.items():
+        tot = v.groupby(g, observed=False).sum()
+        out[name] = tot
+        out[f"{name}_share"] = tot / v.sum() if v.sum() != 0 else np.nan
+        out[f"{name}_per_customer"] = tot / out["customers"].replace(0, np.nan)
+    return out.reindex(SEGMENT_ORDER)
