@@ -44,6 +44,7 @@ from scipy import stats
 from .summary import purchase_days
 
 __all__ = [
+    "order_value_profile",
     "PERIODS",
     "BRIDGE_COMPONENTS",
     "growth_accounting",
@@ -853,6 +854,29 @@ class RepeatShareRegression:
     def to_dict(self) -> dict:
         """All fields as a plain dict."""
         return asdict(self)
+
+
+def order_value_profile(transactions: pd.DataFrame, max_order_number: int = 6) -> pd.DataFrame:
+    """Geometric-mean order value by order number, for groups of customers by their number of orders.
+
+    Orders are purchase days (amounts summed per customer and day, as in
+    :func:`helpers.summary.purchase_days`); orders with a non-positive value
+    are left out (a log cannot be taken).  Rows: order number 1 ..
+    ``max_order_number``; columns: customers with 1, 2, 3-4 and 5+ orders.
+    Reading across a row compares different customers; reading down a column
+    follows the same kind of customer from first to later orders.
+    """
+    _check_transactions(transactions, need_amount=True)
+    daily = purchase_days(transactions)
+    order_number = daily.groupby("customer_id", sort=False).cumcount() + 1
+    n_orders = order_number.groupby(daily["customer_id"], sort=False).transform("max")
+    group = pd.cut(n_orders, [0, 1, 2, 4, np.inf], labels=["1 order", "2 orders", "3-4 orders", "5+ orders"])
+    keep = (daily["amount"] > 0) & (order_number <= max_order_number)
+    frame = pd.DataFrame({"order_number": order_number[keep], "customers": group[keep],
+                          "log_value": np.log(daily.loc[keep, "amount"])})
+    table = frame.pivot_table(index="order_number", columns="customers", values="log_value",
+                              aggfunc="mean", observed=True)
+    return np.exp(table)
 
 
 def repeat_share_revenue_regression(

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["SimulationResult", "simulate_bgnbd", "write_parquet_chunks"]
+__all__ = ["SimulationResult", "simulate_bgnbd", "write_parquet_chunks", "write_simulated_log", "simulate_market"]
 
 
 @dataclass
@@ -280,3 +280,227 @@ def write_parquet_chunks(
         files.append(f)
         del sim
     return files
+
+
+# ---------------------------------------------------------------------------
+# a transaction log on disk (simulated retailer) and a market of firms
+# ---------------------------------------------------------------------------
+
+def write_simulated_log(
+    path: str | Path,
+    n_customers: int,
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    p: float,
+    q: float,
+    gamma: float,
+    start: str | pd.Timestamp = "2021-01-01",
+    acquisition_days: float = 0.0,
+    observation_days: float = 546.0,
+    seed: int = 0,
+    time_unit_days: float = 7.0,
+    model: str = "bgnbd",
+    id_prefix: str = "",
+) -> Path:
+    """Write a simulated BG/NBD + Gamma-Gamma transaction log to a file.
+
+    The log looks like a real one: one row per transaction with
+    ``customer_id`` (zero-padded text), ``date`` (day resolution, ISO
+    ``YYYY-MM-DD`` in CSV, ``datetime64`` in Parquet) and ``amount`` (rounded
+    to cents, at least 0.01), sorted by date and customer.  It is a
+    deterministic function of the arguments (same seed, same file content),
+    which is what lets a configuration's ``simulate:`` section stand in for a
+    data file (:func:`helpers.config.ensure_data` calls this with the
+    section's keys).
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file; ``.parquet``/``.pq`` writes Parquet, anything else CSV.
+        Parent folders are created.  The file is written to a temporary name
+        and renamed, so an interrupted run never leaves a partial log behind.
+    n_customers, r, alpha, a, b, p, q, gamma, start, acquisition_days,
+    observation_days, seed, time_unit_days, model, id_prefix
+        As in :func:`simulate_bgnbd` (``r``/``alpha`` per time unit of
+        ``time_unit_days`` days; spend parameters are required here).
+        Every date lies in ``[start, start + observation_days)``.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    out = Path(path)
+    sim = simulate_bgnbd(
+        n_customers, r, alpha, a, b, p=p, q=q, gamma=gamma, start=start,
+        observation_days=observation_days, time_unit_days=time_unit_days,
+        acquisition_days=acquisition_days, seed=seed, resolution="day", model=model,
+        id_prefix=id_prefix,
+    )
+    tx = sim.transactions
+    tx["amount"] = np.maximum(np.round(tx["amount"].to_numpy(), 2), 0.01)
+    tx = tx.sort_values(["date", "customer_id"], kind="mergesort").reset_index(drop=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if out.suffix.lower() in {".parquet", ".pq"}:
+        tx.to_parquet(tmp, index=False)
+    else:
+        csv = tx.assign(date=tx["date"].dt.strftime("%Y-%m-%d"))
+        csv.to_csv(tmp, index=False, float_format="%.2f", lineterminator="\n")
+    tmp.replace(out)
+    return out
+
+
+def simulate_market(
+    n_firms: int = 200,
+    months: int = 36,
+    measure_months: int | None = 12,
+    new_per_month: tuple[float, float] = (25.0, 250.0),
+    mean_dropout: tuple[float, float] = (0.2, 0.95),
+    dropout_concentration: float = 5.0,
+    correlation: float = 0.0,
+    r: float = 0.6,
+    alpha: float = 10.0,
+    p: float = 6.0,
+    q: float = 4.0,
+    gamma: float = 20.0,
+    start: str | pd.Timestamp = "2021-01-01",
+    time_unit_days: float = 7.0,
+    model: str = "mbgnbd",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A market of simulated firms that differ in retention and acquisition.
+
+    Every firm sells to its own customers under the same BG/NBD purchase
+    process (``r``, ``alpha``) and Gamma-Gamma spend (``p``, ``q``,
+    ``gamma``) over the same window of ``months`` calendar months from
+    ``start``, acquiring customers uniformly over the whole window.  Firms
+    differ in two things only:
+
+    * **retention**: the drop-out probability after each purchase is
+      ``Beta(a, b)`` with mean ``m = a / (a + b)`` and
+      ``a + b = dropout_concentration``; ``m`` is drawn per firm
+      log-uniformly on ``mean_dropout`` (low ``m`` = good retention).  The
+      default ``model="mbgnbd"`` (MBG/NBD) also gives a drop-out chance right
+      after the first purchase, so ``m`` is close to the share of customers
+      who never come back; under ``model="bgnbd"`` every customer makes at
+      least one repeat purchase if it lives long enough, which keeps repeat
+      shares high whatever the drop-out;
+    * **acquisition**: new customers per month, drawn per firm
+      log-uniformly on ``new_per_month`` (the firm's customer count is
+      ``round(new_per_month * months)``).
+
+    The two draws come from a Gaussian copula with correlation
+    ``correlation`` between *retention quality* (``-log m``) and ``log``
+    acquisition (0 = independent; negative = firms that acquire more retain
+    worse).  Each firm is simulated with :func:`simulate_bgnbd` (``model``, day
+    resolution) from its own seed spawned from ``seed``, so the market is a
+    deterministic function of the arguments.
+
+    Revenue and repeat share are measured over the last ``measure_months``
+    calendar months of the window (``None``: the whole window), after the
+    firm has been acquiring for a while.  ``repeat_share`` is the share of
+    that revenue from *returning* customers with the definition of
+    :func:`helpers.revenue.returning_revenue_share` (default
+    ``definition="period"``, ``period="M"``): revenue of a customer in a
+    month after its acquisition month; i.e. the revenue-weighted share over
+    the measured months.
+
+    Returns
+    -------
+    DataFrame
+        One row per firm (index ``firm``, 0..n_firms-1) with ``revenue``,
+        ``repeat_share``, ``new_revenue``, ``returning_revenue``,
+        ``n_customers``, ``new_per_month``, ``mean_dropout``, ``a``, ``b``,
+        the common ``r``, ``alpha``, ``p``, ``q``, ``gamma`` and the firm's
+        ``seed``.  ``attrs["settings"]`` records the market settings.
+    """
+    if int(n_firms) != n_firms or n_firms < 1:
+        raise ValueError(f"n_firms must be a positive integer, got {n_firms!r}")
+    if int(months) != months or months < 1:
+        raise ValueError(f"months must be a positive integer, got {months!r}")
+    if measure_months is not None and not (1 <= int(measure_months) <= months):
+        raise ValueError(f"measure_months must be None or in 1..months ({months}), got {measure_months!r}")
+    lo_n, hi_n = (float(v) for v in new_per_month)
+    lo_m, hi_m = (float(v) for v in mean_dropout)
+    if not (0 < lo_n <= hi_n):
+        raise ValueError(f"new_per_month must be (low, high) with 0 < low <= high, got {new_per_month!r}")
+    if not (0 < lo_m <= hi_m < 1):
+        raise ValueError(f"mean_dropout must be (low, high) with 0 < low <= high < 1, got {mean_dropout!r}")
+    if not (np.isfinite(dropout_concentration) and dropout_concentration > 0):
+        raise ValueError(f"dropout_concentration must be positive, got {dropout_concentration!r}")
+    if not (-1 < correlation < 1):
+        raise ValueError(f"correlation must lie in (-1, 1), got {correlation!r}")
+    if model not in ("bgnbd", "mbgnbd"):
+        raise ValueError(f"model must be 'bgnbd' or 'mbgnbd', got {model!r}")
+    from scipy import stats  # noqa: PLC0415
+
+    n_firms, months = int(n_firms), int(months)
+    start_ts = pd.Timestamp(start).normalize()
+    end_ts = start_ts + pd.DateOffset(months=months)
+    observation_days = float((end_ts - start_ts).days)
+    # acquisition over the whole window (simulate_bgnbd needs it strictly shorter)
+    acquisition_days = observation_days - 1e-6
+
+    ss = np.random.SeedSequence(seed)
+    draw_seq, *firm_seqs = ss.spawn(n_firms + 1)
+    rng = np.random.default_rng(draw_seq)
+    z = rng.standard_normal((n_firms, 2))
+    z[:, 1] = correlation * z[:, 0] + np.sqrt(1 - correlation**2) * z[:, 1]
+    u = stats.norm.cdf(z)
+    # retention quality u[:, 0] high -> low mean drop-out
+    m = np.exp(np.log(hi_m) + u[:, 0] * (np.log(lo_m) - np.log(hi_m)))
+    npm = np.exp(np.log(lo_n) + u[:, 1] * (np.log(hi_n) - np.log(lo_n)))
+    a_f = m * dropout_concentration
+    b_f = (1 - m) * dropout_concentration
+    n_cust = np.maximum(np.round(npm * months).astype(np.int64), 1)
+    firm_seeds = np.array([int(s.generate_state(1)[0]) for s in firm_seqs], dtype=np.int64)
+
+    start_month = start_ts.to_datetime64().astype("datetime64[M]").astype(np.int64)
+    first_measured = months - (months if measure_months is None else int(measure_months))
+    revenue = np.zeros(n_firms)
+    new_rev = np.zeros(n_firms)
+    for k in range(n_firms):
+        sim = simulate_bgnbd(
+            int(n_cust[k]), r, alpha, float(a_f[k]), float(b_f[k]), p=p, q=q, gamma=gamma,
+            start=start_ts, observation_days=observation_days, time_unit_days=time_unit_days,
+            acquisition_days=acquisition_days, seed=int(firm_seeds[k]), resolution="day", model=model,
+        )
+        tx = sim.transactions
+        month = tx["date"].to_numpy().astype("datetime64[M]").astype(np.int64) - start_month
+        amount = tx["amount"].to_numpy()
+        # rows are in customer order with each customer's first purchase first
+        ids = tx["customer_id"].to_numpy()
+        first_row = np.r_[True, ids[1:] != ids[:-1]]
+        first_month = month[first_row][np.cumsum(first_row) - 1]
+        measured = month >= first_measured
+        revenue[k] = amount[measured].sum()
+        new_rev[k] = amount[measured & (month == first_month)].sum()
+
+    firms = pd.DataFrame(
+        {
+            "revenue": revenue,
+            "repeat_share": np.divide(revenue - new_rev, revenue, out=np.full(n_firms, np.nan),
+                                      where=revenue > 0),
+            "new_revenue": new_rev,
+            "returning_revenue": revenue - new_rev,
+            "n_customers": n_cust,
+            "new_per_month": npm,
+            "mean_dropout": m,
+            "a": a_f,
+            "b": b_f,
+            "r": float(r), "alpha": float(alpha), "p": float(p), "q": float(q), "gamma": float(gamma),
+            "seed": firm_seeds,
+        },
+        index=pd.RangeIndex(n_firms, name="firm"),
+    )
+    firms.attrs["settings"] = {
+        "n_firms": n_firms, "months": months, "measure_months": measure_months,
+        "new_per_month": (lo_n, hi_n), "mean_dropout": (lo_m, hi_m),
+        "dropout_concentration": float(dropout_concentration), "correlation": float(correlation),
+        "start": str(start_ts.date()), "end": str((end_ts - pd.Timedelta(days=1)).date()),
+        "time_unit_days": float(time_unit_days), "model": model, "seed": seed,
+    }
+    return firms
