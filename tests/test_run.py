@@ -71,6 +71,8 @@ def test_successful_run_writes_the_record(project, capsys):
     assert results == {"customers": 2357, "scaled": 9}
     html = (run_dir / "good" / "good.html").read_text()
     assert "Parameters and provenance" in html and run["data_sha256"] in html
+    assert "run configuration" in html and "notebook default" not in html  # both parameters were set
+    assert "a number" in html  # the parameter's documentation is shown
     for bad in ('src="http', "src='http", 'href="http', "href='http"):
         assert bad not in html, f"report fetches from the internet: {bad}"
     assert "raise" not in html and "record_results" not in html  # code is hidden

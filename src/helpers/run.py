@@ -90,28 +90,40 @@ _REMOTE_TAG = re.compile(
 )
 
 
-def _provenance_markdown(provenance: dict[str, Any], parameters: dict[str, Any]) -> str:
+def _provenance_markdown(provenance: dict[str, Any], parameters: dict[str, Any],
+                         declared: dict[str, Any] | None = None) -> str:
     rows = ["### Parameters and provenance", "", "| | |", "|---|---|"]
     for k, v in provenance.items():
         rows.append(f"| {k} | `{v}` |")
-    rows += ["", "| parameter | value |", "|---|---|"]
-    for k, v in parameters.items():
-        rows.append(f"| `{k}` | `{v!r}` |")
+    rows += ["", "| parameter | value | set by | meaning |", "|---|---|---|---|"]
+    names = list(declared) if declared else list(parameters)
+    for k in names:
+        info = (declared or {}).get(k, {})
+        if k in parameters:
+            value, source = repr(parameters[k]), "run configuration"
+        else:
+            value, source = str(info.get("default", "")), "notebook default"
+        help_text = str(info.get("help", "")).replace("|", "\\|")
+        rows.append(f"| `{k}` | `{value}` | {source} | {help_text} |")
     return "\n".join(rows)
 
 
-def render_html(nb, provenance: dict[str, Any], parameters: dict[str, Any]) -> str:
+def render_html(nb, provenance: dict[str, Any], parameters: dict[str, Any],
+                declared: dict[str, Any] | None = None) -> str:
     """Render an executed notebook as a self-contained HTML report.
 
     Code is hidden, images are embedded (they are base64 in the notebook),
     any script or stylesheet that would be fetched from the internet is
     removed, and a parameters-and-provenance table is placed right after the
-    notebook's title cell.
+    notebook's title cell: provenance, then every parameter the notebook
+    declares (``declared``, from ``papermill.inspect_notebook``) with its
+    effective value, whether the configuration or the notebook's default set
+    it, and its documentation.
     """
     from nbconvert import HTMLExporter  # noqa: PLC0415  (heavy import)
 
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # deep copy
-    cell = nbformat.v4.new_markdown_cell(_provenance_markdown(provenance, parameters))
+    cell = nbformat.v4.new_markdown_cell(_provenance_markdown(provenance, parameters, declared))
     at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
     nb.cells.insert(at, cell)
     exporter = HTMLExporter(template_name="lab")
@@ -250,7 +262,13 @@ def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provena
         entry["results"] = results
         (nb_dir / "results.json").write_text(json.dumps(results, indent=2))
         prov = {**provenance, "notebook": spec.path.name, "status": entry["status"]}
-        (nb_dir / f"{spec.name}.html").write_text(render_html(nb, prov, entry["parameters"]))
+        try:
+            import papermill as pm  # noqa: PLC0415
+
+            declared = pm.inspect_notebook(str(spec.path))
+        except Exception:  # noqa: BLE001 - the table then lists the passed parameters only
+            declared = None
+        (nb_dir / f"{spec.name}.html").write_text(render_html(nb, prov, entry["parameters"], declared))
     return entry
 
 
