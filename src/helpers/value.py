@@ -41,6 +41,7 @@ from .models import (
     fit_model,
     unique_rows,
 )
+from .progress import progress
 from .summary import days_per_unit
 
 __all__ = [
@@ -221,6 +222,7 @@ def bootstrap(
     days_per_month: float = DAYS_PER_MONTH,
     level: float = 0.90,
     penalizer: float = 0.0,
+    show_progress: bool = True,
 ) -> BootstrapResult:
     """Nonparametric bootstrap of the frequency and Gamma-Gamma models and of CLV.
 
@@ -247,6 +249,9 @@ def bootstrap(
     level : float
         Central interval level (0.90 -> 5th and 95th percentiles).
     penalizer : float
+    show_progress : bool
+        Show the count of resamples fitted (notebook: a line updated in place;
+        terminal: a progress bar; otherwise nothing).
 
     Returns
     -------
@@ -271,7 +276,7 @@ def bootstrap(
     rng = np.random.default_rng(seed)
     probs = counts / n
     draws, clv_draws, failed = [], [], 0
-    for _ in range(n_boot):
+    for _ in progress(range(n_boot), n_boot, "bootstrap resamples", enabled=show_progress):
         w = rng.multinomial(n, probs).astype(float)
         try:
             with warnings.catch_warnings():

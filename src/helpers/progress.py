@@ -1,0 +1,63 @@
+"""Progress of long steps (bootstraps, simulations, big summaries), in notebooks and terminals.
+
+In a Jupyter kernel the progress is one line of text updated in place
+(``update_display``); its final state ("bootstrap: 50/50") carries no timings,
+so executed notebooks stay comparable under nbval.  In a terminal it is a
+``tqdm`` bar on stderr.  Elsewhere (logs, pipes) it is silent.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+__all__ = ["progress"]
+
+T = TypeVar("T")
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython  # noqa: PLC0415
+    except ImportError:  # pragma: no cover
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def progress(iterable: Iterable[T], total: int, desc: str, enabled: bool = True) -> Iterator[T]:
+    """Yield from ``iterable`` while showing ``desc: i/total``.
+
+    Parameters
+    ----------
+    iterable : iterable
+    total : int
+        Number of items expected.
+    desc : str
+        What is being counted ("bootstrap resamples").
+    enabled : bool
+        False: no output at all.
+    """
+    if not enabled:
+        yield from iterable
+        return
+    if _in_kernel():
+        from IPython.display import display  # noqa: PLC0415
+
+        step = max(1, total // 20)
+        handle = display({"text/plain": f"{desc}: 0/{total}"}, raw=True, display_id=True)
+        i = 0
+        for i, item in enumerate(iterable, 1):
+            yield item
+            if i % step == 0 or i == total:
+                handle.update({"text/plain": f"{desc}: {i}/{total}"}, raw=True)
+        if i != total:
+            handle.update({"text/plain": f"{desc}: {i}/{total}"}, raw=True)
+        return
+    if sys.stderr.isatty():
+        from tqdm import tqdm  # noqa: PLC0415
+
+        yield from tqdm(iterable, total=total, desc=desc, leave=False)
+        return
+    yield from iterable
