@@ -32,8 +32,10 @@ All log-likelihoods are implemented here, vectorised with numpy/scipy
 (``gammaln``, ``betaln``, ``logaddexp``), as the *full* log-likelihood of the
 papers (so BG/NBD on the CDNOW sample gives -9582.4 and Pareto/NBD -9595.0).
 Estimates maximise it over the log-parameters with scipy's L-BFGS-B (analytic
-gradients for BG/NBD, MBG/NBD and Gamma-Gamma, central differences for
-Pareto/NBD) followed by a few Newton steps, fitting
+gradients for BG/NBD, MBG/NBD and Gamma-Gamma; for Pareto/NBD an exact
+gradient from a hypergeometric-series form of the likelihood, see
+``_pnbd_ll_grad``, with the hyp2f1 likelihood and central differences as
+fallback) followed by a few Newton steps, fitting
 on the unique ``(x, t_x, T)`` rows with customer counts as weights (identical
 estimates, much faster).  The penalizer follows lifetimes' convention: the
 objective is the *mean* negative log-likelihood plus ``penalizer * sum(theta**2)``
@@ -51,6 +53,7 @@ its ``variance_matrix_`` is not a proper covariance, hence the own engine.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -231,6 +234,194 @@ def _ll_pareto_nbd(theta, x, t_x, T):
     A2 = np.logaddexp(-(r + x) * np.log(alpha + T) - s * np.log(beta + T),
                       np.log(s) - np.log(r + s + x) + log_A0)
     return A1 + A2
+
+
+# ---------------------------------------------------------------------------
+# Pareto/NBD: log-likelihood and analytic gradient by a hypergeometric series
+# ---------------------------------------------------------------------------
+#
+# With a = r + x, b = s + 1 and A = a + b - 1 = r + s + x, the A_0 part of the
+# likelihood is an integral over the unobserved death time tau (note 009):
+#
+#     s / A * A_0 = s * (J(t_x) - J(T)),   J(u) = int_u^inf (alpha+tau)^-a (beta+tau)^-b dtau.
+#
+# Let m = min(alpha, beta), M = max(alpha, beta), e_m / e_M the exponent (a or b)
+# attached to m / M and z = (M - m) / (M + u) in [0, 1).  Expanding the integrand
+# in powers of (M - m) / (M + tau) and applying Euler's transformation,
+#
+#     J(u) = (M+u)^-e_M (m+u)^(1-e_m) / A * H,   H = sum_n (e_M)_n / (A+1)_n z^n,
+#
+# (J(u) = F(u)/A with F the 2F1 term of eqs. (19)-(20)).  The coefficient ratio
+# (e_M+n)/(A+1+n) is < 1, so the terms are below z^n; H and its derivatives in
+# z, e_M and A are power series whose coefficients depend on x only and whose
+# argument depends on u only.  They are evaluated once per distinct x and u and
+# combined per distinct (x, u) pair (u = t_x or T), which gives the
+# log-likelihood and its exact gradient in a few vectorised array operations.
+# When z gets close to 1 (alpha and beta far apart relative to the time scale)
+# the series would need too many terms and the hyp2f1 likelihood with a
+# numerical gradient is used instead.
+
+_PNBD_SERIES_MAX_TERMS = 1000
+_PNBD_SERIES_TOL = 1e-17
+
+
+class _PnbdIndex:
+    """Distinct x, distinct u (t_x and T values) and distinct (x, u) pairs of fixed rows."""
+
+    def __init__(self, x, t_x, T):
+        x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+        n = len(x)
+        self.n = n
+        self.xs, x_inv = np.unique(x, return_inverse=True)
+        self.us, u_inv = np.unique(np.concatenate([t_x, T]), return_inverse=True)
+        n_u = len(self.us)
+        key = np.concatenate([x_inv, x_inv]).astype(np.int64) * n_u + u_inv
+        pairs, p_inv = np.unique(key, return_inverse=True)
+        self.p_x = pairs // n_u                 # index into xs of each pair
+        self.p_u = pairs % n_u                  # index into us of each pair
+        self.i_tx = p_inv[:n]                   # pair of (x, t_x) per row
+        self.i_T = p_inv[n:]                    # pair of (x, T) per row
+        self.x_inv = x_inv
+        self.x = x
+        self.T = T
+        # evaluate the series on the full (u, x) table (one matrix product) when it is small
+        self.table = len(self.xs) * n_u <= 8 * len(pairs)
+
+
+def _pnbd_series_terms(z_max):
+    """Number of series terms for a truncation error below _PNBD_SERIES_TOL (None if too many)."""
+    if z_max <= 0.0:
+        return 2
+    if not z_max < 1.0:
+        return None
+    n = math.log(_PNBD_SERIES_TOL * (1.0 - z_max)) / math.log(z_max)
+    if not math.isfinite(n) or n > _PNBD_SERIES_MAX_TERMS:
+        return None
+    return int(math.ceil(n)) + 2
+
+
+_BLAS_CHUNK = 150_000   # multiply-adds per matrix product: stays below OpenBLAS' threading threshold
+
+
+def _power_series(z, C):
+    """``sum_n z**n C[n]`` for a vector z of arguments in [0, 1) and coefficients C of shape (N, q).
+
+    Rows are processed in chunks, each with as many terms as its largest z
+    needs (small products also keep BLAS single-threaded, which is faster for
+    these sizes on a busy machine).
+    """
+    N, q = C.shape
+    out = np.empty((len(z), q))
+    order = None
+    if len(z) > 1 and np.any(np.diff(z) > 0):      # process in order of decreasing z
+        order = np.argsort(-z, kind="stable")
+        z = z[order]
+    k = np.arange(N, dtype=float)
+    i = 0
+    while i < len(z):
+        n_c = min(N, _pnbd_series_terms(float(z[i])) or N)
+        rows = max(1, _BLAS_CHUNK // (q * n_c))
+        zc = z[i:i + rows]
+        np.matmul(zc[:, None] ** k[:n_c], C[:n_c], out=out[i:i + rows])
+        i += rows
+    if order is not None:
+        res = np.empty_like(out)
+        res[order] = out
+        return res
+    return out
+
+
+def _pnbd_log_J(theta, idx):
+    """log J(u) and its derivatives w.r.t. (r, alpha, s, beta) for the distinct (x, u) pairs.
+
+    Returns ``(logJ, dlogJ)`` with shapes ``(P,)`` and ``(P, 4)``, or None when the
+    series would need more than ``_PNBD_SERIES_MAX_TERMS`` terms.
+    """
+    r, alpha, s, beta = theta
+    xs, us = idx.xs, idx.us
+    a = r + xs                                  # exponent of (alpha + tau), per distinct x
+    A = r + s + xs
+    b = np.full_like(xs, s + 1.0)               # exponent of (beta + tau)
+    alpha_small = alpha < beta
+    if alpha_small:
+        m, M, e_m, e_M = alpha, beta, a, b
+    else:
+        m, M, e_m, e_M = beta, alpha, b, a
+    z = (M - m) / (M + us)                      # per distinct u, in [0, 1)
+    N = _pnbd_series_terms(float(z.max()) if len(z) else 0.0)
+    if N is None or not np.all(np.isfinite(z)):
+        return None
+    k = np.arange(N, dtype=float)
+    # coefficients c_n = (e_M)_n / (A+1)_n, n = 0..N (one extra for the z-derivative)
+    ratio = (e_M[:, None] + k) / (A[:, None] + 1.0 + k)              # (n_x, N): c_{n+1}/c_n
+    c = np.concatenate([np.ones((len(xs), 1)), np.cumprod(ratio, axis=1)], axis=1)
+    sig_e = np.concatenate([np.zeros((len(xs), 1)), np.cumsum(1.0 / (e_M[:, None] + k), axis=1)], axis=1)
+    sig_A = np.concatenate([np.zeros((len(xs), 1)), np.cumsum(1.0 / (A[:, None] + 1.0 + k), axis=1)], axis=1)
+    cN = c[:, :N]
+    K = np.stack([cN,                                   # H
+                  c[:, 1:] * (k + 1.0),                 # dH/dz
+                  cN * sig_e[:, :N],                    # dH/de_M
+                  cN * sig_A[:, :N]])                   # -dH/dA
+    p_x, p_u = idx.p_x, idx.p_u
+    if idx.table:       # all (u, x) combinations at once, then pick the pairs
+        tab = _power_series(z, K.transpose(2, 0, 1).reshape(N, -1))          # (n_u, 4 n_x)
+        Hs = tab.reshape(len(us), 4, len(xs))[p_u, :, p_x].T                  # (4, P)
+    else:               # pair by pair: powers of z per distinct u, coefficients per distinct x
+        Zp = (z[:, None] ** k)[p_u]                                       # (P, N)
+        Hs = np.stack([np.einsum("pn,pn->p", Zp, K[j][p_x]) for j in range(4)])
+    H, H_z, H_e, H_Aneg = Hs
+    u = us[p_u]
+    lm, lM = np.log(m + u), np.log(M + u)
+    eMp, emp, Ap = e_M[p_x], e_m[p_x], A[p_x]
+    logJ = -eMp * lM + (1.0 - emp) * lm - np.log(Ap) + np.log(H)
+    gz = H_z / H
+    d_M = -eMp / (M + u) + gz * (m + u) / (M + u) ** 2
+    d_m = (1.0 - emp) / (m + u) - gz / (M + u)
+    d_eM = -lM + H_e / H
+    d_em = -lm
+    d_A = -1.0 / Ap - H_Aneg / H
+    if alpha_small:     # e_m = a (r), e_M = b (s)
+        d = np.column_stack([d_em + d_A, d_m, d_eM + d_A, d_M])
+    else:               # e_m = b (s), e_M = a (r)
+        d = np.column_stack([d_eM + d_A, d_M, d_em + d_A, d_m])
+    return logJ, d
+
+
+def _pnbd_ll_grad(theta, idx):
+    """Pareto/NBD log-likelihood per row and its gradient w.r.t. the log-parameters.
+
+    Same value as :func:`_ll_pareto_nbd` (note 009, eq. 18) on the rows of
+    ``idx`` (a :class:`_PnbdIndex`); returns ``(ll, grad)`` with shapes ``(n,)``
+    and ``(n, 4)``, or None when the series is not applicable.
+    """
+    r, alpha, s, beta = theta
+    out = _pnbd_log_J(theta, idx)
+    if out is None:
+        return None
+    logJ, dJ = out
+    x, T = idx.x, idx.T
+    lJ_t, lJ_T = logJ[idx.i_tx], logJ[idx.i_T]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.exp(np.minimum(lJ_T - lJ_t, 0.0))                   # J(T) / J(t_x) <= 1
+        alive = rho < 1.0                                             # t_x < T: A_0 > 0
+        one_m = np.where(alive, 1.0 - rho, 1.0)
+        L2 = np.where(alive, np.log(s) + lJ_t + np.log1p(-rho), -np.inf)
+        dlogD = (dJ[idx.i_tx] - rho[:, None] * dJ[idx.i_T]) / one_m[:, None]
+    laT, lbT = np.log(alpha + T), np.log(beta + T)
+    L1 = -(r + x) * laT - s * lbT
+    G = gammaln(r + idx.xs) - gammaln(r)
+    ll2 = np.logaddexp(L1, L2)
+    ll = G[idx.x_inv] + r * np.log(alpha) + s * np.log(beta) + ll2
+    w1 = np.exp(L1 - ll2)
+    w2 = np.where(alive, np.exp(L2 - ll2), 0.0)[:, None]
+    dlogD = np.where(alive[:, None], dlogD, 0.0)
+    psi_rx = psi(r + idx.xs)[idx.x_inv]
+    g_r = psi_rx - psi(r) + np.log(alpha) - w1 * laT + w2[:, 0] * dlogD[:, 0]
+    g_alpha = r / alpha - w1 * (r + x) / (alpha + T) + w2[:, 0] * dlogD[:, 1]
+    g_s = np.log(beta) - w1 * lbT + w2[:, 0] * (1.0 / s + dlogD[:, 2])
+    g_beta = s / beta - w1 * s / (beta + T) + w2[:, 0] * dlogD[:, 3]
+    grad = np.column_stack([g_r * r, g_alpha * alpha, g_s * s, g_beta * beta])
+    return ll, grad
 
 
 def _ll_gamma_gamma(theta, x, m_x):
@@ -947,10 +1138,37 @@ def fit_model(
     t_scale = max(float(Tu.max()), 1e-12)
     scale_vec = np.array([t_scale if k in _TIME_SCALE[model] else 1.0 for k in names])
 
+    series = None
+    if model == "pareto_nbd":
+        # log-likelihood and exact gradient from the hypergeometric series (see _pnbd_ll_grad),
+        # evaluated together and cached: the optimiser asks for both at the same point
+        # (bootstrap rows may repeat (x, t_x, T) with different spend: merge them here)
+        (xs_, txs_, Ts_), rinv, _ = unique_rows(xu, txu, Tu)
+        ws_ = np.bincount(rinv, weights=wu, minlength=len(xs_))
+        pidx = _PnbdIndex(xs_, txs_, Ts_)
+        cache: dict = {}
+
+        def series(phi):
+            key = np.asarray(phi, dtype=float).tobytes()
+            if cache.get("key") != key:
+                with np.errstate(all="ignore"):
+                    out = _pnbd_ll_grad(np.exp(phi), pidx)
+                if out is not None:
+                    # einsum, not BLAS: multithreaded BLAS on these sizes is slower on a busy machine
+                    out = (float(np.einsum("i,i->", ws_, out[0])), np.einsum("i,ij->j", ws_, out[1]))
+                    if not (np.isfinite(out[0]) and np.all(np.isfinite(out[1]))):
+                        out = None
+                cache["key"], cache["val"] = key, out
+            return cache["val"]
+
     def total_nll(phi):
         theta = np.exp(phi)
-        with np.errstate(all="ignore"):
-            ll = np.sum(wu * llf(theta, xu, txu, Tu))
+        out = series(phi) if series is not None else None
+        if out is not None:
+            ll = out[0]
+        else:
+            with np.errstate(all="ignore"):
+                ll = np.sum(wu * llf(theta, xu, txu, Tu))
         pen = penalizer * np.sum((theta / scale_vec) ** 2) * n_customers if penalizer else 0.0
         return -ll + pen
 
@@ -965,6 +1183,19 @@ def fit_model(
             theta = np.exp(phi)
             with np.errstate(all="ignore"):
                 g = -(wu @ gradf(theta, xu, txu, Tu))
+            if penalizer:
+                g = g + 2.0 * penalizer * (theta / scale_vec) ** 2 * n_customers
+            return g
+
+        def mean_grad(phi):
+            return total_grad(phi) / n_customers
+    elif series is not None:
+        def total_grad(phi):
+            out = series(phi)
+            if out is None:      # series not applicable here: _minimise falls back to differences
+                return np.full(len(phi), np.nan)
+            theta = np.exp(phi)
+            g = -out[1]
             if penalizer:
                 g = g + 2.0 * penalizer * (theta / scale_vec) ** 2 * n_customers
             return g
@@ -989,6 +1220,8 @@ def fit_model(
     params = pd.Series(theta, index=list(names), name=label)
     ll = float(np.sum(wu * llf(theta, xu, txu, Tu)))
     if _se:
+        if series is not None and series(phi) is None:
+            total_grad = None        # no analytic gradient here: Hessian of the log-likelihood itself
         se, ci, cov = _cov_from_hessian(total_nll, phi, list(names), label, total_grad)
     else:
         se, ci, cov = _no_se(list(names))
