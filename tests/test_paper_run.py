@@ -22,7 +22,9 @@ def paper_results(tmp_path_factory):
     run = run_config(ROOT / "configs" / "cdnow-paper.yaml", out, progress=False)
     assert run["status"] == "ok", [nb.get("error") for nb in run["notebooks"]]
     run_dir = Path(run["run_dir"])
-    return {nb["name"]: json.loads((run_dir / nb["name"] / "results.json").read_text()) for nb in run["notebooks"]}
+    results = {nb["name"]: json.loads((run_dir / nb["name"] / "results.json").read_text()) for nb in run["notebooks"]}
+    results["_run_dir"] = run_dir
+    return results
 
 
 def test_bgnbd_published(paper_results):
@@ -63,3 +65,19 @@ def test_results_contract(paper_results):
     assert "frequency_spend_corr" in r["gamma_gamma"]
     ce = r["customer_equity"]
     assert ce["lower"] <= ce["estimate"] <= ce["upper"]
+
+
+def test_segment_table_exported_for_the_crm(paper_results):
+    """04 writes its per-customer segment table into its run folder, with raw ids (for the CRM)."""
+    import pandas as pd
+
+    folder = paper_results["_run_dir"] / "04-customer-segments"
+    table = pd.read_parquet(folder / "customer_segments.parquet")
+    csv = pd.read_csv(folder / "customer_segments.csv", dtype={"customer_id": str})
+    assert len(table) == len(csv) == 2357
+    assert set(table["segment"].astype(str)) <= {"MVC", "MGC", "Maintain", "BZ"}
+    seg = paper_results["04-customer-segments"]["segments"]
+    assert sum(v["customers"] for v in seg.values()) == 2357
+    html = (folder / "04-customer-segments.html").read_text()
+    ids = table["customer_id"] if "customer_id" in table.columns else table.index.to_series()
+    assert not any(f">{i}<" in html for i in ids.astype(str).head(50))  # the report shows pseudonyms

@@ -20,5 +20,5 @@ def test_progress_in_a_kernel_ends_on_a_deterministic_line():
     NotebookClient(nb, kernel_name="clv-lab", timeout=120).execute()
     outputs = nb.cells[0].outputs
     shown = [o["data"]["text/plain"] for o in outputs if o.get("output_type") == "display_data"]
-    assert shown == ["resamples: 45/45"]  # updated in place, final state only, no timings
+    assert shown == ["progress · resamples: 45/45"]  # updated in place, final state only, no timings
     assert outputs[-1]["data"]["text/plain"] == "45"

@@ -1,8 +1,9 @@
 """Progress of long steps (bootstraps, simulations, big summaries), in notebooks and terminals.
 
 In a Jupyter kernel the progress is one line of text updated in place
-(``update_display``); its final state ("bootstrap: 50/50") carries no timings,
-so executed notebooks stay comparable under nbval.  In a terminal it is a
+(``update_display``), "progress · bootstrap resamples: 50/50" when done; it
+carries no timings, and ``notebooks/sanitize.cfg`` masks the counter for nbval
+(which does not replay display updates).  In a terminal it is a
 ``tqdm`` bar on stderr.  Elsewhere (logs, pipes) it is silent.
 """
 
@@ -46,14 +47,14 @@ def progress(iterable: Iterable[T], total: int, desc: str, enabled: bool = True)
         from IPython.display import display  # noqa: PLC0415
 
         step = max(1, total // 20)
-        handle = display({"text/plain": f"{desc}: 0/{total}"}, raw=True, display_id=True)
+        handle = display({"text/plain": f"progress · {desc}: 0/{total}"}, raw=True, display_id=True)
         i = 0
         for i, item in enumerate(iterable, 1):
             yield item
             if i % step == 0 or i == total:
-                handle.update({"text/plain": f"{desc}: {i}/{total}"}, raw=True)
+                handle.update({"text/plain": f"progress · {desc}: {i}/{total}"}, raw=True)
         if i != total:
-            handle.update({"text/plain": f"{desc}: {i}/{total}"}, raw=True)
+            handle.update({"text/plain": f"progress · {desc}: {i}/{total}"}, raw=True)
         return
     if sys.stderr.isatty():
         from tqdm import tqdm  # noqa: PLC0415
