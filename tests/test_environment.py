@@ -9,6 +9,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI names
 CONDA_TO_PYPI = {"python-duckdb": "duckdb"}
+# conda can install non-Python requirements that pip users get from the machine
+CONDA_ONLY = {"python", "pip", "openjdk"}
 
 
 def split(req: str) -> tuple[str, str]:
@@ -27,7 +29,7 @@ def test_environment_yml_matches_pyproject():
             pip_section += dep.get("pip", [])
             continue
         name, spec = split(dep)
-        if name not in {"python", "pip"}:
+        if name not in CONDA_ONLY:
             conda[name] = spec
     assert conda == pip_deps
     assert "-e ." in pip_section

@@ -23,7 +23,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _DATA_KEYS = {
     "path", "columns", "date_format", "observation_end", "negative_amounts",
-    "duplicates", "after_observation_end", "show_customer_ids", "description",
+    "duplicates", "after_observation_end", "show_customer_ids", "description", "engine",
 }
 _TOP_KEYS = {"name", "description", "data", "parameters", "notebooks", "cell_timeout_s", "simulate"}
 
