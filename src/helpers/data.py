@@ -32,6 +32,8 @@ __all__ = [
     "load_transactions",
     "file_sha256",
     "resolve_files",
+    "check_policies",
+    "POLICIES",
 ]
 
 NegativePolicy = Literal["error", "returns"]
@@ -175,6 +177,23 @@ def _examples(raw: pd.DataFrame, mask: np.ndarray | pd.Series, cols: list[str]) 
     return ex
 
 
+POLICIES = {
+    "negative_amounts": ("error", "returns"),
+    "duplicates": ("keep", "drop", "error"),
+    "after_observation_end": ("exclude", "error"),
+}
+
+
+def check_policies(negative_amounts: str = "error", duplicates: str = "keep",
+                   after_observation_end: str = "exclude") -> None:
+    """Raise ValueError for a validation policy that is not one of :data:`POLICIES`."""
+    given = {"negative_amounts": negative_amounts, "duplicates": duplicates,
+             "after_observation_end": after_observation_end}
+    for name, value in given.items():
+        if value not in POLICIES[name]:
+            raise ValueError(f"{name} must be one of {POLICIES[name]}, got {value!r}")
+
+
 def load_transactions(
     source: str | Path | pd.DataFrame,
     *,
@@ -221,13 +240,7 @@ def load_transactions(
         returns), duplicates (with ``duplicates="error"``) or rows after the
         observation end (with ``after_observation_end="error"``).
     """
-    for name, value, allowed in [
-        ("negative_amounts", negative_amounts, ("error", "returns")),
-        ("duplicates", duplicates, ("keep", "drop", "error")),
-        ("after_observation_end", after_observation_end, ("exclude", "error")),
-    ]:
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    check_policies(negative_amounts, duplicates, after_observation_end)
 
     if isinstance(source, pd.DataFrame):
         raw = source.reset_index(drop=True)

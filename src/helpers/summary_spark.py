@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .data import DataValidationError, resolve_files
+from .data import DataValidationError, check_policies, resolve_files
 from .summary import days_per_unit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -358,13 +358,7 @@ def _prepare(
     _, F, T = _pyspark()
     from pyspark.sql import DataFrame as SparkDataFrame
 
-    for name, value, allowed in [
-        ("negative_amounts", negative_amounts, ("error", "returns")),
-        ("duplicates", duplicates, ("keep", "drop", "error")),
-        ("after_observation_end", after_observation_end, ("exclude", "error")),
-    ]:
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    check_policies(negative_amounts, duplicates, after_observation_end)
 
     has_amount = amount is not None
     wanted = [customer_id, date] + ([amount] if has_amount else [])
