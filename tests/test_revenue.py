@@ -507,3 +507,25 @@ def test_regression_bad_input():
         repeat_share_revenue_regression(f.drop(columns="revenue"))
     with pytest.raises(ValueError, match="constant"):
         repeat_share_revenue_regression(f.assign(repeat_share=0.3))
+
+
+def test_strategic_functions_map_components_by_name():
+    """Each seed-000 row carries the sum of its own bridge column (a regression: rows were once misaligned)."""
+    from helpers.revenue import strategic_functions
+
+    rng = np.random.default_rng(11)
+    n = 300
+    tx = pd.DataFrame({
+        "customer_id": rng.integers(0, 120, n).astype(str),
+        "date": pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D"),
+        "amount": rng.gamma(2.0, 20.0, n),
+    })
+    bridge = growth_accounting(tx, period="M")
+    table = strategic_functions(bridge)
+    assert list(table.index) == ["new", "expansion", "resurrected", "contraction", "churned"]
+    for comp in table.index:
+        assert table.loc[comp, "sum over periods"] == pytest.approx(bridge[comp].iloc[1:].sum())
+    assert table.loc[["new", "expansion", "resurrected"], "share of gains or losses"].sum() == pytest.approx(1)
+    assert table.loc[["contraction", "churned"], "share of gains or losses"].sum() == pytest.approx(1)
+    assert (table.loc[["contraction", "churned"], "sum over periods"] <= 0).all()
+    assert table.loc["resurrected", "sum over periods"] >= 0

@@ -44,6 +44,7 @@ from scipy import stats
 from .summary import purchase_days
 
 __all__ = [
+    "strategic_functions",
     "order_value_profile",
     "PERIODS",
     "BRIDGE_COMPONENTS",
@@ -854,6 +855,43 @@ class RepeatShareRegression:
     def to_dict(self) -> dict:
         """All fields as a plain dict."""
         return asdict(self)
+
+
+#: Seed 000's four strategic functions, mapped onto the bridge components.
+STRATEGIC_FUNCTIONS = {
+    "new": "(1) convert prospects into customers",
+    "expansion": "(2) existing customers buy more",
+    "resurrected": "(2) existing customers buy more (win-back of lapsed customers)",
+    "contraction": "(3)+(4) avoid disappointing customers: they buy less",
+    "churned": "(3)+(4) avoid disappointing customers: they leave",
+}
+
+
+def strategic_functions(bridge: pd.DataFrame) -> pd.DataFrame:
+    """Seed 000's strategic functions on the revenue bridge, summed over the periods after the first.
+
+    Returns one row per bridge component (``new``, ``expansion``,
+    ``resurrected``, ``contraction``, ``churned``) with the seed-000 function
+    it measures, its sum, its share of all gains (new + expansion +
+    resurrected) or of all losses (contraction + churned), and the number of
+    periods in which it is non-zero.  The first period has no previous period
+    to compare with and is left out.
+    """
+    after_first = bridge.iloc[1:]
+    order = list(STRATEGIC_FUNCTIONS)
+    totals = after_first[order].sum()
+    gains = totals[["new", "expansion", "resurrected"]].sum()
+    losses = totals[["contraction", "churned"]].sum()
+    share = pd.Series({k: totals[k] / (gains if k in ("new", "expansion", "resurrected") else losses)
+                       for k in order})
+    out = pd.DataFrame({
+        "seed 000 function": pd.Series(STRATEGIC_FUNCTIONS),
+        "sum over periods": totals,
+        "share of gains or losses": share,
+        "periods with any": (after_first[order] != 0).sum(),
+    }).reindex(order)
+    out.index.name = "bridge component"
+    return out
 
 
 def order_value_profile(transactions: pd.DataFrame, max_order_number: int = 6) -> pd.DataFrame:
