@@ -1,0 +1,839 @@
+"""RFM summaries, calibration/holdout splits and log validation in DuckDB SQL.
+
+The same numbers as :func:`helpers.summary.rfm_summary` and
+:func:`helpers.summary.calibration_holdout` (lifetimes' ``freq="D"`` counting:
+purchases per *day*, time in days, weeks or months), computed out of core for
+transaction logs that are too large for pandas.  The log is never loaded into
+pandas: DuckDB scans the Parquet/CSV file(s) (or an in-memory DataFrame),
+aggregates per customer in SQL, and only the per-customer summary comes back.
+
+How the aggregation works
+-------------------------
+One hash aggregation per customer collects the customer's purchase days (and
+amounts) as small lists next to ``min``/``max``/``count``/``sum``; the number of
+distinct purchase days and the spend on days other than the first are then
+computed from each customer's lists, still in SQL.  This gives exactly the
+``GROUP BY customer, day`` -> ``GROUP BY customer`` result of the pandas engine
+but avoids a hash table with one entry per (customer, day), which on two cores
+is the slowest step by far (about 3x slower on 10 million rows).
+``method="daily"`` runs the literal two-stage ``GROUP BY`` instead (kept as a
+reference and for logs where single customers have very many rows).
+
+Equality with the pandas engine
+-------------------------------
+Customer ids are text with surrounding whitespace (`` \\t\\n\\r\\v\\f``)
+stripped, sorted by code point (as pandas sorts Python strings); ``x``,
+``t_x`` and ``T`` are computed from integer day counts exactly as pandas
+does, so they are identical; spend columns are sums in another order, equal to
+about 1e-15 relative.  Dates: Parquet/DataFrame timestamps (time-zone aware
+ones as wall-clock time in their zone, like ``tz_localize(None)``), or text
+parsed with ``date_format`` (DuckDB ``strptime``, the same ``%`` codes as
+Python).  Without ``date_format`` text dates must be ISO 8601
+(``YYYY-MM-DD[ HH:MM:SS]``); pandas would also try to infer other formats.
+
+Validation
+----------
+The summaries never drop a row silently: null or empty ids, null or
+unparseable dates and missing, non-numeric, infinite or (with
+``negative_amounts="error"``) negative amounts raise
+:class:`helpers.data.DataValidationError`, with the details of
+:func:`validate_duckdb`, which runs all rules of
+:func:`helpers.data.load_transactions` in SQL and returns the same
+data-quality table.
+
+Resources
+---------
+Every call opens its own in-memory DuckDB connection with ``threads=2`` and a
+memory limit (default 4 GB; DuckDB spills larger aggregations to a temporary
+directory), unless a connection is passed as ``con``.  ``progress=True``
+turns on DuckDB's progress bar for long queries.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import MAX_EXAMPLES, DataValidationError, resolve_files
+from .summary import days_per_unit
+
+__all__ = [
+    "connect",
+    "rfm_summary_duckdb",
+    "calibration_holdout_duckdb",
+    "validate_duckdb",
+]
+
+DEFAULT_THREADS = 2
+DEFAULT_MEMORY_LIMIT = "4GB"
+_WS = " \t\n\r\x0b\x0c"          # whitespace stripped from customer ids
+_LIST_QUADRATIC_MAX = 64         # lists up to this length are deduplicated pairwise
+_EPOCH = "DATE '1970-01-01'"
+
+
+# ---------------------------------------------------------------------------
+# connection and source
+# ---------------------------------------------------------------------------
+
+def _duckdb():
+    try:
+        import duckdb  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - duckdb is a project dependency
+        raise ImportError(f"the DuckDB engine needs the duckdb package ({exc})") from None
+    return duckdb
+
+
+def connect(threads: int = DEFAULT_THREADS, memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+            progress: bool = False, temp_directory: str | None = None):
+    """An in-memory DuckDB connection with bounded threads and memory.
+
+    Parameters
+    ----------
+    threads : int
+        Worker threads (default 2, the size of the project's machines).
+    memory_limit : str, optional
+        DuckDB memory limit such as ``"4GB"``; ``None`` keeps DuckDB's default
+        (80% of RAM).  Aggregations larger than this spill to ``temp_directory``.
+    progress : bool
+        Show DuckDB's progress bar for queries that run longer than 2 s.
+    temp_directory : str, optional
+        Where DuckDB spills (default: ``<system temp>/clvlab-duckdb``).
+    """
+    duckdb = _duckdb()
+    config = {"threads": int(threads)}
+    if memory_limit:
+        config["memory_limit"] = str(memory_limit)
+    config["temp_directory"] = temp_directory or os.path.join(tempfile.gettempdir(), "clvlab-duckdb")
+    con = duckdb.connect(database=":memory:", config=config)
+    con.execute(f"SET enable_progress_bar = {'true' if progress else 'false'}")
+    return con
+
+
+def _lambda(params: str, body: str) -> str:
+    """A list lambda in the syntax of the installed DuckDB (``lambda x: ...`` from 1.3 on)."""
+    import duckdb  # noqa: PLC0415
+
+    major, minor = (int(v) for v in duckdb.__version__.split(".")[:2])
+    if (major, minor) >= (1, 3):
+        return f"lambda {params}: {body}"
+    return f"({params}) -> {body}"
+
+
+def _q(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+class _Source:
+    """A transaction log as a DuckDB relation (SQL text) plus its column types."""
+
+    def __init__(self, con, source, customer_id, date, amount, numbered=False):
+        self.con = con
+        self.label = "<DataFrame>" if isinstance(source, pd.DataFrame) else str(source)
+        self.wanted = [customer_id, date] + ([amount] if amount is not None else [])
+        self._registered = []
+        if isinstance(source, pd.DataFrame):
+            self.sql, self.n_hint = self._from_frame(source, numbered), len(source)
+        else:
+            self.sql, self.n_hint = self._from_files(resolve_files(source), numbered), None
+        desc = con.execute(f"DESCRIBE SELECT * FROM {self.sql}").fetchall()
+        self.types = {row[0]: str(row[1]).upper() for row in desc}
+        missing = [c for c in self.wanted if c not in self.types]
+        if missing:
+            present = [c for c in self.types if c != "__row"]
+            raise DataValidationError(
+                missing[0],
+                f"required column missing (missing: {missing}; columns present: {present})",
+                self.count(),
+                hint="Map your column names in the config's data.columns section.",
+            )
+
+    def _from_frame(self, df, numbered):
+        cols = list(df.columns)
+        frame = df
+        # timezone-aware timestamps: wall-clock time in their zone, as pandas' tz_localize(None)
+        changes = {}
+        for c in cols:
+            s = frame[c]
+            if isinstance(s.dtype, pd.DatetimeTZDtype):
+                changes[c] = s.dt.tz_localize(None)
+        if changes:
+            frame = frame.assign(**changes)
+        if numbered:
+            frame = frame.assign(__row=np.arange(len(frame), dtype=np.int64))
+        name = f"clvlab_src_{id(frame):x}"
+        self.con.register(name, frame)
+        self._registered.append(name)
+        return _q(name)
+
+    def _from_files(self, files: list[Path], numbered):
+        parts = []
+        offset = 0
+        for f in files:
+            path = _lit(str(f))
+            if f.suffix.lower() in {".parquet", ".pq"}:
+                tz = _parquet_timezones(f)
+                scan = f"read_parquet({path}{', file_row_number = true' if numbered else ''})"
+                cols = "*"
+                if tz:
+                    repl = ", ".join(f"timezone({_lit(z)}, {_q(c)}) AS {_q(c)}" for c, z in tz.items())
+                    cols = f"* REPLACE ({repl})"
+                if numbered:
+                    n_rows = _parquet_rows(f)
+                    sel = f"SELECT {cols} EXCLUDE (file_row_number), file_row_number + {offset} AS __row FROM {scan}"
+                    offset += n_rows
+                else:
+                    sel = f"SELECT {cols} FROM {scan}"
+            else:
+                # everything as text, empty fields as NULL: parsing happens in the rules, as in pandas
+                scan = f"read_csv({path}, header = true, all_varchar = true, nullstr = '')"
+                if numbered:
+                    n_rows = self.con.execute(f"SELECT count(*) FROM {scan}").fetchone()[0]
+                    sel = f"SELECT *, row_number() OVER () - 1 + {offset} AS __row FROM {scan}"
+                    offset += n_rows
+                else:
+                    sel = f"SELECT * FROM {scan}"
+            parts.append(sel)
+        if len(parts) == 1:
+            return f"({parts[0]})"
+        return "(" + " UNION ALL BY NAME ".join(f"({p})" for p in parts) + ")"
+
+    def count(self) -> int:
+        if self.n_hint is not None:
+            return int(self.n_hint)
+        return int(self.con.execute(f"SELECT count(*) FROM {self.sql}").fetchone()[0])
+
+    def close(self):
+        for name in self._registered:
+            try:
+                self.con.unregister(name)
+            except Exception:  # pragma: no cover - best effort
+                pass
+        self._registered = []
+
+    # --- typed, cleaned expressions --------------------------------------
+    def _type(self, col):
+        return self.types[col]
+
+    def id_raw(self, col):
+        t = self._type(col)
+        return _q(col) if t == "VARCHAR" else f"CAST({_q(col)} AS VARCHAR)"
+
+    def id_expr(self, col):
+        return f"trim({self.id_raw(col)}, {_lit(_WS)})"
+
+    def ts_expr(self, col, date_format):
+        """The parsed timestamp (NULL when null or unparseable)."""
+        t = self._type(col)
+        if t.startswith("TIMESTAMP") or t == "DATE":
+            return f"CAST({_q(col)} AS TIMESTAMP)"
+        text = _q(col) if t == "VARCHAR" else f"CAST({_q(col)} AS VARCHAR)"
+        if date_format:
+            return f"try_strptime({text}, {_lit(date_format)})"
+        return f"TRY_CAST({text} AS TIMESTAMP)"
+
+    def day_expr(self, col, date_format):
+        t = self._type(col)
+        if t == "DATE":
+            return _q(col)
+        if t.startswith("TIMESTAMP"):
+            return f"CAST({_q(col)} AS DATE)"
+        return f"CAST({self.ts_expr(col, date_format)} AS DATE)"
+
+    def amount_numeric(self, col) -> bool:
+        t = self._type(col)
+        return any(t.startswith(k) for k in ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "BIGINT", "INTEGER",
+                                             "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",
+                                             "USMALLINT", "UTINYINT", "UHUGEINT"))
+
+    def amount_expr(self, col):
+        """The amount as DOUBLE: NULL when missing or non-numeric (text), NaN/inf as they are."""
+        if self.amount_numeric(col):
+            return f"CAST({_q(col)} AS DOUBLE)"
+        text = _q(col) if self._type(col) == "VARCHAR" else f"CAST({_q(col)} AS VARCHAR)"
+        # pandas.to_numeric turns 'nan' into NaN, which load_transactions rejects as non-numeric
+        v = f"TRY_CAST(trim({text}, {_lit(_WS)}) AS DOUBLE)"
+        return f"(CASE WHEN isnan({v}) THEN NULL ELSE {v} END)"
+
+
+def _parquet_timezones(path: Path) -> dict:
+    try:
+        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        schema = pq.read_schema(path)
+    except Exception:  # pragma: no cover - DuckDB will report unreadable files
+        return {}
+    return {f.name: f.type.tz for f in schema if pa.types.is_timestamp(f.type) and f.type.tz}
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _open(source, customer_id, date, amount, con, threads, memory_limit, progress, numbered=False):
+    own = con is None
+    if own:
+        con = connect(threads=threads, memory_limit=memory_limit, progress=progress)
+    try:
+        src = _Source(con, source, customer_id, date, amount, numbered=numbered)
+    except BaseException:
+        if own:
+            con.close()
+        raise
+    return con, own, src
+
+
+def _day(value) -> pd.Timestamp:
+    return pd.Timestamp(value).normalize()
+
+
+def _date_sql(ts: pd.Timestamp) -> str:
+    return f"DATE '{ts.date().isoformat()}'"
+
+
+# ---------------------------------------------------------------------------
+# per-customer aggregation
+# ---------------------------------------------------------------------------
+
+def _n_days_sql(ds, n, lo, hi):
+    """Distinct values in list ``ds`` (n elements, min lo, max hi), cheap for short lists."""
+    pairwise = f"len(list_filter({ds}, {_lambda('v, i', f'list_position({ds}, v) = i')}))"
+    return (f"CASE WHEN {n} = 0 THEN 0 WHEN {n} = 1 OR {lo} = {hi} THEN 1 WHEN {n} = 2 THEN 2 "
+            f"WHEN {n} <= {_LIST_QUADRATIC_MAX} THEN {pairwise} ELSE len(list_distinct({ds})) END")
+
+
+def _not_first_spend_sql(am, ds, n, lo, hi):
+    """Spend of the list rows whose day is not the first day ``lo``."""
+    mask = f"list_transform({ds}, {_lambda('v', f'CASE WHEN v = {lo} THEN 0.0 ELSE 1.0 END')})"
+    return f"CASE WHEN {n} <= 1 OR {lo} = {hi} THEN 0.0 ELSE list_dot_product({am}, {mask}) END"
+
+
+def _policy_checks(negative_amounts, duplicates):
+    if negative_amounts not in ("error", "returns"):
+        raise ValueError(f"negative_amounts must be one of ('error', 'returns'), got {negative_amounts!r}")
+    if duplicates not in ("keep", "drop", "error"):
+        raise ValueError(f"duplicates must be one of ('keep', 'drop', 'error'), got {duplicates!r}")
+
+
+def _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts, day_filter, trim_ids=True):
+    """Per-row relation: ``cid``, ``d`` (DATE), ``a`` (DOUBLE).
+
+    ``trim_ids=False`` groups on the ids as stored (stripping whitespace from every row costs
+    more than the whole aggregation); the callers check the per-customer ids afterwards and
+    rerun with trimming when an id has surrounding whitespace.
+    """
+    base = src.sql
+    if duplicates == "drop":
+        cols = ", ".join(_q(c) for c in src.wanted)
+        base = f"(SELECT DISTINCT {cols} FROM {src.sql})"
+    cid = src.id_expr(customer_id) if trim_ids else src.id_raw(customer_id)
+    day = src.day_expr(date, date_format)
+    sel = [f"{cid} AS cid", f"{day} AS d"]
+    where = []
+    if amount is not None:
+        sel.append(f"{src.amount_expr(amount)} AS a")
+        if negative_amounts == "returns":
+            # set aside as returns (counted by validate_duckdb), as load_transactions does
+            where.append(f"NOT coalesce({src.amount_expr(amount)} < 0, false)")
+    if day_filter is not None:
+        where.append(f"({day} IS NULL OR {day} <= {day_filter})")
+    w = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"(SELECT {', '.join(sel)} FROM {base}{w})"
+
+
+def _untrimmed_sql():
+    return f"coalesce(cid <> trim(cid, {_lit(_WS)}), false)"
+
+
+def _fetch(con, make_query):
+    """Run the per-customer query on stored ids; rerun on stripped ids if any id needs stripping."""
+    res = con.execute(make_query(False)).fetchnumpy()
+    if np.any(res["untrimmed"]):
+        res = con.execute(make_query(True)).fetchnumpy()
+    return res
+
+
+def _bad_amount_sql(negative_amounts):
+    neg = " OR a < 0" if negative_amounts == "error" else ""
+    return f"(a IS NULL OR isnan(a) OR isinf(a){neg})"
+
+
+def _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
+                   duplicates, con, threads, memory_limit, progress, n_bad):
+    """A fatal rule is broken: let the validation pass name it (with examples)."""
+    validate_duckdb(source, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
+                    observation_end=observation_end, negative_amounts=negative_amounts,
+                    duplicates=duplicates, con=con, threads=threads, memory_limit=memory_limit,
+                    progress=progress)
+    raise DataValidationError(None, "the log has rows that break a validation rule", n_bad)  # pragma: no cover
+
+
+def _summary_frame(cid, f, l, n, end_days, unit_days, tot=None, rs=None):
+    """The pandas engine's summary columns from integer day numbers (days since 1970-01-01)."""
+    out = pd.DataFrame(index=pd.Index(cid, name="customer_id", dtype=object))
+    x = (n - 1).astype(float)
+    out["x"] = x
+    out["t_x"] = (l - f) / unit_days
+    out["T"] = (end_days - f) / unit_days
+    if tot is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["m_x"] = np.where(x > 0, rs / np.where(x > 0, x, 1.0), 0.0)
+        out["total_spend"] = tot
+    out["first_purchase"] = f.astype("datetime64[D]").astype("datetime64[ns]")
+    return out
+
+
+def _daily_method_sql(rows, has_amount, bad_a):
+    """Literal two-stage GROUP BY (customer, day) -> customer (``method="daily"``)."""
+    amt_day = f", sum(a) AS a, count(*) FILTER (WHERE {bad_a}) AS nbad_a" if has_amount else ""
+    daily = f"SELECT cid, d{amt_day} FROM {rows} GROUP BY cid, d"
+    amt = ", sum(a) AS tot, sum(a) - arg_min(a, d) AS rs, sum(nbad_a) AS nbad_a" if has_amount else ""
+    return (f"SELECT cid, min(d) AS f, max(d) AS l, count(d) AS n, "
+            f"count(*) FILTER (WHERE d IS NULL) AS nbad_d{amt} FROM ({daily}) GROUP BY cid")
+
+
+def _rfm_query(rows, method, has_amount, bad_a):
+    if method == "lists":
+        amt = (f", sum(a) AS tot, list(coalesce(a, 0.0)) AS am, count(*) FILTER (WHERE {bad_a}) AS nbad_a"
+               if has_amount else "")
+        per = (f"SELECT cid, min(d) AS f, max(d) AS l, count(*) AS nr, list(d) AS ds, "
+               f"count(*) FILTER (WHERE d IS NULL) AS nbad_d{amt} FROM {rows} GROUP BY cid")
+        amt_out = (f", tot, {_not_first_spend_sql('am', 'ds', 'nr', 'f', 'l')} AS rs, nbad_a"
+                   if has_amount else "")
+        n_expr = _n_days_sql("ds", "nr", "f", "l")
+    else:
+        per = _daily_method_sql(rows, has_amount, bad_a)
+        amt_out = ", tot, coalesce(rs, 0.0) AS rs, nbad_a" if has_amount else ""
+        n_expr = "n"
+    q = (f"SELECT cid, ({n_expr})::BIGINT AS n, (f - {_EPOCH})::BIGINT AS f, (l - {_EPOCH})::BIGINT AS l, "
+         f"nbad_d{amt_out}, {_untrimmed_sql()} AS untrimmed FROM ({per}) ORDER BY cid")
+    return q
+
+
+def rfm_summary_duckdb(
+    source,
+    observation_end=None,
+    time_unit: str = "W",
+    customer_id: str = "customer_id",
+    date: str = "date",
+    amount: str | None = "amount",
+    date_format: str | None = None,
+    *,
+    negative_amounts: str = "error",
+    duplicates: str = "keep",
+    method: str = "lists",
+    con=None,
+    threads: int = DEFAULT_THREADS,
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Per-customer ``x, t_x, T[, m_x, total_spend], first_purchase`` computed in DuckDB.
+
+    The result equals ``helpers.summary.rfm_summary(load_transactions(source,
+    ...).transactions, observation_end, time_unit)`` (same index, columns,
+    dtypes and order; see the module docstring), but the log is aggregated in
+    DuckDB and never loaded into pandas.
+
+    Parameters
+    ----------
+    source : path, directory, glob or DataFrame
+        Parquet and/or CSV file(s) (see :func:`helpers.data.resolve_files`) or
+        an in-memory DataFrame.
+    observation_end : date, optional
+        End of the observation period (default: the last purchase day).
+        Rows after it are ignored (:func:`validate_duckdb` counts them).
+    time_unit : {"D", "W", "M"}
+    customer_id, date, amount : str
+        Column names; ``amount=None`` for a log without amounts.
+    date_format : str, optional
+        ``strptime`` format of text dates (e.g. ``"%Y%m%d"``).
+    negative_amounts : {"error", "returns"}
+        As in :func:`helpers.data.load_transactions`: negative amounts are an
+        error, or set aside as returns (excluded from the summary).
+    duplicates : {"keep", "drop", "error"}
+        Exact duplicate rows: counted as purchases, dropped, or an error.
+    method : {"lists", "daily"}
+        SQL strategy (see the module docstring); same result.
+    con : duckdb connection, optional
+        Reuse a connection (default: a new one from :func:`connect`).
+    threads, memory_limit, progress
+        Settings of the connection opened when ``con`` is not given.
+
+    Returns
+    -------
+    DataFrame indexed by ``customer_id`` (str), sorted.
+
+    Raises
+    ------
+    DataValidationError
+        A row breaks a fatal rule of :func:`validate_duckdb` (raised with its
+        message and example rows).
+    """
+    _policy_checks(negative_amounts, duplicates)
+    if method not in ("lists", "daily"):
+        raise ValueError(f"method must be 'lists' or 'daily', got {method!r}")
+    unit_days = days_per_unit(time_unit)
+    end = _day(observation_end) if observation_end is not None else None
+    if duplicates == "error":
+        validate_duckdb(source, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
+                        observation_end=observation_end, negative_amounts=negative_amounts,
+                        duplicates="error", con=con, threads=threads, memory_limit=memory_limit,
+                        progress=progress)
+        duplicates = "keep"
+    con_, own, src = _open(source, customer_id, date, amount, con, threads, memory_limit, progress)
+    try:
+        has_amount = amount is not None
+        bad_a = _bad_amount_sql(negative_amounts)
+
+        def make_query(trim_ids):
+            rows = _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts,
+                             _date_sql(end) if end is not None else None, trim_ids)
+            return _rfm_query(rows, method, has_amount, bad_a)
+
+        res = _fetch(con_, make_query)
+        cid = np.asarray(res["cid"], dtype=object)
+        n_bad = int(np.sum(res["nbad_d"])) + (int(np.sum(res["nbad_a"])) if has_amount else 0)
+        if len(cid) == 0:
+            raise DataValidationError(None, "the log is empty: at least one transaction is required", 0)
+        # NULL ids sort last, empty ones first
+        if n_bad or cid[0] is None or cid[0] == "" or cid[-1] is None:
+            _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
+                           duplicates, con_, threads, memory_limit, progress, n_bad)
+        f = _int_days(res["f"])
+        l_ = _int_days(res["l"])
+        end_days = _days_since_epoch(end) if end is not None else int(l_.max())
+        n = np.asarray(res["n"], dtype=np.int64)
+        if has_amount:
+            return _summary_frame(cid, f, l_, n, end_days, unit_days, np.asarray(res["tot"], dtype=float),
+                                  np.asarray(res["rs"], dtype=float))
+        return _summary_frame(cid, f, l_, n, end_days, unit_days)
+    finally:
+        src.close()
+        if own:
+            con_.close()
+
+
+def _int_days(a) -> np.ndarray:
+    a = np.ma.filled(a, 0) if isinstance(a, np.ma.MaskedArray) else a
+    return np.asarray(a, dtype=np.int64)
+
+
+def _days_since_epoch(ts: pd.Timestamp) -> int:
+    return int((ts - pd.Timestamp("1970-01-01")).days)
+
+
+def calibration_holdout_duckdb(
+    source,
+    calibration_end,
+    observation_end=None,
+    time_unit: str = "W",
+    customer_id: str = "customer_id",
+    date: str = "date",
+    amount: str | None = "amount",
+    date_format: str | None = None,
+    *,
+    negative_amounts: str = "error",
+    duplicates: str = "keep",
+    con=None,
+    threads: int = DEFAULT_THREADS,
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Calibration summary and holdout counts per customer, computed in DuckDB.
+
+    Equals :func:`helpers.summary.calibration_holdout` on the clean log:
+    customers whose first purchase is on or before ``calibration_end``, with
+    ``x, t_x, T[, m_x, total_spend], first_purchase`` of the calibration
+    period and ``x_star`` (repeat purchase days in the holdout),
+    ``m_x_star``, ``holdout_spend`` (with amounts) and ``t_star``.
+
+    Parameters are those of :func:`rfm_summary_duckdb` plus
+    ``calibration_end`` (last calibration day, inclusive); ``observation_end``
+    (last holdout day) defaults to the last purchase day.
+
+    Raises
+    ------
+    DataValidationError
+        A fatal validation rule is broken, or the calibration end is not inside
+        the data's date range (on or after the first purchase day and before
+        the observation end).
+    """
+    _policy_checks(negative_amounts, duplicates)
+    unit_days = days_per_unit(time_unit)
+    cal_end = _day(calibration_end)
+    obs_end = _day(observation_end) if observation_end is not None else None
+    if duplicates == "error":
+        validate_duckdb(source, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
+                        observation_end=observation_end, negative_amounts=negative_amounts,
+                        duplicates="error", con=con, threads=threads, memory_limit=memory_limit,
+                        progress=progress)
+        duplicates = "keep"
+    con_, own, src = _open(source, customer_id, date, amount, con, threads, memory_limit, progress)
+    try:
+        has_amount = amount is not None
+        bad_a = _bad_amount_sql(negative_amounts)
+        rows = "{rows}"
+        c = _date_sql(cal_end)
+        cal, hold = f"d <= {c}", f"d > {c}"
+        amt = ""
+        if has_amount:
+            amt = (f", sum(a) FILTER (WHERE {cal}) AS tot, list(coalesce(a, 0.0)) FILTER (WHERE {cal}) AS am, "
+                   f"sum(a) FILTER (WHERE {hold}) AS htot, count(*) FILTER (WHERE {bad_a}) AS nbad_a")
+        per = (f"SELECT cid, min(d) AS d0, max(d) AS d1, count(*) AS nrows, "
+               f"min(d) FILTER (WHERE {cal}) AS f, max(d) FILTER (WHERE {cal}) AS l, "
+               f"count(*) FILTER (WHERE {cal}) AS nr, list(d) FILTER (WHERE {cal}) AS ds, "
+               f"min(d) FILTER (WHERE {hold}) AS hf, max(d) FILTER (WHERE {hold}) AS hl, "
+               f"count(*) FILTER (WHERE {hold}) AS nh, list(d) FILTER (WHERE {hold}) AS hds, "
+               f"count(*) FILTER (WHERE d IS NULL) AS nbad_d{amt} FROM {rows} GROUP BY cid")
+        amt_out = ""
+        if has_amount:
+            amt_out = (f", coalesce(tot, 0.0) AS tot, coalesce({_not_first_spend_sql('am', 'ds', 'nr', 'f', 'l')}, 0.0) AS rs, "
+                       f"coalesce(htot, 0.0) AS htot, nbad_a")
+        q = (f"SELECT cid, ({_n_days_sql('ds', 'nr', 'f', 'l')})::BIGINT AS n, "
+             f"({_n_days_sql('hds', 'nh', 'hf', 'hl')})::BIGINT AS nh, nr, nrows, "
+             f"coalesce((f - {_EPOCH})::BIGINT, 0) AS f, coalesce((l - {_EPOCH})::BIGINT, 0) AS l, "
+             f"(d0 - {_EPOCH})::BIGINT AS d0, (d1 - {_EPOCH})::BIGINT AS d1, nbad_d{amt_out} "
+             f", {_untrimmed_sql()} AS untrimmed FROM ({per}) ORDER BY cid")
+
+        def make_query(trim_ids):
+            return q.replace("{rows}", _rows_sql(src, customer_id, date, amount, date_format, duplicates,
+                                                  negative_amounts, _date_sql(obs_end) if obs_end is not None
+                                                  else None, trim_ids))
+
+        res = _fetch(con_, make_query)
+        cid = np.asarray(res["cid"], dtype=object)
+        if len(cid) == 0:
+            raise DataValidationError(None, "the log is empty: at least one transaction is required", 0)
+        n_bad = int(np.sum(res["nbad_d"])) + (int(np.sum(res["nbad_a"])) if has_amount else 0)
+        if n_bad or cid[0] is None or cid[0] == "" or cid[-1] is None:
+            _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
+                           duplicates, con_, threads, memory_limit, progress, n_bad)
+        first_day = int(_int_days(res["d0"]).min())
+        last_day = int(_int_days(res["d1"]).max())
+        obs_days = _days_since_epoch(obs_end) if obs_end is not None else last_day
+        cal_days = _days_since_epoch(cal_end)
+        if not (first_day <= cal_days < obs_days):
+            fd = pd.Timestamp("1970-01-01") + pd.Timedelta(days=first_day)
+            od = pd.Timestamp("1970-01-01") + pd.Timedelta(days=obs_days)
+            raise DataValidationError(
+                "date",
+                f"calibration end {cal_end.date()} must lie inside the data's date range: on or after "
+                f"the first purchase day {fd.date()} and before the observation end {od.date()}",
+                int(np.sum(res["nrows"])),
+            )
+        keep = np.asarray(res["nr"], dtype=np.int64) > 0
+        f = _int_days(res["f"])[keep]
+        l_ = _int_days(res["l"])[keep]
+        n = np.asarray(res["n"], dtype=np.int64)[keep]
+        if has_amount:
+            out = _summary_frame(cid[keep], f, l_, n, cal_days, unit_days,
+                                 np.asarray(res["tot"], dtype=float)[keep], np.asarray(res["rs"], dtype=float)[keep])
+        else:
+            out = _summary_frame(cid[keep], f, l_, n, cal_days, unit_days)
+        nh = np.asarray(res["nh"], dtype=np.int64)[keep]
+        out["x_star"] = nh.astype(float)
+        if has_amount:
+            htot = np.asarray(res["htot"], dtype=float)[keep]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out["m_x_star"] = np.where(nh > 0, htot / np.where(nh > 0, nh, 1), 0.0)
+            out["holdout_spend"] = htot
+        out["t_star"] = (obs_days - cal_days) / unit_days
+        return out
+    finally:
+        src.close()
+        if own:
+            con_.close()
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+
+def _examples(con, src, cond, order_cols=None) -> pd.DataFrame:
+    cols = ", ".join(_q(c) for c in src.wanted)
+    q = f"SELECT __row AS row, {cols} FROM {src.sql} WHERE {cond} ORDER BY __row LIMIT {MAX_EXAMPLES}"
+    ex = con.execute(q).df().set_index("row")
+    ex.index.name = "row"
+    return ex
+
+
+def validate_duckdb(
+    source,
+    *,
+    customer_id: str = "customer_id",
+    date: str = "date",
+    amount: str | None = "amount",
+    date_format: str | None = None,
+    observation_end=None,
+    negative_amounts: str = "error",
+    duplicates: str = "keep",
+    after_observation_end: str = "exclude",
+    con=None,
+    threads: int = DEFAULT_THREADS,
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Run the validation rules of :func:`helpers.data.load_transactions` in SQL.
+
+    Counts null or empty ids, null and unparseable dates, missing,
+    non-numeric, infinite, negative and zero amounts, exact duplicate rows
+    (on the raw row as read) and rows after the observation end, with the
+    same policies as :func:`helpers.data.load_transactions`.
+
+    Returns
+    -------
+    DataFrame
+        The data-quality table of :attr:`helpers.data.TransactionData.quality`
+        (``check``, ``rows`` as Int64, ``action``); ``attrs["counts"]`` holds
+        the counts by name as in ``TransactionData.counts``.
+
+    Raises
+    ------
+    DataValidationError
+        For the fatal rules, in the order of ``load_transactions``, naming the
+        column, the rule, the number of rows and up to five example rows
+        (index = 0-based row number over the files in order).
+    """
+    _policy_checks(negative_amounts, duplicates)
+    if after_observation_end not in ("exclude", "error"):
+        raise ValueError(f"after_observation_end must be one of ('exclude', 'error'), got {after_observation_end!r}")
+    con_, own, src = _open(source, customer_id, date, amount, con, threads, memory_limit, progress, numbered=True)
+    try:
+        return _validate(con_, src, customer_id, date, amount, date_format, observation_end, negative_amounts,
+                         duplicates, after_observation_end)
+    finally:
+        src.close()
+        if own:
+            con_.close()
+
+
+def _validate(con, src, customer_id, date, amount, date_format, observation_end, negative_amounts, duplicates,
+              after_observation_end):
+    has_amount = amount is not None
+    cid = src.id_expr(customer_id)
+    ts = src.ts_expr(date, date_format)
+    raw_date = _q(date)
+    checks = {
+        "null_id": f"({_q(customer_id)} IS NULL OR {cid} = '')",
+        "null_date": f"({raw_date} IS NULL)",
+        "bad_date": f"({raw_date} IS NOT NULL AND {ts} IS NULL)",
+    }
+    if has_amount:
+        a_raw = _q(amount)
+        a = src.amount_expr(amount)
+        if src.amount_numeric(amount):
+            checks["nan_amount"] = f"({a_raw} IS NULL OR isnan({a}))"
+            checks["non_numeric"] = "false"
+        else:
+            checks["nan_amount"] = f"({a_raw} IS NULL)"
+            checks["non_numeric"] = f"({a_raw} IS NOT NULL AND {a} IS NULL)"
+        checks["inf_amount"] = f"coalesce(isinf({a}), false)"
+    end = _day(observation_end) if observation_end is not None else None
+    after = f"coalesce(CAST({ts} AS DATE) > {_date_sql(end)}, false)" if end is not None else "false"
+    counts_sql = ", ".join(f"count(*) FILTER (WHERE {cond}) AS {name}" for name, cond in checks.items())
+    row = con.execute(f"SELECT count(*) AS n, count(*) FILTER (WHERE {after}) AS n_after, {counts_sql} "
+                      f"FROM {src.sql}").fetchone()
+    names = ["n", "n_after"] + list(checks)
+    c = dict(zip(names, (int(v) for v in row)))
+    n_read = c["n"]
+    if n_read == 0:
+        raise DataValidationError(None, "the log is empty: at least one transaction is required", 0)
+
+    messages = {
+        "null_id": (customer_id, "customer id must not be null or empty", ""),
+        "null_date": (date, "date must not be null", ""),
+        "bad_date": (date, f"date must parse with {'format ' + repr(date_format) if date_format else 'an inferable date format'}",
+                     "Set data.date_format in the config (e.g. '%Y-%m-%d')."),
+        "nan_amount": (amount, "amount must not be missing (NaN/empty)", ""),
+        "non_numeric": (amount, "amount must be numeric", ""),
+        "inf_amount": (amount, "amount must be finite", ""),
+    }
+    for name in checks:
+        if c[name]:
+            col, rule, hint = messages[name]
+            raise DataValidationError(col, rule, c[name], _examples(con, src, checks[name]), hint=hint)
+
+    rows: list[tuple] = [("rows read", n_read, "")]
+    counts = {"rows_read": n_read}
+
+    # --- exact duplicates (raw rows as read) -------------------------------
+    cols = ", ".join(_q(k) for k in src.wanted)
+    n_distinct = int(con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {src.sql})").fetchone()[0])
+    n_dup = n_read - n_distinct
+    counts["duplicate_rows"] = n_dup
+    if n_dup and duplicates == "error":
+        part = ", ".join(_q(k) for k in src.wanted)
+        ex = con.execute(
+            f"SELECT __row AS row, {cols} FROM {src.sql} QUALIFY count(*) OVER (PARTITION BY {part}) > 1 "
+            f"ORDER BY __row LIMIT {MAX_EXAMPLES}").df().set_index("row")
+        raise DataValidationError(
+            None, "exact duplicate rows are not allowed (duplicates: error)", n_dup, ex,
+            hint="Set data.duplicates to 'keep' or 'drop' if duplicates are legitimate.",
+        )
+    if duplicates == "drop":
+        rows.append(("exact duplicate rows", n_dup, "excluded"))
+    else:
+        rows.append(("exact duplicate rows", n_dup, "kept (counted as separate purchases)"))
+
+    # --- observation end -----------------------------------------------------
+    n_after = c["n_after"] if end is not None else 0
+    if end is not None:
+        if n_after and after_observation_end == "error":
+            raise DataValidationError(date, f"date must not be after the observation end {end.date()}", n_after,
+                                      _examples(con, src, after))
+        rows.append((f"rows after observation end {end.date()}", n_after, "excluded"))
+    counts["after_observation_end"] = n_after
+
+    # --- the kept rows: negative and zero amounts, rows used, customers -------
+    kept_src = src.sql
+    if duplicates == "drop":
+        kept_src = f"(SELECT DISTINCT ON ({cols}) * FROM {src.sql} ORDER BY __row)"
+    a = src.amount_expr(amount) if has_amount else None
+    neg = f"({a} < 0)" if has_amount else "false"
+    zero = f"({a} = 0)" if has_amount else "false"
+    q = (f"SELECT count(*) FILTER (WHERE {neg}) AS n_neg, "
+         f"count(*) FILTER (WHERE NOT {neg} AND {zero}) AS n_zero, "
+         f"count(*) FILTER (WHERE NOT {neg}) AS n_used, "
+         f"count(DISTINCT {cid}) FILTER (WHERE NOT {neg}) AS n_cust, "
+         f"min({ts}) FILTER (WHERE NOT {neg}) AS first, max({ts}) FILTER (WHERE NOT {neg}) AS last "
+         f"FROM {kept_src} WHERE NOT {after}")
+    n_neg, n_zero, n_used, n_cust, first, last = con.execute(q).fetchone()
+    if has_amount:
+        if n_neg and negative_amounts == "error":
+            ex = _examples(con, src, f"{neg} AND NOT {after}")
+            raise DataValidationError(
+                amount, "amount must not be negative", n_neg, ex,
+                hint="Set data.negative_amounts: returns to treat negative amounts as returns.",
+            )
+        counts["returns"] = int(n_neg)
+        if negative_amounts == "returns":
+            rows.append(("negative amounts (returns)", int(n_neg), "set aside as returns"))
+        counts["zero_amount_rows"] = int(n_zero)
+        rows.append(("zero-amount rows", int(n_zero), "kept as purchases; excluded from the spend model"))
+    if not n_used:
+        raise DataValidationError(
+            None, "no transactions left after validation (the log is empty once exclusions apply)", n_read)
+    counts["rows_used"] = int(n_used)
+    rows.append(("rows used", int(n_used), ""))
+    counts["customers"] = int(n_cust)
+    rows.append(("customers", int(n_cust), ""))
+    quality = pd.DataFrame(rows, columns=["check", "rows", "action"])
+    first, last = pd.Timestamp(first), pd.Timestamp(last)
+    quality = pd.concat(
+        [quality, pd.DataFrame([("date range", None, f"{first.date()} to {last.date()}")],
+                               columns=["check", "rows", "action"])],
+        ignore_index=True,
+    )
+    quality["rows"] = quality["rows"].astype("Int64")
+    quality.attrs["counts"] = counts
+    return quality

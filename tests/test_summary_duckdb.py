@@ -1,0 +1,198 @@
+"""The DuckDB engine gives the pandas engine's summaries and validation, out of core."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.data import DataValidationError, load_transactions
+from helpers.simulate import write_parquet_chunks
+from helpers.summary import calibration_holdout, rfm_summary
+from helpers.summary_duckdb import calibration_holdout_duckdb, rfm_summary_duckdb, validate_duckdb
+
+pytest.importorskip("duckdb")
+
+EXACT = ["x", "t_x", "T", "first_purchase", "x_star", "t_star"]
+
+
+def assert_same(ours: pd.DataFrame, ref: pd.DataFrame):
+    """Same index (name, dtype, order), columns, dtypes; counts and times exact, spend to 1e-9."""
+    assert ours.index.name == ref.index.name == "customer_id"
+    assert ours.index.dtype == ref.index.dtype
+    pd.testing.assert_index_equal(ours.index, ref.index)
+    assert list(ours.columns) == list(ref.columns)
+    assert ours.dtypes.to_dict() == ref.dtypes.to_dict()
+    for c in ref.columns:
+        if c in EXACT:
+            np.testing.assert_array_equal(ours[c].to_numpy(), ref[c].to_numpy(), err_msg=c)
+        else:
+            np.testing.assert_allclose(ours[c].to_numpy(), ref[c].to_numpy(), rtol=1e-9, atol=0, err_msg=c)
+
+
+@pytest.mark.parametrize("method", ["lists", "daily"])
+@pytest.mark.parametrize("time_unit", ["D", "W"])
+def test_rfm_equals_pandas_engine_on_cdnow_master(root, cdnow_master, time_unit, method):
+    ref = rfm_summary(cdnow_master.transactions, observation_end="1998-06-30", time_unit=time_unit)
+    ours = rfm_summary_duckdb(root / "data" / "cdnow_master.csv", observation_end="1998-06-30",
+                              time_unit=time_unit, date_format="%Y%m%d", method=method)
+    assert len(ours) == 23_570
+    assert_same(ours, ref)
+
+
+def test_rfm_default_observation_end_is_last_purchase_day(root, cdnow_master):
+    ref = rfm_summary(cdnow_master.transactions, time_unit="M")
+    ours = rfm_summary_duckdb(root / "data" / "cdnow_master.csv", time_unit="M", date_format="%Y%m%d")
+    assert_same(ours, ref)
+
+
+def test_calibration_holdout_on_cdnow_sample(root, paper_split):
+    ours = calibration_holdout_duckdb(root / "data" / "cdnow_sample.csv", "1997-09-30", "1998-06-30",
+                                      time_unit="W", date_format="%Y%m%d")
+    assert len(ours) == 2_357
+    assert ours["x"].sum() == 2_457
+    assert ours["x_star"].sum() == 1_882
+    assert (ours["t_star"] == 39).all()
+    assert_same(ours, paper_split)
+
+
+def test_calibration_end_outside_the_data_is_an_error(root):
+    with pytest.raises(DataValidationError, match="calibration end"):
+        calibration_holdout_duckdb(root / "data" / "cdnow_sample.csv", "1999-01-01", "1998-06-30",
+                                   date_format="%Y%m%d")
+
+
+@pytest.fixture(scope="module")
+def parquet_dir(tmp_path_factory):
+    """A simulated log in three Parquet files, sub-day timestamps, some same-day purchases."""
+    out = tmp_path_factory.mktemp("log")
+    write_parquet_chunks(out, 3_000, chunk_customers=1_000, seed=7, r=2.0, alpha=3.0, a=0.5, b=4.0,
+                         p=6.0, q=4.0, gamma=20.0, observation_days=200, acquisition_days=60)
+    return out
+
+
+def test_parquet_directory_glob_and_dataframe(parquet_dir):
+    assert len(list(parquet_dir.glob("*.parquet"))) == 3
+    td = load_transactions(parquet_dir)
+    assert td.transactions["date"].dt.hour.nunique() > 1        # timestamps within the day
+    for end in (None, "2020-06-01"):
+        ref = rfm_summary(td.transactions, observation_end=end, time_unit="W")
+        assert (ref["x"] > 0).mean() > 0.5
+        for source in (parquet_dir, str(parquet_dir / "part-*.parquet"), td.transactions):
+            for method in ("lists", "daily"):
+                assert_same(rfm_summary_duckdb(source, observation_end=end, method=method), ref)
+    ref = calibration_holdout(td.transactions, "2020-04-01", "2020-07-01", time_unit="D")
+    assert_same(calibration_holdout_duckdb(parquet_dir, "2020-04-01", "2020-07-01", time_unit="D"), ref)
+
+
+def test_log_without_amounts(parquet_dir):
+    td = load_transactions(parquet_dir, amount=None)
+    ref = rfm_summary(td.transactions, time_unit="W")
+    ours = rfm_summary_duckdb(parquet_dir, time_unit="W", amount=None)
+    assert list(ours.columns) == ["x", "t_x", "T", "first_purchase"]
+    assert_same(ours, ref)
+    ref = calibration_holdout(td.transactions, "2020-04-01", time_unit="W")
+    assert_same(calibration_holdout_duckdb(parquet_dir, "2020-04-01", time_unit="W", amount=None), ref)
+
+
+def test_long_customer_histories_and_custom_columns():
+    """Lists longer than the pairwise limit, same-day repeats, ids with spaces, other column names."""
+    rng = np.random.default_rng(3)
+    n = 20_000
+    ids = rng.choice([" a", "b ", "c", "d", "e1", "e2"], size=n, p=[0.5, 0.3, 0.1, 0.05, 0.03, 0.02])
+    days = rng.integers(0, 400, size=n)
+    df = pd.DataFrame({"cust": ids, "when": pd.Timestamp("2021-01-01") + pd.to_timedelta(days, unit="D"),
+                       "value": rng.gamma(2.0, 10.0, size=n)})
+    td = load_transactions(df, customer_id="cust", date="when", amount="value")
+    ref = rfm_summary(td.transactions, time_unit="D")
+    for method in ("lists", "daily"):
+        ours = rfm_summary_duckdb(df, customer_id="cust", date="when", amount="value", time_unit="D",
+                                  method=method)
+        assert_same(ours, ref)
+    assert list(ref.index) == ["a", "b", "c", "d", "e1", "e2"]
+
+
+def _bad_logs():
+    good = {"customer_id": ["1", "2", "2", "3", "3", "3", "4"],
+            "date": ["2020-01-01", "2020-01-02", "2020-01-05", "2020-01-03", "2020-01-03", "2020-02-01",
+                     "2020-01-04"],
+            "amount": ["10", "5", "0", "7.5", "7.5", "3", "2"]}
+    return good
+
+
+@pytest.mark.parametrize("column,index,value,match", [
+    ("customer_id", 2, None, "customer id must not be null"),
+    ("customer_id", 3, "  ", "customer id must not be null"),
+    ("date", 1, None, "date must not be null"),
+    ("date", 4, "2020-13-45", "date must parse"),
+    ("amount", 5, None, "amount must not be missing"),
+    ("amount", 0, "ten", "amount must be numeric"),
+    ("amount", 6, "inf", "amount must be finite"),
+    ("amount", 3, "-4", "amount must not be negative"),
+])
+def test_fatal_rules_raise_like_load_transactions(tmp_path, column, index, value, match):
+    log = pd.DataFrame(_bad_logs())
+    log.loc[index, column] = value
+    path = tmp_path / "bad.csv"
+    log.to_csv(path, index=False)
+    with pytest.raises(DataValidationError, match=match) as ref:
+        load_transactions(path, date_format="%Y-%m-%d")
+    for call in (
+        lambda: validate_duckdb(path, date_format="%Y-%m-%d"),
+        lambda: rfm_summary_duckdb(path, date_format="%Y-%m-%d"),
+        lambda: calibration_holdout_duckdb(path, "2020-01-03", date_format="%Y-%m-%d"),
+    ):
+        with pytest.raises(DataValidationError, match=match) as ours:
+            call()
+        assert ours.value.n_rows == ref.value.n_rows == 1
+        assert ours.value.column == ref.value.column
+        assert list(ours.value.examples.index) == list(ref.value.examples.index) == [index]
+
+
+def test_examples_are_at_most_five_rows_with_row_numbers_over_files(tmp_path):
+    log = pd.DataFrame({"customer_id": [f"c{i}" for i in range(20)],
+                        "date": pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(20), unit="D"),
+                        "amount": np.r_[np.ones(12), -np.ones(8)]})
+    log.iloc[:10].to_parquet(tmp_path / "a.parquet")
+    log.iloc[10:].to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(DataValidationError, match="must not be negative") as ref:
+        load_transactions(tmp_path)
+    with pytest.raises(DataValidationError, match="must not be negative") as ours:
+        validate_duckdb(tmp_path)
+    assert ours.value.n_rows == ref.value.n_rows == 8
+    assert list(ours.value.examples.index) == list(ref.value.examples.index) == [12, 13, 14, 15, 16]
+
+
+def test_quality_table_equals_load_transactions(tmp_path):
+    log = pd.DataFrame(_bad_logs())
+    log.loc[len(log)] = ["5", "2020-03-01", "-2"]            # a return
+    log.loc[len(log)] = ["6", "2020-04-01", "4"]             # after the observation end
+    path = tmp_path / "log.csv"
+    log.to_csv(path, index=False)
+    for dup in ("keep", "drop"):
+        kw = dict(date_format="%Y-%m-%d", observation_end="2020-03-15", negative_amounts="returns",
+                  duplicates=dup)
+        ref = load_transactions(path, **kw)
+        q = validate_duckdb(path, **kw)
+        pd.testing.assert_frame_equal(q, ref.quality)
+        assert q.attrs["counts"] == ref.counts
+        ours = rfm_summary_duckdb(path, observation_end="2020-03-15", time_unit="D", date_format="%Y-%m-%d",
+                                  negative_amounts="returns", duplicates=dup)
+        assert_same(ours, rfm_summary(ref.transactions, observation_end="2020-03-15", time_unit="D"))
+    with pytest.raises(DataValidationError, match="duplicate rows are not allowed") as e:
+        validate_duckdb(path, date_format="%Y-%m-%d", duplicates="error", negative_amounts="returns")
+    assert e.value.n_rows == 1 and list(e.value.examples.index) == [3, 4]
+    with pytest.raises(DataValidationError, match="after the observation end"):
+        validate_duckdb(path, date_format="%Y-%m-%d", observation_end="2020-03-15",
+                        negative_amounts="returns", after_observation_end="error")
+
+
+def test_missing_column_and_empty_log(tmp_path):
+    path = tmp_path / "x.csv"
+    pd.DataFrame({"customer_id": ["1"], "when": ["2020-01-01"]}).to_csv(path, index=False)
+    with pytest.raises(DataValidationError, match="required column missing"):
+        rfm_summary_duckdb(path)
+    empty = tmp_path / "e.csv"
+    empty.write_text("customer_id,date,amount\n")
+    with pytest.raises(DataValidationError, match="empty"):
+        validate_duckdb(empty)
+    with pytest.raises(DataValidationError, match="empty"):
+        rfm_summary_duckdb(empty)
