@@ -91,19 +91,23 @@ def _month_grid(horizon_months: int, days_per_month: float, time_unit: str) -> n
     return np.arange(int(horizon_months) + 1) * units_per_month   # t_0 = 0, ..., t_H
 
 
-def _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin):
-    """CLV for (unique) rows: (n,) arrays -> (n,) CLV; vectorised over months."""
+def _discounted_purchases(model_fit, x, t_x, T, t_grid, monthly_discount_rate):
+    """sum_m (E[X(t_m)] - E[X(t_{m-1})]) / (1 + d)^m for (unique) rows; vectorised over months."""
     from .models import _cond_expected_grid  # internal formula, evaluated on a (n, H) grid
 
-    th = model_fit.theta
     with np.errstate(all="ignore"):
-        E = _cond_expected_grid(model_fit.name, th, t_grid[1:], x, t_x, T)
+        E = _cond_expected_grid(model_fit.name, model_fit.theta, t_grid[1:], x, t_x, T)
     E = np.concatenate([np.zeros((len(x), 1)), E], axis=1)
     inc = np.diff(E, axis=1)                                           # (n, H)
     m = np.arange(1, len(t_grid))
     disc = (1.0 + monthly_discount_rate) ** (-m.astype(float))
+    return inc @ disc
+
+
+def _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin):
+    """CLV for (unique) rows: (n,) arrays -> (n,) CLV; vectorised over months."""
     spend = spend_fit.expected_spend(x, m_x)
-    return margin * spend * (inc @ disc)
+    return margin * spend * _discounted_purchases(model_fit, x, t_x, T, t_grid, monthly_discount_rate)
 
 
 def _summary_arrays(summary):
@@ -160,9 +164,12 @@ def clv(
         raise ValueError("monthly_discount_rate must be > -1")
     t_grid = _month_grid(horizon_months, days_per_month, time_unit)
     x, t_x, T, m_x = _summary_arrays(summary)
-    cols, inverse, _ = unique_rows(x, t_x, T, m_x)
-    vals = _clv_rows(model_fit, spend_fit, *cols, t_grid, monthly_discount_rate, margin)
-    return pd.Series(vals[inverse], index=summary.index, name="clv")
+    # CLV = margin x E[spend | x, m_x] x (discounted purchases | x, t_x, T): the purchase part is
+    # evaluated once per unique (x, t_x, T) row, the (cheap, closed-form) spend part per customer.
+    cols, inverse, _ = unique_rows(x, t_x, T)
+    purchases = _discounted_purchases(model_fit, *cols, t_grid, monthly_discount_rate)[inverse]
+    vals = margin * spend_fit.expected_spend(x, m_x) * purchases
+    return pd.Series(vals, index=summary.index, name="clv")
 
 
 def customer_equity(clv_values) -> float:
