@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -75,6 +76,9 @@ def test_successful_run_writes_the_record(project, capsys):
     assert "a number" in html  # the parameter's documentation is shown
     for bad in ('src="http', "src='http", 'href="http', "href='http"):
         assert bad not in html, f"report fetches from the internet: {bad}"
+    for script in re.findall(r"<script[^>]*>(.*?)</script>", html, re.S):
+        assert "http://" not in script and "https://" not in script, "a script loads code from the internet"
+    assert "url(http" not in html
     assert "raise" not in html and "record_results" not in html  # code is hidden
     index = (run_dir / "index.html").read_text()
     assert "good/good.html" in index and "2,357" in index or "2357" in index

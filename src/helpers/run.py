@@ -88,6 +88,10 @@ _REMOTE_TAG = re.compile(
     r"<script[^>]*\ssrc=[\"']https?://[^\"']*[\"'][^>]*>\s*</script>|<link[^>]*\shref=[\"']https?://[^\"']*[\"'][^>]*/?>",
     re.IGNORECASE,
 )
+# inline scripts that would load code from the internet (nbconvert's lab template imports
+# mermaid.js from a CDN when a notebook has diagrams)
+_REMOTE_INLINE_SCRIPT = re.compile(r"<script[^>]*>(?:(?!</script>).)*?https?://(?:(?!</script>).)*?</script>",
+                                   re.IGNORECASE | re.DOTALL)
 
 
 def _provenance_markdown(provenance: dict[str, Any], parameters: dict[str, Any],
@@ -131,7 +135,7 @@ def render_html(nb, provenance: dict[str, Any], parameters: dict[str, Any],
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(nb)
-    return _REMOTE_TAG.sub("", body)
+    return _REMOTE_INLINE_SCRIPT.sub("", _REMOTE_TAG.sub("", body))
 
 
 def _index_html(run: dict[str, Any]) -> str:
