@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.data import load_transactions
 from helpers.models import (
     IndependenceWarning,
     ModelFitError,
@@ -17,13 +16,11 @@ from helpers.models import (
     unique_apply,
     unique_rows,
 )
-from helpers.summary import calibration_holdout
 
 
 @pytest.fixture(scope="module")
-def cdnow():
-    d = load_transactions("data/cdnow_sample.csv", date_format="%Y%m%d", observation_end="1998-06-30")
-    return calibration_holdout(d.transactions, "1997-09-30", "1998-06-30", time_unit="W")
+def cdnow(paper_split):
+    return paper_split
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.data import load_transactions
 from helpers.models import _cond_expected, fit_gamma_gamma, fit_model
-from helpers.summary import calibration_holdout, repeat_transactions_by_period
+from helpers.summary import repeat_transactions_by_period
 from helpers.value import (
     DAYS_PER_MONTH,
     bootstrap,
@@ -21,10 +20,8 @@ from helpers.value import (
 
 
 @pytest.fixture(scope="module")
-def data():
-    d = load_transactions("data/cdnow_sample.csv", date_format="%Y%m%d", observation_end="1998-06-30")
-    ch = calibration_holdout(d.transactions, "1997-09-30", "1998-06-30", time_unit="W")
-    return d.transactions, ch
+def data(cdnow_sample, paper_split):
+    return cdnow_sample.transactions, paper_split
 
 
 @pytest.fixture(scope="module")

@@ -843,7 +843,22 @@ def _no_se(names):
 # fitted objects
 # ---------------------------------------------------------------------------
 
+@dataclass
 class _ParamsMixin:
+    """What every fitted model reports (see :class:`FittedModel` for the meaning of each field)."""
+
+    name: str
+    params: pd.Series
+    se: pd.Series
+    ci95: pd.DataFrame
+    cov: pd.DataFrame
+    log_likelihood: float
+    aic: float
+    bic: float
+    n_customers: int
+    n_unique: int
+    converged: bool
+
     def params_table(self) -> pd.DataFrame:
         """Estimates with standard errors and 95% intervals (log-scale delta method)."""
         out = pd.DataFrame({"estimate": self.params, "se": self.se})
@@ -892,17 +907,6 @@ class FittedModel(_ParamsMixin):
         Unit of ``t_x``/``T`` if known (informational).
     """
 
-    name: str
-    params: pd.Series
-    se: pd.Series
-    ci95: pd.DataFrame
-    cov: pd.DataFrame
-    log_likelihood: float
-    aic: float
-    bic: float
-    n_customers: int
-    n_unique: int
-    converged: bool
     penalizer: float = 0.0
     time_unit: str | None = None
     message: str = ""
@@ -1002,17 +1006,6 @@ class GammaGammaFit(_ParamsMixin):
         Threshold above which :class:`IndependenceWarning` was issued.
     """
 
-    name: str
-    params: pd.Series
-    se: pd.Series
-    ci95: pd.DataFrame
-    cov: pd.DataFrame
-    log_likelihood: float
-    aic: float
-    bic: float
-    n_customers: int
-    n_unique: int
-    converged: bool
     n_excluded_nonpositive: int = 0
     frequency_spend_corr: float = float("nan")
     corr_threshold: float = 0.3
