@@ -104,8 +104,7 @@ from scipy.linalg import eigh_tridiagonal
 from scipy.special import betaln
 
 from .models import FittedModel, GammaGammaFit, unique_rows
-from .segments import discount_factors
-from .summary import days_per_unit
+from .value import DAYS_PER_MONTH, discount_factors, month_grid
 
 __all__ = [
     "DAYS_PER_MONTH",
@@ -136,9 +135,6 @@ __all__ = [
     "simulate_continuation",
     "lever_simulation_check",
 ]
-
-#: Average Gregorian month in days (as helpers.value).
-DAYS_PER_MONTH = 365.25 / 12
 
 #: Supported forms of the retention lever (see module docstring).
 MODES = ("dropout", "retention")
@@ -217,13 +213,6 @@ class Assumptions:
         d = asdict(self)
         return pd.DataFrame({"value": [d[k] for k in d], "meaning": [_DESCRIPTIONS[k] for k in d]},
                             index=pd.Index(list(d), name="assumption"))
-
-
-def month_grid(horizon_months: int, time_unit: str = "W", days_per_month: float = DAYS_PER_MONTH) -> np.ndarray:
-    """Month ends ``t_0 = 0, t_1, ..., t_H`` in model time units."""
-    if int(horizon_months) != horizon_months or horizon_months < 1:
-        raise ValueError(f"horizon_months must be a positive whole number, got {horizon_months!r}")
-    return np.arange(int(horizon_months) + 1) * (days_per_month / days_per_unit(time_unit))
 
 
 def dropout_map(delta: float, mode: str = "dropout") -> tuple[float, float]:

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .concentration import concentration_curve, top_share
+from .value import discount_factors  # re-exported: costs and margin share one discounting
 
 __all__ = [
     "CostModel",
@@ -90,15 +91,6 @@ class CostModel:
         for k, v in asdict(self).items():
             if not np.isfinite(v) or v < 0:
                 raise ValueError(f"CostModel.{k} must be a finite number >= 0, got {v!r}")
-
-
-def discount_factors(horizon_months: int, monthly_discount_rate: float) -> np.ndarray:
-    """``1 / (1 + d)^m`` for months m = 1..H (cash flows at the end of each month)."""
-    if horizon_months < 1:
-        raise ValueError(f"horizon_months must be >= 1, got {horizon_months}")
-    if monthly_discount_rate <= -1:
-        raise ValueError(f"monthly_discount_rate must be > -1, got {monthly_discount_rate}")
-    return 1.0 / (1.0 + monthly_discount_rate) ** np.arange(1, horizon_months + 1)
 
 
 def expected_cost_to_serve(

@@ -46,6 +46,8 @@ from .summary import days_per_unit
 
 __all__ = [
     "DAYS_PER_MONTH",
+    "month_grid",
+    "discount_factors",
     "lifetimes_days_per_month",
     "clv",
     "customer_equity",
@@ -82,13 +84,23 @@ def lifetimes_days_per_month(freq: str = "D") -> float:
     return _LIFETIMES_FACTOR[freq] * days_per_unit(freq)
 
 
-def _month_grid(horizon_months: int, days_per_month: float, time_unit: str) -> np.ndarray:
+def month_grid(horizon_months: int, time_unit: str = "W", days_per_month: float = DAYS_PER_MONTH) -> np.ndarray:
+    """Month ends ``t_0 = 0, t_1, ..., t_H`` in the model's time unit (a month is ``days_per_month`` days)."""
     if int(horizon_months) != horizon_months or horizon_months < 1:
         raise ValueError(f"horizon_months must be a positive whole number, got {horizon_months!r}")
     if days_per_month <= 0:
         raise ValueError("days_per_month must be > 0")
     units_per_month = days_per_month / days_per_unit(time_unit)
     return np.arange(int(horizon_months) + 1) * units_per_month   # t_0 = 0, ..., t_H
+
+
+def discount_factors(horizon_months: int, monthly_discount_rate: float) -> np.ndarray:
+    """``1 / (1 + d)^m`` for months m = 1..H (cash flows at the end of each month)."""
+    if horizon_months < 1:
+        raise ValueError(f"horizon_months must be >= 1, got {horizon_months}")
+    if monthly_discount_rate <= -1:
+        raise ValueError(f"monthly_discount_rate must be > -1, got {monthly_discount_rate}")
+    return 1.0 / (1.0 + monthly_discount_rate) ** np.arange(1, horizon_months + 1)
 
 
 def _discounted_purchases(model_fit, x, t_x, T, t_grid, monthly_discount_rate):
@@ -99,9 +111,7 @@ def _discounted_purchases(model_fit, x, t_x, T, t_grid, monthly_discount_rate):
         E = _cond_expected_grid(model_fit.name, model_fit.theta, t_grid[1:], x, t_x, T)
     E = np.concatenate([np.zeros((len(x), 1)), E], axis=1)
     inc = np.diff(E, axis=1)                                           # (n, H)
-    m = np.arange(1, len(t_grid))
-    disc = (1.0 + monthly_discount_rate) ** (-m.astype(float))
-    return inc @ disc
+    return inc @ discount_factors(len(t_grid) - 1, monthly_discount_rate)
 
 
 def _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin):
@@ -162,7 +172,7 @@ def clv(
         raise ValueError(f"the model was fitted in time unit {model_fit.time_unit!r} but time_unit={time_unit!r}")
     if monthly_discount_rate <= -1:
         raise ValueError("monthly_discount_rate must be > -1")
-    t_grid = _month_grid(horizon_months, days_per_month, time_unit)
+    t_grid = month_grid(horizon_months, time_unit, days_per_month)
     x, t_x, T, m_x = _summary_arrays(summary)
     # CLV = margin x E[spend | x, m_x] x (discounted purchases | x, t_x, T): the purchase part is
     # evaluated once per unique (x, t_x, T) row, the (cheap, closed-form) spend part per customer.
@@ -272,7 +282,7 @@ def bootstrap(
     x, t_x, T, m_x = _summary_arrays(summary)
     (xu, txu, Tu, mu), inverse, counts = unique_rows(x, t_x, T, m_x)
     n = int(counts.sum())
-    t_grid = _month_grid(horizon_months, days_per_month, time_unit)
+    t_grid = month_grid(horizon_months, time_unit, days_per_month)
 
     base = fit_model(model, x=xu, t_x=txu, T=Tu, weights=counts, penalizer=penalizer, time_unit=time_unit)
     with warnings.catch_warnings():
@@ -610,7 +620,7 @@ def monthly_expectations(
         raise ValueError(f"alive must be 'mean', 'start' or 'end', got {alive!r}")
     if int(nodes) < 1:
         raise ValueError("nodes must be >= 1")
-    t_grid = _month_grid(horizon_months, days_per_month, time_unit)
+    t_grid = month_grid(horizon_months, time_unit, days_per_month)
     H = len(t_grid) - 1
     x, t_x, T = (summary[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
     model_fit._args(x, t_x, T)  # validation only
