@@ -206,10 +206,7 @@ def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
     return None, ""
 
 
-def _notebook_parameters(spec, cfg: Config, export_dir: Path) -> dict[str, Any]:
-    import papermill as pm  # noqa: PLC0415
-
-    declared = pm.inspect_notebook(str(spec.path))
+def _notebook_parameters(spec, cfg: Config, export_dir: Path, declared: dict[str, Any]) -> dict[str, Any]:
     unknown = set(spec.parameters) - set(declared)
     if unknown:
         raise ValueError(
@@ -239,8 +236,10 @@ def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provena
     entry: dict[str, Any] = {"name": spec.name, "path": str(spec.path), "status": "running",
                              "parameters": {}, "duration_s": 0.0}
     t0 = time.perf_counter()
+    declared = None  # the notebook's parameters cell, read once: for the run and for the report
     try:
-        params = _notebook_parameters(spec, cfg, nb_dir)
+        declared = pm.inspect_notebook(str(spec.path))
+        params = _notebook_parameters(spec, cfg, nb_dir, declared)
         entry["parameters"] = params
         pm.execute_notebook(
             str(spec.path), str(out_nb), parameters=params, kernel_name=kernel_name,
@@ -266,12 +265,6 @@ def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provena
         entry["results"] = results
         (nb_dir / "results.json").write_text(json.dumps(results, indent=2))
         prov = {**provenance, "notebook": spec.path.name, "status": entry["status"]}
-        try:
-            import papermill as pm  # noqa: PLC0415
-
-            declared = pm.inspect_notebook(str(spec.path))
-        except Exception:  # noqa: BLE001 - the table then lists the passed parameters only
-            declared = None
         (nb_dir / f"{spec.name}.html").write_text(render_html(nb, prov, entry["parameters"], declared))
     return entry
 
