@@ -231,16 +231,42 @@ def test_penalizer_shrinks(cdnow, bg):
 
 @pytest.mark.parametrize("model", ["bgnbd", "mbgnbd"])
 def test_analytic_gradient_matches_finite_differences(cdnow, model):
-    from helpers.models import _GRAD, _LL, _num_grad
+    from helpers.models import _LL, _BGFamilyObjective, _num_grad
 
-    (x, t_x, T), _, _ = unique_rows(cdnow["x"], cdnow["t_x"], cdnow["T"])   # sorted by x: grouped path
+    (x, t_x, T), _, counts = unique_rows(cdnow["x"], cdnow["t_x"], cdnow["T"])
+    w = counts.astype(float)
     theta = np.array([0.3, 4.0, 0.8, 2.4])
-    g = _GRAD[model](theta, x, t_x, T).sum(axis=0)
-    g_num = _num_grad(lambda ph: _LL[model](np.exp(ph), x, t_x, T).sum(), np.log(theta), 1e-6)
-    np.testing.assert_allclose(g, g_num, rtol=1e-6, atol=1e-5)
+    ll, g = _BGFamilyObjective(x, t_x, T, w, modified=model == "mbgnbd")(theta)
+    # the rearranged objective equals the paper's likelihood summed over customers ...
+    np.testing.assert_allclose(ll, np.sum(w * _LL[model](theta, x, t_x, T)), rtol=1e-13)
+    # ... and its gradient equals central differences of that likelihood
+    g_num = _num_grad(lambda ph: np.sum(w * _LL[model](np.exp(ph), x, t_x, T)), np.log(theta), 1e-6)
+    np.testing.assert_allclose(g * theta, g_num, rtol=1e-6, atol=1e-4)
     # the grouped (per distinct x) log-likelihood equals the row-by-row one
     ll_rows = np.array([_LL[model](theta, x[i:i + 1], t_x[i:i + 1], T[i:i + 1])[0] for i in range(0, len(x), 97)])
     np.testing.assert_allclose(_LL[model](theta, x, t_x, T)[::97], ll_rows, rtol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "mbgnbd"])
+def test_objective_stable_when_exp_would_overflow(model, monkeypatch):
+    """Heavy buyers who stopped long ago: D_i >> 700, e^D overflows; the stable branch takes over."""
+    import helpers.models as M
+
+    x = np.array([0.0, 1.0, 400.0, 350.0, 3.0])
+    t_x = np.array([0.0, 5.0, 0.02, 0.05, 40.0])
+    T = np.array([50.0, 60.0, 100.0, 100.0, 60.0])
+    w = np.array([3.0, 2.0, 1.0, 1.0, 4.0])
+    theta = np.array([0.5, 0.01, 0.8, 2.4])
+    obj = M._BGFamilyObjective(x, t_x, T, w, modified=model == "mbgnbd")
+    ll, g = obj(theta)
+    assert np.isfinite(ll) and np.all(np.isfinite(g))
+    np.testing.assert_allclose(ll, np.sum(w * M._LL[model](theta, x, t_x, T)), rtol=1e-12)
+    g_num = M._num_grad(lambda ph: np.sum(w * M._LL[model](np.exp(ph), x, t_x, T)), np.log(theta), 1e-6)
+    np.testing.assert_allclose(g * theta, g_num, rtol=1e-5, atol=1e-4)
+    # chunking does not change the sums
+    monkeypatch.setattr(M, "_CHUNK", 2)
+    ll2, g2 = M._BGFamilyObjective(x, t_x, T, w, modified=model == "mbgnbd")(theta)
+    np.testing.assert_allclose([ll2, *g2], [ll, *g], rtol=1e-13)
 
 
 # ---------------------------------------------------------------------------

@@ -89,6 +89,7 @@ MODELS: dict[str, tuple[str, ...]] = {
 _TIME_SCALE = {"bgnbd": ("alpha",), "mbgnbd": ("alpha",), "pareto_nbd": ("alpha", "beta")}
 _LABELS = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "pareto_nbd": "Pareto/NBD",
            "gamma_gamma": "Gamma-Gamma"}
+_HESSIAN_REUSE = 1e-6  # reuse the polish's Hessian for standard errors within this distance (log scale)
 _LOG_BOUND = 25.0  # |log theta| beyond this = parameter ran off to 0 or infinity
 _Z95 = 1.959963984540054
 
@@ -136,15 +137,37 @@ def unique_rows(*arrays) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         raise ValueError(f"arrays must have equal length, got {[len(c) for c in cols]}")
     if n == 0:
         return [c.copy() for c in cols], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    order = np.lexsort(cols[::-1])            # sorted by the first array, then the second, ...
-    sorted_cols = [c[order] for c in cols]
-    new = np.ones(n, dtype=bool)
-    new[1:] = np.any([np.diff(c) != 0 for c in sorted_cols], axis=0)
+    # rank each column's values (hashing, not sorting, n values), then combine the ranks into
+    # one integer key whose order is the lexicographic order of the rows
+    key = np.zeros(n, dtype=np.int64)
+    card = 1
+    for c in cols:
+        codes, values = pd.factorize(c, sort=True, use_na_sentinel=False)
+        if card * len(values) >= 2**62:                  # re-rank the key so far to keep it small
+            key, kept = pd.factorize(key, sort=True)
+            key, card = key.astype(np.int64), len(kept)
+        key = key * len(values) + codes
+        card *= len(values)
+    # sort the keys with the row number packed into the low bits (a plain sort, much faster
+    # than argsort); ties keep row order, so each group's first row is its first occurrence
+    bits = max(int(n - 1).bit_length(), 1)
+    if card < 2 ** (63 - bits):
+        packed = np.sort((key << bits) | np.arange(n, dtype=np.int64))
+        order = packed & ((1 << bits) - 1)
+        skey = packed >> bits
+    else:
+        order = np.argsort(key, kind="stable")
+        skey = key[order]
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(skey[1:], skey[:-1], out=new[1:])
     gid = np.cumsum(new) - 1
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = gid
-    counts = np.bincount(gid)
-    return [c[new] for c in sorted_cols], inverse, counts
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, n))
+    first = order[starts]
+    return [c[first] for c in cols], inverse, counts
 
 
 def unique_apply(func: Callable[..., np.ndarray], *arrays) -> np.ndarray:
@@ -435,39 +458,105 @@ def _ll_gamma_gamma(theta, x, m_x):
             + (px - 1.0) * np.log(m_x) + px * np.log(x) - (px + q) * np.log(x * m_x + gamma))
 
 
-def _grad_bg_family(theta, x, t_x, T, modified):
-    """Per-row gradient of the (M)BG/NBD log-likelihood w.r.t. log-parameters, shape (n, 4)."""
-    r, alpha, a, b = theta
-    k = 1.0 if modified else 0.0
-    grp = _x_groups(x)
-    la_T = np.log(alpha + T)
-    la_t = np.log(alpha + t_x)
-    pos = x > 0
-    if modified:
-        B1 = _per_x(lambda v: betaln(a, b + v + 1.0), x, grp)
-        t2 = _per_x(lambda v: betaln(a + 1.0, b + v), x, grp) - (r + x) * la_t
-    else:
-        B1 = _per_x(lambda v: betaln(a, b + v), x, grp)
-        B2 = _per_x(lambda v: betaln(a + 1.0, b + np.where(v > 0, v, 1.0) - 1.0), x, grp)
-        t2 = np.where(pos, B2 - (r + x) * la_t, -np.inf)
-    t1 = B1 - (r + x) * la_T
-    L = np.logaddexp(t1, t2)
-    w1 = np.exp(t1 - L)
-    w2 = np.exp(t2 - L)
-    ab = psi(a + b)
-    # digamma terms depend on x only: one evaluation per distinct x
-    P = _per_x(lambda v: np.column_stack([
-        psi(r + v), psi(a + b + v + k), psi(b + v + k),
-        psi(b + v) if modified else psi(b + np.where(v > 0, v, 1.0) - 1.0)]), x, grp)
-    psi_rx, abx, psi_b1, psi_b2 = P[:, 0], P[:, 1], P[:, 2], P[:, 3]
-    d_r = psi_rx - psi(r) + np.log(alpha) - w1 * la_T - w2 * la_t
-    d_alpha = r / alpha - (r + x) * (w1 / (alpha + T) + w2 / (alpha + t_x))
-    d_a = -(psi(a) - ab) + w1 * (psi(a) - abx) + w2 * (psi(a + 1.0) - abx)
-    if modified:
-        d_b = -(psi(b) - ab) + w1 * (psi_b1 - abx) + w2 * (psi_b2 - abx)
-    else:
-        d_b = -(psi(b) - ab) + w1 * (psi_b1 - abx) + np.where(pos, w2 * (psi_b2 - abx), 0.0)
-    return np.column_stack([d_r * r, d_alpha * alpha, d_a * a, d_b * b])
+_CHUNK = 65536   # rows per block in _BGFamilyObjective: small work arrays, reused (no page faults)
+
+
+def _dot(u, v) -> float:
+    """Inner product of two 1-D arrays without BLAS (multithreaded BLAS is slower at these sizes)."""
+    return float(np.einsum("i,i->", u, v))
+
+
+class _BGFamilyObjective:
+    """Weighted (M)BG/NBD log-likelihood and its exact gradient, summed over customers.
+
+    The same value as ``sum(w * _ll_bgnbd(theta, x, t_x, T))`` (Fader, Hardie & Lee
+    2005a, eq. 6) or ``_ll_mbgnbd`` (Batislam et al. 2007, eq. A.4), rearranged so
+    that little is computed per customer.  Since
+    ``B(a+1, b+x-1+k) / B(a, b+x+k) = a / (b+x-1+k)``,
+
+        LL_i = A(x_i) + r ln(alpha) - (r + x_i) ln(alpha + T_i) + delta_i ln(1 + exp(D_i)),
+        A(x) = ln G(r+x) - ln G(r) + ln B(a, b+x+k) - ln B(a, b),
+        D_i  = ln a - ln(b + x_i - 1 + k) + (r + x_i) [ln(alpha + T_i) - ln(alpha + t_x_i)],
+
+    with k = 0, delta_i = 1{x_i > 0} for BG/NBD and k = 1, delta_i = 1 for MBG/NBD.
+    Terms in x alone are evaluated once per distinct x, terms in T alone once per
+    distinct T (weighted sums per T), logarithms once per distinct t_x and T; only
+    D_i and its logistic weight are computed per row, for the rows with delta_i = 1.
+
+    The gradient w.r.t. (r, alpha, a, b) uses psi (digamma) differences per distinct
+    x and sigma(D_i) = 1 / (1 + exp(-D_i)) per row.
+    """
+
+    def __init__(self, x, t_x, T, w, modified: bool):
+        x, t_x, T, w = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T, w))
+        self.k = 1.0 if modified else 0.0
+        self.N = float(w.sum())
+        ix, self.xs = pd.factorize(x, sort=True)
+        self.Wx = np.bincount(ix, weights=w, minlength=len(self.xs))
+        iT, self.Ts = pd.factorize(T, sort=True)
+        self.W_T = np.bincount(iT, weights=w, minlength=len(self.Ts))
+        self.WX_T = np.bincount(iT, weights=w * x, minlength=len(self.Ts))
+        pos = np.ones(len(x), dtype=bool) if modified else x > 0
+        it, self.txs = pd.factorize(t_x[pos], sort=True)
+        self.p_x, self.p_w = x[pos], w[pos]
+        self.p_ix, self.p_iT, self.p_it = ix[pos], iT[pos], it
+        self.xs_pos = self.xs if modified else np.where(self.xs > 0, self.xs, 1.0)
+        self._buf = None
+
+    def _buffers(self, size):
+        if self._buf is None or len(self._buf[0]) < size:
+            self._buf = [np.empty(size) for _ in range(5)]
+        return self._buf
+
+    def __call__(self, theta) -> tuple[float, np.ndarray]:
+        """``(LL, dLL/d(r, alpha, a, b))`` at natural parameters ``theta``."""
+        r, alpha, a, b = theta
+        k, xs = self.k, self.xs
+        lT = np.log(alpha + self.Ts)                     # per distinct T
+        lt = np.log(alpha + self.txs)                    # per distinct t_x (rows with delta = 1)
+        inv_T = 1.0 / (alpha + self.Ts)
+        inv_t = 1.0 / (alpha + self.txs)
+        A = gammaln(r + xs) - gammaln(r) + betaln(a, b + xs + k) - betaln(a, b)
+        c = np.log(a) - np.log(b + self.xs_pos - 1.0 + k)
+        # rows with delta = 1, in cache-sized chunks with preallocated buffers
+        sp_sum = wsdl_sum = wsa_sum = 0.0
+        S_x = np.zeros(len(xs))                          # sum of w sigma(D) per distinct x
+        m = len(self.p_x)
+        for lo in range(0, m, _CHUNK):
+            hi = min(lo + _CHUNK, m)
+            n_c = hi - lo
+            rx, dl, D, u, tmp = (buf[:n_c] for buf in self._buffers(min(m, _CHUNK)))
+            iT, it, ix, w = self.p_iT[lo:hi], self.p_it[lo:hi], self.p_ix[lo:hi], self.p_w[lo:hi]
+            np.add(self.p_x[lo:hi], r, out=rx)
+            np.take(lT, iT, out=dl)
+            np.subtract(dl, np.take(lt, it, out=tmp), out=dl)
+            np.take(c, ix, out=D)
+            np.add(D, np.multiply(rx, dl, out=tmp), out=D)        # D_i
+            if D.max() < 700.0:                                  # e^D finite: one exp, one log
+                np.exp(D, out=u)
+                np.add(u, 1.0, out=tmp)
+                np.divide(u, tmp, out=u)                         # sigma(D)
+                np.log(tmp, out=D)                               # ln(1 + e^D)
+            else:
+                e = np.exp(-np.abs(D))
+                u[:] = np.where(D >= 0.0, 1.0, e) / (1.0 + e)
+                D[:] = np.maximum(D, 0.0) + np.log1p(e)
+            sp_sum += _dot(w, D)
+            np.multiply(u, w, out=u)                             # w sigma(D)
+            wsdl_sum += _dot(u, dl)
+            S_x += np.bincount(ix, weights=u, minlength=len(xs))
+            np.take(inv_T, iT, out=D)
+            np.subtract(D, np.take(inv_t, it, out=tmp), out=D)
+            wsa_sum += _dot(np.multiply(u, rx, out=tmp), D)
+        rW = r * self.W_T + self.WX_T                    # sum of w (r + x) per distinct T
+        ll = _dot(self.Wx, A) + self.N * r * np.log(alpha) - _dot(rW, lT) + sp_sum
+        g_r = _dot(self.Wx, psi(r + xs) - psi(r)) + self.N * np.log(alpha) - _dot(self.W_T, lT) + wsdl_sum
+        g_alpha = self.N * r / alpha - _dot(rW, inv_T) + wsa_sum
+        psi_abx = psi(a + b + xs + k)
+        g_a = _dot(self.Wx, psi(a + b) - psi_abx) + S_x.sum() / a
+        g_b = (_dot(self.Wx, psi(b + xs + k) - psi_abx - psi(b) + psi(a + b))
+               - _dot(S_x, 1.0 / (b + self.xs_pos - 1.0 + k)))
+        return float(ll), np.array([g_r, g_alpha, g_a, g_b])
 
 
 def _grad_gamma_gamma(theta, x, m_x):
@@ -481,12 +570,6 @@ def _grad_gamma_gamma(theta, x, m_x):
     d_q = P[:, 0] - psi(q) + np.log(gamma) - lxm
     d_g = q / gamma - (px + q) / (x * m_x + gamma)
     return np.column_stack([d_p * p, d_q * q, d_g * gamma])
-
-
-_GRAD = {
-    "bgnbd": lambda th, x, t_x, T: _grad_bg_family(th, x, t_x, T, False),
-    "mbgnbd": lambda th, x, t_x, T: _grad_bg_family(th, x, t_x, T, True),
-}
 
 
 _LL = {"bgnbd": _ll_bgnbd, "mbgnbd": _ll_mbgnbd, "pareto_nbd": _ll_pareto_nbd}
@@ -586,29 +669,57 @@ def _cond_expected(model, theta, t, x, t_x, T):
     return (r + x) * (beta + T) / (alpha + T) * rate_term * pa
 
 
-def _cond_expected_grid(model, theta, t_grid, x, t_x, T):
-    """E[X(t) | x, t_x, T] for 1-D customer arrays and a 1-D time grid -> (n, len(t_grid)).
+def _cond_expected_parts(model, theta, t_grid, x, t_x, T):
+    """E[X(t) | x, t_x, T] as ``G[inverse] * h[:, None]`` for 1-D customer arrays and a time grid.
 
-    For (M)BG/NBD the hypergeometric numerator depends on (x, T, t) only, so it is
-    evaluated once per distinct (x, T) pair; the denominator carries t_x.
+    In all three models the conditional expectation factors into a part that
+    depends on ``(x, T, t)`` only and a per-customer part that carries ``t_x``:
+
+    * (M)BG/NBD, FHL (2005a) eq. (10) / Batislam et al. (2007) eq. (6): the
+      hypergeometric numerator ``G`` and ``h = 1 / (1 + delta a/(b+x-1+k) ((alpha+T)/(alpha+t_x))^(r+x))``;
+    * Pareto/NBD, SMC (1987) eq. (22): ``G = (r+x)(beta+T)/(alpha+T) (...)`` and ``h = P(alive)``.
+
+    ``G`` (shape ``(n_pairs, len(t_grid))``) is evaluated once per distinct ``(x, T)``
+    pair, so a month grid for a million customers costs a few thousand 2F1
+    evaluations per month instead of a million.
+
+    Returns
+    -------
+    G : ndarray, shape (n_pairs, len(t_grid))
+    inverse : ndarray of int, shape (n,)
+        The pair of each customer.
+    h : ndarray, shape (n,)
     """
     t_grid = np.asarray(t_grid, dtype=float)
-    if model == "pareto_nbd":
-        return _cond_expected(model, theta, t_grid[None, :], x[:, None], t_x[:, None], T[:, None])
-    r, alpha, a, b = theta
     (xs, Ts), inv, _ = unique_rows(x, T)
     xs, Ts, t = xs[:, None], Ts[:, None], t_grid[None, :]
+    if model == "pareto_nbd":
+        r, alpha, s, beta = theta
+        if np.isclose(s, 1.0):
+            rate_term = np.log((beta + Ts + t) / (beta + Ts))
+        else:
+            rate_term = -np.expm1((s - 1.0) * np.log((beta + Ts) / (beta + Ts + t))) / (s - 1.0)
+        G = (r + xs) * (beta + Ts) / (alpha + Ts) * rate_term
+        h = unique_apply(lambda a, b, c: _p_alive(model, theta, a, b, c), x, t_x, T)
+        return G, inv, h
+    r, alpha, a, b = theta
     z = t / (alpha + Ts + t)
     if model == "bgnbd":
         log_h = _log_hyp2f1_safe(r + xs, b + xs, a + b + xs - 1.0, z)
-        num = (a + b + xs - 1.0) / (a - 1.0) * -np.expm1(log_h + (r + xs) * np.log((alpha + Ts) / (alpha + Ts + t)))
+        G = (a + b + xs - 1.0) / (a - 1.0) * -np.expm1(log_h + (r + xs) * np.log((alpha + Ts) / (alpha + Ts + t)))
         xb = np.maximum(x, 1.0)
         den = 1.0 + (x > 0) * (a / (b + xb - 1.0)) * np.exp((r + x) * np.log((alpha + T) / (alpha + t_x)))
     else:
         log_h = _log_hyp2f1_safe(r + xs, b + xs + 1.0, a + b + xs, z)
-        num = (a + b + xs) / (a - 1.0) * -np.expm1(log_h + (r + xs) * np.log((alpha + Ts) / (alpha + Ts + t)))
+        G = (a + b + xs) / (a - 1.0) * -np.expm1(log_h + (r + xs) * np.log((alpha + Ts) / (alpha + Ts + t)))
         den = 1.0 + (a / (b + x)) * np.exp((r + x) * np.log((alpha + T) / (alpha + t_x)))
-    return num[inv] / den[:, None]
+    return G, inv, 1.0 / den
+
+
+def _cond_expected_grid(model, theta, t_grid, x, t_x, T):
+    """E[X(t) | x, t_x, T] for 1-D customer arrays and a 1-D time grid -> (n, len(t_grid))."""
+    G, inv, h = _cond_expected_parts(model, theta, t_grid, x, t_x, T)
+    return G[inv] * h[:, None]
 
 
 def _uncond_expected(model, theta, t):
@@ -752,8 +863,12 @@ def _grad_hessian(grad, phi, h=1e-5):
     return 0.5 * (H + H.T)
 
 
-def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None):
-    """Minimise a mean negative log-likelihood over log-parameters; raise ModelFitError on failure."""
+def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out: dict | None = None):
+    """Minimise a mean negative log-likelihood over log-parameters; raise ModelFitError on failure.
+
+    If ``hessian_out`` is a dict, the last Hessian of the Newton polish is stored in it
+    (``"H"``, of the mean objective) with the point it was computed at (``"phi"``).
+    """
     bounds = [(-_LOG_BOUND - 5, _LOG_BOUND + 5)] * len(phi0)
 
     def fun(phi):
@@ -785,6 +900,8 @@ def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None):
                 if np.max(np.abs(g)) < 1e-10:
                     break
                 H = hess(phi)
+                if hessian_out is not None:
+                    hessian_out.update(H=H, phi=phi.copy())
                 try:
                     step = np.linalg.solve(H, g)
                 except np.linalg.LinAlgError:
@@ -814,8 +931,9 @@ def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None):
     return phi, converged, str(res.message)
 
 
-def _cov_from_hessian(total_obj, phi, names, label, total_grad=None):
-    H = _grad_hessian(total_grad, phi) if total_grad is not None else _num_hessian(total_obj, phi, h=1e-4)
+def _cov_from_hessian(total_obj, phi, names, label, total_grad=None, H=None):
+    if H is None:
+        H = _grad_hessian(total_grad, phi) if total_grad is not None else _num_hessian(total_obj, phi, h=1e-4)
     theta = np.exp(phi)
     try:
         cov_log = np.linalg.inv(H)
@@ -926,14 +1044,16 @@ class FittedModel(_ParamsMixin):
 
         BG/NBD: FHL (2005a) eq. (10); MBG/NBD: Batislam et al. (2007);
         Pareto/NBD: SMC (1987) eq. (22).  ``x`` may be a summary DataFrame
-        (then ``t_x`` and ``T`` are taken from it).  Evaluated once per
-        unique ``(x, t_x, T)`` row when ``t`` is a scalar.
+        (then ``t_x`` and ``T`` are taken from it).  For a scalar ``t`` the
+        hypergeometric part is evaluated once per distinct ``(x, T)``
+        (see ``_cond_expected_parts``).
         """
         x, t_x, T = self._args(x, t_x, T)
         th = self.theta
         with np.errstate(all="ignore"):
             if np.ndim(t) == 0 and np.ndim(x) == 1:
-                return unique_apply(lambda a, b, c: _cond_expected(self.name, th, float(t), a, b, c), x, t_x, T)
+                G, inv, h = _cond_expected_parts(self.name, th, [float(t)], x, t_x, T)
+                return G[inv, 0] * h
             return _cond_expected(self.name, th, np.asarray(t, float), x, t_x, T)
 
     def p_alive(self, x, t_x=None, T=None) -> np.ndarray:
@@ -941,7 +1061,7 @@ class FittedModel(_ParamsMixin):
         x, t_x, T = self._args(x, t_x, T)
         th = self.theta
         with np.errstate(all="ignore"):
-            if np.ndim(x) == 1:
+            if np.ndim(x) == 1 and self.name == "pareto_nbd":      # 2F1 per row: once per unique row
                 return unique_apply(lambda a, b, c: _p_alive(self.name, th, a, b, c), x, t_x, T)
             return _p_alive(self.name, th, x, t_x, T)
 
@@ -1132,7 +1252,24 @@ def fit_model(
     scale_vec = np.array([t_scale if k in _TIME_SCALE[model] else 1.0 for k in names])
 
     series = None
-    if model == "pareto_nbd":
+    if model in ("bgnbd", "mbgnbd"):
+        # log-likelihood and gradient together (one pass over the rows), cached per point:
+        # the optimiser asks for the value and the gradient at the same parameters
+        objective = _BGFamilyObjective(xu, txu, Tu, wu, modified=model == "mbgnbd")
+        cache: dict = {}
+
+        def series(phi):
+            key = np.asarray(phi, dtype=float).tobytes()
+            if cache.get("key") != key:
+                theta = np.exp(phi)
+                with np.errstate(all="ignore"):
+                    ll, g = objective(theta)
+                out = (ll, g * theta)                    # gradient w.r.t. log-parameters
+                if not (np.isfinite(out[0]) and np.all(np.isfinite(out[1]))):
+                    out = None
+                cache["key"], cache["val"] = key, out
+            return cache["val"]
+    elif model == "pareto_nbd":
         # log-likelihood and exact gradient from the hypergeometric series (see _pnbd_ll_grad),
         # evaluated together and cached: the optimiser asks for both at the same point
         # (bootstrap rows may repeat (x, t_x, T) with different spend: merge them here)
@@ -1169,20 +1306,7 @@ def fit_model(
         return total_nll(phi) / n_customers
 
     total_grad = mean_grad = None
-    if model in _GRAD:
-        gradf = _GRAD[model]
-
-        def total_grad(phi):
-            theta = np.exp(phi)
-            with np.errstate(all="ignore"):
-                g = -(wu @ gradf(theta, xu, txu, Tu))
-            if penalizer:
-                g = g + 2.0 * penalizer * (theta / scale_vec) ** 2 * n_customers
-            return g
-
-        def mean_grad(phi):
-            return total_grad(phi) / n_customers
-    elif series is not None:
+    if series is not None:
         def total_grad(phi):
             out = series(phi)
             if out is None:      # series not applicable here: _minimise falls back to differences
@@ -1202,20 +1326,27 @@ def fit_model(
             raise ValueError("initial_params must be positive")
     else:
         phi0 = _initial(model, Tu)
+    polish: dict = {}
     try:
-        phi, converged, message = _minimise(mean_nll, phi0, label, mean_grad=mean_grad)
+        phi, converged, message = _minimise(mean_nll, phi0, label, mean_grad=mean_grad, hessian_out=polish)
     except ModelFitError:
         if initial_params is None:
             raise
-        phi, converged, message = _minimise(mean_nll, _initial(model, Tu), label, mean_grad=mean_grad)
+        polish.clear()
+        phi, converged, message = _minimise(mean_nll, _initial(model, Tu), label, mean_grad=mean_grad,
+                                            hessian_out=polish)
 
     theta = np.exp(phi)
     params = pd.Series(theta, index=list(names), name=label)
-    ll = float(np.sum(wu * llf(theta, xu, txu, Tu)))
+    out = series(phi) if series is not None else None
+    ll = out[0] if out is not None else float(np.sum(wu * llf(theta, xu, txu, Tu)))
     if _se:
         if series is not None and series(phi) is None:
             total_grad = None        # no analytic gradient here: Hessian of the log-likelihood itself
-        se, ci, cov = _cov_from_hessian(total_nll, phi, list(names), label, total_grad)
+        H = None
+        if total_grad is not None and "H" in polish and np.max(np.abs(polish["phi"] - phi)) < _HESSIAN_REUSE:
+            H = polish["H"] * n_customers     # the Newton polish's Hessian, at (almost) this point
+        se, ci, cov = _cov_from_hessian(total_nll, phi, list(names), label, total_grad, H)
     else:
         se, ci, cov = _no_se(list(names))
     k = len(names)

@@ -104,14 +104,18 @@ def discount_factors(horizon_months: int, monthly_discount_rate: float) -> np.nd
 
 
 def _discounted_purchases(model_fit, x, t_x, T, t_grid, monthly_discount_rate):
-    """sum_m (E[X(t_m)] - E[X(t_{m-1})]) / (1 + d)^m for (unique) rows; vectorised over months."""
-    from .models import _cond_expected_grid  # internal formula, evaluated on a (n, H) grid
+    """sum_m (E[X(t_m)] - E[X(t_{m-1})]) / (1 + d)^m per customer.
+
+    E[X(t) | x, t_x, T] = G(x, T, t) h(x, t_x, T) (see ``models._cond_expected_parts``), so the
+    discounted sum over months is taken on G, once per distinct (x, T), and scaled by h.
+    """
+    from .models import _cond_expected_parts  # internal formula, evaluated on a month grid
 
     with np.errstate(all="ignore"):
-        E = _cond_expected_grid(model_fit.name, model_fit.theta, t_grid[1:], x, t_x, T)
-    E = np.concatenate([np.zeros((len(x), 1)), E], axis=1)
-    inc = np.diff(E, axis=1)                                           # (n, H)
-    return inc @ discount_factors(len(t_grid) - 1, monthly_discount_rate)
+        G, inv, h = _cond_expected_parts(model_fit.name, model_fit.theta, t_grid[1:], x, t_x, T)
+    G = np.concatenate([np.zeros((len(G), 1)), G], axis=1)
+    disc = np.einsum("ij,j->i", np.diff(G, axis=1), discount_factors(len(t_grid) - 1, monthly_discount_rate))
+    return disc[inv] * h
 
 
 def _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin):
@@ -174,11 +178,9 @@ def clv(
         raise ValueError("monthly_discount_rate must be > -1")
     t_grid = month_grid(horizon_months, time_unit, days_per_month)
     x, t_x, T, m_x = _summary_arrays(summary)
-    # CLV = margin x E[spend | x, m_x] x (discounted purchases | x, t_x, T): the purchase part is
-    # evaluated once per unique (x, t_x, T) row, the (cheap, closed-form) spend part per customer.
-    cols, inverse, _ = unique_rows(x, t_x, T)
-    purchases = _discounted_purchases(model_fit, *cols, t_grid, monthly_discount_rate)[inverse]
-    vals = margin * spend_fit.expected_spend(x, m_x) * purchases
+    # CLV = margin x E[spend | x, m_x] x (discounted purchases | x, t_x, T); the hypergeometric
+    # part of the purchases is evaluated once per distinct (x, T), the rest in closed form per customer
+    vals = _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin)
     return pd.Series(vals, index=summary.index, name="clv")
 
 
