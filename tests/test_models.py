@@ -353,3 +353,23 @@ def test_pareto_nbd_falls_back_without_series(cdnow, pnbd, monkeypatch):
     np.testing.assert_allclose(f.params.to_numpy(), pnbd.params.to_numpy(), rtol=1e-6)
     assert f.log_likelihood == pytest.approx(pnbd.log_likelihood, abs=1e-6)
     np.testing.assert_allclose(f.se.to_numpy(), pnbd.se.to_numpy(), rtol=1e-3)
+
+
+def test_gamma_gamma_objective_matches_likelihood_and_differences(cdnow):
+    from helpers.models import _GammaGammaObjective, _ll_gamma_gamma, _num_grad
+
+    rep = cdnow[cdnow["x"] > 0]
+    x, m = rep["x"].to_numpy(float), rep["m_x"].to_numpy(float)
+    w = np.random.default_rng(3).integers(1, 4, len(x)).astype(float)
+    theta = np.array([6.0, 3.5, 15.0])
+    objective = _GammaGammaObjective(x, m, w)
+    ll, g, H = objective(theta)
+    np.testing.assert_allclose(ll, np.sum(w * _ll_gamma_gamma(theta, x, m)), rtol=1e-13)
+    g_num = _num_grad(lambda ph: np.sum(w * _ll_gamma_gamma(np.exp(ph), x, m)), np.log(theta), 1e-6)
+    np.testing.assert_allclose(g * theta, g_num, rtol=1e-6, atol=1e-4)
+    # the analytic Hessian (natural parameters) equals differences of the analytic gradient
+    h = 1e-6 * theta
+    H_num = np.column_stack([(objective(theta + np.eye(3)[j] * h[j])[1] - objective(theta - np.eye(3)[j] * h[j])[1])
+                             / (2 * h[j]) for j in range(3)])
+    np.testing.assert_allclose(H, H_num, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(H, H.T)

@@ -277,3 +277,16 @@ def test_segment_customers_end_to_end():
     from helpers.value import clv
     np.testing.assert_allclose(t["gross_margin"], clv(f, g, s, 12, 0.01, margin=0.3, time_unit="W"), rtol=1e-9)
     assert P.shape == A.shape == (len(s), 12)
+
+
+def test_top_k_equals_stable_descending_sort():
+    """The partition-based selection picks the same customers as a stable descending sort."""
+    from helpers.segments import _top_k
+
+    rng = np.random.default_rng(7)
+    v = rng.integers(0, 20, 500).astype(float)          # many ties
+    v[rng.choice(500, 30, replace=False)] = np.nan
+    v[:3] = np.inf
+    for k in (0, 1, 7, 100, 250, 469, 470, 480, 500, 600):
+        ref = pd.Series(v).sort_values(ascending=False, kind="mergesort").index[:k].to_numpy()
+        assert set(_top_k(v, k)) == set(ref), k

@@ -61,7 +61,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 from scipy import optimize
-from scipy.special import betaln, gammaln, hyp2f1, psi, xlogy
+from scipy.special import betaln, gammaln, hyp2f1, polygamma, psi, xlogy
 
 __all__ = [
     "ModelFitError",
@@ -559,17 +559,76 @@ class _BGFamilyObjective:
         return float(ll), np.array([g_r, g_alpha, g_a, g_b])
 
 
-def _grad_gamma_gamma(theta, x, m_x):
-    """Per-row gradient of the Gamma-Gamma log-likelihood w.r.t. log-parameters, shape (n, 3)."""
-    p, q, gamma = theta
-    px = p * x
-    lxm = np.log(x * m_x + gamma)
-    grp = _x_groups(x)
-    P = _per_x(lambda v: np.column_stack([psi(p * v + q), psi(p * v), np.log(v)]), x, grp)
-    d_p = x * (P[:, 0] - P[:, 1] + np.log(m_x) + P[:, 2] - lxm)
-    d_q = P[:, 0] - psi(q) + np.log(gamma) - lxm
-    d_g = q / gamma - (px + q) / (x * m_x + gamma)
-    return np.column_stack([d_p * p, d_q * q, d_g * gamma])
+class _GammaGammaObjective:
+    """Weighted Gamma-Gamma log-likelihood and its exact gradient, summed over customers.
+
+    The same value as ``sum(w * _ll_gamma_gamma(theta, x, m_x))`` (FHL 2005b, eq. 3
+    integrated over nu), rearranged as
+
+        LL = sum_x W_x [ln G(px+q) - ln G(px) + px ln x] - N ln G(q) + N q ln(gamma)
+             + sum_i w_i (p x_i - 1) ln m_i - sum_i w_i (p x_i + q) ln(x_i m_i + gamma),
+
+    so that the gamma functions are evaluated once per distinct x and each row
+    costs one logarithm (and one division for the gradient) per evaluation.
+    """
+
+    def __init__(self, x, m_x, w):
+        x, m_x, w = (np.asarray(v, dtype=float).ravel() for v in (x, m_x, w))
+        ix, self.xs = pd.factorize(x, sort=True)
+        self.Wx = np.bincount(ix, weights=w, minlength=len(self.xs))
+        self.N = float(w.sum())
+        lm = np.log(m_x)
+        self.S_lm = _dot(w, lm)                          # sum w ln m
+        self.S_xlm = _dot(w * x, lm)                     # sum w x ln m
+        self.w, self.wx, self.xm = w, w * x, x * m_x
+        self._buf = None
+
+    def __call__(self, theta) -> tuple[float, np.ndarray, np.ndarray]:
+        """``(LL, gradient, Hessian)`` w.r.t. the natural parameters ``(p, q, gamma)``.
+
+        Everything that involves the rows depends on gamma alone: six weighted
+        sums of ``ln(x m + gamma)``, ``1 / (x m + gamma)`` and its square.
+        """
+        p, q, gamma = theta
+        xs, Wx, N = self.xs, self.Wx, self.N
+        m = len(self.xm)
+        if self._buf is None:
+            self._buf = [np.empty(min(m, _CHUNK)) for _ in range(2)]
+        S = np.zeros(6)            # sum w L, w x L, w R, w x R, w R^2, w x R^2
+        for lo in range(0, m, _CHUNK):
+            hi = min(lo + _CHUNK, m)
+            L, R = (buf[:hi - lo] for buf in self._buf)
+            np.add(self.xm[lo:hi], gamma, out=L)
+            np.divide(1.0, L, out=R)                     # R = 1 / (x m + gamma)
+            np.log(L, out=L)                             # L = ln(x m + gamma)
+            w, wx = self.w[lo:hi], self.wx[lo:hi]
+            S[0] += _dot(w, L)
+            S[1] += _dot(wx, L)
+            S[2] += _dot(w, R)
+            S[3] += _dot(wx, R)
+            np.multiply(R, R, out=L)
+            S[4] += _dot(w, L)
+            S[5] += _dot(wx, L)
+        S_wL, S_wxL, S_wR, S_wxR, S_wR2, S_wxR2 = S
+        pxs = p * xs
+        ll = (_dot(Wx, gammaln(pxs + q) - gammaln(pxs) + pxs * np.log(xs)) - N * gammaln(q)
+              + N * q * np.log(gamma) + p * self.S_xlm - self.S_lm - p * S_wxL - q * S_wL)
+        psi_pxq = psi(pxs + q)
+        grad = np.array([
+            _dot(Wx, xs * (psi_pxq - psi(pxs) + np.log(xs))) + self.S_xlm - S_wxL,
+            _dot(Wx, psi_pxq) - N * psi(q) + N * np.log(gamma) - S_wL,
+            N * q / gamma - p * S_wxR - q * S_wR,
+        ])
+        tri_pxq, tri_px = polygamma(1, pxs + q), polygamma(1, pxs)
+        H_pq = _dot(Wx, xs * tri_pxq)
+        H_pg = -S_wxR
+        H_qg = N / gamma - S_wR
+        hess = np.array([
+            [_dot(Wx, xs * xs * (tri_pxq - tri_px)), H_pq, H_pg],
+            [H_pq, _dot(Wx, tri_pxq) - N * polygamma(1, q), H_qg],
+            [H_pg, H_qg, -N * q / gamma ** 2 + p * S_wxR2 + q * S_wR2],
+        ])
+        return float(ll), grad, hess
 
 
 _LL = {"bgnbd": _ll_bgnbd, "mbgnbd": _ll_mbgnbd, "pareto_nbd": _ll_pareto_nbd}
@@ -863,9 +922,12 @@ def _grad_hessian(grad, phi, h=1e-5):
     return 0.5 * (H + H.T)
 
 
-def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out: dict | None = None):
+def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out: dict | None = None,
+              mean_hess=None):
     """Minimise a mean negative log-likelihood over log-parameters; raise ModelFitError on failure.
 
+    With an analytic ``mean_hess`` the optimiser is Newton's method in a trust region
+    (scipy's ``trust-exact``), otherwise L-BFGS-B; both are followed by a few Newton steps.
     If ``hessian_out`` is a dict, the last Hessian of the Newton polish is stored in it
     (``"H"``, of the mean objective) with the point it was computed at (``"phi"``).
     """
@@ -881,6 +943,10 @@ def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out:
             return g if np.all(np.isfinite(g)) else _num_grad(fun, phi)
 
         def hess(phi):
+            if mean_hess is not None:
+                H = mean_hess(phi)
+                if np.all(np.isfinite(H)):
+                    return H
             return _grad_hessian(jac, phi)
     else:
         def jac(phi):
@@ -891,8 +957,12 @@ def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out:
 
     try:
         with np.errstate(all="ignore"):
-            res = optimize.minimize(fun, np.asarray(phi0, float), jac=jac, method="L-BFGS-B", bounds=bounds,
-                                    options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9})
+            if mean_hess is not None and mean_grad is not None:
+                res = optimize.minimize(fun, np.asarray(phi0, float), jac=jac, hess=hess, method="trust-exact",
+                                        options={"maxiter": 500, "gtol": 1e-9})
+            else:
+                res = optimize.minimize(fun, np.asarray(phi0, float), jac=jac, method="L-BFGS-B", bounds=bounds,
+                                        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9})
             phi = res.x
             # a few Newton steps polish the optimum (L-BFGS-B stops on tiny relative decrease)
             for _ in range(3):
@@ -1018,7 +1088,8 @@ class FittedModel(_ParamsMixin):
     n_customers : int
         Number of customers (sum of the weights).
     n_unique : int
-        Number of unique ``(x, t_x, T)`` rows the fit ran on.
+        Number of rows the fit ran on: unique ``(x, t_x, T)`` rows for the
+        frequency models, repeat buyers with positive spend for Gamma-Gamma.
     converged : bool
     penalizer : float
     time_unit : str or None
@@ -1384,7 +1455,6 @@ def fit_gamma_gamma(
     initial_params=None,
     warn: bool = True,
     _se: bool = True,
-    _rows_unique: bool = False,
 ) -> GammaGammaFit:
     """Fit the Gamma-Gamma spend model on repeat buyers (FHL 2005b, JMR 42).
 
@@ -1450,13 +1520,11 @@ def fit_gamma_gamma(
     nonpos = repeat & (m_x <= 0)
     n_excluded = int(round(w_in[nonpos].sum()))
     use = repeat & (m_x > 0)
-    if _rows_unique:   # internal (bootstrap): rows sorted by x, duplicates allowed
-        xu, mu, wu = x[use], m_x[use], w_in[use]
-    else:
-        (xu, mu), inv, _ = unique_rows(x[use], m_x[use])
-        wu = np.bincount(inv, weights=w_in[use], minlength=len(xu))
+    # one row per customer (m_x is continuous: collapsing to unique (x, m_x) rarely pays for itself)
+    xu, mu, wu = x[use], m_x[use], w_in[use]
     n = float(wu.sum())
-    if len(np.unique(np.column_stack([xu, mu]), axis=0)) < 2 or n < 2:
+    distinct = len(xu) > 0 and bool(np.any((xu != xu[0]) | (mu != mu[0])))
+    if not distinct or n < 2:
         raise ModelFitError(f"Gamma-Gamma: only {int(n)} repeat buyer(s) with positive spend; at least 2 "
                             "distinct ones are needed. Check that the log has amounts and repeat purchases.")
     # weighted Pearson correlation of x and m_x among the customers used
@@ -1472,11 +1540,27 @@ def fit_gamma_gamma(
             f"corr(x, m_x) = {corr:.3f} exceeds {corr_threshold} among the {int(n)} repeat buyers; "
             "expected spend and CLV may be biased.", IndependenceWarning, stacklevel=2)
 
+    objective = _GammaGammaObjective(xu, mu, wu)
+    cache: dict = {}
+
+    def value_grad(phi):
+        """Total log-likelihood, gradient and Hessian w.r.t. the log-parameters (cached per point)."""
+        key = np.asarray(phi, dtype=float).tobytes()
+        if cache.get("key") != key:
+            theta = np.exp(phi)
+            with np.errstate(all="ignore"):
+                ll, g, H = objective(theta)
+            # chain rule for theta = exp(phi)
+            cache["key"], cache["val"] = key, (ll, g * theta, H * np.outer(theta, theta) + np.diag(g * theta))
+        return cache["val"]
+
     def total_nll(phi):
-        theta = np.exp(phi)
-        with np.errstate(all="ignore"):
-            ll = np.sum(wu * _ll_gamma_gamma(theta, xu, mu))
-        return -ll + (penalizer * np.sum(theta ** 2) * n if penalizer else 0.0)
+        ll = value_grad(phi)[0]
+        return -ll + (penalizer * np.sum(np.exp(phi) ** 2) * n if penalizer else 0.0)
+
+    def total_hess(phi):
+        H = -value_grad(phi)[2]
+        return H + (np.diag(4.0 * penalizer * np.exp(phi) ** 2 * n) if penalizer else 0.0)
 
     if initial_params is not None:
         phi0 = np.log(np.asarray([float(v) for v in (initial_params if not isinstance(initial_params, pd.Series)
@@ -1486,18 +1570,19 @@ def fit_gamma_gamma(
         mean_spend = float(np.average(mu, weights=wu))
         phi0 = np.log([2.0, 3.0, mean_spend])
     def total_grad(phi):
-        theta = np.exp(phi)
-        with np.errstate(all="ignore"):
-            g = -(wu @ _grad_gamma_gamma(theta, xu, mu))
-        return g + (2.0 * penalizer * theta ** 2 * n if penalizer else 0.0)
+        g = -value_grad(phi)[1]
+        return g + (2.0 * penalizer * np.exp(phi) ** 2 * n if penalizer else 0.0)
 
     phi, converged, message = _minimise(lambda ph: total_nll(ph) / n, phi0, "Gamma-Gamma", GG_ADVICE,
-                                        mean_grad=lambda ph: total_grad(ph) / n)
+                                        mean_grad=lambda ph: total_grad(ph) / n,
+                                        mean_hess=lambda ph: total_hess(ph) / n)
     theta = np.exp(phi)
     names = ["p", "q", "gamma"]
-    ll = float(np.sum(wu * _ll_gamma_gamma(theta, xu, mu)))
+    ll = value_grad(phi)[0]
     if _se:
-        se, ci, cov = _cov_from_hessian(total_nll, phi, names, "Gamma-Gamma", total_grad)
+        H = total_hess(phi)
+        se, ci, cov = _cov_from_hessian(total_nll, phi, names, "Gamma-Gamma", total_grad,
+                                        H if np.all(np.isfinite(H)) else None)
     else:
         se, ci, cov = _no_se(names)
     return GammaGammaFit(

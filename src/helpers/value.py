@@ -303,7 +303,7 @@ def bootstrap(
                 f = fit_model(model, x=xu, t_x=txu, T=Tu, weights=w, penalizer=penalizer,
                               initial_params=base.params, time_unit=time_unit, _se=False, _rows_unique=True)
                 g = fit_gamma_gamma(x=xu, m_x=mu, weights=w, initial_params=base_gg.params, warn=False,
-                                    _se=False, _rows_unique=True)
+                                    _se=False)
         except (ModelFitError, ValueError):
             failed += 1
             continue
