@@ -56,3 +56,21 @@ def test_engine_from_config_and_validation(tmp_path):
     bad.write_text(f"name: t\ndata:\n  path: {log}\n  engine: polars\n")
     with pytest.raises(ValueError, match="data.engine"):
         engine_of(load_config(bad))
+
+
+def test_duckdb_engine_inside_a_jupyter_kernel(tmp_path):
+    """Notebooks run on a Jupyter kernel, where DuckDB refuses to touch its progress-bar
+    setting without ipywidgets; the engine must still work there (regression: notebook 02
+    failed with ``engine: duckdb``)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from helpers.config import load_config\n"
+        "from helpers.engines import summarise\n"
+        f"s = summarise(load_config({str(ROOT / 'configs' / 'cdnow-paper.yaml')!r}), '1997-09-30', engine='duckdb')\n"
+        "print(len(s), int(s['x'].sum()))")]
+    NotebookClient(nb, kernel_name="clv-lab", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    ref = summarise(load_config(ROOT / "configs" / "cdnow-paper.yaml"), "1997-09-30", engine="pandas")
+    assert nb.cells[0].outputs[0]["text"].split() == [str(len(ref)), str(int(ref["x"].sum()))]

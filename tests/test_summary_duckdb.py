@@ -196,3 +196,60 @@ def test_missing_column_and_empty_log(tmp_path):
         validate_duckdb(empty)
     with pytest.raises(DataValidationError, match="empty"):
         rfm_summary_duckdb(empty)
+
+
+def _several_rows_a_day():
+    """Customers with several rows on their first day, on a later day only, or on their only day."""
+    rows = [("a", "2021-01-01 09:00", 10.0), ("a", "2021-01-01 12:00", 20.0), ("a", "2021-01-01 18:00", 30.0),
+            ("a", "2021-01-05", 7.0), ("a", "2021-01-09", 1.0), ("a", "2021-01-09", 2.0),
+            ("b", "2021-01-02", 5.0), ("b", "2021-01-03", 4.0), ("b", "2021-01-03", 6.0),
+            ("c", "2021-01-04", 3.0), ("c", "2021-01-04", 3.0),
+            ("d", "2021-01-02", 8.0), ("d", "2021-01-02", 1.0), ("d", "2021-01-20", 2.5)]
+    return pd.DataFrame({"customer_id": [r[0] for r in rows], "date": pd.to_datetime([r[1] for r in rows], format="ISO8601"),
+                         "amount": [r[2] for r in rows]})
+
+
+def test_repeat_spend_with_several_rows_on_the_first_day(tmp_path):
+    """m_x leaves out the whole first day, also when it has several rows (summed by a second query)."""
+    log = _several_rows_a_day()
+    log.iloc[:7].to_parquet(tmp_path / "a.parquet")
+    log.iloc[7:].to_parquet(tmp_path / "b.parquet")
+    td = load_transactions(log)
+    ref = rfm_summary(td.transactions, time_unit="D")
+    np.testing.assert_allclose(ref["m_x"], [5.0, 10.0, 0.0, 2.5])       # (7 + 1 + 2) / 2, (4 + 6) / 1, -, 2.5
+    for source in (log, tmp_path):
+        for method in ("lists", "daily"):
+            assert_same(rfm_summary_duckdb(source, time_unit="D", method=method), ref)
+    for end in ("2021-01-05", "2021-01-02"):
+        ref = calibration_holdout(td.transactions, end, time_unit="D")
+        assert_same(calibration_holdout_duckdb(tmp_path, end, time_unit="D"), ref)
+
+
+def test_several_files_are_one_scan_when_their_schemas_agree(tmp_path):
+    """Files with one schema are read by one scan (a UNION of per-file scans doubles the peak
+    memory); files that differ are still combined by column name, as load_transactions does."""
+    from helpers.summary_duckdb import _Source, connect
+
+    log = _several_rows_a_day()
+    aware = log.assign(date=log["date"].dt.tz_localize("Europe/Berlin"))
+    dirs = {name: tmp_path / name for name in ("same", "mixed", "csv")}
+    for d in dirs.values():
+        d.mkdir()
+    aware.iloc[:5].to_parquet(dirs["same"] / "1.parquet")
+    aware.iloc[5:].to_parquet(dirs["same"] / "2.parquet")
+    aware.iloc[:5].to_parquet(dirs["mixed"] / "1.parquet")
+    aware.iloc[5:][["amount", "date", "customer_id"]].to_parquet(dirs["mixed"] / "2.parquet")  # other order
+    text = log.assign(date=log["date"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    text.iloc[:5].to_csv(dirs["csv"] / "1.csv", index=False)
+    text.iloc[5:][["amount", "customer_id", "date"]].to_csv(dirs["csv"] / "2.csv", index=False)
+    con = connect()
+    try:
+        for name, one_scan in (("same", True), ("mixed", False), ("csv", True)):
+            d = dirs[name]
+            assert ("UNION" not in _Source(con, d, "customer_id", "date", "amount").sql) == one_scan, name
+            kw = {"date_format": "%Y-%m-%d %H:%M:%S"} if name == "csv" else {}
+            ref = rfm_summary(load_transactions(d, **kw).transactions, time_unit="D")
+            assert_same(rfm_summary_duckdb(d, time_unit="D", con=con, **kw), ref)
+        con.execute("SELECT 1").fetchall()          # a connection passed in is left open
+    finally:
+        con.close()

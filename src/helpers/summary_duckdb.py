@@ -9,15 +9,48 @@ aggregates per customer in SQL, and only the per-customer summary comes back.
 
 How the aggregation works
 -------------------------
-One hash aggregation per customer collects the customer's purchase days (and
-amounts) as small lists next to ``min``/``max``/``count``/``sum``; the number of
-distinct purchase days and the spend on days other than the first are then
-computed from each customer's lists, still in SQL.  This gives exactly the
+One hash aggregation per customer computes ``min``/``max``/``count`` of the
+purchase days, the total spend, the amount of one row of the first day
+(``arg_min(amount, day)``) and the list of the customer's purchase days; the
+number of distinct purchase days and of rows on the first day are then
+computed from each customer's (short) list, still in SQL.  The spend on repeat
+days is the total minus the first day's spend, as in the pandas engine; the
+first day's spend is that one row's amount unless the day has several rows, in
+which case a second, much smaller query sums them for just those customers
+(about 2% of customers on the simulated benchmark log).  This gives exactly the
 ``GROUP BY customer, day`` -> ``GROUP BY customer`` result of the pandas engine
 but avoids a hash table with one entry per (customer, day), which on two cores
-is the slowest step by far (about 3x slower on 10 million rows).
-``method="daily"`` runs the literal two-stage ``GROUP BY`` instead (kept as a
-reference and for logs where single customers have very many rows).
+is the slowest step by far and needs ~2.5x the memory.  ``method="daily"``
+runs the literal two-stage ``GROUP BY`` instead (kept as a reference and for
+logs where single customers have very many rows).
+
+Memory
+------
+The peak memory is DuckDB's per-customer hash table plus the result.  On the
+10-million-row benchmark log (1 million customers) a call needs ~370 MB above
+its starting point, against ~700 MB before these measures and ~2 GB for
+``pd.read_parquet`` + ``lifetimes``; measured (``VmHWM``) one by one:
+
+* all files in one ``read_parquet``/``read_csv`` scan instead of a ``UNION
+  ALL`` of one scan per file (~-300 MB with two files: every branch of a union
+  is its own pipeline, with its own thread-local hash tables);
+* no list of amounts per customer: ``arg_min`` plus the small first-day query
+  instead (a little less memory, ~15% less CPU time);
+* Parquet prefetching off and DuckDB's allocator told to hand memory freed in
+  bulk back to the OS at once (see ``_LEAN_SETTINGS``; ~-60 MB and ~-80 MB);
+* the result fetched as Arrow (compact strings, no extra copy of the rows),
+  and the connection closed before the pandas frame and its Python-string
+  index are made (only when the function opened the connection itself);
+* the check for ids with surrounding whitespace done in Arrow, not in SQL
+  (~0.3 s of CPU time less).
+
+Together about 30% less CPU time than before as well.
+
+Tried and not kept: a lower ``memory_limit`` (spilling) barely lowers the peak,
+most of which is not in DuckDB's buffer pool, and fails on list aggregates
+when too low; ``preserve_insertion_order=false`` changes nothing for an
+aggregation followed by ``ORDER BY``; the two-stage ``GROUP BY`` (``method=
+"daily"``) peaks at ~1 GB.
 
 Equality with the pandas engine
 -------------------------------
@@ -25,8 +58,10 @@ Customer ids are text with surrounding whitespace (`` \\t\\n\\r\\v\\f``)
 stripped, sorted by code point (as pandas sorts Python strings); ``x``,
 ``t_x`` and ``T`` are computed from integer day counts exactly as pandas
 does, so they are identical; spend columns are sums in another order, equal to
-about 1e-15 relative.  Dates: Parquet/DataFrame timestamps (time-zone aware
-ones as wall-clock time in their zone, like ``tz_localize(None)``), or text
+about 1e-15 relative (``m_x`` is the total minus the first day's spend, as in
+pandas, so like pandas it loses relative precision when the repeat spend is
+tiny next to the first day's).  Dates: Parquet/DataFrame timestamps (time-zone
+aware ones as wall-clock time in their zone, like ``tz_localize(None)``), or text
 parsed with ``date_format`` (DuckDB ``strptime``, the same ``%`` codes as
 Python).  Without ``date_format`` text dates must be ISO 8601
 (``YYYY-MM-DD[ HH:MM:SS]``); pandas would also try to infer other formats.
@@ -43,16 +78,18 @@ data-quality table.
 
 Resources
 ---------
-Every call opens its own in-memory DuckDB connection with ``threads=2`` and a
+Every call opens its own in-memory DuckDB connection with ``threads=2``, a
 memory limit (default 4 GB; DuckDB spills larger aggregations to a temporary
-directory), unless a connection is passed as ``con``.  ``progress=True``
-turns on DuckDB's progress bar for long queries.
+directory) and the settings above, unless a connection is passed as ``con``
+(used as it is, and left open).  ``progress=True`` turns on DuckDB's progress
+bar for long queries.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +110,15 @@ DEFAULT_MEMORY_LIMIT = "4GB"
 _WS = " \t\n\r\x0b\x0c"          # whitespace stripped from customer ids
 _LIST_QUADRATIC_MAX = 64         # lists up to this length are deduplicated pairwise
 _EPOCH = "DATE '1970-01-01'"
+# Settings of the connections opened by `connect` that keep the peak memory down (measured on the
+# 10-million-row benchmark log, see the module docstring):
+_LEAN_SETTINGS = (
+    # Parquet prefetching reads whole column chunks ahead: ~60 MB more, no faster on local files
+    "disable_parquet_prefetching = true",
+    # hand memory freed in bulk (a drained hash table) back to the OS at once rather than from
+    # 512 MB up (the default): ~80 MB less, as later steps do not stack on top of it
+    "allocator_bulk_deallocation_flush_threshold = '4MB'",
+)
 
 
 # ---------------------------------------------------------------------------
@@ -109,7 +155,17 @@ def connect(threads: int = DEFAULT_THREADS, memory_limit: str | None = DEFAULT_M
         config["memory_limit"] = str(memory_limit)
     config["temp_directory"] = temp_directory or os.path.join(tempfile.gettempdir(), "clvlab-duckdb")
     con = duckdb.connect(database=":memory:", config=config)
-    con.execute(f"SET enable_progress_bar = {'true' if progress else 'false'}")
+    try:
+        con.execute(f"SET enable_progress_bar = {'true' if progress else 'false'}")
+    except duckdb.Error as exc:
+        # on a Jupyter kernel without ipywidgets DuckDB refuses to touch the setting at all
+        if progress:
+            warnings.warn(f"DuckDB's progress bar is not available: {exc}", stacklevel=2)
+    for setting in _LEAN_SETTINGS:
+        try:
+            con.execute(f"SET {setting}")
+        except Exception:  # pragma: no cover - setting absent in this DuckDB version
+            pass
     return con
 
 
@@ -174,11 +230,15 @@ class _Source:
         return _q(name)
 
     def _from_files(self, files: list[Path], numbered):
+        if not numbered:
+            single = _single_scan(files)
+            if single is not None:
+                return single
         parts = []
         offset = 0
         for f in files:
             path = _lit(str(f))
-            if f.suffix.lower() in {".parquet", ".pq"}:
+            if _is_parquet(f):
                 tz = _parquet_timezones(f)
                 scan = f"read_parquet({path}{', file_row_number = true' if numbered else ''})"
                 cols = "*"
@@ -263,6 +323,47 @@ class _Source:
         return f"(CASE WHEN isnan({v}) THEN NULL ELSE {v} END)"
 
 
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in {".parquet", ".pq"}
+
+
+def _single_scan(files: list[Path]) -> str | None:
+    """All files as one ``read_parquet``/``read_csv`` scan, or None when they need a UNION.
+
+    One scan over a list of files is one pipeline; a ``UNION ALL`` of per-file scans feeds the
+    aggregation from several pipelines, each with its own thread-local hash tables, which on the
+    10-million-row benchmark log (two files) nearly doubles the peak memory (~700 MB instead of
+    ~380 MB).  Parquet files qualify when their schemas (names, types, time zones) are identical,
+    CSV files always (everything is read as text; columns are matched by name).
+    """
+    if len(files) == 1:
+        return None
+    paths = "[" + ", ".join(_lit(str(f)) for f in files) + "]"
+    if all(_is_parquet(f) for f in files):
+        schemas = [_parquet_schema(f) for f in files]
+        if any(s is None or not s.equals(schemas[0]) for s in schemas):
+            return None
+        tz = _parquet_timezones(files[0])
+        cols = "*"
+        if tz:
+            repl = ", ".join(f"timezone({_lit(z)}, {_q(c)}) AS {_q(c)}" for c, z in tz.items())
+            cols = f"* REPLACE ({repl})"
+        return f"(SELECT {cols} FROM read_parquet({paths}))"
+    if not any(_is_parquet(f) for f in files):
+        return (f"(SELECT * FROM read_csv({paths}, header = true, all_varchar = true, nullstr = '', "
+                f"union_by_name = true))")
+    return None
+
+
+def _parquet_schema(path: Path):
+    try:
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        return pq.read_schema(path).remove_metadata()
+    except Exception:  # pragma: no cover - DuckDB will report unreadable files
+        return None
+
+
 def _parquet_timezones(path: Path) -> dict:
     try:
         import pyarrow as pa  # noqa: PLC0415
@@ -312,10 +413,12 @@ def _n_days_sql(ds, n, lo, hi):
             f"WHEN {n} <= {_LIST_QUADRATIC_MAX} THEN {pairwise} ELSE len(list_distinct({ds})) END")
 
 
-def _not_first_spend_sql(am, ds, n, lo, hi):
-    """Spend of the list rows whose day is not the first day ``lo``."""
-    mask = f"list_transform({ds}, {_lambda('v', f'CASE WHEN v = {lo} THEN 0.0 ELSE 1.0 END')})"
-    return f"CASE WHEN {n} <= 1 OR {lo} = {hi} THEN 0.0 ELSE list_dot_product({am}, {mask}) END"
+def _first_day_rows_sql(ds, nr, n, lo):
+    """Elements of list ``ds`` (nr elements, n distinct, min lo) equal to ``lo``: rows on the first day.
+
+    1 when no day repeats (n = nr); only lists with repeats are searched.
+    """
+    return f"CASE WHEN {n} = {nr} THEN 1 ELSE len(list_filter({ds}, {_lambda('v', f'v = {lo}')})) END"
 
 
 def _policy_checks(negative_amounts, duplicates):
@@ -351,16 +454,84 @@ def _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_
     return f"(SELECT {', '.join(sel)} FROM {base}{w})"
 
 
-def _untrimmed_sql():
-    return f"coalesce(cid <> trim(cid, {_lit(_WS)}), false)"
+def _bad_rows_sql(has_amount, bad_a):
+    """Rows breaking a fatal rule: null/unparseable date, bad amount."""
+    return f"count(*) FILTER (WHERE d IS NULL{f' OR {bad_a}' if has_amount else ''})"
+
+
+def _arrow(con, query):
+    """The result of ``query`` as an Arrow table (through a relation: no extra copy of the rows)."""
+    rel = con.sql(query)
+    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
+    return fetch()
+
+
+def _col(table, name) -> np.ndarray:
+    return table.column(name).to_numpy()
+
+
+def _needs_trim(cid) -> bool:
+    """Whether an id (Arrow strings) has surrounding whitespace (in Arrow: ~30x faster than in SQL)."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    if pa.types.is_string_view(cid.type):
+        cid = cid.cast(pa.large_string())
+    return bool(pc.any(pc.not_equal(cid, pc.utf8_trim(cid, characters=_WS))).as_py())
 
 
 def _fetch(con, make_query):
-    """Run the per-customer query on stored ids; rerun on stripped ids if any id needs stripping."""
-    res = con.execute(make_query(False)).fetchnumpy()
-    if np.any(res["untrimmed"]):
-        res = con.execute(make_query(True)).fetchnumpy()
-    return res
+    """Run the per-customer query on stored ids; rerun on stripped ids if any id needs stripping.
+
+    Returns the result (an Arrow table) and whether the ids were stripped.
+    """
+    res = _arrow(con, make_query(False))
+    if _needs_trim(res.column("cid")):
+        return _arrow(con, make_query(True)), True
+    return res, False
+
+
+def _check_result(res, raise_details):
+    """Empty logs and fatal rules (null/empty ids, bad dates or amounts) raise."""
+    if res.num_rows == 0:
+        raise DataValidationError(None, "the log is empty: at least one transaction is required", 0)
+    n_bad = int(np.sum(_col(res, "nbad")))
+    cid = res.column("cid")
+    first, last = cid[0].as_py(), cid[res.num_rows - 1].as_py()
+    if n_bad or first is None or first == "" or last is None:     # NULL ids sort last, empty ones first
+        raise_details(n_bad)
+
+
+def _first_day_spend(con, rows, cid, f, n, a0, c0) -> np.ndarray:
+    """Each customer's spend on their first purchase day (days since 1970-01-01 ``f``).
+
+    ``a0`` is the amount of one row of that day (``arg_min(a, d)``), the day's spend when the
+    day has a single row (``c0`` rows).  For customers with several rows on their first day and
+    a repeat purchase (``n > 1``; otherwise the spend is not needed) a second scan joins the log
+    to just those customers and first days and sums their rows.
+    """
+    import pyarrow as pa  # noqa: PLC0415
+
+    spend = np.array(a0, dtype=float)
+    need = np.flatnonzero((c0 > 1) & (n > 1))
+    if need.size == 0:
+        return spend
+    keys = pa.table({"i": pa.array(need, pa.int64()), "cid": cid.take(pa.array(need)),
+                     "f": pa.array(f[need].astype(np.int32), pa.date32())})
+    name = f"clvlab_first_days_{id(keys):x}"
+    con.register(name, keys)
+    try:
+        res = con.execute(f"SELECT k.i, sum(r.a) AS s FROM {rows} AS r JOIN {name} AS k "
+                          f"ON r.cid = k.cid AND r.d = k.f GROUP BY k.i").fetchnumpy()
+    finally:
+        con.unregister(name)
+    spend[np.asarray(res["i"], dtype=np.int64)] = np.asarray(res["s"], dtype=float)
+    return spend
+
+
+def _repeat_spend(tot, first_day_spend, n):
+    """Spend on repeat purchase days, as the pandas engine computes it (total minus first day)."""
+    return np.where(n > 1, tot - first_day_spend, 0.0)
 
 
 def _bad_amount_sql(negative_amounts):
@@ -397,27 +568,28 @@ def _daily_method_sql(rows, has_amount, bad_a):
     """Literal two-stage GROUP BY (customer, day) -> customer (``method="daily"``)."""
     amt_day = f", sum(a) AS a, count(*) FILTER (WHERE {bad_a}) AS nbad_a" if has_amount else ""
     daily = f"SELECT cid, d{amt_day} FROM {rows} GROUP BY cid, d"
-    amt = ", sum(a) AS tot, sum(a) - arg_min(a, d) AS rs, sum(nbad_a) AS nbad_a" if has_amount else ""
-    return (f"SELECT cid, min(d) AS f, max(d) AS l, count(d) AS n, "
-            f"count(*) FILTER (WHERE d IS NULL) AS nbad_d{amt} FROM ({daily}) GROUP BY cid")
+    # a0: the first day's total (one row per day here)
+    amt = ", sum(a) AS tot, arg_min(a, d) AS a0, 1 AS c0" if has_amount else ""
+    nbad = "count(*) FILTER (WHERE d IS NULL)" + (" + sum(nbad_a)" if has_amount else "")
+    return (f"SELECT cid, min(d) AS f, max(d) AS l, count(d) AS n, {nbad} AS nbad{amt} "
+            f"FROM ({daily}) GROUP BY cid")
 
 
 def _rfm_query(rows, method, has_amount, bad_a):
+    """cid, n (purchase days), f and l (first and last day, days since 1970-01-01)[, tot (spend),
+    a0 (amount of a first-day row), c0 (rows on the first day)], nbad; sorted by cid."""
+    amt_out = ", tot, a0, c0::INTEGER AS c0" if has_amount else ""
     if method == "lists":
-        amt = (f", sum(a) AS tot, list(coalesce(a, 0.0)) AS am, count(*) FILTER (WHERE {bad_a}) AS nbad_a"
-               if has_amount else "")
+        amt = ", sum(a) AS tot, arg_min(a, d) AS a0" if has_amount else ""
         per = (f"SELECT cid, min(d) AS f, max(d) AS l, count(*) AS nr, list(d) AS ds, "
-               f"count(*) FILTER (WHERE d IS NULL) AS nbad_d{amt} FROM {rows} GROUP BY cid")
-        amt_out = (f", tot, {_not_first_spend_sql('am', 'ds', 'nr', 'f', 'l')} AS rs, nbad_a"
-                   if has_amount else "")
-        n_expr = _n_days_sql("ds", "nr", "f", "l")
+               f"{_bad_rows_sql(has_amount, bad_a)} AS nbad{amt} FROM {rows} GROUP BY cid")
+        per = f"SELECT *, ({_n_days_sql('ds', 'nr', 'f', 'l')})::INTEGER AS n FROM ({per})"
+        if has_amount:
+            amt_out = f", tot, a0, ({_first_day_rows_sql('ds', 'nr', 'n', 'f')})::INTEGER AS c0"
     else:
         per = _daily_method_sql(rows, has_amount, bad_a)
-        amt_out = ", tot, coalesce(rs, 0.0) AS rs, nbad_a" if has_amount else ""
-        n_expr = "n"
-    q = (f"SELECT cid, ({n_expr})::BIGINT AS n, (f - {_EPOCH})::BIGINT AS f, (l - {_EPOCH})::BIGINT AS l, "
-         f"nbad_d{amt_out}, {_untrimmed_sql()} AS untrimmed FROM ({per}) ORDER BY cid")
-    return q
+    return (f"SELECT cid, n::INTEGER AS n, (f - {_EPOCH})::INTEGER AS f, (l - {_EPOCH})::INTEGER AS l"
+            f"{amt_out}, nbad FROM ({per}) ORDER BY cid")
 
 
 def rfm_summary_duckdb(
@@ -490,42 +662,37 @@ def rfm_summary_duckdb(
                         duplicates="error", con=con, threads=threads, memory_limit=memory_limit,
                         progress=progress)
         duplicates = "keep"
+    has_amount = amount is not None
+    bad_a = _bad_amount_sql(negative_amounts)
     con_, own, src = _open(source, customer_id, date, amount, con, threads, memory_limit, progress)
     try:
-        has_amount = amount is not None
-        bad_a = _bad_amount_sql(negative_amounts)
-
-        def make_query(trim_ids):
-            rows = _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts,
+        def rows(trim_ids):
+            return _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts,
                              _date_sql(end) if end is not None else None, trim_ids)
-            return _rfm_query(rows, method, has_amount, bad_a)
 
-        res = _fetch(con_, make_query)
-        cid = np.asarray(res["cid"], dtype=object)
-        n_bad = int(np.sum(res["nbad_d"])) + (int(np.sum(res["nbad_a"])) if has_amount else 0)
-        if len(cid) == 0:
-            raise DataValidationError(None, "the log is empty: at least one transaction is required", 0)
-        # NULL ids sort last, empty ones first
-        if n_bad or cid[0] is None or cid[0] == "" or cid[-1] is None:
+        def raise_details(n_bad):
             _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
                            duplicates, con_, threads, memory_limit, progress, n_bad)
-        f = _int_days(res["f"])
-        l_ = _int_days(res["l"])
-        end_days = _days_since_epoch(end) if end is not None else int(l_.max())
-        n = np.asarray(res["n"], dtype=np.int64)
+
+        res, trimmed = _fetch(con_, lambda trim_ids: _rfm_query(rows(trim_ids), method, has_amount, bad_a))
+        _check_result(res, raise_details)
+        f = _col(res, "f").astype(np.int64)
+        n = _col(res, "n").astype(np.int64)
         if has_amount:
-            return _summary_frame(cid, f, l_, n, end_days, unit_days, np.asarray(res["tot"], dtype=float),
-                                  np.asarray(res["rs"], dtype=float))
-        return _summary_frame(cid, f, l_, n, end_days, unit_days)
+            first_spend = _first_day_spend(con_, rows(trimmed), res.column("cid"), f, n, _col(res, "a0"),
+                                           _col(res, "c0"))
     finally:
         src.close()
         if own:
+            # DuckDB hands its memory back before the pandas objects are made (see the module docstring)
             con_.close()
-
-
-def _int_days(a) -> np.ndarray:
-    a = np.ma.filled(a, 0) if isinstance(a, np.ma.MaskedArray) else a
-    return np.asarray(a, dtype=np.int64)
+    l_ = _col(res, "l").astype(np.int64)
+    end_days = _days_since_epoch(end) if end is not None else int(l_.max())
+    cid = res.column("cid").to_numpy(zero_copy_only=False)
+    if has_amount:
+        tot = _col(res, "tot").astype(float)
+        return _summary_frame(cid, f, l_, n, end_days, unit_days, tot, _repeat_spend(tot, first_spend, n))
+    return _summary_frame(cid, f, l_, n, end_days, unit_days)
 
 
 def _days_since_epoch(ts: pd.Timestamp) -> int:
@@ -578,48 +745,42 @@ def calibration_holdout_duckdb(
                         duplicates="error", con=con, threads=threads, memory_limit=memory_limit,
                         progress=progress)
         duplicates = "keep"
+    has_amount = amount is not None
+    bad_a = _bad_amount_sql(negative_amounts)
+    c = _date_sql(cal_end)
+    cal, hold = f"d <= {c}", f"d > {c}"
+    # the lists method of rfm_summary_duckdb, with the calibration and holdout rows apart
+    amt = (f", sum(a) FILTER (WHERE {cal}) AS tot, arg_min(a, d) FILTER (WHERE {cal}) AS a0, "
+           f"sum(a) FILTER (WHERE {hold}) AS htot" if has_amount else "")
+    per = (f"SELECT cid, min(d) AS d0, max(d) AS d1, count(*) AS nrows, "
+           f"min(d) FILTER (WHERE {cal}) AS f, max(d) FILTER (WHERE {cal}) AS l, "
+           f"count(*) FILTER (WHERE {cal}) AS nr, list(d) FILTER (WHERE {cal}) AS ds, "
+           f"min(d) FILTER (WHERE {hold}) AS hf, max(d) FILTER (WHERE {hold}) AS hl, "
+           f"count(*) FILTER (WHERE {hold}) AS nh, list(d) FILTER (WHERE {hold}) AS hds, "
+           f"{_bad_rows_sql(has_amount, bad_a)} AS nbad{amt} FROM {{rows}} GROUP BY cid")
+    per = (f"SELECT *, ({_n_days_sql('ds', 'nr', 'f', 'l')})::INTEGER AS n, "
+           f"({_n_days_sql('hds', 'nh', 'hf', 'hl')})::INTEGER AS nh_days FROM ({per})")
+    amt_out = (f", coalesce(tot, 0.0) AS tot, coalesce(a0, 0.0) AS a0, "
+               f"({_first_day_rows_sql('ds', 'nr', 'n', 'f')})::INTEGER AS c0, coalesce(htot, 0.0) AS htot"
+               if has_amount else "")
+    q = (f"SELECT cid, n, nh_days AS nh, nr, nrows, "
+         f"coalesce((f - {_EPOCH})::INTEGER, 0) AS f, coalesce((l - {_EPOCH})::INTEGER, 0) AS l, "
+         f"(d0 - {_EPOCH})::INTEGER AS d0, (d1 - {_EPOCH})::INTEGER AS d1{amt_out}, nbad "
+         f"FROM ({per}) ORDER BY cid")
     con_, own, src = _open(source, customer_id, date, amount, con, threads, memory_limit, progress)
     try:
-        has_amount = amount is not None
-        bad_a = _bad_amount_sql(negative_amounts)
-        rows = "{rows}"
-        c = _date_sql(cal_end)
-        cal, hold = f"d <= {c}", f"d > {c}"
-        amt = ""
-        if has_amount:
-            amt = (f", sum(a) FILTER (WHERE {cal}) AS tot, list(coalesce(a, 0.0)) FILTER (WHERE {cal}) AS am, "
-                   f"sum(a) FILTER (WHERE {hold}) AS htot, count(*) FILTER (WHERE {bad_a}) AS nbad_a")
-        per = (f"SELECT cid, min(d) AS d0, max(d) AS d1, count(*) AS nrows, "
-               f"min(d) FILTER (WHERE {cal}) AS f, max(d) FILTER (WHERE {cal}) AS l, "
-               f"count(*) FILTER (WHERE {cal}) AS nr, list(d) FILTER (WHERE {cal}) AS ds, "
-               f"min(d) FILTER (WHERE {hold}) AS hf, max(d) FILTER (WHERE {hold}) AS hl, "
-               f"count(*) FILTER (WHERE {hold}) AS nh, list(d) FILTER (WHERE {hold}) AS hds, "
-               f"count(*) FILTER (WHERE d IS NULL) AS nbad_d{amt} FROM {rows} GROUP BY cid")
-        amt_out = ""
-        if has_amount:
-            amt_out = (f", coalesce(tot, 0.0) AS tot, coalesce({_not_first_spend_sql('am', 'ds', 'nr', 'f', 'l')}, 0.0) AS rs, "
-                       f"coalesce(htot, 0.0) AS htot, nbad_a")
-        q = (f"SELECT cid, ({_n_days_sql('ds', 'nr', 'f', 'l')})::BIGINT AS n, "
-             f"({_n_days_sql('hds', 'nh', 'hf', 'hl')})::BIGINT AS nh, nr, nrows, "
-             f"coalesce((f - {_EPOCH})::BIGINT, 0) AS f, coalesce((l - {_EPOCH})::BIGINT, 0) AS l, "
-             f"(d0 - {_EPOCH})::BIGINT AS d0, (d1 - {_EPOCH})::BIGINT AS d1, nbad_d{amt_out} "
-             f", {_untrimmed_sql()} AS untrimmed FROM ({per}) ORDER BY cid")
+        def rows(trim_ids):
+            return _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts,
+                             _date_sql(obs_end) if obs_end is not None else None, trim_ids)
 
-        def make_query(trim_ids):
-            return q.replace("{rows}", _rows_sql(src, customer_id, date, amount, date_format, duplicates,
-                                                  negative_amounts, _date_sql(obs_end) if obs_end is not None
-                                                  else None, trim_ids))
-
-        res = _fetch(con_, make_query)
-        cid = np.asarray(res["cid"], dtype=object)
-        if len(cid) == 0:
-            raise DataValidationError(None, "the log is empty: at least one transaction is required", 0)
-        n_bad = int(np.sum(res["nbad_d"])) + (int(np.sum(res["nbad_a"])) if has_amount else 0)
-        if n_bad or cid[0] is None or cid[0] == "" or cid[-1] is None:
+        def raise_details(n_bad):
             _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
                            duplicates, con_, threads, memory_limit, progress, n_bad)
-        first_day = int(_int_days(res["d0"]).min())
-        last_day = int(_int_days(res["d1"]).max())
+
+        res, trimmed = _fetch(con_, lambda trim_ids: q.replace("{rows}", rows(trim_ids)))
+        _check_result(res, raise_details)
+        first_day = int(_col(res, "d0").min())
+        last_day = int(_col(res, "d1").max())
         obs_days = _days_since_epoch(obs_end) if obs_end is not None else last_day
         cal_days = _days_since_epoch(cal_end)
         if not (first_day <= cal_days < obs_days):
@@ -629,30 +790,35 @@ def calibration_holdout_duckdb(
                 "date",
                 f"calibration end {cal_end.date()} must lie inside the data's date range: on or after "
                 f"the first purchase day {fd.date()} and before the observation end {od.date()}",
-                int(np.sum(res["nrows"])),
+                int(np.sum(_col(res, "nrows"))),
             )
-        keep = np.asarray(res["nr"], dtype=np.int64) > 0
-        f = _int_days(res["f"])[keep]
-        l_ = _int_days(res["l"])[keep]
-        n = np.asarray(res["n"], dtype=np.int64)[keep]
+        f = _col(res, "f").astype(np.int64)
+        n = _col(res, "n").astype(np.int64)
         if has_amount:
-            out = _summary_frame(cid[keep], f, l_, n, cal_days, unit_days,
-                                 np.asarray(res["tot"], dtype=float)[keep], np.asarray(res["rs"], dtype=float)[keep])
-        else:
-            out = _summary_frame(cid[keep], f, l_, n, cal_days, unit_days)
-        nh = np.asarray(res["nh"], dtype=np.int64)[keep]
-        out["x_star"] = nh.astype(float)
-        if has_amount:
-            htot = np.asarray(res["htot"], dtype=float)[keep]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out["m_x_star"] = np.where(nh > 0, htot / np.where(nh > 0, nh, 1), 0.0)
-            out["holdout_spend"] = htot
-        out["t_star"] = (obs_days - cal_days) / unit_days
-        return out
+            first_spend = _first_day_spend(con_, rows(trimmed), res.column("cid"), f, n, _col(res, "a0"),
+                                           _col(res, "c0"))
     finally:
         src.close()
         if own:
             con_.close()
+    keep = _col(res, "nr") > 0
+    f, n = f[keep], n[keep]
+    l_ = _col(res, "l").astype(np.int64)[keep]
+    cid = res.column("cid").to_numpy(zero_copy_only=False)[keep]
+    if has_amount:
+        tot = _col(res, "tot").astype(float)[keep]
+        out = _summary_frame(cid, f, l_, n, cal_days, unit_days, tot, _repeat_spend(tot, first_spend[keep], n))
+    else:
+        out = _summary_frame(cid, f, l_, n, cal_days, unit_days)
+    nh = _col(res, "nh").astype(np.int64)[keep]
+    out["x_star"] = nh.astype(float)
+    if has_amount:
+        htot = _col(res, "htot").astype(float)[keep]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["m_x_star"] = np.where(nh > 0, htot / np.where(nh > 0, nh, 1), 0.0)
+        out["holdout_spend"] = htot
+    out["t_star"] = (obs_days - cal_days) / unit_days
+    return out
 
 
 # ---------------------------------------------------------------------------
