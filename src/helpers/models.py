@@ -32,17 +32,20 @@ All log-likelihoods are implemented here, vectorised with numpy/scipy
 (``gammaln``, ``betaln``, ``logaddexp``), as the *full* log-likelihood of the
 papers (so BG/NBD on the CDNOW sample gives -9582.4 and Pareto/NBD -9595.0).
 Estimates maximise it over the log-parameters with scipy's L-BFGS-B (analytic
-gradients for BG/NBD, MBG/NBD and Gamma-Gamma; for Pareto/NBD an exact
-gradient from a hypergeometric-series form of the likelihood, see
-``_pnbd_ll_grad``, with the hyp2f1 likelihood and central differences as
-fallback) followed by a few Newton steps, fitting
-on the unique ``(x, t_x, T)`` rows with customer counts as weights (identical
-estimates, much faster).  The penalizer follows lifetimes' convention: the
+gradients for BG/NBD and MBG/NBD; for Pareto/NBD an exact gradient from a
+hypergeometric-series form of the likelihood, see ``_pnbd_ll_grad``, with the
+hyp2f1 likelihood and central differences as fallback) followed by a few
+Newton steps, fitting on the unique ``(x, t_x, T)`` rows with customer counts
+as weights (identical estimates, much faster).  For speed the (M)BG/NBD
+likelihood is evaluated in a rearranged but equal form in which only one term
+per customer is computed per evaluation (``_BGFamilyObjective``), and the
+Gamma-Gamma likelihood as six row sums that depend on gamma alone, with an
+analytic Hessian and trust-region Newton steps (``_GammaGammaObjective``).  The penalizer follows lifetimes' convention: the
 objective is the *mean* negative log-likelihood plus ``penalizer * sum(theta**2)``
 where the time-scale parameters (``alpha``, ``beta``) are expressed in units of
-the longest customer age (max ``T`` = 1).  Standard errors come from a
-finite-difference Hessian of the total negative log-likelihood in the
-log-parameters, mapped to the natural scale by the delta method
+the longest customer age (max ``T`` = 1).  Standard errors come from the
+Hessian of the total negative log-likelihood in the log-parameters (analytic
+for Gamma-Gamma, central differences of the analytic gradient otherwise), mapped to the natural scale by the delta method
 (``se(theta) = theta * se(log theta)``); 95% intervals are
 ``exp(log theta +- 1.96 se(log theta))`` so they stay positive.
 
