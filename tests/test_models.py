@@ -291,7 +291,8 @@ def _slow_pnbd_reference(x, t_x, T, w, penalizer=0.0):
 
 
 @pytest.mark.parametrize("table", [True, False])
-def test_pareto_nbd_series_ll_and_gradient(cdnow, table):
+def test_pareto_nbd_series_ll_and_gradient(cdnow, table, monkeypatch):
+    import helpers.models as M
     from helpers.models import _ll_pareto_nbd, _num_grad, _pnbd_ll_grad, _PnbdIndex
 
     (x, t_x, T), _, w = unique_rows(cdnow["x"], cdnow["t_x"], cdnow["T"])
@@ -305,8 +306,15 @@ def test_pareto_nbd_series_ll_and_gradient(cdnow, table):
         np.testing.assert_allclose(ll, _ll_pareto_nbd(theta, x, t_x, T), rtol=1e-12, atol=1e-12)
         g_num = _num_grad(lambda ph: w @ _ll_pareto_nbd(np.exp(ph), x, t_x, T), np.log(theta), 1e-6)
         np.testing.assert_allclose(w @ g, g_num, rtol=1e-6, atol=1e-4)
+        # the weighted sums the fitter uses equal the sums of the per-row values, in blocks too
+        for chunk in (65536, 97):
+            monkeypatch.setattr(M, "_CHUNK", chunk)
+            ll_sum, g_sum = M._pnbd_ll_grad_sum(theta, idx, w.astype(float))
+            np.testing.assert_allclose(ll_sum, w @ ll, rtol=1e-12)
+            np.testing.assert_allclose(g_sum, w @ g, rtol=1e-9, atol=1e-7)
     # alpha and beta so far apart that the series would need too many terms: no fast path
     assert _pnbd_ll_grad(np.array([0.5, 1e-3, 0.5, 1e3]), idx) is None
+    assert M._pnbd_ll_grad_sum(np.array([0.5, 1e-3, 0.5, 1e3]), idx, w) is None
 
 
 def test_pareto_nbd_fast_fit_equals_slow_reference(cdnow, pnbd):

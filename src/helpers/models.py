@@ -307,6 +307,7 @@ class _PnbdIndex:
         self.p_u = pairs % n_u                  # index into us of each pair
         self.i_tx = p_inv[:n]                   # pair of (x, t_x) per row
         self.i_T = p_inv[n:]                    # pair of (x, T) per row
+        self.iu_T = self.p_u[self.i_T]          # distinct u of each row's T
         self.x_inv = x_inv
         self.x = x
         self.T = T
@@ -448,6 +449,69 @@ def _pnbd_ll_grad(theta, idx):
     g_beta = s / beta - w1 * s / (beta + T) + w2[:, 0] * dlogD[:, 3]
     grad = np.column_stack([g_r * r, g_alpha * alpha, g_s * s, g_beta * beta])
     return ll, grad
+
+
+
+def _pnbd_ll_grad_sum(theta, idx, w):
+    """Weighted sums of :func:`_pnbd_ll_grad`: ``(sum_i w_i ll_i, sum_i w_i grad_i)``.
+
+    The same quantities, computed without per-row gradient matrices: with
+    ``d = L2 - L1`` the mixture weights are ``w1 = 1 / (1 + e^d)``, ``w2 = e^d / (1 + e^d)``
+    and ``ll2 = L1 + ln(1 + e^d)`` (one exp and one log per row), and the ``J``
+    derivative terms are summed per distinct (x, u) pair (``bincount``) before they
+    meet the pair derivatives ``dJ``.  Rows are processed in blocks of ``_CHUNK``.
+    Returns None when the series is not applicable (then the caller falls back).
+    """
+    r, alpha, s, beta = theta
+    out = _pnbd_log_J(theta, idx)
+    if out is None:
+        return None
+    logJ, dJ = out
+    w = np.asarray(w, dtype=float)
+    la_u, lb_u = np.log(alpha + idx.us), np.log(beta + idx.us)
+    ia_u, ib_u = 1.0 / (alpha + idx.us), 1.0 / (beta + idx.us)
+    log_s = np.log(s)
+    P = len(logJ)
+    B_t = np.zeros(P)                                           # sum of w q per (x, t_x) pair
+    B_T = np.zeros(P)                                           # sum of w q rho per (x, T) pair
+    S = np.zeros(6)     # sum w ll2, w w1 laT, w w1 lbT, w w1 (r+x)/(alpha+T), w w1 / (beta+T), w w2
+    n = len(idx.x)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for lo in range(0, n, _CHUNK):
+            sl = slice(lo, min(lo + _CHUNK, n))
+            i_t, i_T, iu = idx.i_tx[sl], idx.i_T[sl], idx.iu_T[sl]
+            wc, xc = w[sl], idx.x[sl]
+            lJt = logJ[i_t]
+            rho = np.exp(np.minimum(logJ[i_T] - lJt, 0.0))      # J(T) / J(t_x) <= 1
+            one_m = 1.0 - rho
+            laT, lbT = la_u[iu], lb_u[iu]
+            rx = r + xc
+            L1 = -rx * laT - s * lbT
+            d = log_s + lJt + np.log(one_m) - L1                # L2 - L1 (-inf when t_x = T)
+            if d.max() < 700.0:
+                u = np.exp(d)
+                opu = 1.0 + u
+                ll2 = L1 + np.log(opu)
+                w1 = 1.0 / opu
+            else:
+                ll2 = np.logaddexp(L1, L1 + d)
+                w1 = np.exp(L1 - ll2)
+            w2 = 1.0 - w1
+            q = np.divide(w2, one_m, out=np.zeros_like(w2), where=one_m > 0) * wc
+            ww1 = wc * w1
+            S += [_dot(wc, ll2), _dot(ww1, laT), _dot(ww1, lbT), _dot(ww1 * rx, ia_u[iu]),
+                  _dot(ww1, ib_u[iu]), _dot(wc, w2)]
+            B_t += np.bincount(i_t, weights=q, minlength=P)
+            B_T += np.bincount(i_T, weights=q * rho, minlength=P)
+    N = float(w.sum())
+    Wx = np.bincount(idx.x_inv, weights=w, minlength=len(idx.xs))      # customers per distinct x
+    dlogD = np.einsum("p,pk->k", B_t, dJ) - np.einsum("p,pk->k", B_T, dJ)   # sum w w2 dlogD
+    ll = _dot(Wx, gammaln(r + idx.xs) - gammaln(r)) + N * (r * np.log(alpha) + s * np.log(beta)) + S[0]
+    g_r = _dot(Wx, psi(r + idx.xs)) - N * psi(r) + N * np.log(alpha) - S[1] + dlogD[0]
+    g_alpha = N * r / alpha - S[3] + dlogD[1]
+    g_s = N * np.log(beta) - S[2] + S[5] / s + dlogD[2]
+    g_beta = N * s / beta - s * S[4] + dlogD[3]
+    return float(ll), np.array([g_r * r, g_alpha * alpha, g_s * s, g_beta * beta])
 
 
 def _ll_gamma_gamma(theta, x, m_x):
@@ -1356,12 +1420,9 @@ def fit_model(
             key = np.asarray(phi, dtype=float).tobytes()
             if cache.get("key") != key:
                 with np.errstate(all="ignore"):
-                    out = _pnbd_ll_grad(np.exp(phi), pidx)
-                if out is not None:
-                    # einsum, not BLAS: multithreaded BLAS on these sizes is slower on a busy machine
-                    out = (float(np.einsum("i,i->", ws_, out[0])), np.einsum("i,ij->j", ws_, out[1]))
-                    if not (np.isfinite(out[0]) and np.all(np.isfinite(out[1]))):
-                        out = None
+                    out = _pnbd_ll_grad_sum(np.exp(phi), pidx, ws_)
+                if out is not None and not (np.isfinite(out[0]) and np.all(np.isfinite(out[1]))):
+                    out = None
                 cache["key"], cache["val"] = key, out
             return cache["val"]
 
