@@ -122,3 +122,71 @@ def test_write_parquet_chunks(tmp_path):
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     assert df["customer_id"].nunique() == 2_500
     assert pd.api.types.is_datetime64_any_dtype(df["date"])
+
+
+# ---------------------------------------------------------------------------
+# progress never changes what is simulated
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def terminal(monkeypatch, capsys):
+    """A terminal as helpers.progress sees it, polled steps shown at once; returns stderr so far."""
+    import helpers.progress as hp
+
+    monkeypatch.setattr(hp, "_in_kernel", lambda: False)
+    monkeypatch.setattr(hp, "_in_terminal", lambda: True)
+    monkeypatch.setattr(hp, "SHOW_AFTER_S", 0.0)
+    monkeypatch.setattr(hp, "POLL_INTERVAL_S", 0.005)
+    return lambda: capsys.readouterr().err
+
+
+def test_parquet_chunks_are_the_same_with_progress(tmp_path, terminal):
+    pytest.importorskip("pyarrow.parquet", exc_type=ImportError)
+    kw = dict(chunk_customers=1_000, seed=3, **CDNOW, **SPEND)
+    on = write_parquet_chunks(tmp_path / "on", 2_500, **kw)
+    assert "simulated log chunks" in terminal()
+    off = write_parquet_chunks(tmp_path / "off", 2_500, show_progress=False, **kw)
+    assert terminal() == ""
+    assert [f.name for f in on] == [f.name for f in off]
+    for a, b in zip(on, off):
+        pd.testing.assert_frame_equal(pd.read_parquet(a), pd.read_parquet(b))
+    write_parquet_chunks(tmp_path / "one", 500, **kw)              # one chunk: nothing to count
+    assert terminal() == ""
+
+
+def test_market_is_the_same_with_progress(terminal):
+    from helpers.simulate import simulate_market
+
+    kw = dict(n_firms=4, months=12, measure_months=6, new_per_month=(20, 40), seed=8)
+    on = simulate_market(**kw)
+    assert "simulated firms" in terminal()
+    off = simulate_market(**kw, show_progress=False)
+    assert terminal() == ""
+    pd.testing.assert_frame_equal(on, off)
+    assert on.attrs == off.attrs
+
+
+def test_simulated_log_is_the_same_with_progress_and_in_blocks(tmp_path, terminal, monkeypatch):
+    """CSV logs are written in blocks of rows (progress, Ctrl-C): the same bytes as one to_csv call."""
+    import helpers.simulate as sim
+    from helpers.simulate import write_simulated_log
+
+    kw = dict(n_customers=600, **CDNOW, **SPEND, acquisition_days=100, observation_days=400, seed=4)
+    monkeypatch.setattr(sim, "_CSV_BLOCK_ROWS", 97)               # many blocks, the last one short
+    on = write_simulated_log(tmp_path / "on.csv", **kw, show_progress=True)
+    assert "simulated log:" in terminal()
+    off = write_simulated_log(tmp_path / "off.csv", **kw, show_progress=False)
+    assert terminal() == ""
+    # the log as one to_csv call would write it
+    tx = simulate_bgnbd(kw["n_customers"], **CDNOW, **SPEND, start="2021-01-01", acquisition_days=100,
+                        observation_days=400, seed=4, resolution="day").transactions
+    tx["amount"] = np.maximum(np.round(tx["amount"].to_numpy(), 2), 0.01)
+    tx = tx.sort_values(["date", "customer_id"], kind="mergesort").reset_index(drop=True)
+    assert len(tx) > 5 * 97
+    one = tx.assign(date=tx["date"].dt.strftime("%Y-%m-%d")).to_csv(index=False, float_format="%.2f",
+                                                                     lineterminator="\n")
+    assert on.read_bytes() == off.read_bytes() == one.encode()
+    pq_on = write_simulated_log(tmp_path / "on.parquet", **kw, show_progress=True)
+    pq_off = write_simulated_log(tmp_path / "off.parquet", **kw, show_progress=False)
+    assert pq_on.read_bytes() == pq_off.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["off.csv", "off.parquet", "on.csv", "on.parquet"]

@@ -253,3 +253,59 @@ def test_several_files_are_one_scan_when_their_schemas_agree(tmp_path):
         con.execute("SELECT 1").fetchall()          # a connection passed in is left open
     finally:
         con.close()
+
+
+# ---------------------------------------------------------------------------
+# progress: the queries polled from a worker thread give the same results
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def shown_progress(monkeypatch, capsys):
+    """A terminal as helpers.progress sees it, every step shown at once; returns stderr so far."""
+    import helpers.progress as hp
+
+    monkeypatch.setattr(hp, "_in_kernel", lambda: False)
+    monkeypatch.setattr(hp, "_in_terminal", lambda: True)
+    monkeypatch.setattr(hp, "SHOW_AFTER_S", 0.0)
+    monkeypatch.setattr(hp, "POLL_INTERVAL_S", 0.005)
+    return lambda: capsys.readouterr().err
+
+
+def test_summaries_with_progress_equal_summaries_without(root, parquet_dir, shown_progress):
+    csv = root / "data" / "cdnow_sample.csv"
+    frame = pd.concat([pd.read_parquet(f) for f in sorted(parquet_dir.glob("*.parquet"))], ignore_index=True)
+    for progress in (None, True):
+        for source in (parquet_dir, frame):                     # files, and a DataFrame scanned from a thread
+            for method in ("lists", "daily"):
+                kw = dict(observation_end="2020-06-01", method=method)
+                pd.testing.assert_frame_equal(rfm_summary_duckdb(source, **kw, progress=progress),
+                                              rfm_summary_duckdb(source, **kw, progress=False))
+        pd.testing.assert_frame_equal(
+            calibration_holdout_duckdb(csv, "1997-09-30", "1998-06-30", date_format="%Y%m%d", progress=progress),
+            calibration_holdout_duckdb(csv, "1997-09-30", "1998-06-30", date_format="%Y%m%d", progress=False))
+        kw = dict(date_format="%Y%m%d", duplicates="drop", observation_end="1998-03-31")
+        on, off = validate_duckdb(csv, **kw, progress=progress), validate_duckdb(csv, **kw, progress=False)
+        pd.testing.assert_frame_equal(on, off)
+        assert on.attrs == off.attrs
+    err = shown_progress()
+    for desc in ("log summary (DuckDB)", "calibration/holdout summary (DuckDB)", "log validation (DuckDB)"):
+        assert f"{desc}:" in err
+
+
+def test_validation_errors_with_progress_are_those_without(tmp_path, shown_progress):
+    log = pd.DataFrame(_bad_logs())
+    log.loc[5, "amount"] = None
+    log.loc[len(log)] = ["5", "2020-03-01", "-2"]
+    path = tmp_path / "bad.csv"
+    log.to_csv(path, index=False)
+    for call in (validate_duckdb, rfm_summary_duckdb,
+                 lambda p, **kw: calibration_holdout_duckdb(p, "2020-01-03", **kw)):
+        errors = []
+        for progress in (False, True):
+            with pytest.raises(DataValidationError) as e:
+                call(path, date_format="%Y-%m-%d", progress=progress)
+            errors.append(e.value)
+        off, on = errors
+        assert str(on) == str(off) and on.n_rows == off.n_rows == 1 and on.column == off.column == "amount"
+        pd.testing.assert_frame_equal(on.examples, off.examples)
+    assert "(DuckDB):" in shown_progress()

@@ -46,13 +46,18 @@ whole days.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .progress import polled, progress
+
 __all__ = ["SimulationResult", "simulate_bgnbd", "write_parquet_chunks", "write_simulated_log", "simulate_market"]
+
+_CSV_BLOCK_ROWS = 250_000      # rows per block of a simulated CSV log (write_simulated_log)
 
 
 @dataclass
@@ -238,6 +243,7 @@ def write_parquet_chunks(
     n_customers: int,
     chunk_customers: int = 1_000_000,
     seed: int = 0,
+    show_progress: bool = True,
     **kwargs,
 ) -> list[Path]:
     """Write a large simulated log as Parquet files, one chunk of customers at a time.
@@ -251,6 +257,10 @@ def write_parquet_chunks(
     path : directory (created if needed)
     n_customers, chunk_customers : int
     seed : int
+    show_progress : bool
+        Show "simulated log chunks: k/n" while writing, when there is more than
+        one chunk (in a notebook: one line updated in place; in a terminal: a
+        progress bar; otherwise nothing).  The files are the same either way.
     **kwargs
         Passed to :func:`simulate_bgnbd` (``r, alpha, a, b``, spend, window...).
 
@@ -271,7 +281,7 @@ def write_parquet_chunks(
     n_chunks = int(np.ceil(n_customers / chunk_customers))
     seeds = np.random.SeedSequence(seed).spawn(n_chunks)
     files = []
-    for k in range(n_chunks):
+    for k in progress(range(n_chunks), n_chunks, "simulated log chunks", enabled=show_progress and n_chunks > 1):
         n_k = min(chunk_customers, n_customers - k * chunk_customers)
         sim = simulate_bgnbd(n_k, seed=int(seeds[k].generate_state(1)[0]), id_offset=k * chunk_customers,
                              **kwargs)
@@ -303,6 +313,7 @@ def write_simulated_log(
     time_unit_days: float = 7.0,
     model: str = "bgnbd",
     id_prefix: str = "",
+    show_progress: bool | None = None,
 ) -> Path:
     """Write a simulated BG/NBD + Gamma-Gamma transaction log to a file.
 
@@ -326,6 +337,12 @@ def write_simulated_log(
         As in :func:`simulate_bgnbd` (``r``/``alpha`` per time unit of
         ``time_unit_days`` days; spend parameters are required here).
         Every date lies in ``[start, start + observation_days)``.
+    show_progress : bool or None
+        Progress of the step, in a notebook or a terminal ("simulated log:
+        running", the share of rows written while a CSV file is written,
+        "done"): None (default) only when writing takes longer than 2 s (about
+        100,000 customers and more), True always, False never.  The file is the
+        same either way.
 
     Returns
     -------
@@ -333,23 +350,52 @@ def write_simulated_log(
         The written file.
     """
     out = Path(path)
-    sim = simulate_bgnbd(
-        n_customers, r, alpha, a, b, p=p, q=q, gamma=gamma, start=start,
-        observation_days=observation_days, time_unit_days=time_unit_days,
-        acquisition_days=acquisition_days, seed=seed, resolution="day", model=model,
-        id_prefix=id_prefix,
-    )
-    tx = sim.transactions
-    tx["amount"] = np.maximum(np.round(tx["amount"].to_numpy(), 2), 0.01)
-    tx = tx.sort_values(["date", "customer_id"], kind="mergesort").reset_index(drop=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if out.suffix.lower() in {".parquet", ".pq"}:
-        tx.to_parquet(tmp, index=False)
-    else:
-        csv = tx.assign(date=tx["date"].dt.strftime("%Y-%m-%d"))
-        csv.to_csv(tmp, index=False, float_format="%.2f", lineterminator="\n")
-    tmp.replace(out)
+    stop = threading.Event()                      # set on Ctrl-C while the log is written in a worker thread
+    written = {"rows": 0, "of": 0}
+
+    def checkpoint():
+        if stop.is_set():
+            raise KeyboardInterrupt
+
+    def write():
+        sim = simulate_bgnbd(
+            n_customers, r, alpha, a, b, p=p, q=q, gamma=gamma, start=start,
+            observation_days=observation_days, time_unit_days=time_unit_days,
+            acquisition_days=acquisition_days, seed=seed, resolution="day", model=model,
+            id_prefix=id_prefix,
+        )
+        checkpoint()
+        tx = sim.transactions
+        del sim
+        tx["amount"] = np.maximum(np.round(tx["amount"].to_numpy(), 2), 0.01)
+        tx = tx.sort_values(["date", "customer_id"], kind="mergesort").reset_index(drop=True)
+        checkpoint()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        try:
+            if out.suffix.lower() in {".parquet", ".pq"}:
+                tx.to_parquet(tmp, index=False)
+            else:
+                # in blocks of rows (the same bytes as one to_csv call): progress, and Ctrl-C between blocks
+                written["of"] = len(tx)
+                with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                    for lo in range(0, max(len(tx), 1), _CSV_BLOCK_ROWS):
+                        checkpoint()
+                        block = tx.iloc[lo:lo + _CSV_BLOCK_ROWS]
+                        block = block.assign(date=block["date"].dt.strftime("%Y-%m-%d"))
+                        block.to_csv(fh, index=False, header=lo == 0, float_format="%.2f", lineterminator="\n")
+                        written["rows"] = lo + len(block)
+            tmp.replace(out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def percent():
+        # known while the CSV rows are written (most of the time of a large CSV log)
+        return 100.0 * written["rows"] / written["of"] if written["of"] else None
+
+    with polled("simulated log", show_progress) as step:
+        step.run(write, percent, cancel=stop.set)
     return out
 
 
@@ -370,6 +416,7 @@ def simulate_market(
     time_unit_days: float = 7.0,
     model: str = "mbgnbd",
     seed: int = 0,
+    show_progress: bool = True,
 ) -> pd.DataFrame:
     """A market of simulated firms that differ in retention and acquisition.
 
@@ -407,6 +454,11 @@ def simulate_market(
     ``definition="period"``, ``period="M"``): revenue of a customer in a
     month after its acquisition month; i.e. the revenue-weighted share over
     the measured months.
+
+    ``show_progress`` shows "simulated firms: k/n_firms" while the firms are
+    simulated (more than one firm; in a notebook one line updated in place, in
+    a terminal a progress bar, otherwise nothing); the market is the same
+    either way.
 
     Returns
     -------
@@ -462,7 +514,7 @@ def simulate_market(
     first_measured = months - (months if measure_months is None else int(measure_months))
     revenue = np.zeros(n_firms)
     new_rev = np.zeros(n_firms)
-    for k in range(n_firms):
+    for k in progress(range(n_firms), n_firms, "simulated firms", enabled=show_progress and n_firms > 1):
         sim = simulate_bgnbd(
             int(n_cust[k]), r, alpha, float(a_f[k]), float(b_f[k]), p=p, q=q, gamma=gamma,
             start=start_ts, observation_days=observation_days, time_unit_days=time_unit_days,

@@ -81,8 +81,21 @@ Resources
 Every call opens its own in-memory DuckDB connection with ``threads=2``, a
 memory limit (default 4 GB; DuckDB spills larger aggregations to a temporary
 directory) and the settings above, unless a connection is passed as ``con``
-(used as it is, and left open).  ``progress=True`` turns on DuckDB's progress
-bar for long queries.
+(used as it is, and left open).
+
+Progress
+--------
+Queries run in a worker thread while the calling thread polls
+``con.query_progress()`` and shows it with :class:`helpers.progress.polled`:
+in a notebook one line updated in place ("progress · log summary (DuckDB):
+37%", "running" while DuckDB reports no percentage -- always the case on a
+Jupyter kernel without ``ipywidgets``, where DuckDB refuses to track progress --
+and "done" at the end), in a terminal a ``tqdm`` bar on stderr, elsewhere
+nothing.  With the default ``progress=None`` a step shows nothing unless it runs
+longer than 2 s (:data:`helpers.progress.SHOW_AFTER_S`); ``progress=True`` shows
+it from the start, ``progress=False`` never (the queries then run in the calling
+thread, as without progress).  The results do not depend on it.  Ctrl-C
+(``KeyboardInterrupt``) interrupts the running query (``con.interrupt()``).
 """
 
 from __future__ import annotations
@@ -96,6 +109,7 @@ import numpy as np
 import pandas as pd
 
 from .data import MAX_EXAMPLES, DataValidationError, resolve_files
+from .progress import polled
 from .summary import days_per_unit
 
 __all__ = [
@@ -145,7 +159,11 @@ def connect(threads: int = DEFAULT_THREADS, memory_limit: str | None = DEFAULT_M
         DuckDB memory limit such as ``"4GB"``; ``None`` keeps DuckDB's default
         (80% of RAM).  Aggregations larger than this spill to ``temp_directory``.
     progress : bool
-        Show DuckDB's progress bar for queries that run longer than 2 s.
+        True: DuckDB prints its own progress bar for queries that run longer
+        than 2 s (terminals only; not available on a Jupyter kernel without
+        ``ipywidgets``).  False (default): nothing is printed, but DuckDB still
+        tracks the progress of queries for ``con.query_progress()`` (which the
+        summaries of this module poll and show themselves, in notebooks too).
     temp_directory : str, optional
         Where DuckDB spills (default: ``<system temp>/clvlab-duckdb``).
     """
@@ -156,9 +174,13 @@ def connect(threads: int = DEFAULT_THREADS, memory_limit: str | None = DEFAULT_M
     config["temp_directory"] = temp_directory or os.path.join(tempfile.gettempdir(), "clvlab-duckdb")
     con = duckdb.connect(database=":memory:", config=config)
     try:
-        con.execute(f"SET enable_progress_bar = {'true' if progress else 'false'}")
+        if not progress:
+            # progress tracked (con.query_progress) but never printed
+            con.execute("SET enable_progress_bar_print = false")
+        con.execute("SET enable_progress_bar = true")
     except duckdb.Error as exc:
-        # on a Jupyter kernel without ipywidgets DuckDB refuses to touch the setting at all
+        # on a Jupyter kernel without ipywidgets DuckDB refuses to touch the settings at all (and
+        # tracks no progress: con.query_progress() stays -1)
         if progress:
             warnings.warn(f"DuckDB's progress bar is not available: {exc}", stacklevel=2)
     for setting in _LEAN_SETTINGS:
@@ -190,8 +212,9 @@ def _lit(text: str) -> str:
 class _Source:
     """A transaction log as a DuckDB relation (SQL text) plus its column types."""
 
-    def __init__(self, con, source, customer_id, date, amount, numbered=False):
+    def __init__(self, con, source, customer_id, date, amount, numbered=False, run=None):
         self.con = con
+        self.run = run or _direct      # how queries that scan the log are run (see _runner)
         self.label = "<DataFrame>" if isinstance(source, pd.DataFrame) else str(source)
         self.wanted = [customer_id, date] + ([amount] if amount is not None else [])
         self._registered = []
@@ -255,7 +278,7 @@ class _Source:
                 # everything as text, empty fields as NULL: parsing happens in the rules, as in pandas
                 scan = f"read_csv({path}, header = true, all_varchar = true, nullstr = '')"
                 if numbered:
-                    n_rows = self.con.execute(f"SELECT count(*) FROM {scan}").fetchone()[0]
+                    n_rows = self.run(lambda: self.con.execute(f"SELECT count(*) FROM {scan}").fetchone()[0])
                     sel = f"SELECT *, row_number() OVER () - 1 + {offset} AS __row FROM {scan}"
                     offset += n_rows
                 else:
@@ -268,7 +291,7 @@ class _Source:
     def count(self) -> int:
         if self.n_hint is not None:
             return int(self.n_hint)
-        return int(self.con.execute(f"SELECT count(*) FROM {self.sql}").fetchone()[0])
+        return int(self.run(lambda: self.con.execute(f"SELECT count(*) FROM {self.sql}").fetchone()[0]))
 
     def close(self):
         for name in self._registered:
@@ -381,17 +404,34 @@ def _parquet_rows(path: Path) -> int:
     return int(pq.ParquetFile(path).metadata.num_rows)
 
 
-def _open(source, customer_id, date, amount, con, threads, memory_limit, progress, numbered=False):
+def _direct(fn):
+    return fn()
+
+
+def _runner(step, con):
+    """Run query functions through ``step`` (:class:`helpers.progress.polled`): in a worker thread,
+    the calling thread showing ``con.query_progress()`` and interrupting the query on Ctrl-C."""
+    def run(fn):
+        return step.run(fn, con.query_progress, con.interrupt)
+
+    return run
+
+
+def _open(source, customer_id, date, amount, con, threads, memory_limit, step, numbered=False):
+    """The connection (a new one unless ``con`` is given), whether it is ours, the source and
+    the runner of the queries."""
     own = con is None
     if own:
-        con = connect(threads=threads, memory_limit=memory_limit, progress=progress)
+        # the summaries show their own (polled) progress: DuckDB only tracks it
+        con = connect(threads=threads, memory_limit=memory_limit, progress=False)
+    run = _runner(step, con)
     try:
-        src = _Source(con, source, customer_id, date, amount, numbered=numbered)
+        src = _Source(con, source, customer_id, date, amount, numbered=numbered, run=run)
     except BaseException:
         if own:
             con.close()
         raise
-    return con, own, src
+    return con, own, src, run
 
 
 def _day(value) -> pd.Timestamp:
@@ -480,14 +520,14 @@ def _needs_trim(cid) -> bool:
     return bool(pc.any(pc.not_equal(cid, pc.utf8_trim(cid, characters=_WS))).as_py())
 
 
-def _fetch(con, make_query):
+def _fetch(con, make_query, run=_direct):
     """Run the per-customer query on stored ids; rerun on stripped ids if any id needs stripping.
 
     Returns the result (an Arrow table) and whether the ids were stripped.
     """
-    res = _arrow(con, make_query(False))
+    res = run(lambda: _arrow(con, make_query(False)))
     if _needs_trim(res.column("cid")):
-        return _arrow(con, make_query(True)), True
+        return run(lambda: _arrow(con, make_query(True))), True
     return res, False
 
 
@@ -502,7 +542,7 @@ def _check_result(res, raise_details):
         raise_details(n_bad)
 
 
-def _first_day_spend(con, rows, cid, f, n, a0, c0) -> np.ndarray:
+def _first_day_spend(con, rows, cid, f, n, a0, c0, run=_direct) -> np.ndarray:
     """Each customer's spend on their first purchase day (days since 1970-01-01 ``f``).
 
     ``a0`` is the amount of one row of that day (``arg_min(a, d)``), the day's spend when the
@@ -521,8 +561,8 @@ def _first_day_spend(con, rows, cid, f, n, a0, c0) -> np.ndarray:
     name = f"clvlab_first_days_{id(keys):x}"
     con.register(name, keys)
     try:
-        res = con.execute(f"SELECT k.i, sum(r.a) AS s FROM {rows} AS r JOIN {name} AS k "
-                          f"ON r.cid = k.cid AND r.d = k.f GROUP BY k.i").fetchnumpy()
+        res = run(lambda: con.execute(f"SELECT k.i, sum(r.a) AS s FROM {rows} AS r JOIN {name} AS k "
+                                      f"ON r.cid = k.cid AND r.d = k.f GROUP BY k.i").fetchnumpy())
     finally:
         con.unregister(name)
     spend[np.asarray(res["i"], dtype=np.int64)] = np.asarray(res["s"], dtype=float)
@@ -607,7 +647,7 @@ def rfm_summary_duckdb(
     con=None,
     threads: int = DEFAULT_THREADS,
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Per-customer ``x, t_x, T[, m_x, total_spend], first_purchase`` computed in DuckDB.
 
@@ -638,8 +678,13 @@ def rfm_summary_duckdb(
         SQL strategy (see the module docstring); same result.
     con : duckdb connection, optional
         Reuse a connection (default: a new one from :func:`connect`).
-    threads, memory_limit, progress
+    threads, memory_limit
         Settings of the connection opened when ``con`` is not given.
+    progress : bool or None
+        Progress of the queries, in a notebook or terminal (see "Progress" in
+        the module docstring): None (default) shows it for steps that run
+        longer than 2 s, True from the start, False never.  The result is the
+        same.
 
     Returns
     -------
@@ -664,28 +709,30 @@ def rfm_summary_duckdb(
         duplicates = "keep"
     has_amount = amount is not None
     bad_a = _bad_amount_sql(negative_amounts)
-    con_, own, src = _open(source, customer_id, date, amount, con, threads, memory_limit, progress)
-    try:
-        def rows(trim_ids):
-            return _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts,
-                             _date_sql(end) if end is not None else None, trim_ids)
+    with polled("log summary (DuckDB)", progress) as step:
+        con_, own, src, run = _open(source, customer_id, date, amount, con, threads, memory_limit, step)
+        try:
+            def rows(trim_ids):
+                return _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts,
+                                 _date_sql(end) if end is not None else None, trim_ids)
 
-        def raise_details(n_bad):
-            _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
-                           duplicates, con_, threads, memory_limit, progress, n_bad)
+            def raise_details(n_bad):
+                _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
+                               duplicates, con_, threads, memory_limit, progress, n_bad)
 
-        res, trimmed = _fetch(con_, lambda trim_ids: _rfm_query(rows(trim_ids), method, has_amount, bad_a))
-        _check_result(res, raise_details)
-        f = _col(res, "f").astype(np.int64)
-        n = _col(res, "n").astype(np.int64)
-        if has_amount:
-            first_spend = _first_day_spend(con_, rows(trimmed), res.column("cid"), f, n, _col(res, "a0"),
-                                           _col(res, "c0"))
-    finally:
-        src.close()
-        if own:
-            # DuckDB hands its memory back before the pandas objects are made (see the module docstring)
-            con_.close()
+            res, trimmed = _fetch(con_, lambda trim_ids: _rfm_query(rows(trim_ids), method, has_amount, bad_a),
+                                  run)
+            _check_result(res, raise_details)
+            f = _col(res, "f").astype(np.int64)
+            n = _col(res, "n").astype(np.int64)
+            if has_amount:
+                first_spend = _first_day_spend(con_, rows(trimmed), res.column("cid"), f, n, _col(res, "a0"),
+                                               _col(res, "c0"), run)
+        finally:
+            src.close()
+            if own:
+                # DuckDB hands its memory back before the pandas objects are made (see the module docstring)
+                con_.close()
     l_ = _col(res, "l").astype(np.int64)
     end_days = _days_since_epoch(end) if end is not None else int(l_.max())
     cid = res.column("cid").to_numpy(zero_copy_only=False)
@@ -714,7 +761,7 @@ def calibration_holdout_duckdb(
     con=None,
     threads: int = DEFAULT_THREADS,
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Calibration summary and holdout counts per customer, computed in DuckDB.
 
@@ -767,40 +814,41 @@ def calibration_holdout_duckdb(
          f"coalesce((f - {_EPOCH})::INTEGER, 0) AS f, coalesce((l - {_EPOCH})::INTEGER, 0) AS l, "
          f"(d0 - {_EPOCH})::INTEGER AS d0, (d1 - {_EPOCH})::INTEGER AS d1{amt_out}, nbad "
          f"FROM ({per}) ORDER BY cid")
-    con_, own, src = _open(source, customer_id, date, amount, con, threads, memory_limit, progress)
-    try:
-        def rows(trim_ids):
-            return _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts,
-                             _date_sql(obs_end) if obs_end is not None else None, trim_ids)
+    with polled("calibration/holdout summary (DuckDB)", progress) as step:
+        con_, own, src, run = _open(source, customer_id, date, amount, con, threads, memory_limit, step)
+        try:
+            def rows(trim_ids):
+                return _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts,
+                                 _date_sql(obs_end) if obs_end is not None else None, trim_ids)
 
-        def raise_details(n_bad):
-            _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
-                           duplicates, con_, threads, memory_limit, progress, n_bad)
+            def raise_details(n_bad):
+                _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
+                               duplicates, con_, threads, memory_limit, progress, n_bad)
 
-        res, trimmed = _fetch(con_, lambda trim_ids: q.replace("{rows}", rows(trim_ids)))
-        _check_result(res, raise_details)
-        first_day = int(_col(res, "d0").min())
-        last_day = int(_col(res, "d1").max())
-        obs_days = _days_since_epoch(obs_end) if obs_end is not None else last_day
-        cal_days = _days_since_epoch(cal_end)
-        if not (first_day <= cal_days < obs_days):
-            fd = pd.Timestamp("1970-01-01") + pd.Timedelta(days=first_day)
-            od = pd.Timestamp("1970-01-01") + pd.Timedelta(days=obs_days)
-            raise DataValidationError(
-                "date",
-                f"calibration end {cal_end.date()} must lie inside the data's date range: on or after "
-                f"the first purchase day {fd.date()} and before the observation end {od.date()}",
-                int(np.sum(_col(res, "nrows"))),
-            )
-        f = _col(res, "f").astype(np.int64)
-        n = _col(res, "n").astype(np.int64)
-        if has_amount:
-            first_spend = _first_day_spend(con_, rows(trimmed), res.column("cid"), f, n, _col(res, "a0"),
-                                           _col(res, "c0"))
-    finally:
-        src.close()
-        if own:
-            con_.close()
+            res, trimmed = _fetch(con_, lambda trim_ids: q.replace("{rows}", rows(trim_ids)), run)
+            _check_result(res, raise_details)
+            first_day = int(_col(res, "d0").min())
+            last_day = int(_col(res, "d1").max())
+            obs_days = _days_since_epoch(obs_end) if obs_end is not None else last_day
+            cal_days = _days_since_epoch(cal_end)
+            if not (first_day <= cal_days < obs_days):
+                fd = pd.Timestamp("1970-01-01") + pd.Timedelta(days=first_day)
+                od = pd.Timestamp("1970-01-01") + pd.Timedelta(days=obs_days)
+                raise DataValidationError(
+                    "date",
+                    f"calibration end {cal_end.date()} must lie inside the data's date range: on or after "
+                    f"the first purchase day {fd.date()} and before the observation end {od.date()}",
+                    int(np.sum(_col(res, "nrows"))),
+                )
+            f = _col(res, "f").astype(np.int64)
+            n = _col(res, "n").astype(np.int64)
+            if has_amount:
+                first_spend = _first_day_spend(con_, rows(trimmed), res.column("cid"), f, n, _col(res, "a0"),
+                                               _col(res, "c0"), run)
+        finally:
+            src.close()
+            if own:
+                con_.close()
     keep = _col(res, "nr") > 0
     f, n = f[keep], n[keep]
     l_ = _col(res, "l").astype(np.int64)[keep]
@@ -828,7 +876,7 @@ def calibration_holdout_duckdb(
 def _examples(con, src, cond, order_cols=None) -> pd.DataFrame:
     cols = ", ".join(_q(c) for c in src.wanted)
     q = f"SELECT __row AS row, {cols} FROM {src.sql} WHERE {cond} ORDER BY __row LIMIT {MAX_EXAMPLES}"
-    ex = con.execute(q).df().set_index("row")
+    ex = src.run(lambda: con.execute(q).df()).set_index("row")
     ex.index.name = "row"
     return ex
 
@@ -847,7 +895,7 @@ def validate_duckdb(
     con=None,
     threads: int = DEFAULT_THREADS,
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Run the validation rules of :func:`helpers.data.load_transactions` in SQL.
 
@@ -855,6 +903,10 @@ def validate_duckdb(
     non-numeric, infinite, negative and zero amounts, exact duplicate rows
     (on the raw row as read) and rows after the observation end, with the
     same policies as :func:`helpers.data.load_transactions`.
+
+    Parameters are those of :func:`rfm_summary_duckdb` (``progress``: None shows
+    the progress of steps longer than 2 s, True from the start, False never),
+    plus ``after_observation_end`` ("exclude" or "error").
 
     Returns
     -------
@@ -873,18 +925,20 @@ def validate_duckdb(
     _policy_checks(negative_amounts, duplicates)
     if after_observation_end not in ("exclude", "error"):
         raise ValueError(f"after_observation_end must be one of ('exclude', 'error'), got {after_observation_end!r}")
-    con_, own, src = _open(source, customer_id, date, amount, con, threads, memory_limit, progress, numbered=True)
-    try:
-        return _validate(con_, src, customer_id, date, amount, date_format, observation_end, negative_amounts,
-                         duplicates, after_observation_end)
-    finally:
-        src.close()
-        if own:
-            con_.close()
+    with polled("log validation (DuckDB)", progress) as step:
+        con_, own, src, run = _open(source, customer_id, date, amount, con, threads, memory_limit, step,
+                                    numbered=True)
+        try:
+            return _validate(con_, src, customer_id, date, amount, date_format, observation_end, negative_amounts,
+                             duplicates, after_observation_end, run)
+        finally:
+            src.close()
+            if own:
+                con_.close()
 
 
 def _validate(con, src, customer_id, date, amount, date_format, observation_end, negative_amounts, duplicates,
-              after_observation_end):
+              after_observation_end, run=_direct):
     has_amount = amount is not None
     cid = src.id_expr(customer_id)
     ts = src.ts_expr(date, date_format)
@@ -907,8 +961,8 @@ def _validate(con, src, customer_id, date, amount, date_format, observation_end,
     end = _day(observation_end) if observation_end is not None else None
     after = f"coalesce(CAST({ts} AS DATE) > {_date_sql(end)}, false)" if end is not None else "false"
     counts_sql = ", ".join(f"count(*) FILTER (WHERE {cond}) AS {name}" for name, cond in checks.items())
-    row = con.execute(f"SELECT count(*) AS n, count(*) FILTER (WHERE {after}) AS n_after, {counts_sql} "
-                      f"FROM {src.sql}").fetchone()
+    row = run(lambda: con.execute(f"SELECT count(*) AS n, count(*) FILTER (WHERE {after}) AS n_after, "
+                                  f"{counts_sql} FROM {src.sql}").fetchone())
     names = ["n", "n_after"] + list(checks)
     c = dict(zip(names, (int(v) for v in row)))
     n_read = c["n"]
@@ -934,14 +988,15 @@ def _validate(con, src, customer_id, date, amount, date_format, observation_end,
 
     # --- exact duplicates (raw rows as read) -------------------------------
     cols = ", ".join(_q(k) for k in src.wanted)
-    n_distinct = int(con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {src.sql})").fetchone()[0])
+    n_distinct = int(run(lambda: con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {src.sql})")
+                         .fetchone()[0]))
     n_dup = n_read - n_distinct
     counts["duplicate_rows"] = n_dup
     if n_dup and duplicates == "error":
         part = ", ".join(_q(k) for k in src.wanted)
-        ex = con.execute(
+        ex = run(lambda: con.execute(
             f"SELECT __row AS row, {cols} FROM {src.sql} QUALIFY count(*) OVER (PARTITION BY {part}) > 1 "
-            f"ORDER BY __row LIMIT {MAX_EXAMPLES}").df().set_index("row")
+            f"ORDER BY __row LIMIT {MAX_EXAMPLES}").df()).set_index("row")
         raise DataValidationError(
             None, "exact duplicate rows are not allowed (duplicates: error)", n_dup, ex,
             hint="Set data.duplicates to 'keep' or 'drop' if duplicates are legitimate.",
@@ -973,7 +1028,7 @@ def _validate(con, src, customer_id, date, amount, date_format, observation_end,
          f"count(DISTINCT {cid}) FILTER (WHERE NOT {neg}) AS n_cust, "
          f"min({ts}) FILTER (WHERE NOT {neg}) AS first, max({ts}) FILTER (WHERE NOT {neg}) AS last "
          f"FROM {kept_src} WHERE NOT {after}")
-    n_neg, n_zero, n_used, n_cust, first, last = con.execute(q).fetchone()
+    n_neg, n_zero, n_used, n_cust, first, last = run(lambda: con.execute(q).fetchone())
     if has_amount:
         if n_neg and negative_amounts == "error":
             ex = _examples(con, src, f"{neg} AND NOT {after}")

@@ -23,6 +23,17 @@ are cut at midnight UTC -- which is what pandas gives for the same Parquet file
 (a UTC-adjusted timestamp read back and made naive).  Parquet files written by
 pandas with nanosecond timestamps are read too (Spark itself rejects them).
 
+Progress: the Spark actions run in a worker thread while the calling thread
+polls ``spark.sparkContext.statusTracker()`` (completed / total tasks of the
+active stages) and shows it with :class:`helpers.progress.polled` -- in a
+notebook one line updated in place ("progress · log summary (Spark): 40%",
+"running" between stages, "done" at the end), in a terminal a ``tqdm`` bar,
+elsewhere nothing.  With the default ``progress=None`` only steps longer than
+2 s show it; ``progress=True`` from the start; ``progress=False`` never (the
+actions then run in the calling thread).  Ctrl-C cancels the running jobs.  With
+Spark Connect (no ``SparkContext`` on the client) the actions run as usual,
+without progress.
+
 pyspark is imported lazily: the rest of :mod:`helpers` works without it.
 """
 
@@ -31,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataValidationError, check_policies, resolve_files
+from .progress import polled
 from .summary import days_per_unit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -341,9 +354,10 @@ def _date_of(day: int) -> str:
     return (_EPOCH + pd.Timedelta(days=int(day))).date().isoformat()
 
 
-def _examples(raw, cond, wanted: list[str], micros_col: str | None = None) -> pd.DataFrame:
+def _examples(raw, cond, wanted: list[str], micros_col: str | None = None, run=None) -> pd.DataFrame:
     """Up to five offending rows as read (a pandas log's datetimes shown as datetimes again)."""
-    ex = raw.filter(cond).select(*[raw[c] for c in wanted]).limit(5).toPandas()
+    rows = raw.filter(cond).select(*[raw[c] for c in wanted]).limit(5)
+    ex = (run or _direct)(rows.toPandas)
     if micros_col is not None and micros_col in ex.columns:
         ex[micros_col] = pd.to_datetime(ex[micros_col], unit="us")
     ex.index.name = "example"
@@ -353,12 +367,13 @@ def _examples(raw, cond, wanted: list[str], micros_col: str | None = None) -> pd
 def _prepare(
     source, spark, *, customer_id: str, date: str, amount: str | None, date_format: str | None,
     observation_end, negative_amounts: str, duplicates: str, after_observation_end: str,
-    file_format: str | None,
+    file_format: str | None, run=None,
 ) -> _Prepared:
     _, F, T = _pyspark()
     from pyspark.sql import DataFrame as SparkDataFrame
 
     check_policies(negative_amounts, duplicates, after_observation_end)
+    run = run or _direct
 
     has_amount = amount is not None
     wanted = [customer_id, date] + ([amount] if has_amount else [])
@@ -421,7 +436,7 @@ def _prepare(
     aggs += [F.sum(F.when(cond, 1).otherwise(0)).alias(k) for k, cond in conds.items()]
     aggs += [F.sum(F.when(keep, 1).otherwise(0)).alias("kept"),
              F.min(F.when(keep, day)).alias("lo"), F.max(F.when(keep, day)).alias("hi")]
-    stats = norm.agg(*aggs).collect()[0].asDict()
+    stats = run(norm.agg(*aggs).collect)[0].asDict()
     n_read = int(stats["n"])
     if n_read == 0:
         raise DataValidationError(None, "the log is empty: at least one transaction is required", 0)
@@ -429,7 +444,8 @@ def _prepare(
     def check(key, column, rule, hint=""):
         n = int(stats[key] or 0)
         if n:
-            raise DataValidationError(column, rule, n, _examples(norm, conds[key], wanted, micros_col), hint=hint)
+            raise DataValidationError(column, rule, n, _examples(norm, conds[key], wanted, micros_col, run),
+                                      hint=hint)
 
     check("null_id", customer_id, "customer id must not be null or empty")
     check("null_date", date, "date must not be null")
@@ -446,10 +462,10 @@ def _prepare(
     if duplicates != "keep":
         if duplicates == "error":
             raw = norm.select(*wanted)
-            n_distinct = raw.distinct().count()
+            n_distinct = run(raw.distinct().count)
             if n_distinct != n_read:
                 dup_keys = raw.groupBy(*wanted).count().filter(F.col("count") > 1).drop("count")
-                ex = _examples(dup_keys, F.lit(True), wanted, micros_col)
+                ex = _examples(dup_keys, F.lit(True), wanted, micros_col, run)
                 raise DataValidationError(
                     None, "exact duplicate rows are not allowed (duplicates: error)", n_read - n_distinct, ex,
                     hint="Set data.duplicates to 'keep' or 'drop' if duplicates are legitimate.",
@@ -504,9 +520,9 @@ def _finish(compact: pd.DataFrame, end_day: int, unit_days: float, has_amount: b
     return out
 
 
-def _collect(frame) -> pd.DataFrame:
+def _collect(frame, run=None) -> pd.DataFrame:
     """The compact per-customer result on the driver, sorted by customer id (as pandas sorts)."""
-    pdf = frame.toPandas()
+    pdf = (run or _direct)(frame.toPandas)
     return pdf.sort_values("cid", kind="stable", ignore_index=True)
 
 
@@ -524,6 +540,7 @@ def rfm_summary_spark(
     duplicates: str = "keep",
     after_observation_end: str = "exclude",
     file_format: str | None = None,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Per-customer ``x, t_x, T[, m_x, total_spend], first_purchase``, computed by Spark.
 
@@ -553,17 +570,22 @@ def rfm_summary_spark(
         The validation policies of :func:`helpers.data.load_transactions`.
     file_format : {"parquet", "csv"}, optional
         Force the file format (default: from the file extension).
+    progress : bool or None
+        Progress of the Spark jobs in a notebook or terminal (see the module
+        docstring): None (default) for steps longer than 2 s, True from the
+        start, False never.  The result is the same.
     """
     unit_days = days_per_unit(time_unit)
     spark = spark or get_spark()
-    with _nanos_as_long(spark, source):
+    with _nanos_as_long(spark, source), polled("log summary (Spark)", progress) as step:
+        run = _job_runner(step, spark)
         prep = _prepare(
             source, spark, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
             observation_end=observation_end, negative_amounts=negative_amounts, duplicates=duplicates,
-            after_observation_end=after_observation_end, file_format=file_format,
+            after_observation_end=after_observation_end, file_format=file_format, run=run,
         )
         end_day = _day_of(observation_end) if observation_end is not None else prep.last_day
-        compact = _collect(_customer_aggregate(_daily(prep), prep.has_amount, end_day))
+        compact = _collect(_customer_aggregate(_daily(prep), prep.has_amount, end_day), run)
     return _finish(compact, end_day, unit_days, prep.has_amount)
 
 
@@ -593,6 +615,7 @@ def calibration_holdout_spark(
     duplicates: str = "keep",
     after_observation_end: str = "exclude",
     file_format: str | None = None,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Calibration summary and holdout counts per customer, computed by Spark.
 
@@ -601,7 +624,9 @@ def calibration_holdout_spark(
     observation_end, time_unit)`` (see :func:`helpers.summary.calibration_holdout`):
     ``x, t_x, T[, m_x, total_spend], first_purchase, x_star[, m_x_star,
     holdout_spend], t_star`` for the customers whose first purchase falls in
-    the calibration period.  Parameters as in :func:`rfm_summary_spark`.
+    the calibration period.  Parameters as in :func:`rfm_summary_spark`
+    (``progress``: None shows the progress of steps longer than 2 s, True from
+    the start, False never).
 
     Raises
     ------
@@ -614,11 +639,12 @@ def calibration_holdout_spark(
     unit_days = days_per_unit(time_unit)
     cal_day = _day_of(calibration_end)
     spark = spark or get_spark()
-    with _nanos_as_long(spark, source):
+    with _nanos_as_long(spark, source), polled("calibration/holdout summary (Spark)", progress) as step:
+        run = _job_runner(step, spark)
         prep = _prepare(
             source, spark, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
             observation_end=observation_end, negative_amounts=negative_amounts, duplicates=duplicates,
-            after_observation_end=after_observation_end, file_format=file_format,
+            after_observation_end=after_observation_end, file_format=file_format, run=run,
         )
         obs_day = _day_of(observation_end) if observation_end is not None else prep.last_day
         if not (prep.first_day <= cal_day < obs_day):
@@ -627,7 +653,7 @@ def calibration_holdout_spark(
                 f"calibration end {_date_of(cal_day)} must lie inside the data's date range: on or after "
                 f"the first purchase day {_date_of(prep.first_day)} and before the observation end "
                 f"{_date_of(obs_day)}",
-                prep.n_rows if prep.n_rows is not None else prep.rows.count(),
+                prep.n_rows if prep.n_rows is not None else run(prep.rows.count),
             )
         daily = _daily(prep).filter(F.col(_DAY) <= F.lit(obs_day))
         in_cal = F.col(_DAY) <= F.lit(cal_day)
@@ -648,7 +674,7 @@ def calibration_holdout_spark(
         per_customer = (
             daily.groupBy(F.col(_CID).alias("cid")).agg(*aggs).filter(F.col("n_days") > 0)
         )
-        compact = _collect(per_customer)
+        compact = _collect(per_customer, run)
     out = _finish(compact, cal_day, unit_days, prep.has_amount)
     x_star = compact["x_star"].to_numpy(dtype=np.int64)
     out["x_star"] = x_star.astype(float)
@@ -659,6 +685,51 @@ def calibration_holdout_spark(
         out["holdout_spend"] = spend
     out["t_star"] = (obs_day - cal_day) / unit_days
     return out
+
+
+def _direct(fn):
+    return fn()
+
+
+def _job_runner(step, spark):
+    """Run Spark actions through ``step`` (:class:`helpers.progress.polled`).
+
+    The action runs in a :class:`pyspark.InheritableThread` (the caller's job group and other local
+    properties carry over) with a job tag of its own; the calling thread shows the completed / total
+    tasks of the active stages and cancels the tagged jobs on Ctrl-C.  Spark Connect sessions (no
+    ``SparkContext`` on the client) run the actions directly, without progress.
+    """
+    if step.channel is None:
+        return _direct
+    try:
+        sc = spark.sparkContext
+        tracker = sc.statusTracker()
+    except Exception:  # noqa: BLE001 - Spark Connect: no SparkContext here
+        return _direct
+    from pyspark import InheritableThread  # noqa: PLC0415
+
+    def percent():
+        done = total = 0
+        for stage in tracker.getActiveStageIds():
+            info = tracker.getStageInfo(stage)
+            if info is not None:
+                done += info.numCompletedTasks
+                total += info.numTasks
+        return 100.0 * done / total if total else None
+
+    def run(action):
+        tag = f"clv-lab-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+        def tagged():
+            sc.addJobTag(tag)
+            try:
+                return action()
+            finally:
+                sc.removeJobTag(tag)
+
+        return step.run(tagged, percent, lambda: sc.cancelJobsWithTag(tag), thread=InheritableThread)
+
+    return run
 
 
 @contextlib.contextmanager
