@@ -989,6 +989,20 @@ def _grad_hessian(grad, phi, h=1e-5):
     return 0.5 * (H + H.T)
 
 
+def _once_per_point(f: Callable[[np.ndarray], object]) -> Callable[[np.ndarray], object]:
+    """``f(phi)``, evaluated once per point: the optimiser asks for the value, the gradient
+    (and the Hessian) at the same parameters, which ``f`` computes together."""
+    last: dict = {}
+
+    def at(phi):
+        key = np.asarray(phi, dtype=float).tobytes()
+        if last.get("key") != key:
+            last["key"], last["val"] = key, f(phi)
+        return last["val"]
+
+    return at
+
+
 def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out: dict | None = None,
               mean_hess=None):
     """Minimise a mean negative log-likelihood over log-parameters; raise ModelFitError on failure.
@@ -1391,40 +1405,30 @@ def fit_model(
 
     series = None
     if model in ("bgnbd", "mbgnbd"):
-        # log-likelihood and gradient together (one pass over the rows), cached per point:
-        # the optimiser asks for the value and the gradient at the same parameters
+        # log-likelihood and gradient together (one pass over the rows)
         objective = _BGFamilyObjective(xu, txu, Tu, wu, modified=model == "mbgnbd")
-        cache: dict = {}
 
+        @_once_per_point
         def series(phi):
-            key = np.asarray(phi, dtype=float).tobytes()
-            if cache.get("key") != key:
-                theta = np.exp(phi)
-                with np.errstate(all="ignore"):
-                    ll, g = objective(theta)
-                out = (ll, g * theta)                    # gradient w.r.t. log-parameters
-                if not (np.isfinite(out[0]) and np.all(np.isfinite(out[1]))):
-                    out = None
-                cache["key"], cache["val"] = key, out
-            return cache["val"]
+            theta = np.exp(phi)
+            with np.errstate(all="ignore"):
+                ll, g = objective(theta)
+            out = (ll, g * theta)                        # gradient w.r.t. log-parameters
+            return out if np.isfinite(out[0]) and np.all(np.isfinite(out[1])) else None
     elif model == "pareto_nbd":
-        # log-likelihood and exact gradient from the hypergeometric series (see _pnbd_ll_grad),
-        # evaluated together and cached: the optimiser asks for both at the same point
+        # log-likelihood and exact gradient from the hypergeometric series (see _pnbd_ll_grad)
         # (bootstrap rows may repeat (x, t_x, T) with different spend: merge them here)
         (xs_, txs_, Ts_), rinv, _ = unique_rows(xu, txu, Tu)
         ws_ = np.bincount(rinv, weights=wu, minlength=len(xs_))
         pidx = _PnbdIndex(xs_, txs_, Ts_)
-        cache: dict = {}
 
+        @_once_per_point
         def series(phi):
-            key = np.asarray(phi, dtype=float).tobytes()
-            if cache.get("key") != key:
-                with np.errstate(all="ignore"):
-                    out = _pnbd_ll_grad_sum(np.exp(phi), pidx, ws_)
-                if out is not None and not (np.isfinite(out[0]) and np.all(np.isfinite(out[1]))):
-                    out = None
-                cache["key"], cache["val"] = key, out
-            return cache["val"]
+            with np.errstate(all="ignore"):
+                out = _pnbd_ll_grad_sum(np.exp(phi), pidx, ws_)
+            if out is not None and not (np.isfinite(out[0]) and np.all(np.isfinite(out[1]))):
+                out = None
+            return out
 
     def total_nll(phi):
         theta = np.exp(phi)
@@ -1605,18 +1609,15 @@ def fit_gamma_gamma(
             "expected spend and CLV may be biased.", IndependenceWarning, stacklevel=2)
 
     objective = _GammaGammaObjective(xu, mu, wu)
-    cache: dict = {}
 
+    @_once_per_point
     def value_grad(phi):
-        """Total log-likelihood, gradient and Hessian w.r.t. the log-parameters (cached per point)."""
-        key = np.asarray(phi, dtype=float).tobytes()
-        if cache.get("key") != key:
-            theta = np.exp(phi)
-            with np.errstate(all="ignore"):
-                ll, g, H = objective(theta)
-            # chain rule for theta = exp(phi)
-            cache["key"], cache["val"] = key, (ll, g * theta, H * np.outer(theta, theta) + np.diag(g * theta))
-        return cache["val"]
+        """Total log-likelihood, gradient and Hessian w.r.t. the log-parameters."""
+        theta = np.exp(phi)
+        with np.errstate(all="ignore"):
+            ll, g, H = objective(theta)
+        # chain rule for theta = exp(phi)
+        return ll, g * theta, H * np.outer(theta, theta) + np.diag(g * theta)
 
     def total_nll(phi):
         ll = value_grad(phi)[0]
