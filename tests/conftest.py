@@ -32,3 +32,38 @@ def paper_split(cdnow_sample):
     from helpers.summary import calibration_holdout
 
     return calibration_holdout(cdnow_sample.transactions, "1997-09-30", "1998-06-30", time_unit="W")
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """A local Spark session (one JVM per test module), stopped together with its JVM afterwards."""
+    from pyspark import SparkContext  # a missing pyspark must fail the run, not skip it
+
+    from helpers.summary_spark import get_spark
+
+    session = get_spark(app_name="clv-lab-tests", master="local[2]")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    gateway = SparkContext._gateway
+    session.stop()
+    # stopping the session leaves the JVM running until Python exits: end it now
+    # (the JVM started for this module quits when its stdin closes)
+    proc = getattr(gateway, "proc", None)
+    if gateway is not None:
+        gateway.shutdown()
+        SparkContext._gateway = SparkContext._jvm = None
+    if proc is not None:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+
+@pytest.fixture
+def shown_progress(monkeypatch, capsys):
+    """A terminal as helpers.progress sees it, every polled step shown at once; returns stderr so far."""
+    import helpers.progress as hp
+
+    monkeypatch.setattr(hp, "_in_kernel", lambda: False)
+    monkeypatch.setattr(hp, "_in_terminal", lambda: True)
+    monkeypatch.setattr(hp, "SHOW_AFTER_S", 0.0)
+    monkeypatch.setattr(hp, "POLL_INTERVAL_S", 0.005)
+    return lambda: capsys.readouterr().err

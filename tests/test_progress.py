@@ -166,7 +166,8 @@ def test_exceptions_of_the_call_propagate_unchanged(kernel, quick_polls):
 
 
 def test_duckdb_query_errors_propagate_unchanged(terminal, quick_polls):
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
+
     con = duckdb.connect()
     with pytest.raises(duckdb.Error) as direct:
         con.execute("SELECT no_such_column FROM range(3)")
@@ -179,7 +180,6 @@ def test_duckdb_query_errors_propagate_unchanged(terminal, quick_polls):
 
 def test_slow_duckdb_query_shows_its_percentage_and_ctrl_c_interrupts_it(terminal, quick_polls):
     """A long DuckDB query reports percentages; Ctrl-C in the calling thread interrupts it."""
-    pytest.importorskip("duckdb")
     from helpers.summary_duckdb import connect
 
     con = connect(threads=1)
@@ -211,7 +211,6 @@ def test_slow_duckdb_query_shows_its_percentage_and_ctrl_c_interrupts_it(termina
 def test_duckdb_summary_in_a_kernel_shows_a_line_only_for_long_steps(root):
     """On a real kernel (DuckDB reports no percentage there without ipywidgets): nothing for a quick
     summary by default; with the threshold at 0 one line that ends "done"."""
-    pytest.importorskip("duckdb")
     nb = nbformat.v4.new_notebook()
     csv = str(root / "data" / "cdnow_sample.csv")
     nb.cells = [
@@ -230,34 +229,19 @@ def test_duckdb_summary_in_a_kernel_shows_a_line_only_for_long_steps(root):
     assert second[-1]["data"]["text/plain"] == "True"
 
 
-def test_spark_summary_with_progress_equals_without(terminal, quick_polls, root, monkeypatch):
-    """Spark actions polled through statusTracker give the same summary (one local JVM, stopped after)."""
-    pytest.importorskip("pyspark")
+def test_spark_summary_with_progress_equals_without(terminal, quick_polls, root, monkeypatch, spark):
+    """Spark actions polled through statusTracker give the same summary."""
     monkeypatch.setattr(hp, "POLL_INTERVAL_S", 0.05)
     import pandas as pd
-    from pyspark import SparkContext
 
-    from helpers.summary_spark import calibration_holdout_spark, get_spark, rfm_summary_spark
+    from helpers.summary_spark import calibration_holdout_spark, rfm_summary_spark
 
-    spark = get_spark(app_name="clv-lab-progress-test", master="local[2]")
-    spark.sparkContext.setLogLevel("ERROR")
-    try:
-        csv = root / "data" / "cdnow_sample.csv"
-        kw = dict(date_format="%Y%m%d", spark=spark)
-        on = rfm_summary_spark(csv, "1998-06-30", **kw, progress=True)
-        assert "log summary (Spark):" in terminal.getvalue()
-        pd.testing.assert_frame_equal(on, rfm_summary_spark(csv, "1998-06-30", **kw, progress=False))
-        pd.testing.assert_frame_equal(calibration_holdout_spark(csv, "1997-09-30", "1998-06-30", **kw),
-                                      calibration_holdout_spark(csv, "1997-09-30", "1998-06-30", **kw,
-                                                                progress=False))
-        assert "calibration/holdout summary (Spark):" in terminal.getvalue()
-    finally:
-        gateway = SparkContext._gateway
-        spark.stop()
-        proc = getattr(gateway, "proc", None)
-        if gateway is not None:
-            gateway.shutdown()
-            SparkContext._gateway = SparkContext._jvm = None
-        if proc is not None:
-            proc.stdin.close()
-            proc.wait(timeout=60)
+    csv = root / "data" / "cdnow_sample.csv"
+    kw = dict(date_format="%Y%m%d", spark=spark)
+    on = rfm_summary_spark(csv, "1998-06-30", **kw, progress=True)
+    assert "log summary (Spark):" in terminal.getvalue()
+    pd.testing.assert_frame_equal(on, rfm_summary_spark(csv, "1998-06-30", **kw, progress=False))
+    pd.testing.assert_frame_equal(calibration_holdout_spark(csv, "1997-09-30", "1998-06-30", **kw),
+                                  calibration_holdout_spark(csv, "1997-09-30", "1998-06-30", **kw,
+                                                            progress=False))
+    assert "calibration/holdout summary (Spark):" in terminal.getvalue()

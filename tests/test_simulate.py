@@ -116,7 +116,6 @@ def test_bad_arguments():
 
 
 def test_write_parquet_chunks(tmp_path):
-    pytest.importorskip("pyarrow.parquet", exc_type=ImportError)
     files = write_parquet_chunks(tmp_path / "log", 2_500, chunk_customers=1_000, seed=3, **CDNOW, **SPEND)
     assert [f.name for f in files] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -128,45 +127,32 @@ def test_write_parquet_chunks(tmp_path):
 # progress never changes what is simulated
 # ---------------------------------------------------------------------------
 
-@pytest.fixture
-def terminal(monkeypatch, capsys):
-    """A terminal as helpers.progress sees it, polled steps shown at once; returns stderr so far."""
-    import helpers.progress as hp
-
-    monkeypatch.setattr(hp, "_in_kernel", lambda: False)
-    monkeypatch.setattr(hp, "_in_terminal", lambda: True)
-    monkeypatch.setattr(hp, "SHOW_AFTER_S", 0.0)
-    monkeypatch.setattr(hp, "POLL_INTERVAL_S", 0.005)
-    return lambda: capsys.readouterr().err
-
-
-def test_parquet_chunks_are_the_same_with_progress(tmp_path, terminal):
-    pytest.importorskip("pyarrow.parquet", exc_type=ImportError)
+def test_parquet_chunks_are_the_same_with_progress(tmp_path, shown_progress):
     kw = dict(chunk_customers=1_000, seed=3, **CDNOW, **SPEND)
     on = write_parquet_chunks(tmp_path / "on", 2_500, **kw)
-    assert "simulated log chunks" in terminal()
+    assert "simulated log chunks" in shown_progress()
     off = write_parquet_chunks(tmp_path / "off", 2_500, show_progress=False, **kw)
-    assert terminal() == ""
+    assert shown_progress() == ""
     assert [f.name for f in on] == [f.name for f in off]
     for a, b in zip(on, off):
         pd.testing.assert_frame_equal(pd.read_parquet(a), pd.read_parquet(b))
     write_parquet_chunks(tmp_path / "one", 500, **kw)              # one chunk: nothing to count
-    assert terminal() == ""
+    assert shown_progress() == ""
 
 
-def test_market_is_the_same_with_progress(terminal):
+def test_market_is_the_same_with_progress(shown_progress):
     from helpers.simulate import simulate_market
 
     kw = dict(n_firms=4, months=12, measure_months=6, new_per_month=(20, 40), seed=8)
     on = simulate_market(**kw)
-    assert "simulated firms" in terminal()
+    assert "simulated firms" in shown_progress()
     off = simulate_market(**kw, show_progress=False)
-    assert terminal() == ""
+    assert shown_progress() == ""
     pd.testing.assert_frame_equal(on, off)
     assert on.attrs == off.attrs
 
 
-def test_simulated_log_is_the_same_with_progress_and_in_blocks(tmp_path, terminal, monkeypatch):
+def test_simulated_log_is_the_same_with_progress_and_in_blocks(tmp_path, shown_progress, monkeypatch):
     """CSV logs are written in blocks of rows (progress, Ctrl-C): the same bytes as one to_csv call."""
     import helpers.simulate as sim
     from helpers.simulate import write_simulated_log
@@ -174,9 +160,9 @@ def test_simulated_log_is_the_same_with_progress_and_in_blocks(tmp_path, termina
     kw = dict(n_customers=600, **CDNOW, **SPEND, acquisition_days=100, observation_days=400, seed=4)
     monkeypatch.setattr(sim, "_CSV_BLOCK_ROWS", 97)               # many blocks, the last one short
     on = write_simulated_log(tmp_path / "on.csv", **kw, show_progress=True)
-    assert "simulated log:" in terminal()
+    assert "simulated log:" in shown_progress()
     off = write_simulated_log(tmp_path / "off.csv", **kw, show_progress=False)
-    assert terminal() == ""
+    assert shown_progress() == ""
     # the log as one to_csv call would write it
     tx = simulate_bgnbd(kw["n_customers"], **CDNOW, **SPEND, start="2021-01-01", acquisition_days=100,
                         observation_days=400, seed=4, resolution="day").transactions

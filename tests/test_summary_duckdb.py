@@ -9,8 +9,6 @@ from helpers.simulate import write_parquet_chunks
 from helpers.summary import calibration_holdout, rfm_summary
 from helpers.summary_duckdb import calibration_holdout_duckdb, rfm_summary_duckdb, validate_duckdb
 
-pytest.importorskip("duckdb")
-
 EXACT = ["x", "t_x", "T", "first_purchase", "x_star", "t_star"]
 
 
@@ -258,18 +256,6 @@ def test_several_files_are_one_scan_when_their_schemas_agree(tmp_path):
 # ---------------------------------------------------------------------------
 # progress: the queries polled from a worker thread give the same results
 # ---------------------------------------------------------------------------
-
-@pytest.fixture
-def shown_progress(monkeypatch, capsys):
-    """A terminal as helpers.progress sees it, every step shown at once; returns stderr so far."""
-    import helpers.progress as hp
-
-    monkeypatch.setattr(hp, "_in_kernel", lambda: False)
-    monkeypatch.setattr(hp, "_in_terminal", lambda: True)
-    monkeypatch.setattr(hp, "SHOW_AFTER_S", 0.0)
-    monkeypatch.setattr(hp, "POLL_INTERVAL_S", 0.005)
-    return lambda: capsys.readouterr().err
-
 
 def test_summaries_with_progress_equal_summaries_without(root, parquet_dir, shown_progress):
     csv = root / "data" / "cdnow_sample.csv"

@@ -8,36 +8,17 @@ the Spark engine is never silently skipped.
 import numpy as np
 import pandas as pd
 import pytest
-from pyspark import SparkContext  # a missing pyspark must fail the run, not skip it
+import pyspark  # noqa: F401  a missing pyspark must fail the run, not skip it
 
 from helpers.data import DataValidationError
 from helpers.summary import calibration_holdout, rfm_summary
 from helpers.summary_spark import (
     calibration_holdout_spark,
-    get_spark,
     rfm_summary_spark,
     strftime_to_spark,
 )
 
 MONEY = ["m_x", "total_spend", "m_x_star", "holdout_spend"]
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = get_spark(app_name="clv-lab-tests", master="local[2]")
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    gateway = SparkContext._gateway
-    session.stop()
-    # stopping the session leaves the JVM running until Python exits: end it now
-    # (the JVM started for this module quits when its stdin closes)
-    proc = getattr(gateway, "proc", None)
-    if gateway is not None:
-        gateway.shutdown()
-        SparkContext._gateway = SparkContext._jvm = None
-    if proc is not None:
-        proc.stdin.close()
-        proc.wait(timeout=60)
 
 
 def assert_same_summary(got: pd.DataFrame, ref: pd.DataFrame) -> None:
