@@ -767,47 +767,56 @@ def _p_alive(model, theta, x, t_x, T):
     return 1.0 / (1.0 + np.exp(log_odds))
 
 
-def _cond_expected(model, theta, t, x, t_x, T):
+def _cond_expected_G(model, theta, t, x, T):
+    """The part of E[X(t) | x, t_x, T] in ``(x, T, t)`` only (broadcasting); see :func:`_cond_expected`."""
     if model == "bgnbd":
-        # FHL (2005a) eq. (10)
+        # FHL (2005a) eq. (10), numerator
         r, alpha, a, b = theta
-        z = t / (alpha + T + t)
-        log_h = _log_hyp2f1_safe(r + x, b + x, a + b + x - 1.0, z)
-        num = (a + b + x - 1.0) / (a - 1.0) * -np.expm1(log_h + (r + x) * np.log((alpha + T) / (alpha + T + t)))
-        xb = np.maximum(x, 1.0)
-        den = 1.0 + (x > 0) * (a / (b + xb - 1.0)) * np.exp((r + x) * np.log((alpha + T) / (alpha + t_x)))
-        return num / den
+        log_h = _log_hyp2f1_safe(r + x, b + x, a + b + x - 1.0, t / (alpha + T + t))
+        return (a + b + x - 1.0) / (a - 1.0) * -np.expm1(log_h + (r + x) * np.log((alpha + T) / (alpha + T + t)))
     if model == "mbgnbd":
-        # Batislam et al. (2007), appendix eq. (6) (Wagner & Hoppe 2008)
+        # Batislam et al. (2007), appendix eq. (6) (Wagner & Hoppe 2008), numerator
         r, alpha, a, b = theta
-        z = t / (alpha + T + t)
-        log_h = _log_hyp2f1_safe(r + x, b + x + 1.0, a + b + x, z)
-        num = (a + b + x) / (a - 1.0) * -np.expm1(log_h + (r + x) * np.log((alpha + T) / (alpha + T + t)))
-        den = 1.0 + (a / (b + x)) * np.exp((r + x) * np.log((alpha + T) / (alpha + t_x)))
-        return num / den
-    # Pareto/NBD: SMC (1987) eq. (22); Fader & Hardie note 009 eq. (41)
+        log_h = _log_hyp2f1_safe(r + x, b + x + 1.0, a + b + x, t / (alpha + T + t))
+        return (a + b + x) / (a - 1.0) * -np.expm1(log_h + (r + x) * np.log((alpha + T) / (alpha + T + t)))
+    # Pareto/NBD: SMC (1987) eq. (22); Fader & Hardie note 009 eq. (41), without P(alive)
     r, alpha, s, beta = theta
-    pa = _p_alive(model, theta, x, t_x, T)
     if np.isclose(s, 1.0):
         rate_term = np.log((beta + T + t) / (beta + T))
     else:
         rate_term = -np.expm1((s - 1.0) * np.log((beta + T) / (beta + T + t))) / (s - 1.0)
-    return (r + x) * (beta + T) / (alpha + T) * rate_term * pa
+    return (r + x) * (beta + T) / (alpha + T) * rate_term
+
+
+def _cond_expected_h(model, theta, x, t_x, T):
+    """The per-customer part of E[X(t) | x, t_x, T] (the one with ``t_x``); see :func:`_cond_expected`."""
+    if model == "bgnbd":
+        r, alpha, a, b = theta
+        xb = np.maximum(x, 1.0)
+        return 1.0 / (1.0 + (x > 0) * (a / (b + xb - 1.0)) * np.exp((r + x) * np.log((alpha + T) / (alpha + t_x))))
+    if model == "mbgnbd":
+        r, alpha, a, b = theta
+        return 1.0 / (1.0 + (a / (b + x)) * np.exp((r + x) * np.log((alpha + T) / (alpha + t_x))))
+    return _p_alive(model, theta, x, t_x, T)
+
+
+def _cond_expected(model, theta, t, x, t_x, T):
+    """E[X(t) | x, t_x, T] = G(x, T, t) h(x, t_x, T) (broadcasting).
+
+    (M)BG/NBD: FHL (2005a) eq. (10) / Batislam et al. (2007) eq. (6), G the hypergeometric
+    numerator and ``h = 1 / (1 + delta a/(b+x-1+k) ((alpha+T)/(alpha+t_x))^(r+x))``;
+    Pareto/NBD: SMC (1987) eq. (22), ``G = (r+x)(beta+T)/(alpha+T) (...)`` and ``h = P(alive)``.
+    """
+    return _cond_expected_G(model, theta, t, x, T) * _cond_expected_h(model, theta, x, t_x, T)
 
 
 def _cond_expected_parts(model, theta, t_grid, x, t_x, T):
     """E[X(t) | x, t_x, T] as ``G[inverse] * h[:, None]`` for 1-D customer arrays and a time grid.
 
-    In all three models the conditional expectation factors into a part that
-    depends on ``(x, T, t)`` only and a per-customer part that carries ``t_x``:
-
-    * (M)BG/NBD, FHL (2005a) eq. (10) / Batislam et al. (2007) eq. (6): the
-      hypergeometric numerator ``G`` and ``h = 1 / (1 + delta a/(b+x-1+k) ((alpha+T)/(alpha+t_x))^(r+x))``;
-    * Pareto/NBD, SMC (1987) eq. (22): ``G = (r+x)(beta+T)/(alpha+T) (...)`` and ``h = P(alive)``.
-
-    ``G`` (shape ``(n_pairs, len(t_grid))``) is evaluated once per distinct ``(x, T)``
-    pair, so a month grid for a million customers costs a few thousand 2F1
-    evaluations per month instead of a million.
+    The factors of :func:`_cond_expected`: ``G`` (shape ``(n_pairs, len(t_grid))``) is
+    evaluated once per distinct ``(x, T)`` pair, so a month grid for a million customers
+    costs a few thousand 2F1 evaluations per month instead of a million; ``h`` per
+    customer (Pareto/NBD: once per unique ``(x, t_x, T)``, P(alive) needs a 2F1).
 
     Returns
     -------
@@ -818,28 +827,12 @@ def _cond_expected_parts(model, theta, t_grid, x, t_x, T):
     """
     t_grid = np.asarray(t_grid, dtype=float)
     (xs, Ts), inv, _ = unique_rows(x, T)
-    xs, Ts, t = xs[:, None], Ts[:, None], t_grid[None, :]
+    G = _cond_expected_G(model, theta, t_grid[None, :], xs[:, None], Ts[:, None])
     if model == "pareto_nbd":
-        r, alpha, s, beta = theta
-        if np.isclose(s, 1.0):
-            rate_term = np.log((beta + Ts + t) / (beta + Ts))
-        else:
-            rate_term = -np.expm1((s - 1.0) * np.log((beta + Ts) / (beta + Ts + t))) / (s - 1.0)
-        G = (r + xs) * (beta + Ts) / (alpha + Ts) * rate_term
         h = unique_apply(lambda a, b, c: _p_alive(model, theta, a, b, c), x, t_x, T)
-        return G, inv, h
-    r, alpha, a, b = theta
-    z = t / (alpha + Ts + t)
-    if model == "bgnbd":
-        log_h = _log_hyp2f1_safe(r + xs, b + xs, a + b + xs - 1.0, z)
-        G = (a + b + xs - 1.0) / (a - 1.0) * -np.expm1(log_h + (r + xs) * np.log((alpha + Ts) / (alpha + Ts + t)))
-        xb = np.maximum(x, 1.0)
-        den = 1.0 + (x > 0) * (a / (b + xb - 1.0)) * np.exp((r + x) * np.log((alpha + T) / (alpha + t_x)))
     else:
-        log_h = _log_hyp2f1_safe(r + xs, b + xs + 1.0, a + b + xs, z)
-        G = (a + b + xs) / (a - 1.0) * -np.expm1(log_h + (r + xs) * np.log((alpha + Ts) / (alpha + Ts + t)))
-        den = 1.0 + (a / (b + x)) * np.exp((r + x) * np.log((alpha + T) / (alpha + t_x)))
-    return G, inv, 1.0 / den
+        h = _cond_expected_h(model, theta, x, t_x, T)
+    return G, inv, h
 
 
 def _cond_expected_grid(model, theta, t_grid, x, t_x, T):
