@@ -38,6 +38,8 @@ def make_config(tmp_path: Path, name: str, notebooks: list[str], timeout: int = 
     cfg.write_text(
         f"name: {name}\n"
         f"data:\n  path: {ROOT / 'data' / 'cdnow_sample.csv'}\n  date_format: '%Y%m%d'\n"
+        "  observation_end: '1998-06-30'\n"
+        "parameters: {calibration_end: '1997-09-30'}\n"
         f"cell_timeout_s: {timeout}\n"
         f"notebooks:\n{nb_lines}\n"
     )
@@ -48,7 +50,7 @@ def make_config(tmp_path: Path, name: str, notebooks: list[str], timeout: int = 
 def project(tmp_path):
     make_notebook(tmp_path / "good.ipynb",
                   "report.record_results({'customers': data.n_customers, 'scaled': 3 * scale})")
-    make_notebook(tmp_path / "bad.ipynb", "raise RuntimeError('deliberate failure for the test')")
+    make_notebook(tmp_path / "bad.ipynb", "n = 1\nraise RuntimeError('deliberate failure for the test')\nn = 2")
     make_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
     return tmp_path
 
@@ -95,6 +97,9 @@ def test_failing_notebook_keeps_latest_and_exits_non_zero(project, capsys):
     err = capsys.readouterr().err
     assert "notebook bad failed" in err and "cell 4" in err
     assert "RuntimeError" in err and "deliberate failure for the test" in err
+    # the line that raised, not the first line of the cell
+    assert "line 2" in err and "[raise RuntimeError('deliberate failure for the test')]" in err
+    assert "[n = 1]" not in err
     assert os.readlink(out / "demo" / "latest") == good_target  # untouched
     runs = sorted(p for p in (out / "demo").iterdir() if not p.is_symlink())
     assert len(runs) == 2
@@ -115,13 +120,16 @@ def test_cell_timeout_fails_the_run(project, capsys):
 
 
 def test_unknown_notebook_parameter_is_reported(project, capsys):
+    """Found by pre-flight: a configuration error (exit 2), before any run folder exists."""
     cfg = project / "typo.yaml"
     cfg.write_text(
         f"name: typo\ndata:\n  path: {ROOT / 'data' / 'cdnow_sample.csv'}\n  date_format: '%Y%m%d'\n"
+        "parameters: {calibration_end: '1997-09-30'}\n"
         "notebooks:\n  - path: good.ipynb\n    parameters: {scael: 3}\n"
     )
-    assert main(["run", str(cfg), "--output-dir", str(project / "reports")]) == 1
-    assert "scael" in capsys.readouterr().err
+    assert main(["run", str(cfg), "--output-dir", str(project / "reports")]) == 2
+    assert "notebooks[0].parameters.scael" in capsys.readouterr().err
+    assert not (project / "reports").exists()
 
 
 def test_config_errors(tmp_path):
