@@ -149,3 +149,71 @@ def test_shipped_configs_load():
             assert nb.path.exists(), nb.path
         if cfg.simulate is None:
             assert cfg.data_path.exists(), cfg.data_path
+
+
+def test_run_records_the_stage_model_timings_and_code_version(project, capsys):
+    """The stage is computed once and passed to notebooks that declare `stage_dir`; run.json records the
+    model, how it was chosen, per-step times and the code version (the package's own git commit, although
+    the configuration lives outside the repository); the index shows one customer-equity figure."""
+    import subprocess
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('config: str = "x.yaml"  # run configuration\n'
+                                       'stage_dir: str = ""  # the run\'s stage folder')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from helpers.stage import get_stage\nfrom helpers import report\n"
+        "stage = get_stage(config, stage_dir)\n"
+        "report.record_results({'stage_dir': stage_dir, 'equity_here': stage.equity, **stage.provenance_results()})")]
+    nb.metadata["kernelspec"] = {"name": "clv-lab", "display_name": "Python (clv-lab)", "language": "python"}
+    nbformat.write(nb, project / "staged.ipynb")
+    cfg = make_config(project, "demo", ["good.ipynb", "staged.ipynb"])
+    cfg.write_text(cfg.read_text().replace("  - path: staged.ipynb\n    parameters: {scale: 3}",
+                                           "  - path: staged.ipynb"))
+    out = project / "reports"
+    assert main(["run", str(cfg), "--output-dir", str(out), "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "pre-flight: ok" in printed and "stage: Pareto/NBD (auto)" in printed
+    run_dir = (out / "demo" / "latest").resolve()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["model"]["name"] == "pareto_nbd" and run["model"]["chosen_by"] == "auto"
+    assert "lowest customer-level holdout MAE" in run["model"]["reason"]
+    assert set(run["model"]["params"]) == {"r", "alpha", "s", "beta"}
+    assert run["valuation"]["horizon_months"] == 12 and run["valuation"]["units"] == "purchases"
+    t = run["timings"]
+    assert t["preflight_s"] > 0 and t["stage_s"] > 0 and set(t["notebooks"]) == {"good", "staged"}
+    head = subprocess.run(["git", "-C", str(ROOT / "src" / "helpers"), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert not str(cfg).startswith(str(ROOT)) and run["git_commit"].startswith(head)
+    assert run["code_version"]["clv_lab"] == run["clv_lab_version"]
+    assert (run_dir / "stage" / "stage.json").exists()
+    staged = json.loads((run_dir / "staged" / "results.json").read_text())
+    assert staged["stage_dir"] == str(run_dir / "stage")  # passed by the runner, not recomputed
+    assert staged["model"]["name"] == "pareto_nbd"
+    assert staged["model"]["params"] == pytest.approx(run["model"]["params"], rel=1e-9)
+    assert staged["valuation"]["horizon_months"] == 12
+    assert staged["equity_here"] == pytest.approx(run["valuation"]["customer_equity"], rel=1e-9)
+    index = (run_dir / "index.html").read_text()
+    assert index.count("Customer equity") == 1 and "equity_here" not in index
+    assert "Pareto/NBD" in index and "12 months" in index
+    assert "code version" in index and head in index
+
+
+def test_stage_failure_exits_4_without_notebooks(project, capsys, monkeypatch):
+    import helpers.stage as hs
+
+    def fail(*a, **k):
+        raise hs.StageError("no frequency model could be fitted (test)")
+
+    monkeypatch.setattr(hs, "compute_stage", fail)
+    out = project / "reports"
+    assert main(["run", str(make_config(project, "demo", ["good.ipynb"])), "--output-dir", str(out)]) == 4
+    err = capsys.readouterr().err
+    assert "shared analysis stage failed" in err and "no frequency model could be fitted (test)" in err
+    assert not (out / "demo" / "latest").exists()
+    (run_dir,) = [p for p in (out / "demo").iterdir()]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "failed" and run["stage"]["status"] == "failed"
+    assert [nb["status"] for nb in run["notebooks"]] == ["skipped"]
+    assert not (run_dir / "good").exists()  # no notebook ran
+
