@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from .config import PROJECT_ROOT, Config, ConfigError, ensure_data, load_config
-from .data import file_sha256
+from .data import TransactionData, file_sha256
 from .provenance import code_version, source_sha256
 
 __all__ = [
@@ -178,7 +178,7 @@ class _PerPurchase:
         return np.full(np.shape(np.asarray(x, dtype=float)), self.value)
 
 
-@dataclass
+@dataclass(repr=False)
 class Stage:
     """The shared analysis stage of a run (see the module docstring).
 
@@ -324,6 +324,14 @@ class Stage:
         """Whether ``clv`` and ``equity`` are money (amounts or a value per purchase)."""
         return self.value_basis != "purchases"
 
+    def quality_table(self) -> pd.DataFrame:
+        """The data-quality table formatted for a report (as :meth:`helpers.data.TransactionData.quality_table`)."""
+        return TransactionData.quality_table(self)
+
+    def __repr__(self) -> str:
+        return (f"<Stage {self.config_name!r}: {self.facts.get('customers', len(self.full)):,} customers, "
+                f"{self.model_label} ({self.chosen_by}), {self.equity_sentence()}; key {self.key}>")
+
     def equity_sentence(self) -> str:
         """One line: the customer equity with its model, horizon and settings."""
         h, d = self.horizon_months, self.monthly_discount_rate
@@ -387,12 +395,16 @@ def stage_inputs(cfg: Config) -> dict[str, Any]:
     """The configuration's inputs to the stage (part of the cache key and recorded in ``stage.json``).
 
     The data spec without ``path`` (the data SHA-256 identifies the content),
-    ``description`` and ``show_customer_ids``; the shared parameters the stage
-    reads; ``model``; ``valuation``.
+    ``description`` and ``show_customer_ids`` (``max_date`` as ``"today"`` when
+    the file does not set it); the shared parameters the stage reads;
+    ``model``; ``valuation``.
     """
     s = cfg.settings
+    data = {k: v for k, v in cfg.data.items() if k not in ("path", "description", "show_customer_ids")}
+    if "max_date" not in cfg.data_keys_set:
+        data["max_date"] = "today"  # the default moves daily; the data SHA-256 pins what it admits
     return {
-        "data": {k: v for k, v in cfg.data.items() if k not in ("path", "description", "show_customer_ids")},
+        "data": data,
         "time_unit": s.time_unit, "calibration_end": s.calibration_end,
         "penalizer": float(s.penalizer), "corr_threshold": float(s.corr_threshold),
         "model": cfg.model, "valuation": cfg.valuation.model_dump(),
