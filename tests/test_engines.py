@@ -49,7 +49,7 @@ def test_engine_from_config_and_validation(tmp_path):
     log = tmp_path / "log.csv"
     log.write_text("customer_id,date,amount\nA,2020-01-01,5\nA,2020-02-01,-3\n")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"name: t\ndata:\n  path: {log}\n  engine: duckdb\nnotebooks: []\n")
+    cfg.write_text(f"name: t\ndata:\n  path: {log}\n  engine: duckdb\n  columns: {{amount: amount}}\nnotebooks: []\n")
     with pytest.raises(DataValidationError, match="negative"):
         summarise(load_config(cfg))
     bad = tmp_path / "bad.yaml"

@@ -38,6 +38,8 @@ def make_config(tmp_path: Path, name: str, notebooks: list[str], timeout: int = 
     cfg.write_text(
         f"name: {name}\n"
         f"data:\n  path: {ROOT / 'data' / 'cdnow_sample.csv'}\n  date_format: '%Y%m%d'\n"
+        "  observation_end: '1998-06-30'\n"
+        "parameters: {calibration_end: '1997-09-30'}\n"
         f"cell_timeout_s: {timeout}\n"
         f"notebooks:\n{nb_lines}\n"
     )
@@ -48,7 +50,7 @@ def make_config(tmp_path: Path, name: str, notebooks: list[str], timeout: int = 
 def project(tmp_path):
     make_notebook(tmp_path / "good.ipynb",
                   "report.record_results({'customers': data.n_customers, 'scaled': 3 * scale})")
-    make_notebook(tmp_path / "bad.ipynb", "raise RuntimeError('deliberate failure for the test')")
+    make_notebook(tmp_path / "bad.ipynb", "n = 1\nraise RuntimeError('deliberate failure for the test')\nn = 2")
     make_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
     return tmp_path
 
@@ -95,6 +97,9 @@ def test_failing_notebook_keeps_latest_and_exits_non_zero(project, capsys):
     err = capsys.readouterr().err
     assert "notebook bad failed" in err and "cell 4" in err
     assert "RuntimeError" in err and "deliberate failure for the test" in err
+    # the line that raised, not the first line of the cell
+    assert "line 2" in err and "[raise RuntimeError('deliberate failure for the test')]" in err
+    assert "[n = 1]" not in err
     assert os.readlink(out / "demo" / "latest") == good_target  # untouched
     runs = sorted(p for p in (out / "demo").iterdir() if not p.is_symlink())
     assert len(runs) == 2
@@ -115,13 +120,16 @@ def test_cell_timeout_fails_the_run(project, capsys):
 
 
 def test_unknown_notebook_parameter_is_reported(project, capsys):
+    """Found by pre-flight: a configuration error (exit 2), before any run folder exists."""
     cfg = project / "typo.yaml"
     cfg.write_text(
         f"name: typo\ndata:\n  path: {ROOT / 'data' / 'cdnow_sample.csv'}\n  date_format: '%Y%m%d'\n"
+        "parameters: {calibration_end: '1997-09-30'}\n"
         "notebooks:\n  - path: good.ipynb\n    parameters: {scael: 3}\n"
     )
-    assert main(["run", str(cfg), "--output-dir", str(project / "reports")]) == 1
-    assert "scael" in capsys.readouterr().err
+    assert main(["run", str(cfg), "--output-dir", str(project / "reports")]) == 2
+    assert "notebooks[0].parameters.scael" in capsys.readouterr().err
+    assert not (project / "reports").exists()
 
 
 def test_config_errors(tmp_path):
@@ -141,3 +149,71 @@ def test_shipped_configs_load():
             assert nb.path.exists(), nb.path
         if cfg.simulate is None:
             assert cfg.data_path.exists(), cfg.data_path
+
+
+def test_run_records_the_stage_model_timings_and_code_version(project, capsys):
+    """The stage is computed once and passed to notebooks that declare `stage_dir`; run.json records the
+    model, how it was chosen, per-step times and the code version (the package's own git commit, although
+    the configuration lives outside the repository); the index shows one customer-equity figure."""
+    import subprocess
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('config: str = "x.yaml"  # run configuration\n'
+                                       'stage_dir: str = ""  # the run\'s stage folder')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from helpers.stage import get_stage\nfrom helpers import report\n"
+        "stage = get_stage(config, stage_dir)\n"
+        "report.record_results({'stage_dir': stage_dir, 'equity_here': stage.equity, **stage.provenance_results()})")]
+    nb.metadata["kernelspec"] = {"name": "clv-lab", "display_name": "Python (clv-lab)", "language": "python"}
+    nbformat.write(nb, project / "staged.ipynb")
+    cfg = make_config(project, "demo", ["good.ipynb", "staged.ipynb"])
+    cfg.write_text(cfg.read_text().replace("  - path: staged.ipynb\n    parameters: {scale: 3}",
+                                           "  - path: staged.ipynb"))
+    out = project / "reports"
+    assert main(["run", str(cfg), "--output-dir", str(out), "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "pre-flight: ok" in printed and "stage: Pareto/NBD (auto)" in printed
+    run_dir = (out / "demo" / "latest").resolve()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["model"]["name"] == "pareto_nbd" and run["model"]["chosen_by"] == "auto"
+    assert "lowest customer-level holdout MAE" in run["model"]["reason"]
+    assert set(run["model"]["params"]) == {"r", "alpha", "s", "beta"}
+    assert run["valuation"]["horizon_months"] == 12 and run["valuation"]["units"] == "purchases"
+    t = run["timings"]
+    assert t["preflight_s"] > 0 and t["stage_s"] > 0 and set(t["notebooks"]) == {"good", "staged"}
+    head = subprocess.run(["git", "-C", str(ROOT / "src" / "helpers"), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert not str(cfg).startswith(str(ROOT)) and run["git_commit"].startswith(head)
+    assert run["code_version"]["clv_lab"] == run["clv_lab_version"]
+    assert (run_dir / "stage" / "stage.json").exists()
+    staged = json.loads((run_dir / "staged" / "results.json").read_text())
+    assert staged["stage_dir"] == str(run_dir / "stage")  # passed by the runner, not recomputed
+    assert staged["model"]["name"] == "pareto_nbd"
+    assert staged["model"]["params"] == pytest.approx(run["model"]["params"], rel=1e-9)
+    assert staged["valuation"]["horizon_months"] == 12
+    assert staged["equity_here"] == pytest.approx(run["valuation"]["customer_equity"], rel=1e-9)
+    index = (run_dir / "index.html").read_text()
+    assert index.count("Customer equity") == 1 and "equity_here" not in index
+    assert "Pareto/NBD" in index and "12 months" in index
+    assert "code version" in index and head in index
+
+
+def test_stage_failure_exits_4_without_notebooks(project, capsys, monkeypatch):
+    import helpers.stage as hs
+
+    def fail(*a, **k):
+        raise hs.StageError("no frequency model could be fitted (test)")
+
+    monkeypatch.setattr(hs, "compute_stage", fail)
+    out = project / "reports"
+    assert main(["run", str(make_config(project, "demo", ["good.ipynb"])), "--output-dir", str(out)]) == 4
+    err = capsys.readouterr().err
+    assert "shared analysis stage failed" in err and "no frequency model could be fitted (test)" in err
+    assert not (out / "demo" / "latest").exists()
+    (run_dir,) = [p for p in (out / "demo").iterdir()]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "failed" and run["stage"]["status"] == "failed"
+    assert [nb["status"] for nb in run["notebooks"]] == ["skipped"]
+    assert not (run_dir / "good").exists()  # no notebook ran
+

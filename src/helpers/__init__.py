@@ -5,8 +5,11 @@ Modules follow the data, and import only from the ones before them:
 out-of-core engines ``summary_duckdb`` and ``summary_spark``) -> ``models``
 (fit, compare) -> ``value`` (predict, CLV, uncertainty), ``validation``,
 ``concentration`` -> ``segments``, ``economics``, ``revenue`` -> ``plots``
-(and ``plots_*``); ``simulate`` and ``progress`` beside them; ``config``,
-``engines``, ``report`` and ``run`` (CLI, papermill, HTML) on top.
+(and ``plots_*``); ``simulate`` and ``progress`` beside them; ``config``
+(the typed configuration schema), ``engines``, ``report`` and ``provenance``
+(code version) on top; then ``preflight`` (checks before any kernel starts),
+``stage`` (the shared analysis stage every notebook reads) and ``run`` (CLI,
+papermill, HTML).
 """
 
 __version__ = "0.1.0"

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .config import Config, ensure_data, load_config, load_data
+from .config import ENGINES, Config, ensure_data, load_config, load_data, load_options
 from .summary import calibration_holdout, rfm_summary
 
-__all__ = ["ENGINES", "engine_of", "summarise"]
-
-ENGINES = ("pandas", "duckdb", "spark")
+__all__ = ["ENGINES", "engine_of", "summarise", "engine_module"]
 
 
 def engine_of(cfg: Config) -> str:
@@ -37,6 +35,17 @@ def engine_of(cfg: Config) -> str:
     if engine not in ENGINES:
         raise ValueError(f"{cfg.path}: data.engine must be one of {ENGINES}, got {engine!r}")
     return engine
+
+
+def engine_module(engine: str):
+    """The module of an out-of-core engine (imported on first use)."""
+    if engine == "duckdb":
+        from . import summary_duckdb  # noqa: PLC0415 - optional engine
+        return summary_duckdb
+    if engine == "spark":
+        from . import summary_spark  # noqa: PLC0415 - optional engine (needs pyspark and Java)
+        return summary_spark
+    raise ValueError(f"engine {engine!r} has no separate module; allowed: 'duckdb' or 'spark'")
 
 
 def summarise(
@@ -86,22 +95,18 @@ def summarise(
         return calibration_holdout(tx, calibration_end, observation_end, time_unit=time_unit)
 
     ensure_data(cfg)
-    cols = d["columns"]
-    common = dict(
-        customer_id=cols["customer_id"], date=cols["date"], amount=cols.get("amount"),
-        date_format=d.get("date_format"), negative_amounts=d.get("negative_amounts", "error"),
-        duplicates=d.get("duplicates", "keep"),
-    )
+    eng = engine_module(engine)
     if engine == "duckdb":
-        from . import summary_duckdb as eng  # noqa: PLC0415 - optional engine
         rfm, cal = eng.rfm_summary_duckdb, eng.calibration_holdout_duckdb
         if validate:
-            eng.validate_duckdb(d["path"], observation_end=observation_end,
-                                after_observation_end=d.get("after_observation_end", "exclude"), **common)
+            eng.validate_duckdb(d["path"], **load_options(cfg, eng.validate_duckdb))
     else:
-        from . import summary_spark as eng  # noqa: PLC0415 - optional engine (needs pyspark and Java)
         rfm, cal = eng.rfm_summary_spark, eng.calibration_holdout_spark
-        common["after_observation_end"] = d.get("after_observation_end", "exclude")
+    reader = rfm if calibration_end is None else cal
+    common = load_options(cfg, reader)
+    common.pop("observation_end")
+    if engine == "duckdb":
+        common.pop("after_observation_end")  # DuckDB's summaries exclude late rows; validate_duckdb applies the policy
     if calibration_end is None:
         return rfm(d["path"], observation_end=observation_end, time_unit=time_unit, **common)
     return cal(d["path"], calibration_end, observation_end=observation_end, time_unit=time_unit, **common)

@@ -1,21 +1,36 @@
-"""Run a configuration unattended: papermill -> executed notebooks -> HTML reports.
+"""Run a configuration unattended: pre-flight -> shared stage -> papermill notebooks -> HTML reports.
 
-``clv-lab run CONFIG [--output-dir DIR]`` executes every notebook a
-configuration lists on the ``clv-lab`` Jupyter kernel and writes an immutable
-record of the run::
+``clv-lab run CONFIG [--output-dir DIR]``
+
+1. **pre-flight** (:mod:`helpers.preflight`), before any kernel starts: the
+   configuration schema, the notebooks and their parameters, the data
+   (validated once with the configured engine), the calibration end.  A
+   failure prints one message and exits with :data:`EXIT_CONFIG` (2) or
+   :data:`EXIT_DATA` (3); nothing is written and ``latest`` is untouched.
+2. **stage** (:mod:`helpers.stage`): summaries, model fits, holdout
+   comparison, the chosen model and the valuation, computed once and written
+   to ``<run>/stage/``; a failure exits with :data:`EXIT_STAGE` (4).
+3. **notebooks**, each on the ``clv-lab`` kernel with ``stage_dir`` (and
+   ``config``) passed when it declares them; a failing notebook or a cell
+   that exceeds ``cell_timeout_s`` exits with :data:`EXIT_NOTEBOOK` (1),
+   naming the notebook, the cell, the line that raised and the error.
+
+Each run is an immutable record::
 
     reports/<config>/<timestamp>/
         run.json                      config, parameters, data SHA-256, package
-                                      versions, start/end, per-notebook status
-        index.html                    links to the reports with headline numbers
+                                      versions, code version, the model and how
+                                      it was chosen, start/end, per-step times,
+                                      per-notebook status
+        index.html                    links to the reports, the customer equity
+                                      (one figure: model, horizon) and headline numbers
+        stage/                        the shared analysis stage (Parquet + stage.json)
         <notebook-stem>/<stem>.ipynb  the executed notebook
         <notebook-stem>/<stem>.html   the report, code hidden, self-contained
         <notebook-stem>/results.json  the notebook's headline numbers
-    reports/<config>/latest -> <timestamp>   (only when every notebook succeeded)
+    reports/<config>/latest -> <timestamp>   (only when the stage and every notebook succeeded)
 
-A failing notebook (or a cell that exceeds ``cell_timeout_s``) makes the
-command exit non-zero and name the notebook, the cell and the error; the
-failed run stays under its timestamp and ``latest`` is left untouched.
+A failed run stays under its timestamp and ``latest`` is left untouched.
 """
 
 from __future__ import annotations
@@ -26,7 +41,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -37,17 +51,22 @@ from typing import Any
 import nbformat
 
 from . import __version__
-from .config import Config, ensure_data, load_config
-from .data import file_sha256
+from .config import Config, ConfigError
+from .data import DataValidationError
+from .preflight import (
+    EXIT_CONFIG, EXIT_DATA, EXIT_NOTEBOOK, EXIT_OK, EXIT_STAGE, Preflight, notebook_parameters, preflight,
+)
+from .provenance import code_version
 from .report import extract_results, flatten, format_value, to_jsonable
 
-__all__ = ["run_config", "main", "KERNEL_NAME", "render_html", "package_versions"]
+__all__ = ["run_config", "main", "KERNEL_NAME", "render_html", "package_versions", "create_run_dir",
+           "switch_latest", "EXIT_OK", "EXIT_NOTEBOOK", "EXIT_CONFIG", "EXIT_DATA", "EXIT_STAGE"]
 
 KERNEL_NAME = "clv-lab"
 
 PACKAGES = [
     "clv-lab", "lifetimes", "numpy", "pandas", "scipy", "statsmodels", "matplotlib",
-    "duckdb", "pyarrow", "papermill", "nbconvert", "nbformat", "ipykernel", "autograd",
+    "duckdb", "pyarrow", "papermill", "nbconvert", "nbformat", "ipykernel", "autograd", "pydantic",
 ]
 
 
@@ -60,24 +79,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
-
-
-def _git_commit(path: Path) -> str | None:
-    try:
-        res = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
-        commit = res.stdout.strip()
-        if res.returncode != 0 or not commit:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=False,
-        ).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 # ---------------------------------------------------------------------------
@@ -138,6 +139,20 @@ def render_html(nb, provenance: dict[str, Any], parameters: dict[str, Any],
     return _REMOTE_INLINE_SCRIPT.sub("", _REMOTE_TAG.sub("", body))
 
 
+def _equity_html(run: dict[str, Any]) -> list[str]:
+    val, model = run.get("valuation"), run.get("model")
+    if not val or not model:
+        return []
+    return [
+        "<h2>Customer equity</h2>",
+        f"<p class='equity'><b>{html.escape(format_value(float(val['customer_equity'])))} "
+        f"{html.escape(str(val['units']))}</b> over {val['horizon_months']} months under "
+        f"<b>{html.escape(model['label'])}</b> ({html.escape(val['sentence'])}).</p>",
+        f"<p>Model: {html.escape(model['label'])}, {'chosen by the holdout rule' if model['chosen_by'] == 'auto' else 'configured'}: "
+        f"{html.escape(model['reason'])}</p>",
+    ]
+
+
 def _index_html(run: dict[str, Any]) -> str:
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -145,7 +160,7 @@ def _index_html(run: dict[str, Any]) -> str:
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;"
         "padding:.25em .6em;text-align:left}th{background:#f4f4f4}.failed{color:#b00}"
-        ".ok{color:#070}code{font-size:90%}</style></head><body>",
+        ".ok{color:#070}code{font-size:90%}.equity{font-size:120%}</style></head><body>",
         f"<h1>clv-lab reports: {html.escape(run['config']['name'])}</h1>",
         f"<p>{html.escape(run['config'].get('description', ''))}</p>",
         "<table>",
@@ -154,9 +169,14 @@ def _index_html(run: dict[str, Any]) -> str:
         f"<tr><th>finished</th><td>{run.get('finished', '')}</td></tr>",
         f"<tr><th>data</th><td><code>{html.escape(run['data_path'])}</code></td></tr>",
         f"<tr><th>data SHA-256</th><td><code>{run['data_sha256']}</code></td></tr>",
-        f"<tr><th>code version</th><td><code>{run.get('git_commit')}</code></td></tr>",
+        f"<tr><th>code version</th><td><code>clv-lab {html.escape(str(run.get('clv_lab_version')))}, "
+        f"git {html.escape(str(run.get('git_commit')))}</code></td></tr>",
         "</table>",
     ]
+    parts += _equity_html(run)
+    stage = run.get("stage") or {}
+    if stage.get("status") == "failed":
+        parts.append(f"<p class='failed'>The shared analysis stage failed: {html.escape(stage.get('error', ''))}</p>")
     for nb in run["notebooks"]:
         name = html.escape(nb["name"])
         parts.append(
@@ -166,6 +186,9 @@ def _index_html(run: dict[str, Any]) -> str:
         if nb.get("error"):
             parts.append(f"<p class='failed'>{html.escape(nb['error'])}</p>")
         flat = flatten(nb.get("results") or {})
+        # one customer-equity figure per run (above); a report's own equity figures stay in the report
+        equity_keys = [k for k in flat if "equity" in k.lower()]
+        flat = {k: v for k, v in flat.items() if k not in equity_keys}
         if flat:
             parts.append("<table><tr><th>headline result</th><th>value</th></tr>")
             for k, v in list(flat.items())[:25]:
@@ -174,6 +197,9 @@ def _index_html(run: dict[str, Any]) -> str:
             if len(flat) > 25:
                 parts.append(f"<tr><td colspan=2>… {len(flat) - 25} more in results.json</td></tr>")
             parts.append("</table>")
+        if equity_keys:
+            parts.append(f"<p><small>{len(equity_keys)} equity figure(s) of this report are not repeated here; "
+                         "the report says how each relates to the customer equity above.</small></p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -182,16 +208,48 @@ def _index_html(run: dict[str, Any]) -> str:
 # Execution
 # ---------------------------------------------------------------------------
 
-def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CELL_FRAME = re.compile(r"(?:Cell In\s*\[\d*\],\s*line (\d+)|Input In\s*\[\d*\],\s*in <cell line: (\d+)>)")
+_FILE_FRAME = re.compile(r"^File\s+(.+?):(\d+)(?:,| in )", re.MULTILINE)
+
+
+def _raising_line(traceback: list[str] | str | None, source: str) -> tuple[int | None, str, str]:
+    """From an IPython traceback: (line in the cell, its text, where it raised if outside the cell).
+
+    The first ``Cell In[n], line k`` frame is the failing cell itself; ``k``
+    is the line of that cell that raised (or called what raised).  The last
+    ``File path:line`` frame, when there is one after it, is where the
+    exception was raised (e.g. inside ``helpers``).
+    """
+    if not traceback:
+        return None, "", ""
+    text = _ANSI.sub("", "\n".join(traceback) if isinstance(traceback, list) else str(traceback))
+    m = _CELL_FRAME.search(text)
+    if not m:
+        return None, "", ""
+    line = int(m.group(1) or m.group(2))
+    lines = source.splitlines()
+    code = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    inner = list(_FILE_FRAME.finditer(text[m.end():]))
+    where = ""
+    if inner:
+        path, lineno = inner[-1].group(1), inner[-1].group(2)
+        parts = Path(path).parts
+        where = f"{'/'.join(parts[-2:]) if len(parts) >= 2 else path}:{lineno}"
+    return line, code, where
+
+
+def _failed_cell(nb_path: Path) -> tuple[int | None, str, list[str] | None]:
     """Find the cell that failed (or timed out) in a papermill output notebook.
 
     Returns its 1-based position in the *source* notebook (cells papermill
-    injected are not counted) and its source.
+    injected are not counted), its source and the traceback of its error
+    output (None when it has none, e.g. a timeout).
     """
     try:
         nb = nbformat.read(nb_path, as_version=4)
     except (OSError, ValueError):
-        return None, ""
+        return None, "", None
     injected = {"injected-parameters", "papermill-error-cell-tag"}
     own = [c for c in nb.cells if not injected & set(c.get("metadata", {}).get("tags", []))]
     candidates = [
@@ -202,45 +260,28 @@ def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
     for is_failed in candidates:
         for i, cell in enumerate(own, 1):
             if cell.cell_type == "code" and is_failed(cell):
-                return i, cell.get("source", "")
-    return None, ""
+                tb = next((o.get("traceback") for o in cell.get("outputs", []) if o.get("output_type") == "error"),
+                          None)
+                return i, cell.get("source", ""), tb
+    return None, "", None
 
 
-def _notebook_parameters(spec, cfg: Config, export_dir: Path, declared: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(spec.parameters) - set(declared)
-    if unknown:
-        raise ValueError(
-            f"{spec.name}: parameters {sorted(unknown)} are not declared in the notebook's "
-            f"parameters cell (declared: {sorted(declared)})"
-        )
-    params: dict[str, Any] = {}
-    if "config" in declared:
-        params["config"] = str(cfg.path)
-    if "export_dir" in declared:  # notebooks that export tables write them into their run folder
-        params["export_dir"] = str(export_dir)
-    params.update({k: v for k, v in cfg.parameters.items() if k in declared})
-    params.update(spec.parameters)
-    return params
-
-
-def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provenance: dict[str, Any]) -> dict[str, Any]:
+def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provenance: dict[str, Any],
+                      params: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
     """Run one notebook with papermill and render its outputs; never raises.
 
     Runs in a worker process when notebooks execute in parallel, so it takes
-    and returns plain data.  Returns the notebook's entry of ``run.json``.
+    and returns plain data.  ``params`` and ``declared`` come from pre-flight.
+    Returns the notebook's entry of ``run.json``.
     """
     import papermill as pm  # noqa: PLC0415
 
     nb_dir.mkdir(exist_ok=True)
     out_nb = nb_dir / f"{spec.name}.ipynb"
     entry: dict[str, Any] = {"name": spec.name, "path": str(spec.path), "status": "running",
-                             "parameters": {}, "duration_s": 0.0}
+                             "parameters": params, "duration_s": 0.0}
     t0 = time.perf_counter()
-    declared = None  # the notebook's parameters cell, read once: for the run and for the report
     try:
-        declared = pm.inspect_notebook(str(spec.path))
-        params = _notebook_parameters(spec, cfg, nb_dir, declared)
-        entry["parameters"] = params
         pm.execute_notebook(
             str(spec.path), str(out_nb), parameters=params, kernel_name=kernel_name,
             cwd=str(spec.path.parent), progress_bar=False, log_output=False,
@@ -249,14 +290,19 @@ def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provena
         entry["status"] = "ok"
     except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
         entry["status"] = "failed"
-        cell, source = _failed_cell(out_nb)
+        cell, source, tb = _failed_cell(out_nb)
         ename = getattr(e, "ename", type(e).__name__)
         evalue = getattr(e, "evalue", str(e).strip().splitlines()[-1] if str(e).strip() else "")
-        if "Timeout" in type(e).__name__ or "timed out" in str(e):
+        timeout = "Timeout" in type(e).__name__ or "timed out" in str(e)
+        if timeout:
             ename, evalue = "CellTimeoutError", f"cell exceeded cell_timeout_s={cfg.cell_timeout_s}"
+        line, code, where = _raising_line(getattr(e, "traceback", None) or tb, source)
         entry["failed_cell"] = cell
-        entry["error"] = f"cell {cell}: {ename}: {evalue}"
-        entry["failed_cell_source"] = source.strip().splitlines()[0] if source.strip() else ""
+        entry["failed_line"] = line
+        entry["failed_cell_source"] = code  # the line that raised (empty when unknown, e.g. a timeout)
+        entry["raised_at"] = where
+        at = f"cell {cell}" + (f", line {line}" if line else "")
+        entry["error"] = f"{at}: {ename}: {evalue}" + (f" (raised at {where})" if where and not timeout else "")
     entry["duration_s"] = round(time.perf_counter() - t0, 3)
 
     if out_nb.exists():
@@ -274,6 +320,56 @@ def default_jobs() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+# ---------------------------------------------------------------------------
+# The run folder and the `latest` link
+# ---------------------------------------------------------------------------
+
+def create_run_dir(base: Path, stamp: str) -> Path:
+    """Create ``<base>/<stamp>/`` (the run's immutable folder); fails if it exists."""
+    run_dir = base / stamp
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir
+
+
+def switch_latest(base: Path, stamp: str) -> None:
+    """Point ``<base>/latest`` at ``stamp`` atomically (only ever called after a successful run)."""
+    latest = base / "latest"
+    tmp = base / f".latest-{stamp}"
+    tmp.symlink_to(stamp, target_is_directory=True)
+    os.replace(tmp, latest)
+
+
+def _run_record(cfg: Config, pf: Preflight, kernel_name: str, jobs: int, started: datetime) -> dict[str, Any]:
+    code = code_version()
+    return {
+        "status": "running",
+        "config": {"name": cfg.name, "path": str(cfg.path), "description": cfg.description, "content": cfg.raw},
+        "data_path": str(cfg.data_path),
+        "data_sha256": pf.data.sha256,
+        "engine": pf.data.engine,
+        "packages": package_versions(),
+        "clv_lab_version": __version__,
+        "git_commit": code["git_commit"],
+        "code_version": code,
+        "kernel": kernel_name,
+        "jobs": jobs,
+        "started": started.isoformat(),
+        "timings": {"preflight_s": round(pf.seconds, 3), "stage_s": None, "notebooks": {}},
+        "stage": {"status": "pending"},
+        "notebooks": [{"name": s.name, "path": str(s.path), "status": "pending", "duration_s": 0.0}
+                      for s in cfg.notebooks],
+    }
+
+
+def _stage_record(stage) -> tuple[dict, dict]:
+    model = {"name": stage.model_name, "label": stage.model_label, "chosen_by": stage.chosen_by,
+             "reason": stage.choice_reason, "auto_choice": stage.auto_choice, "params": dict(stage.model.params),
+             "time_unit": stage.time_unit}
+    valuation = {**stage.valuation_settings, "customer_equity": stage.equity, "units": stage.units,
+                 "value_basis": stage.value_basis, "sentence": stage.equity_sentence()}
+    return model, valuation
+
+
 def run_config(
     config: str | Path,
     output_dir: str | Path = "reports",
@@ -281,69 +377,104 @@ def run_config(
     progress: bool = True,
     jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Execute every notebook of a configuration and write the run record.
+    """Pre-flight, the shared stage, then every notebook of a configuration; write the run record.
 
     Notebooks are independent of each other, so up to ``jobs`` of them run
     at the same time, each in its own worker process and kernel (default:
     :func:`default_jobs`).  Returns the run record (the content of
-    ``run.json``).  Its ``status`` is ``"ok"`` only when every notebook
-    succeeded; only then is ``<output_dir>/<config>/latest`` moved to this run.
+    ``run.json``).  Its ``status`` is ``"ok"`` only when the stage and every
+    notebook succeeded; only then is ``<output_dir>/<config>/latest`` moved
+    to this run.
+
+    Raises
+    ------
+    ConfigError, DataValidationError
+        Pre-flight failed: no folder is created and no kernel started.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: PLC0415
     import multiprocessing  # noqa: PLC0415
 
-    cfg = load_config(config)
-    if not cfg.notebooks:
-        raise ValueError(f"{cfg.path}: the configuration lists no notebooks")
+    from .stage import compute_stage  # noqa: PLC0415
+
+    pf = preflight(config)
+    cfg = pf.cfg
+    if progress:
+        print(f"pre-flight: ok in {pf.seconds:.1f} s ({len(cfg.notebooks)} notebooks, engine {pf.data.engine}, "
+              f"data {pf.data.first_day.date()} to {pf.data.last_day.date()})", flush=True)
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     started = datetime.now(timezone.utc)
     stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
     base = Path(output_dir).resolve() / cfg.name
-    run_dir = base / stamp
-    run_dir.mkdir(parents=True, exist_ok=False)
-
-    ensure_data(cfg)
-    data_sha = file_sha256(cfg.data_path)
-    run: dict[str, Any] = {
-        "status": "running",
-        "config": {"name": cfg.name, "path": str(cfg.path), "description": cfg.description,
-                   "content": cfg.raw},
-        "data_path": str(cfg.data_path),
-        "data_sha256": data_sha,
-        "packages": package_versions(),
-        "clv_lab_version": __version__,
-        "git_commit": _git_commit(cfg.path.parent),
-        "kernel": kernel_name,
-        "jobs": jobs,
-        "started": started.isoformat(),
-        "notebooks": [{"name": s.name, "path": str(s.path), "status": "pending", "duration_s": 0.0}
-                      for s in cfg.notebooks],
-    }
+    run_dir = create_run_dir(base, stamp)
+    run = _run_record(cfg, pf, kernel_name, jobs, started)
     record_path = run_dir / "run.json"
 
     def save() -> None:
         record_path.write_text(json.dumps(to_jsonable(run), indent=2, default=str))
 
+    def finish() -> dict[str, Any]:
+        run["finished"] = datetime.now(timezone.utc).isoformat()
+        run["duration_s"] = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
+        ok = run["stage"].get("status") == "ok" and all(nb["status"] == "ok" for nb in run["notebooks"])
+        run["status"] = "ok" if ok else "failed"
+        save()
+        (run_dir / "index.html").write_text(_index_html(to_jsonable(run)))
+        if run["status"] == "ok":
+            switch_latest(base, stamp)
+        run["run_dir"] = str(run_dir)
+        return run
+
+    save()
+
+    # --- the shared analysis stage ------------------------------------------
+    stage_dir = run_dir / "stage"
+    t0 = time.perf_counter()
+    try:
+        stage = compute_stage(cfg, pf)
+        stage.save(stage_dir)
+    except Exception as e:  # noqa: BLE001 - recorded; the notebooks would only repeat the failure
+        run["timings"]["stage_s"] = round(time.perf_counter() - t0, 3)
+        run["stage"] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+        for nb in run["notebooks"]:
+            nb["status"] = "skipped"
+        if progress:
+            print(f"stage: FAILED ({type(e).__name__}: {e})", flush=True)
+        return finish()
+    run["timings"]["stage_s"] = round(time.perf_counter() - t0, 3)
+    run["stage"] = {"status": "ok", "dir": str(stage_dir), "key": stage.key, "steps_s": stage.timings}
+    run["model"], run["valuation"] = _stage_record(stage)
+    if progress:
+        print(f"stage: {stage.model_label} ({stage.chosen_by}), {stage.equity_sentence()}, "
+              f"in {run['timings']['stage_s']:.1f} s", flush=True)
+    save()
+
     provenance = {
         "configuration": f"{cfg.name} ({cfg.path.name})",
         "run started (UTC)": run["started"],
         "data file": Path(run["data_path"]).name,
-        "data SHA-256": data_sha,
+        "data SHA-256": pf.data.sha256,
         "code version (git)": run["git_commit"],
         "clv-lab": __version__,
+        "model": f"{stage.model_label} ({'holdout rule' if stage.chosen_by == 'auto' else 'configured'})",
+        "valuation": stage.equity_sentence(),
         "packages": ", ".join(f"{k} {v}" for k, v in run["packages"].items() if k != "clv-lab"),
     }
-    save()
     n = len(cfg.notebooks)
 
     def done(i: int, entry: dict[str, Any]) -> None:
         run["notebooks"][i] = entry
+        run["timings"]["notebooks"][entry["name"]] = entry["duration_s"]
         if progress:
             msg = entry["status"] if entry["status"] == "ok" else f"FAILED ({entry['error']})"
             print(f"[{i + 1}/{n}] {entry['name']}: {msg} in {entry['duration_s']:.1f} s", flush=True)
         save()
 
-    args = [(spec, cfg, run_dir / spec.name, kernel_name, provenance) for spec in cfg.notebooks]
+    args = []
+    for spec in cfg.notebooks:
+        declared = pf.declared[spec.name]
+        params = notebook_parameters(spec, cfg, declared, {"export_dir": str(run_dir / spec.name),
+                                                           "stage_dir": str(stage_dir)})
+        args.append((spec, cfg, run_dir / spec.name, kernel_name, provenance, params, declared))
     if jobs == 1:
         for i, a in enumerate(args):
             if progress:
@@ -366,55 +497,69 @@ def run_config(
                              "status": "failed", "duration_s": 0.0, "failed_cell": None,
                              "error": f"cell None: worker crashed: {type(e).__name__}: {e}"}
                 done(i, entry)
+    return finish()
 
-    run["finished"] = datetime.now(timezone.utc).isoformat()
-    run["duration_s"] = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
-    run["status"] = "ok" if all(nb["status"] == "ok" for nb in run["notebooks"]) else "failed"
-    save()
-    (run_dir / "index.html").write_text(_index_html(to_jsonable(run)))
-    if run["status"] == "ok":
-        latest = base / "latest"
-        tmp = base / f".latest-{stamp}"
-        tmp.symlink_to(stamp, target_is_directory=True)
-        os.replace(tmp, latest)
-    run["run_dir"] = str(run_dir)
-    return run
+
+EXIT_CODES_HELP = f"""exit codes:
+  {EXIT_OK}  every notebook succeeded; reports/<config>/latest points at the run
+  {EXIT_NOTEBOOK}  a notebook failed or a cell exceeded cell_timeout_s (or an unexpected error);
+     the run folder is kept, 'latest' unchanged
+  {EXIT_CONFIG}  configuration error (unknown key, wrong type, value not allowed, notebook file
+     missing, parameter not declared by the notebook, calibration_end outside the data);
+     found before any kernel started, nothing written
+  {EXIT_DATA}  the data broke a validation rule (the message names the column, the rule, the row
+     count and up to five example rows); nothing written
+  {EXIT_STAGE}  the shared analysis stage failed (e.g. no model could be fitted); run folder kept"""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clv-lab`` command."""
-    parser = argparse.ArgumentParser(prog="clv-lab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="clv-lab", description=__doc__.split("\n")[0],
+                                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run every notebook of a configuration and write HTML reports")
+    p_run = sub.add_parser("run", help="check a configuration, compute its stage, run its notebooks, write HTML",
+                           description="Pre-flight (config, notebooks, data), the shared analysis stage, then "
+                                       "every notebook on the clv-lab kernel.",
+                           epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p_run.add_argument("config", help="YAML configuration (e.g. configs/cdnow.yaml) or its name")
     p_run.add_argument("--output-dir", default="reports", help="where reports go (default: reports/)")
     p_run.add_argument("--kernel", default=KERNEL_NAME, help=f"Jupyter kernel (default: {KERNEL_NAME})")
     p_run.add_argument("--jobs", type=int, default=None,
                        help=f"notebooks run at the same time (default: {default_jobs()}, one per core, at most 2)")
-    p_run.add_argument("--quiet", action="store_true", help="no per-notebook progress lines")
+    p_run.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
 
     if args.command == "run":
         try:
             run = run_config(args.config, args.output_dir, args.kernel, progress=not args.quiet, jobs=args.jobs)
+        except ConfigError as e:
+            print(f"clv-lab: configuration error: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+        except DataValidationError as e:
+            print(f"clv-lab: data error: {e}", file=sys.stderr)
+            return EXIT_DATA
         except Exception as e:  # noqa: BLE001 - a clean message, not a traceback, for schedulers
-            print(f"clv-lab: error: {e}", file=sys.stderr)
-            return 2
+            print(f"clv-lab: error: {type(e).__name__}: {e}", file=sys.stderr)
+            return EXIT_NOTEBOOK
         if run["status"] != "ok":
-            for nb in run["notebooks"]:
-                if nb["status"] != "ok":
-                    print(
-                        f"clv-lab: notebook {nb['name']} failed at {nb['error']}"
-                        + (f" [{nb.get('failed_cell_source')}]" if nb.get("failed_cell_source") else ""),
-                        file=sys.stderr,
-                    )
-            print(f"clv-lab: run kept for debugging in {run['run_dir']}; 'latest' unchanged",
-                  file=sys.stderr)
-            return 1
+            if run["stage"].get("status") == "failed":
+                print(f"clv-lab: the shared analysis stage failed: {run['stage']['error']}", file=sys.stderr)
+                code = EXIT_STAGE
+            else:
+                for nb in run["notebooks"]:
+                    if nb["status"] != "ok":
+                        print(
+                            f"clv-lab: notebook {nb['name']} failed at {nb['error']}"
+                            + (f" [{nb.get('failed_cell_source')}]" if nb.get("failed_cell_source") else ""),
+                            file=sys.stderr,
+                        )
+                code = EXIT_NOTEBOOK
+            print(f"clv-lab: run kept for debugging in {run['run_dir']}; 'latest' unchanged", file=sys.stderr)
+            return code
         print(f"reports written to {run['run_dir']}")
         print(f"open {Path(run['run_dir']) / 'index.html'}")
-        return 0
-    return 2  # pragma: no cover
+        return EXIT_OK
+    return EXIT_CONFIG  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,6 +37,7 @@ __all__ = [
     "purchase_days",
     "rfm_summary",
     "calibration_holdout",
+    "check_calibration_end",
     "repeat_transactions_by_period",
 ]
 
@@ -131,6 +132,28 @@ def rfm_summary(
     return _summarise_days(daily, end, unit_days)
 
 
+def check_calibration_end(calibration_end, first_day, observation_end, n_rows: int = 0) -> None:
+    """The rule for a calibration end: on or after the first purchase day, before the observation end.
+
+    Every engine and the pre-flight check apply this one rule.
+
+    Raises
+    ------
+    DataValidationError
+        Column ``date``, naming the three days; ``n_rows`` is reported as the rows concerned.
+    """
+    cal_end = pd.Timestamp(calibration_end).normalize()
+    first_day = pd.Timestamp(first_day).normalize()
+    obs_end = pd.Timestamp(observation_end).normalize()
+    if not (first_day <= cal_end < obs_end):
+        raise DataValidationError(
+            "date",
+            f"calibration end {cal_end.date()} must lie inside the data's date range: on or after "
+            f"the first purchase day {first_day.date()} and before the observation end {obs_end.date()}",
+            n_rows,
+        )
+
+
 def calibration_holdout(
     transactions: pd.DataFrame,
     calibration_end: str | pd.Timestamp,
@@ -171,13 +194,7 @@ def calibration_holdout(
     first_day = transactions["date"].min().normalize()
     last_day = transactions["date"].max().normalize()
     obs_end = pd.Timestamp(observation_end).normalize() if observation_end is not None else last_day
-    if not (first_day <= cal_end < obs_end):
-        raise DataValidationError(
-            "date",
-            f"calibration end {cal_end.date()} must lie inside the data's date range: on or after "
-            f"the first purchase day {first_day.date()} and before the observation end {obs_end.date()}",
-            len(transactions),
-        )
+    check_calibration_end(cal_end, first_day, obs_end, len(transactions))
     daily = purchase_days(transactions)
     cal = _summarise_days(daily.loc[daily["day"] <= cal_end], cal_end, unit_days)
     hold = daily.loc[(daily["day"] > cal_end) & (daily["day"] <= obs_end)]

@@ -110,7 +110,7 @@ import pandas as pd
 
 from .data import MAX_EXAMPLES, DataValidationError, resolve_files
 from .progress import polled
-from .summary import days_per_unit
+from .summary import check_calibration_end, days_per_unit
 
 __all__ = [
     "connect",
@@ -832,14 +832,9 @@ def calibration_holdout_duckdb(
             obs_days = _days_since_epoch(obs_end) if obs_end is not None else last_day
             cal_days = _days_since_epoch(cal_end)
             if not (first_day <= cal_days < obs_days):
-                fd = pd.Timestamp("1970-01-01") + pd.Timedelta(days=first_day)
-                od = pd.Timestamp("1970-01-01") + pd.Timedelta(days=obs_days)
-                raise DataValidationError(
-                    "date",
-                    f"calibration end {cal_end.date()} must lie inside the data's date range: on or after "
-                    f"the first purchase day {fd.date()} and before the observation end {od.date()}",
-                    int(np.sum(_col(res, "nrows"))),
-                )
+                epoch = pd.Timestamp("1970-01-01")
+                check_calibration_end(cal_end, epoch + pd.Timedelta(days=first_day),
+                                      epoch + pd.Timedelta(days=obs_days), int(np.sum(_col(res, "nrows"))))
             f = _col(res, "f").astype(np.int64)
             n = _col(res, "n").astype(np.int64)
             if has_amount:

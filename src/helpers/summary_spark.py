@@ -51,7 +51,7 @@ import pandas as pd
 
 from .data import DataValidationError, check_policies, resolve_files
 from .progress import polled
-from .summary import days_per_unit
+from .summary import check_calibration_end, days_per_unit
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -648,13 +648,8 @@ def calibration_holdout_spark(
         )
         obs_day = _day_of(observation_end) if observation_end is not None else prep.last_day
         if not (prep.first_day <= cal_day < obs_day):
-            raise DataValidationError(
-                "date",
-                f"calibration end {_date_of(cal_day)} must lie inside the data's date range: on or after "
-                f"the first purchase day {_date_of(prep.first_day)} and before the observation end "
-                f"{_date_of(obs_day)}",
-                prep.n_rows if prep.n_rows is not None else run(prep.rows.count),
-            )
+            check_calibration_end(_date_of(cal_day), _date_of(prep.first_day), _date_of(obs_day),
+                                  prep.n_rows if prep.n_rows is not None else run(prep.rows.count))
         daily = _daily(prep).filter(F.col(_DAY) <= F.lit(obs_day))
         in_cal = F.col(_DAY) <= F.lit(cal_day)
         hold = ~in_cal

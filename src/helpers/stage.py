@@ -1,0 +1,657 @@
+"""The shared analysis stage of a run: one model of the customer base that every notebook reads.
+
+A run computes the stage once, with the configured engine, and writes it into
+``<run>/stage/`` (Parquet tables + ``stage.json``); every notebook reads it
+back with :func:`get_stage`, so all reports rest on the same summaries, fits,
+chosen model and customer values.  A notebook opened on its own in JupyterLab
+gets the same stage from a cache keyed by configuration, data SHA-256 and code
+version (``reports/.cache/stage/<key>/``), computed on first use.
+
+What the stage holds (see :class:`Stage`):
+
+* the data-quality table and facts of the validated log;
+* the calibration/holdout summary (``cal``) and the full-period summary (``full``);
+* a calibration fit of every frequency model, their holdout predictions and
+  the comparison table (:func:`helpers.validation.holdout_comparison`);
+* the chosen model: configured (``model: <name>``) or chosen by the holdout
+  rule (``model: auto``, :func:`helpers.validation.recommend_model`), with the
+  reason;
+* a full-period fit of every model; the Gamma-Gamma spend model (calibration
+  and full period) when the log has amounts;
+* the valuation of every customer with the chosen model's full-period fit and
+  the ``valuation`` settings: expected purchases over the horizon, P(alive),
+  CLV (in money with amounts or ``value_per_purchase``, else in discounted
+  purchases) and the customer equity.
+
+Usage in a notebook::
+
+    from helpers.stage import get_stage
+    stage = get_stage(config, stage_dir)   # stage_dir: "" unless the runner passes it
+    stage.model.params, stage.equity, stage.units, stage.valuation["clv"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import PROJECT_ROOT, Config, ConfigError, ensure_data, load_config
+from .data import TransactionData, file_sha256
+from .provenance import code_version, source_sha256
+
+__all__ = [
+    "Stage",
+    "StageError",
+    "compute_stage",
+    "get_stage",
+    "stage_inputs",
+    "stage_key",
+    "frequency_model_names",
+    "default_cache_dir",
+    "STAGE_FORMAT",
+]
+
+#: Version of the on-disk layout of a stage folder.
+STAGE_FORMAT = 1
+
+#: Registry entries that are spend models, not frequency models.
+SPEND_MODELS = ("gamma_gamma",)
+
+#: The tables of a stage folder (``<name>.parquet``), by attribute name.
+TABLES = ("quality", "cal", "full", "predictions", "comparison", "valuation")
+
+
+class StageError(RuntimeError):
+    """The shared analysis stage could not be computed (e.g. the chosen model did not fit)."""
+
+
+def frequency_model_names() -> tuple[str, ...]:
+    """Names of the frequency models: ``helpers.models.registered_models`` if it exists, else ``MODELS``."""
+    from . import models  # noqa: PLC0415  (heavy import, only when needed)
+
+    reg = getattr(models, "registered_models", None)
+    if reg is None:
+        names = list(models.MODELS)
+    else:
+        found = reg() if callable(reg) else reg
+        names = [getattr(n, "name", n) for n in (found.keys() if isinstance(found, dict) else found)]
+    return tuple(str(n) for n in names if n not in SPEND_MODELS)
+
+
+def default_cache_dir() -> Path:
+    """``$CLV_LAB_STAGE_CACHE`` if set, else the project's ``reports/.cache/stage``."""
+    env = os.environ.get("CLV_LAB_STAGE_CACHE")
+    return Path(env) if env else PROJECT_ROOT / "reports" / ".cache" / "stage"
+
+
+# ---------------------------------------------------------------------------
+# JSON for fitted models (their dataclass fields)
+# ---------------------------------------------------------------------------
+
+def _encode(v: Any) -> Any:
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        cls = type(v)
+        return {"__dataclass__": f"{cls.__module__}:{cls.__qualname__}",
+                "fields": {f.name: _encode(getattr(v, f.name)) for f in dataclasses.fields(v) if f.init}}
+    if isinstance(v, pd.Series):
+        return {"__series__": {"index": [_encode(i) for i in v.index], "values": [_encode(x) for x in v.tolist()],
+                               "name": _encode(v.name), "index_name": v.index.name}}
+    if isinstance(v, pd.DataFrame):
+        return {"__frame__": {"index": [_encode(i) for i in v.index], "columns": [_encode(c) for c in v.columns],
+                              "data": [[_encode(x) for x in row] for row in v.itertuples(index=False, name=None)],
+                              "index_name": v.index.name, "columns_name": v.columns.name}}
+    if isinstance(v, dict):
+        return {str(k): _encode(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_encode(x) for x in v]
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        x = float(v)
+        return x if math.isfinite(x) else {"__float__": repr(x)}
+    if isinstance(v, pd.Timestamp):
+        return {"__timestamp__": v.isoformat()}
+    return v
+
+
+def _decode(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_decode(x) for x in v]
+    if not isinstance(v, dict):
+        return v
+    if "__float__" in v:
+        return float(v["__float__"])
+    if "__timestamp__" in v:
+        return pd.Timestamp(v["__timestamp__"])
+    if "__series__" in v:
+        s = v["__series__"]
+        out = pd.Series([_decode(x) for x in s["values"]], index=[_decode(i) for i in s["index"]],
+                        name=_decode(s["name"]))
+        out.index.name = s["index_name"]
+        return out
+    if "__frame__" in v:
+        f = v["__frame__"]
+        out = pd.DataFrame([[_decode(x) for x in row] for row in f["data"]],
+                           index=[_decode(i) for i in f["index"]], columns=[_decode(c) for c in f["columns"]])
+        out.index.name, out.columns.name = f["index_name"], f["columns_name"]
+        return out
+    if "__dataclass__" in v:
+        module, qualname = v["__dataclass__"].split(":")
+        try:
+            cls = getattr(importlib.import_module(module), qualname)
+        except (ImportError, AttributeError):   # the class moved (e.g. models became a package)
+            from . import models  # noqa: PLC0415
+
+            cls = getattr(models, qualname.split(".")[-1])
+        return cls(**{k: _decode(x) for k, x in v["fields"].items()})
+    return {k: _decode(x) for k, x in v.items()}
+
+
+# ---------------------------------------------------------------------------
+# the stage
+# ---------------------------------------------------------------------------
+
+class _PerPurchase:
+    """A constant value per purchase in place of a spend model, so that :func:`helpers.value.clv`
+    (the one discounting formula) values a log without amounts: ``value`` per expected purchase."""
+
+    def __init__(self, value: float):
+        self.value = float(value)
+
+    def expected_spend(self, x, m_x=None) -> np.ndarray:
+        return np.full(np.shape(np.asarray(x, dtype=float)), self.value)
+
+
+@dataclass(repr=False)
+class Stage:
+    """The shared analysis stage of a run (see the module docstring).
+
+    Attributes
+    ----------
+    config_name : str
+    key : str
+        Cache key: configuration inputs, data SHA-256 and code version.
+    inputs : dict
+        What the stage was computed from (:func:`stage_inputs`).
+    data_sha256 : str
+    code_version : dict
+        ``clv_lab``, ``git_commit``, ``source_sha256``.
+    engine : str
+        ``pandas``, ``duckdb`` or ``spark``.
+    time_unit : str
+        Unit of ``t_x``, ``T`` and every fit (``"D"``, ``"W"``, ``"M"``).
+    calibration_end, observation_end : Timestamp
+    has_amounts : bool
+        Whether the log has amounts (then spend fits exist and values are money).
+    quality : DataFrame
+        The data-quality table (``check``, ``rows``, ``action``).
+    facts : dict
+        Headline counts: customers, purchase days, repeat purchase days,
+        one-time buyers, dates, calibration and holdout counts, revenue (with amounts).
+    cal : DataFrame
+        Calibration summary with holdout columns (``x, t_x, T[, m_x], x_star, t_star, ...``).
+    full : DataFrame
+        Full-period summary (``x, t_x, T[, m_x, total_spend], first_purchase``).
+    fits_cal, fits_full : dict of str -> FittedModel
+        Every frequency model fitted on the calibration period / the full period.
+    fit_errors : dict
+        ``{"cal": {name: message}, "full": {name: message}}`` for models that failed to fit.
+    predictions : DataFrame
+        Holdout purchases per calibration customer: ``actual``, one column per model, ``baseline``.
+    comparison : DataFrame
+        :func:`helpers.validation.holdout_comparison`, indexed by model name (and ``baseline``),
+        with a ``label`` column.
+    model_name : str
+        The chosen model.
+    chosen_by : str
+        ``"auto"`` (the holdout rule) or ``"configured"``.
+    choice_reason : str
+        Why: the holdout rule's sentence, or the configuration (with what the rule would choose).
+    auto_choice : str
+        What the holdout rule chooses (equals ``model_name`` when ``chosen_by == "auto"``).
+    spend_cal, spend_full : GammaGammaFit or None
+        Gamma-Gamma on the calibration / full period (None without amounts).
+    spend_warnings : list of str
+        Independence warnings of the calibration spend fit.
+    valuation_settings : dict
+        ``horizon_months``, ``monthly_discount_rate``, ``margin``, ``currency``, ``value_per_purchase``.
+    valuation : DataFrame
+        Per customer (index as ``full``): ``expected_purchases`` (over the horizon),
+        ``discounted_purchases``, ``p_alive``, ``expected_spend`` (with amounts: the
+        Gamma-Gamma E[M | x, m_x]) and ``clv`` in :attr:`units`.
+    equity : float
+        Customer equity: the sum of ``valuation["clv"]``, in :attr:`units`.
+    units : str
+        The currency (``"USD"``) when values are money, else ``"purchases"``.
+    value_basis : str
+        ``"spend model"``, ``"value per purchase"`` or ``"purchases"``.
+    timings : dict
+        Seconds per step.
+    """
+
+    config_name: str
+    key: str
+    inputs: dict
+    data_sha256: str
+    code_version: dict
+    engine: str
+    time_unit: str
+    calibration_end: pd.Timestamp
+    observation_end: pd.Timestamp
+    has_amounts: bool
+    quality: pd.DataFrame
+    facts: dict
+    cal: pd.DataFrame
+    full: pd.DataFrame
+    fits_cal: dict
+    fits_full: dict
+    fit_errors: dict
+    predictions: pd.DataFrame
+    comparison: pd.DataFrame
+    model_name: str
+    chosen_by: str
+    choice_reason: str
+    auto_choice: str
+    spend_cal: Any
+    spend_full: Any
+    spend_warnings: list
+    valuation_settings: dict
+    valuation: pd.DataFrame
+    equity: float
+    units: str
+    value_basis: str
+    timings: dict = field(default_factory=dict)
+
+    # --- convenient views ----------------------------------------------------
+    @property
+    def model(self):
+        """Full-period fit of the chosen model (the one that values customers)."""
+        return self.fits_full[self.model_name]
+
+    @property
+    def model_cal(self):
+        """Calibration fit of the chosen model (the one validated on the holdout)."""
+        return self.fits_cal[self.model_name]
+
+    @property
+    def model_label(self) -> str:
+        return self.model.label
+
+    @property
+    def model_names(self) -> list[str]:
+        """Models fitted on the calibration period, in registry order."""
+        return list(self.fits_cal)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Model name -> display label (``"pareto_nbd"`` -> ``"Pareto/NBD"``)."""
+        return {name: f.label for name, f in {**self.fits_full, **self.fits_cal}.items()}
+
+    @property
+    def horizon_months(self) -> int:
+        return int(self.valuation_settings["horizon_months"])
+
+    @property
+    def margin(self) -> float:
+        return float(self.valuation_settings["margin"])
+
+    @property
+    def monthly_discount_rate(self) -> float:
+        return float(self.valuation_settings["monthly_discount_rate"])
+
+    @property
+    def currency(self) -> str:
+        return str(self.valuation_settings["currency"])
+
+    @property
+    def in_money(self) -> bool:
+        """Whether ``clv`` and ``equity`` are money (amounts or a value per purchase)."""
+        return self.value_basis != "purchases"
+
+    def quality_table(self) -> pd.DataFrame:
+        """The data-quality table formatted for a report (as :meth:`helpers.data.TransactionData.quality_table`)."""
+        return TransactionData.quality_table(self)
+
+    def __repr__(self) -> str:
+        return (f"<Stage {self.config_name!r}: {self.facts.get('customers', len(self.full)):,} customers, "
+                f"{self.model_label} ({self.chosen_by}), {self.equity_sentence()}; key {self.key}>")
+
+    def equity_sentence(self) -> str:
+        """One line: the customer equity with its model, horizon and settings."""
+        h, d = self.horizon_months, self.monthly_discount_rate
+        if self.value_basis == "purchases":
+            return (f"customer equity {self.equity:,.0f} purchases (expected repeat purchases over {h} months, "
+                    f"discounted at {d:.1%} per month; the log has no amounts) under {self.model_label}")
+        basis = ("Gamma-Gamma spend" if self.value_basis == "spend model"
+                 else f"{self.valuation_settings['value_per_purchase']:,.2f} {self.currency} per purchase")
+        return (f"customer equity {self.equity:,.0f} {self.units} over {h} months under {self.model_label} "
+                f"(margin {self.margin:.0%}, {d:.1%} per month discount, {basis})")
+
+    def provenance_results(self) -> dict[str, Any]:
+        """What every ``results.json`` records about the stage: ``model.name``, ``model.params``,
+        ``valuation.horizon_months`` (and how the model was chosen, the units)."""
+        from .report import to_jsonable  # noqa: PLC0415
+
+        return to_jsonable({
+            "model": {"name": self.model_name, "label": self.model_label, "chosen_by": self.chosen_by,
+                      "params": dict(self.model.params)},
+            "valuation": {"horizon_months": self.horizon_months, "monthly_discount_rate": self.monthly_discount_rate,
+                          "margin": self.margin, "units": self.units, "value_basis": self.value_basis},
+        })
+
+    # --- files -----------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Write the stage into ``folder``: one Parquet file per table and ``stage.json``
+        (written last, so its presence marks a complete stage)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in TABLES:
+            getattr(self, name).to_parquet(folder / f"{name}.parquet")
+        meta = {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in TABLES}
+        meta["format"] = STAGE_FORMAT
+        meta["tables"] = {name: f"{name}.parquet" for name in TABLES}
+        tmp = folder / f".stage.json.{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, folder / "stage.json")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Stage":
+        """Read a stage written by :meth:`save` (fitted models rebuilt from their fields)."""
+        folder = Path(folder)
+        path = folder / "stage.json"
+        if not path.exists():
+            raise FileNotFoundError(f"no stage in {folder} (stage.json missing)")
+        meta = json.loads(path.read_text())
+        if meta.get("format") != STAGE_FORMAT:
+            raise ValueError(f"{path}: stage format {meta.get('format')!r}, this code reads {STAGE_FORMAT}")
+        values = {f.name: _decode(meta[f.name]) for f in dataclasses.fields(cls) if f.name not in TABLES}
+        for name in TABLES:
+            values[name] = pd.read_parquet(folder / f"{name}.parquet")
+        return cls(**values)
+
+
+# ---------------------------------------------------------------------------
+# computing it
+# ---------------------------------------------------------------------------
+
+def stage_inputs(cfg: Config) -> dict[str, Any]:
+    """The configuration's inputs to the stage (part of the cache key and recorded in ``stage.json``).
+
+    The data spec without ``path`` (the data SHA-256 identifies the content),
+    ``description`` and ``show_customer_ids`` (``max_date`` as ``"today"`` when
+    the file does not set it); the shared parameters the stage reads;
+    ``model``; ``valuation``.
+    """
+    s = cfg.settings
+    data = {k: v for k, v in cfg.data.items() if k not in ("path", "description", "show_customer_ids")}
+    if "max_date" not in cfg.data_keys_set:
+        data["max_date"] = "today"  # the default moves daily; the data SHA-256 pins what it admits
+    return {
+        "data": data,
+        "time_unit": s.time_unit, "calibration_end": s.calibration_end,
+        "penalizer": float(s.penalizer), "corr_threshold": float(s.corr_threshold),
+        "model": cfg.model, "valuation": cfg.valuation.model_dump(),
+    }
+
+
+def stage_key(cfg: Config, data_sha256: str | None = None) -> str:
+    """Cache key: SHA-256 of (stage inputs, data SHA-256, source SHA-256 of the package), 20 hex digits."""
+    if data_sha256 is None:
+        ensure_data(cfg)
+        data_sha256 = file_sha256(cfg.data_path)
+    payload = {"format": STAGE_FORMAT, "inputs": stage_inputs(cfg), "data_sha256": data_sha256,
+               "code": source_sha256()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _facts(check, cal: pd.DataFrame, full: pd.DataFrame, time_unit: str, cal_end) -> dict[str, Any]:
+    x = full["x"]
+    facts = {
+        "engine": check.engine,
+        "customers": int(len(full)),
+        "purchase_days": int(len(full) + x.sum()),
+        "repeat_purchase_days": int(x.sum()),
+        "one_time_buyers": int((x == 0).sum()),
+        "one_time_buyer_share": float((x == 0).mean()),
+        "first_date": check.first_day.date().isoformat(),
+        "last_date": check.last_day.date().isoformat(),
+        "observation_end": check.observation_end.date().isoformat(),
+        "calibration_end": pd.Timestamp(cal_end).date().isoformat(),
+        "time_unit": time_unit,
+        "calibration_customers": int(len(cal)),
+        "calibration_repeat_purchase_days": int(cal["x"].sum()),
+        "holdout_repeat_purchase_days": int(cal["x_star"].sum()),
+        "holdout_length": float(cal["t_star"].iloc[0]),
+        "has_amounts": bool(check.has_amounts),
+    }
+    for k in ("rows_read", "rows_used", "duplicate_rows", "after_observation_end", "returns", "zero_amount_rows"):
+        if k in check.counts:
+            facts[k] = int(check.counts[k])
+    if "total_spend" in full.columns:
+        facts["revenue"] = float(full["total_spend"].sum())
+    return facts
+
+
+def _fit_all(names, summary, penalizer, time_unit) -> tuple[dict, dict]:
+    from .models import ModelFitError, fit_model  # noqa: PLC0415
+
+    fits, errors = {}, {}
+    for name in names:
+        try:
+            fits[name] = fit_model(name, summary, penalizer=penalizer, time_unit=time_unit)
+        except (ModelFitError, ValueError, FloatingPointError) as e:
+            errors[name] = f"{type(e).__name__}: {e}"
+    return fits, errors
+
+
+def _choose(cfg: Config, fits_cal: dict, comparison: pd.DataFrame) -> tuple[str, str, str, str]:
+    """(model name, chosen_by, reason, auto choice)."""
+    from .validation import recommend_model  # noqa: PLC0415
+
+    labels = {name: f.label for name, f in fits_cal.items()}
+    by_label = comparison.drop(columns="label").rename(index=labels)
+    auto_label, auto_reason = recommend_model(by_label)
+    auto = next(name for name, label in labels.items() if label == auto_label)
+    if cfg.model == "auto":
+        return auto, "auto", auto_reason, auto
+    name = cfg.model
+    if name not in fits_cal:
+        raise StageError(f"the configured model {name!r} could not be fitted on the calibration period")
+    label = labels[name]
+    if name == auto:
+        reason = f"{label} is the configured model (model: {name}); the holdout rule chooses it too: {auto_reason}"
+    else:
+        reason = (f"{label} is the configured model (model: {name}); the holdout rule would choose "
+                  f"{auto_label}: {auto_reason}")
+    return name, "configured", reason, auto
+
+
+def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False) -> Stage:
+    """Compute the shared analysis stage of a configuration.
+
+    Parameters
+    ----------
+    cfg : Config or path
+    checked : Preflight or DataCheck, optional
+        The validated data from :func:`helpers.preflight.preflight` (so the
+        log is not validated twice); validated here when omitted.
+    progress : bool
+        Print one line per step.
+
+    Raises
+    ------
+    ConfigError
+        ``parameters.calibration_end`` missing or outside the data.
+    DataValidationError
+        The data break a validation rule (when not pre-checked).
+    StageError
+        No frequency model, or not the configured one, could be fitted.
+    """
+    from . import validation, value  # noqa: PLC0415
+    from .engines import summarise  # noqa: PLC0415
+    from .models import IndependenceWarning, fit_gamma_gamma  # noqa: PLC0415
+    from .preflight import DataCheck, Preflight, check_calibration, validate_data  # noqa: PLC0415
+
+    if not isinstance(cfg, Config):
+        cfg = load_config(cfg)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def step(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        timings[name] = round(now - t, 3)
+        t = now
+        if progress:
+            print(f"  stage: {name} in {timings[name]:.1f} s", flush=True)
+
+    check = checked.data if isinstance(checked, Preflight) else checked
+    if check is None:
+        check = validate_data(cfg)
+        check_calibration(cfg, check)
+        step("validation")
+    elif not isinstance(check, DataCheck):
+        raise TypeError("checked must be a Preflight or a DataCheck")
+    s = cfg.settings
+    time_unit, cal_end, penalizer = s.time_unit, s.calibration_end, float(s.penalizer)
+    if cal_end is None:
+        raise ConfigError(f"{cfg.path}: parameters.calibration_end: required key missing", key="parameters.calibration_end")
+
+    # summaries, with the configured engine
+    if check.engine == "pandas":
+        tx = check.data.transactions
+        cal = summarise(cfg, cal_end, time_unit=time_unit, transactions=tx)
+        full = summarise(cfg, time_unit=time_unit, transactions=tx)
+    else:
+        cal = summarise(cfg, cal_end, time_unit=time_unit, engine=check.engine, validate=False)
+        full = check.full if check.full is not None else summarise(cfg, time_unit=time_unit, engine=check.engine,
+                                                                   validate=False)
+    step("summaries")
+
+    # frequency models: calibration fits, holdout comparison, choice
+    names = frequency_model_names()
+    fits_cal, errors_cal = _fit_all(names, cal, penalizer, time_unit)
+    if not fits_cal:
+        raise StageError("no frequency model could be fitted on the calibration period: "
+                         + "; ".join(f"{k}: {v}" for k, v in errors_cal.items()))
+    predictions = validation.holdout_predictions(fits_cal, cal)
+    comparison = validation.holdout_comparison(fits_cal, predictions)
+    comparison.insert(0, "label", [fits_cal[n].label if n in fits_cal else "naive baseline"
+                                   for n in comparison.index])
+    model_name, chosen_by, reason, auto = _choose(cfg, fits_cal, comparison)
+    step("calibration fits and holdout comparison")
+    fits_full, errors_full = _fit_all(names, full, penalizer, time_unit)
+    if model_name not in fits_full:
+        raise StageError(f"the chosen model {model_name!r} could not be fitted on the full period: "
+                         f"{errors_full.get(model_name)}")
+    step("full-period fits")
+
+    # spend model (only with amounts)
+    spend_cal = spend_full = None
+    spend_warnings: list[str] = []
+    if check.has_amounts:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", IndependenceWarning)
+            spend_cal = fit_gamma_gamma(cal, corr_threshold=s.corr_threshold)
+        spend_warnings = [str(w.message) for w in caught if issubclass(w.category, IndependenceWarning)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IndependenceWarning)
+            spend_full = fit_gamma_gamma(full, corr_threshold=s.corr_threshold)
+        step("spend fits")
+
+    # valuation with the chosen model's full-period fit
+    v = cfg.valuation
+    model = fits_full[model_name]
+    horizon = value.month_grid(v.horizon_months, time_unit)[-1]
+    kw = dict(horizon_months=v.horizon_months, monthly_discount_rate=v.monthly_discount_rate, time_unit=time_unit)
+    no_spend = full if "m_x" in full.columns else full.assign(m_x=0.0)
+    out = pd.DataFrame(index=full.index)
+    out["expected_purchases"] = model.expected_purchases(horizon, full)
+    out["discounted_purchases"] = value.clv(model, _PerPurchase(1.0), no_spend, margin=1.0, **kw).to_numpy()
+    out["p_alive"] = model.p_alive(full)
+    if check.has_amounts:
+        out["expected_spend"] = spend_full.expected_spend(full)
+        out["clv"] = value.clv(model, spend_full, full, margin=v.margin, **kw).to_numpy()
+        units, basis = v.currency, "spend model"
+    elif v.value_per_purchase is not None:
+        out["clv"] = value.clv(model, _PerPurchase(v.value_per_purchase), no_spend, margin=v.margin,
+                               **kw).to_numpy()
+        units, basis = v.currency, "value per purchase"
+    else:
+        out["clv"] = out["discounted_purchases"]
+        units, basis = "purchases", "purchases"
+    equity = value.customer_equity(out["clv"])
+    step("valuation")
+
+    return Stage(
+        config_name=cfg.name, key=stage_key(cfg, check.sha256), inputs=stage_inputs(cfg),
+        data_sha256=check.sha256, code_version=code_version(), engine=check.engine, time_unit=time_unit,
+        calibration_end=pd.Timestamp(cal_end), observation_end=check.observation_end,
+        has_amounts=bool(check.has_amounts), quality=check.quality.reset_index(drop=True),
+        facts=_facts(check, cal, full, time_unit, cal_end), cal=cal, full=full,
+        fits_cal=fits_cal, fits_full=fits_full, fit_errors={"cal": errors_cal, "full": errors_full},
+        predictions=predictions, comparison=comparison, model_name=model_name, chosen_by=chosen_by,
+        choice_reason=reason, auto_choice=auto, spend_cal=spend_cal, spend_full=spend_full,
+        spend_warnings=spend_warnings, valuation_settings=v.model_dump(), valuation=out, equity=equity,
+        units=units, value_basis=basis, timings=timings,
+    )
+
+
+def get_stage(config: Config | str | Path, stage_dir: str | Path = "", cache_dir: str | Path | None = None,
+              refresh: bool = False) -> Stage:
+    """The stage of a configuration, for a notebook.
+
+    Parameters
+    ----------
+    config : Config or path
+    stage_dir : str or Path
+        A stage folder (the runner passes ``<run>/stage``): read it.  Empty:
+        reuse the cache entry for (configuration, data SHA-256, code version)
+        under ``cache_dir``, or compute the stage and cache it.
+    cache_dir : path, optional
+        Default :func:`default_cache_dir` (the project's ``reports/.cache/stage``).
+    refresh : bool
+        Recompute even when a cache entry exists.
+    """
+    cfg = config if isinstance(config, Config) else load_config(config)
+    if stage_dir:
+        stage = Stage.load(stage_dir)
+        if stage.inputs != json.loads(json.dumps(stage_inputs(cfg), default=str)):
+            warnings.warn(f"the stage in {stage_dir} was computed from other settings than {cfg.path.name}'s "
+                          "(data rules, parameters, model or valuation differ)", RuntimeWarning, stacklevel=2)
+        return stage
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = stage_key(cfg)
+    folder = root / key
+    if not refresh and (folder / "stage.json").exists():
+        try:
+            return Stage.load(folder)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # an unreadable entry (older format, partial copy): compute it again
+    stage = compute_stage(cfg)
+    tmp = root / f".{key}.{uuid.uuid4().hex}"
+    stage.save(tmp)
+    try:
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except OSError:  # another process wrote the same entry at the same time: theirs is as good
+        shutil.rmtree(tmp, ignore_errors=True)
+    return stage
