@@ -88,7 +88,6 @@ from .fit import (
     _num_hessian,
     _once_per_point,
     compare_models,
-    fit,
     fit_model,
     log_likelihood,
 )
