@@ -55,8 +55,6 @@ from .base import FrequencyModel, unique_rows
 
 __all__ = ["BGBB"]
 
-#: Below this |gamma - 1| the expected-alive-opportunities sum uses its gamma -> 1 limit.
-_GAMMA_ONE = 1e-7
 #: Cells (customers x opportunities) per block when simulating.
 _SIM_BLOCK = 1 << 22
 
@@ -148,18 +146,22 @@ def _log_likelihood(theta, x, t_x, n, grad=False):
 def _alive_opportunities(gamma, delta, n, t):
     """Expected number of the next ``t`` opportunities at which a customer alive at ``n`` is alive.
 
-    ``S(n, t) = sum_{k=1}^{t} B(gamma, delta+n+k) / B(gamma, delta+n)``, summed in closed form
-    (the telescoping sum behind FHS eqs. 8 and 13):
-    ``S = (delta+n)/(gamma-1) * [1 - G(delta+n+t+1) G(gamma+delta+n) / (G(delta+n+1) G(gamma+delta+n+t))]``
-    with G the gamma function; at ``gamma = 1`` the limit
-    ``(delta+n) [psi(delta+n+t+1) - psi(delta+n+1)]`` (psi the digamma function).
+    ``S(n, t) = sum_{k=1}^{t} B(gamma, delta+n+k) / B(gamma, delta+n)
+    = sum_{k=1}^{t} prod_{j=0}^{k-1} (delta+n+j) / (gamma+delta+n+j)``,
+    the sum inside FHS eqs. (8) and (13).  FHS telescope it to
+    ``(delta+n)/(gamma-1) [1 - G(delta+n+t+1) G(gamma+delta+n) / (G(delta+n+1) G(gamma+delta+n+t))]``
+    (G the gamma function), which cancels catastrophically as gamma -> 1 (relative errors
+    of 1e-7 at |gamma - 1| = 1e-4); the sum of positive terms is exact to rounding for every
+    gamma, at ``t`` (whole, small in discrete time) multiplications.
     """
     n, t = np.broadcast_arrays(np.asarray(n, dtype=float), np.asarray(t, dtype=float))
     dn = delta + n
-    if abs(gamma - 1.0) < _GAMMA_ONE:
-        return dn * (digamma(dn + t + 1.0) - digamma(dn + 1.0))
-    d = gammaln(dn + t + 1.0) - gammaln(dn + 1.0) - gammaln(gamma + dn + t) + gammaln(gamma + dn)
-    return dn * -np.expm1(d) / (gamma - 1.0)
+    total = np.zeros(n.shape)
+    surv = np.ones(n.shape)
+    for k in range(int(t.max()) if t.size else 0):
+        surv = surv * (dn + k) / (gamma + dn + k)          # P(alive at n + k + 1 | alive at n)
+        total = total + np.where(t > k, surv, 0.0)
+    return total
 
 
 def _log_survival(gamma, delta, n, t):
