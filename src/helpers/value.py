@@ -59,6 +59,7 @@ __all__ = [
     "expected_tracking",
     "p_alive_future",
     "monthly_expectations",
+    "clv_kernel",
 ]
 
 #: Average Gregorian month in days.
@@ -103,19 +104,33 @@ def discount_factors(horizon_months: int, monthly_discount_rate: float) -> np.nd
     return 1.0 / (1.0 + monthly_discount_rate) ** np.arange(1, horizon_months + 1)
 
 
+def clv_kernel(purchases_by_month, monthly_discount_rate: float, spend=1.0, margin=1.0) -> np.ndarray:
+    """The CLV kernel: ``margin * spend * sum_{m=1..H} purchases[..., m] / (1 + d)^m``.
+
+    The one place where expected purchases become discounted value (used by
+    :func:`clv`, :func:`bootstrap`, :func:`helpers.segments.customer_values` and
+    :mod:`helpers.economics`).  ``purchases_by_month`` has the months on its
+    last axis (expected purchases in month ``m``, cash flows at the month end);
+    since the sum is linear it may also be a factor of them (the part of the
+    conditional expectation in ``(x, T)``, see :func:`_discounted_purchases`).
+    ``spend`` (expected spend per purchase) and ``margin`` broadcast against the
+    result.
+    """
+    P = np.asarray(purchases_by_month, dtype=float)
+    disc = discount_factors(P.shape[-1], monthly_discount_rate)
+    return margin * np.asarray(spend, dtype=float) * (P @ disc)
+
+
 def _discounted_purchases(model_fit, x, t_x, T, t_grid, monthly_discount_rate):
     """sum_m (E[X(t_m)] - E[X(t_{m-1})]) / (1 + d)^m per customer.
 
-    E[X(t) | x, t_x, T] = G(x, T, t) h(x, t_x, T) (see ``models._cond_expected_parts``), so the
-    discounted sum over months is taken on G, once per distinct (x, T), and scaled by h.
+    E[X(t) | x, t_x, T] = G[inv] * h (the model's ``expected_purchases_parts``), so the
+    discounted sum over months is taken on G, once per distinct row of G, and scaled by h.
     """
-    from .models import _cond_expected_parts  # internal formula, evaluated on a month grid
-
     with np.errstate(all="ignore"):
-        G, inv, h = _cond_expected_parts(model_fit.name, model_fit.theta, t_grid[1:], x, t_x, T)
+        G, inv, h = model_fit.model.expected_purchases_parts(model_fit.theta, t_grid[1:], x, t_x, T)
     G = np.concatenate([np.zeros((len(G), 1)), G], axis=1)
-    disc = np.einsum("ij,j->i", np.diff(G, axis=1), discount_factors(len(t_grid) - 1, monthly_discount_rate))
-    return disc[inv] * h
+    return clv_kernel(np.diff(G, axis=1), monthly_discount_rate)[inv] * h
 
 
 def _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin):
@@ -481,59 +496,16 @@ def expected_tracking(
 # month by month: expected purchases and P(alive) over a future horizon
 # ---------------------------------------------------------------------------
 
-def _survival_given_alive(model: str, theta: tuple, t, x, T) -> np.ndarray:
-    """P(still alive at T + t | alive at T, x, T); arrays broadcast.
-
-    Does not depend on ``t_x``: given that the customer is alive at ``T``,
-    ``t_x`` carries no further information (it enters the likelihood of an
-    alive customer only through ``x`` and ``T``).  See :func:`p_alive_future`.
-    """
-    from .models import _log_hyp2f1_safe  # noqa: PLC0415  (internal helper)
-
-    t = np.asarray(t, dtype=float)
-    x = np.asarray(x, dtype=float)
-    T = np.asarray(T, dtype=float)
-    if model in ("bgnbd", "mbgnbd"):
-        r, alpha, a, b = theta
-        b_post = b + x + (1.0 if model == "mbgnbd" else 0.0)        # p | alive ~ Beta(a, b_post)
-        w = t / (alpha + T + t)
-        # E_p[(1 + p z)^-(r+x)] = 2F1(r+x, a; a+b_post; -z), z = t/(alpha+T); Pfaff's transformation
-        # 2F1(A, B; C; -z) = (1+z)^-B 2F1(B, C-A; C; z/(1+z)) keeps the series parameters small.
-        log_s = a * np.log1p(-w) + _log_hyp2f1_safe(a, a + b_post - (r + x), a + b_post, w)
-        return np.where(t > 0, np.exp(log_s), 1.0)
-    if model == "pareto_nbd":
-        r, alpha, s, beta = theta
-        return ((beta + T) / (beta + T + t)) ** s
-    raise ValueError(f"unknown model {model!r}")
-
-
 def p_alive_future(model_fit: FittedModel, t, x, t_x=None, T=None) -> np.ndarray:
     """P(alive at T + t | x, t_x, T): the probability that a customer is still alive ``t`` time units from now.
 
     ``P(alive at T+t | data) = P(alive at T | data) * P(survive (T, T+t] | alive at T, data)``.
 
-    Derivation (BG/NBD, Fader, Hardie & Lee 2005a).  An alive customer with
-    purchase rate ``lambda`` and drop-out probability ``p`` makes purchases as a
-    Poisson process and drops out right after each purchase with probability
-    ``p``, so survival over ``t`` is the chance that none of the ``N(t) ~
-    Poisson(lambda t)`` purchases triggers drop-out,
-    ``E[(1-p)^N(t)] = exp(-lambda p t)``.  Given the data *and* being alive at
-    ``T``, the likelihood is ``lambda^x e^{-lambda T} (1-p)^x``, so the
-    posterior is ``lambda ~ Gamma(r + x, alpha + T)`` and ``p ~ Beta(a, b + x)``,
-    independent.  Integrating ``lambda`` out gives
-    ``(1 + p t / (alpha + T))^-(r+x)`` and integrating ``p`` over the Beta gives a
-    Gauss hypergeometric function::
-
-        S(t) = 2F1(r+x, a; a+b+x; -z),  z = t / (alpha + T)
-             = (1 - w)^a 2F1(a, a+b-r; a+b+x; w),  w = t / (alpha + T + t)   (Pfaff)
-
-    MBG/NBD (Batislam et al. 2007): a drop-out chance also follows the first
-    purchase, so the alive likelihood has ``(1-p)^(x+1)`` and ``p | alive ~
-    Beta(a, b + x + 1)``: the same formula with ``b + 1``.  Pareto/NBD
-    (Schmittlein, Morrison & Colombo 1987): the lifetime is exponential with
-    rate ``mu``; given alive at ``T`` the posterior of ``mu`` is
-    ``Gamma(s, beta + T)`` (the purchases carry no information on ``mu``), so
-    ``S(t) = E[e^{-mu t}] = ((beta + T) / (beta + T + t))^s``.
+    The survival factor is the model's ``survival_given_alive`` (derivations
+    in its docstring: BG/NBD and MBG/NBD a Gauss hypergeometric function of the
+    Beta posterior of the drop-out probability, Pareto/NBD
+    ``((beta + T) / (beta + T + t))^s``); this function only delegates to
+    :meth:`helpers.models.FittedModel.p_alive_future`.
 
     ``S(0) = 1``, so at ``t = 0`` this is :meth:`FittedModel.p_alive`.  The
     tests check the BG/NBD and MBG/NBD formulas against Gauss-Jacobi
@@ -550,23 +522,7 @@ def p_alive_future(model_fit: FittedModel, t, x, t_x=None, T=None) -> np.ndarray
     -------
     ndarray of shape ``(n,)`` for scalar ``t``, ``(n, len(t))`` for a 1-D ``t``.
     """
-    from .models import unique_apply  # noqa: PLC0415
-
-    x, t_x, T = model_fit._args(x, t_x, T)
-    t_arr = np.asarray(t, dtype=float)
-    if np.any(t_arr < 0) or not np.all(np.isfinite(t_arr)):
-        raise ValueError("t must be finite and >= 0")
-    if t_arr.ndim > 1:
-        raise ValueError("t must be a scalar or a 1-D array")
-    grid = np.atleast_1d(t_arr)
-    pa = model_fit.p_alive(x, t_x, T)
-    with np.errstate(all="ignore"):
-        surv = unique_apply(
-            lambda xu, Tu: _survival_given_alive(model_fit.name, model_fit.theta, grid[None, :], xu[:, None],
-                                                 Tu[:, None]),
-            x, T)
-    out = np.asarray(pa, dtype=float).reshape(-1, 1) * surv
-    return out[:, 0] if t_arr.ndim == 0 else out
+    return model_fit.p_alive_future(t, x, t_x, T)
 
 
 def monthly_expectations(
@@ -612,8 +568,6 @@ def monthly_expectations(
         ``purchases_by_month`` holds ``E[X(t_m)] - E[X(t_{m-1})]`` (rows sum to
         :meth:`FittedModel.expected_purchases` at ``t_H``).
     """
-    from .models import _cond_expected_grid  # noqa: PLC0415
-
     if time_unit is None:
         time_unit = model_fit.time_unit or "W"
     if model_fit.time_unit is not None and model_fit.time_unit != time_unit:
@@ -629,7 +583,8 @@ def monthly_expectations(
     (xu, txu, Tu), inverse, _ = unique_rows(x, t_x, T)
     th = model_fit.theta
     with np.errstate(all="ignore"):
-        E = _cond_expected_grid(model_fit.name, th, t_grid[1:], xu, txu, Tu)
+        G, inv_g, h = model_fit.model.expected_purchases_parts(th, t_grid[1:], xu, txu, Tu)
+        E = G[inv_g] * h[:, None]
     E = np.concatenate([np.zeros((len(xu), 1)), E], axis=1)
     purchases = np.diff(E, axis=1)
     if alive == "mean":

@@ -1,0 +1,444 @@
+"""Pareto/NBD: Schmittlein, Morrison & Colombo (1987), "Counting your customers: who are
+they and what will they do next?", *Management Science* 33(1), 1-24; likelihood as in
+Fader & Hardie (2005), "A note on deriving the Pareto/NBD model and related
+expressions" (brucehardie.com note 009).
+
+While alive a customer buys at Poisson rate ``lambda ~ Gamma(r, alpha)``; the
+lifetime is exponential with rate ``mu ~ Gamma(s, beta)``.  The fitter's fast
+path is an exact hypergeometric-series form of the likelihood with its
+analytic gradient (``_pnbd_ll_grad_sum``), evaluated per distinct ``x`` and
+distinct ``t_x``/``T``; where the series would need too many terms the hyp2f1
+likelihood with central differences is used instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import gammaln, hyp2f1, psi
+
+from . import base as _base
+from .base import FrequencyModel, _dot, _first_arrivals, _log_nbd_pmf, _split, unique_apply, unique_rows
+
+__all__ = ["ParetoNBD"]
+
+
+def _pnbd_log_A0(theta, x, t_x, T):
+    """log A_0 of the Pareto/NBD likelihood, Fader & Hardie (2005) note 009, eqs. (19)-(20)."""
+    r, alpha, s, beta = theta
+    rsx = r + s + x
+    if alpha >= beta:
+        big, small, second = alpha, beta, s + 1.0
+    else:
+        big, small, second = beta, alpha, r + x
+    d = big - small
+    log_f1 = np.log(hyp2f1(rsx, second, rsx + 1.0, d / (big + t_x))) - rsx * np.log(big + t_x)
+    log_f2 = np.log(hyp2f1(rsx, second, rsx + 1.0, d / (big + T))) - rsx * np.log(big + T)
+    # A_0 = f1 - f2 >= 0 (f1 >= f2 since t_x <= T); log of a difference, stably
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = log_f2 - log_f1
+        out = log_f1 + np.log1p(-np.exp(np.minimum(diff, 0.0)))
+    return np.where(diff >= 0, -np.inf, out)
+
+
+def _ll_pareto_nbd(theta, x, t_x, T):
+    """Pareto/NBD individual log-likelihood, Fader & Hardie (2005) note 009, eq. (18)."""
+    r, alpha, s, beta = theta
+    A1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    log_A0 = _pnbd_log_A0(theta, x, t_x, T)
+    A2 = np.logaddexp(-(r + x) * np.log(alpha + T) - s * np.log(beta + T),
+                      np.log(s) - np.log(r + s + x) + log_A0)
+    return A1 + A2
+
+
+# ---------------------------------------------------------------------------
+# Pareto/NBD: log-likelihood and analytic gradient by a hypergeometric series
+# ---------------------------------------------------------------------------
+#
+# With a = r + x, b = s + 1 and A = a + b - 1 = r + s + x, the A_0 part of the
+# likelihood is an integral over the unobserved death time tau (note 009):
+#
+#     s / A * A_0 = s * (J(t_x) - J(T)),   J(u) = int_u^inf (alpha+tau)^-a (beta+tau)^-b dtau.
+#
+# Let m = min(alpha, beta), M = max(alpha, beta), e_m / e_M the exponent (a or b)
+# attached to m / M and z = (M - m) / (M + u) in [0, 1).  Expanding the integrand
+# in powers of (M - m) / (M + tau) and applying Euler's transformation,
+#
+#     J(u) = (M+u)^-e_M (m+u)^(1-e_m) / A * H,   H = sum_n (e_M)_n / (A+1)_n z^n,
+#
+# (J(u) = F(u)/A with F the 2F1 term of eqs. (19)-(20)).  The coefficient ratio
+# (e_M+n)/(A+1+n) is < 1, so the terms are below z^n; H and its derivatives in
+# z, e_M and A are power series whose coefficients depend on x only and whose
+# argument depends on u only.  They are evaluated once per distinct x and u and
+# combined per distinct (x, u) pair (u = t_x or T), which gives the
+# log-likelihood and its exact gradient in a few vectorised array operations.
+# When z gets close to 1 (alpha and beta far apart relative to the time scale)
+# the series would need too many terms and the hyp2f1 likelihood with a
+# numerical gradient is used instead.
+
+_PNBD_SERIES_MAX_TERMS = 1000
+_PNBD_SERIES_TOL = 1e-17
+
+
+class _PnbdIndex:
+    """Distinct x, distinct u (t_x and T values) and distinct (x, u) pairs of fixed rows."""
+
+    def __init__(self, x, t_x, T):
+        x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+        n = len(x)
+        self.n = n
+        self.xs, x_inv = np.unique(x, return_inverse=True)
+        self.us, u_inv = np.unique(np.concatenate([t_x, T]), return_inverse=True)
+        n_u = len(self.us)
+        key = np.concatenate([x_inv, x_inv]).astype(np.int64) * n_u + u_inv
+        pairs, p_inv = np.unique(key, return_inverse=True)
+        self.p_x = pairs // n_u                 # index into xs of each pair
+        self.p_u = pairs % n_u                  # index into us of each pair
+        self.i_tx = p_inv[:n]                   # pair of (x, t_x) per row
+        self.i_T = p_inv[n:]                    # pair of (x, T) per row
+        self.iu_T = self.p_u[self.i_T]          # distinct u of each row's T
+        self.x_inv = x_inv
+        self.x = x
+        self.T = T
+        # evaluate the series on the full (u, x) table (one matrix product) when it is small
+        self.table = len(self.xs) * n_u <= 8 * len(pairs)
+
+
+def _pnbd_series_terms(z_max):
+    """Number of series terms for a truncation error below _PNBD_SERIES_TOL (None if too many)."""
+    if z_max <= 0.0:
+        return 2
+    if not z_max < 1.0:
+        return None
+    n = math.log(_PNBD_SERIES_TOL * (1.0 - z_max)) / math.log(z_max)
+    if not math.isfinite(n) or n > _PNBD_SERIES_MAX_TERMS:
+        return None
+    return int(math.ceil(n)) + 2
+
+
+_BLAS_CHUNK = 150_000   # multiply-adds per matrix product: stays below OpenBLAS' threading threshold
+
+
+def _power_series(z, C):
+    """``sum_n z**n C[n]`` for a vector z of arguments in [0, 1) and coefficients C of shape (N, q).
+
+    Rows are processed in chunks, each with as many terms as its largest z
+    needs (small products also keep BLAS single-threaded, which is faster for
+    these sizes on a busy machine).
+    """
+    N, q = C.shape
+    out = np.empty((len(z), q))
+    order = None
+    if len(z) > 1 and np.any(np.diff(z) > 0):      # process in order of decreasing z
+        order = np.argsort(-z, kind="stable")
+        z = z[order]
+    k = np.arange(N, dtype=float)
+    i = 0
+    while i < len(z):
+        n_c = min(N, _pnbd_series_terms(float(z[i])) or N)
+        rows = max(1, _BLAS_CHUNK // (q * n_c))
+        zc = z[i:i + rows]
+        np.matmul(zc[:, None] ** k[:n_c], C[:n_c], out=out[i:i + rows])
+        i += rows
+    if order is not None:
+        res = np.empty_like(out)
+        res[order] = out
+        return res
+    return out
+
+
+def _pnbd_log_J(theta, idx):
+    """log J(u) and its derivatives w.r.t. (r, alpha, s, beta) for the distinct (x, u) pairs.
+
+    Returns ``(logJ, dlogJ)`` with shapes ``(P,)`` and ``(P, 4)``, or None when the
+    series would need more than ``_PNBD_SERIES_MAX_TERMS`` terms.
+    """
+    r, alpha, s, beta = theta
+    xs, us = idx.xs, idx.us
+    a = r + xs                                  # exponent of (alpha + tau), per distinct x
+    A = r + s + xs
+    b = np.full_like(xs, s + 1.0)               # exponent of (beta + tau)
+    alpha_small = alpha < beta
+    if alpha_small:
+        m, M, e_m, e_M = alpha, beta, a, b
+    else:
+        m, M, e_m, e_M = beta, alpha, b, a
+    z = (M - m) / (M + us)                      # per distinct u, in [0, 1)
+    N = _pnbd_series_terms(float(z.max()) if len(z) else 0.0)
+    if N is None or not np.all(np.isfinite(z)):
+        return None
+    k = np.arange(N, dtype=float)
+    # coefficients c_n = (e_M)_n / (A+1)_n, n = 0..N (one extra for the z-derivative)
+    ratio = (e_M[:, None] + k) / (A[:, None] + 1.0 + k)              # (n_x, N): c_{n+1}/c_n
+    c = np.concatenate([np.ones((len(xs), 1)), np.cumprod(ratio, axis=1)], axis=1)
+    sig_e = np.concatenate([np.zeros((len(xs), 1)), np.cumsum(1.0 / (e_M[:, None] + k), axis=1)], axis=1)
+    sig_A = np.concatenate([np.zeros((len(xs), 1)), np.cumsum(1.0 / (A[:, None] + 1.0 + k), axis=1)], axis=1)
+    cN = c[:, :N]
+    K = np.stack([cN,                                   # H
+                  c[:, 1:] * (k + 1.0),                 # dH/dz
+                  cN * sig_e[:, :N],                    # dH/de_M
+                  cN * sig_A[:, :N]])                   # -dH/dA
+    p_x, p_u = idx.p_x, idx.p_u
+    if idx.table:       # all (u, x) combinations at once, then pick the pairs
+        tab = _power_series(z, K.transpose(2, 0, 1).reshape(N, -1))          # (n_u, 4 n_x)
+        Hs = tab.reshape(len(us), 4, len(xs))[p_u, :, p_x].T                  # (4, P)
+    else:               # pair by pair: powers of z per distinct u, coefficients per distinct x
+        Zp = (z[:, None] ** k)[p_u]                                       # (P, N)
+        Hs = np.stack([np.einsum("pn,pn->p", Zp, K[j][p_x]) for j in range(4)])
+    H, H_z, H_e, H_Aneg = Hs
+    u = us[p_u]
+    lm, lM = np.log(m + u), np.log(M + u)
+    eMp, emp, Ap = e_M[p_x], e_m[p_x], A[p_x]
+    logJ = -eMp * lM + (1.0 - emp) * lm - np.log(Ap) + np.log(H)
+    gz = H_z / H
+    d_M = -eMp / (M + u) + gz * (m + u) / (M + u) ** 2
+    d_m = (1.0 - emp) / (m + u) - gz / (M + u)
+    d_eM = -lM + H_e / H
+    d_em = -lm
+    d_A = -1.0 / Ap - H_Aneg / H
+    if alpha_small:     # e_m = a (r), e_M = b (s)
+        d = np.column_stack([d_em + d_A, d_m, d_eM + d_A, d_M])
+    else:               # e_m = b (s), e_M = a (r)
+        d = np.column_stack([d_eM + d_A, d_M, d_em + d_A, d_m])
+    return logJ, d
+
+
+def _pnbd_ll_grad(theta, idx):
+    """Pareto/NBD log-likelihood per row and its gradient w.r.t. the log-parameters.
+
+    Same value as :func:`_ll_pareto_nbd` (note 009, eq. 18) on the rows of
+    ``idx`` (a :class:`_PnbdIndex`); returns ``(ll, grad)`` with shapes ``(n,)``
+    and ``(n, 4)``, or None when the series is not applicable.
+    """
+    r, alpha, s, beta = theta
+    out = _pnbd_log_J(theta, idx)
+    if out is None:
+        return None
+    logJ, dJ = out
+    x, T = idx.x, idx.T
+    lJ_t, lJ_T = logJ[idx.i_tx], logJ[idx.i_T]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.exp(np.minimum(lJ_T - lJ_t, 0.0))                   # J(T) / J(t_x) <= 1
+        alive = rho < 1.0                                             # t_x < T: A_0 > 0
+        one_m = np.where(alive, 1.0 - rho, 1.0)
+        L2 = np.where(alive, np.log(s) + lJ_t + np.log1p(-rho), -np.inf)
+        dlogD = (dJ[idx.i_tx] - rho[:, None] * dJ[idx.i_T]) / one_m[:, None]
+    laT, lbT = np.log(alpha + T), np.log(beta + T)
+    L1 = -(r + x) * laT - s * lbT
+    G = gammaln(r + idx.xs) - gammaln(r)
+    ll2 = np.logaddexp(L1, L2)
+    ll = G[idx.x_inv] + r * np.log(alpha) + s * np.log(beta) + ll2
+    w1 = np.exp(L1 - ll2)
+    w2 = np.where(alive, np.exp(L2 - ll2), 0.0)[:, None]
+    dlogD = np.where(alive[:, None], dlogD, 0.0)
+    psi_rx = psi(r + idx.xs)[idx.x_inv]
+    g_r = psi_rx - psi(r) + np.log(alpha) - w1 * laT + w2[:, 0] * dlogD[:, 0]
+    g_alpha = r / alpha - w1 * (r + x) / (alpha + T) + w2[:, 0] * dlogD[:, 1]
+    g_s = np.log(beta) - w1 * lbT + w2[:, 0] * (1.0 / s + dlogD[:, 2])
+    g_beta = s / beta - w1 * s / (beta + T) + w2[:, 0] * dlogD[:, 3]
+    grad = np.column_stack([g_r * r, g_alpha * alpha, g_s * s, g_beta * beta])
+    return ll, grad
+
+
+
+def _pnbd_ll_grad_sum(theta, idx, w):
+    """Weighted sums of :func:`_pnbd_ll_grad`: ``(sum_i w_i ll_i, sum_i w_i grad_i)``.
+
+    The same quantities, computed without per-row gradient matrices: with
+    ``d = L2 - L1`` the mixture weights are ``w1 = 1 / (1 + e^d)``, ``w2 = e^d / (1 + e^d)``
+    and ``ll2 = L1 + ln(1 + e^d)`` (one exp and one log per row), and the ``J``
+    derivative terms are summed per distinct (x, u) pair (``bincount``) before they
+    meet the pair derivatives ``dJ``.  Rows are processed in blocks of ``base._CHUNK``.
+    Returns None when the series is not applicable (then the caller falls back).
+    """
+    r, alpha, s, beta = theta
+    out = _pnbd_log_J(theta, idx)
+    if out is None:
+        return None
+    logJ, dJ = out
+    w = np.asarray(w, dtype=float)
+    la_u, lb_u = np.log(alpha + idx.us), np.log(beta + idx.us)
+    ia_u, ib_u = 1.0 / (alpha + idx.us), 1.0 / (beta + idx.us)
+    log_s = np.log(s)
+    P = len(logJ)
+    B_t = np.zeros(P)                                           # sum of w q per (x, t_x) pair
+    B_T = np.zeros(P)                                           # sum of w q rho per (x, T) pair
+    S = np.zeros(6)     # sum w ll2, w w1 laT, w w1 lbT, w w1 (r+x)/(alpha+T), w w1 / (beta+T), w w2
+    n = len(idx.x)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        chunk = _base._CHUNK
+        for lo in range(0, n, chunk):
+            sl = slice(lo, min(lo + chunk, n))
+            i_t, i_T, iu = idx.i_tx[sl], idx.i_T[sl], idx.iu_T[sl]
+            wc, xc = w[sl], idx.x[sl]
+            lJt = logJ[i_t]
+            rho = np.exp(np.minimum(logJ[i_T] - lJt, 0.0))      # J(T) / J(t_x) <= 1
+            one_m = 1.0 - rho
+            laT, lbT = la_u[iu], lb_u[iu]
+            rx = r + xc
+            L1 = -rx * laT - s * lbT
+            d = log_s + lJt + np.log(one_m) - L1                # L2 - L1 (-inf when t_x = T)
+            if d.max() < 700.0:
+                u = np.exp(d)
+                opu = 1.0 + u
+                ll2 = L1 + np.log(opu)
+                w1 = 1.0 / opu
+            else:
+                ll2 = np.logaddexp(L1, L1 + d)
+                w1 = np.exp(L1 - ll2)
+            w2 = 1.0 - w1
+            q = np.divide(w2, one_m, out=np.zeros_like(w2), where=one_m > 0) * wc
+            ww1 = wc * w1
+            S += [_dot(wc, ll2), _dot(ww1, laT), _dot(ww1, lbT), _dot(ww1 * rx, ia_u[iu]),
+                  _dot(ww1, ib_u[iu]), _dot(wc, w2)]
+            B_t += np.bincount(i_t, weights=q, minlength=P)
+            B_T += np.bincount(i_T, weights=q * rho, minlength=P)
+    N = float(w.sum())
+    Wx = np.bincount(idx.x_inv, weights=w, minlength=len(idx.xs))      # customers per distinct x
+    dlogD = np.einsum("p,pk->k", B_t, dJ) - np.einsum("p,pk->k", B_T, dJ)   # sum w w2 dlogD
+    ll = _dot(Wx, gammaln(r + idx.xs) - gammaln(r)) + N * (r * np.log(alpha) + s * np.log(beta)) + S[0]
+    g_r = _dot(Wx, psi(r + idx.xs)) - N * psi(r) + N * np.log(alpha) - S[1] + dlogD[0]
+    g_alpha = N * r / alpha - S[3] + dlogD[1]
+    g_s = N * np.log(beta) - S[2] + S[5] / s + dlogD[2]
+    g_beta = N * s / beta - s * S[4] + dlogD[3]
+    return float(ll), np.array([g_r * r, g_alpha * alpha, g_s * s, g_beta * beta])
+
+
+class ParetoNBD(FrequencyModel):
+    """Pareto/NBD of Schmittlein, Morrison & Colombo (1987); ``r, alpha`` (purchase rate), ``s, beta`` (lifetime rate)."""
+
+    name = "pareto_nbd"
+    label = "Pareto/NBD"
+    reference = ("Schmittlein, Morrison & Colombo (1987), Counting your customers: who are they and what will "
+                 "they do next?, Management Science 33(1), 1-24; Fader & Hardie (2005), note 009")
+    param_names = ("r", "alpha", "s", "beta")
+    time_scale_params = ("alpha", "beta")
+    survival_depends_on_t_x = False
+
+    def log_likelihood(self, theta, x, t_x, T):
+        """Individual log-likelihood, Fader & Hardie (2005) note 009, eq. (18)."""
+        return _ll_pareto_nbd(theta, x, t_x, T)
+
+    def objective(self, x, t_x, T, w):
+        """Log-likelihood and exact gradient from the hypergeometric series (:func:`_pnbd_ll_grad_sum`).
+
+        Returns None at parameters where the series would need more than
+        ``_PNBD_SERIES_MAX_TERMS`` terms (the fitter then uses the hyp2f1 likelihood).
+        """
+        # (bootstrap rows may repeat (x, t_x, T) with different spend: merge them here)
+        (xs, txs, Ts), rinv, _ = unique_rows(x, t_x, T)
+        ws = np.bincount(rinv, weights=np.asarray(w, dtype=float), minlength=len(xs))
+        idx = _PnbdIndex(xs, txs, Ts)
+
+        def value_grad(theta):
+            out = _pnbd_ll_grad_sum(np.asarray(theta, dtype=float), idx, ws)
+            if out is None:
+                return None
+            ll, g_log = out
+            return ll, g_log / np.asarray(theta, dtype=float)     # d/d theta from d/d log theta
+
+        return value_grad
+
+    def _p_alive_rows(self, theta, x, t_x, T):
+        """P(alive | x, t_x, T), Fader & Hardie note 009 eqs. (36)-(37); SMC (1987) eq. (11)."""
+        r, alpha, s, beta = theta
+        log_A0 = _pnbd_log_A0(theta, x, t_x, T)
+        log_odds = (np.log(s) - np.log(r + s + x) + (r + x) * np.log(alpha + T)
+                    + s * np.log(beta + T) + log_A0)
+        return 1.0 / (1.0 + np.exp(log_odds))
+
+    def p_alive(self, theta, x, t_x, T):
+        """P(alive | x, t_x, T), Fader & Hardie note 009 eqs. (36)-(37); SMC (1987) eq. (11).
+
+        A 2F1 per row: 1-D customer arrays are evaluated once per unique ``(x, t_x, T)``.
+        """
+        x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T)))
+        if x.ndim == 1:
+            return unique_apply(lambda a, b, c: self._p_alive_rows(theta, a, b, c), x, t_x, T)
+        return self._p_alive_rows(theta, x, t_x, T)
+
+    def _G(self, theta, t, x, T):
+        """SMC (1987) eq. (22), note 009 eq. (41) without P(alive): ``(r+x)(beta+T)/(alpha+T) (1 - ((beta+T)/(beta+T+t))^(s-1)) / (s-1)``."""
+        r, alpha, s, beta = theta
+        if np.isclose(s, 1.0):
+            rate_term = np.log((beta + T + t) / (beta + T))
+        else:
+            rate_term = -np.expm1((s - 1.0) * np.log((beta + T) / (beta + T + t))) / (s - 1.0)
+        return (r + x) * (beta + T) / (alpha + T) * rate_term
+
+    def expected_purchases(self, theta, t, x, t_x, T):
+        """E[X(t) | x, t_x, T] = G(x, T, t) P(alive | x, t_x, T), SMC (1987) eq. (22); note 009 eq. (41)."""
+        return self._G(theta, t, x, T) * self._p_alive_rows(theta, x, t_x, T)
+
+    def expected_purchases_parts(self, theta, t_grid, x, t_x, T):
+        """The factors of :meth:`expected_purchases`: ``G`` per distinct ``(x, T)``, ``h`` = P(alive) per customer."""
+        t_grid = np.asarray(t_grid, dtype=float)
+        (xs, Ts), inv, _ = unique_rows(x, T)
+        G = self._G(theta, t_grid[None, :], xs[:, None], Ts[:, None])
+        return G, inv, self.p_alive(theta, x, t_x, T)
+
+    def expected_purchases_new(self, theta, t):
+        """Unconditional E[X(t)], SMC (1987) eq. (17); note 009 eq. (27)."""
+        r, alpha, s, beta = theta
+        t = np.asarray(t, dtype=float)
+        if np.isclose(s, 1.0):
+            return r * beta / alpha * np.log1p(t / beta)
+        return r * beta / (alpha * (s - 1.0)) * (1.0 - (beta / (beta + t)) ** (s - 1.0))
+
+    def count_pmf(self, theta, t, n):
+        """P(X(t) = n) = NBD(n; t) P(tau > t) + int_0^t NBD(n; u) f_tau(u) du (SMC 1987, section 3).
+
+        ``tau ~ Pareto II(s, beta)`` (gamma-mixed exponential lifetime); the
+        integral by 64-point Gauss-Legendre quadrature after ``u = t v^2``,
+        which resolves the mass near 0.
+        """
+        r, alpha, s, beta = theta
+        t = np.asarray(t, dtype=float)
+        n = np.asarray(n, dtype=float)
+        nodes, wts = np.polynomial.legendre.leggauss(64)
+        t_b, n_b = np.broadcast_arrays(t, n)
+        v = 0.5 * (nodes + 1.0)
+        wv = 0.5 * wts
+        u = t_b[..., None] * v ** 2
+        du = t_b[..., None] * 2.0 * v * wv
+        f_tau = s / beta * (beta / (beta + u)) ** (s + 1.0)
+        integral = np.sum(np.exp(_log_nbd_pmf(n_b[..., None], r, alpha, u)) * f_tau * du, axis=-1)
+        return np.exp(_log_nbd_pmf(n_b, r, alpha, t_b)) * (beta / (beta + t_b)) ** s + integral
+
+    def survival_given_alive(self, theta, t, x, t_x, T):
+        """P(alive at T + t | alive at T) = ((beta + T) / (beta + T + t))^s.
+
+        The lifetime is exponential with rate ``mu``; given alive at ``T`` the
+        posterior of ``mu`` is ``Gamma(s, beta + T)`` (the purchases carry no
+        information on ``mu`` beyond survival to ``T``, SMC 1987), so
+        ``S(t) = E[e^{-mu t}] = ((beta + T) / (beta + T + t))^s``; independent of ``x`` and ``t_x``.
+        """
+        r, alpha, s, beta = theta
+        t, T = np.asarray(t, dtype=float), np.asarray(T, dtype=float)
+        return np.broadcast_to(((beta + T) / (beta + T + t)) ** s, np.broadcast_shapes(t.shape, T.shape,
+                                                                                        np.shape(x)))
+
+    # -- generative process -------------------------------------------------
+
+    def draw_latent(self, theta, n_customers, rng):
+        """``lambda ~ Gamma(r, rate alpha)``, ``mu ~ Gamma(s, rate beta)`` and the lifetime ``tau ~ Exp(mu)`` (SMC 1987)."""
+        r, alpha, s, beta = theta
+        n = int(n_customers)
+        lam = rng.gamma(r, 1.0 / alpha, size=n)
+        mu = rng.gamma(s, 1.0 / beta, size=n)
+        with np.errstate(divide="ignore"):
+            tau = rng.exponential(1.0, size=n) / mu
+        return {"lam": lam, "mu": mu, "tau": tau}
+
+    def draw_purchases(self, theta, latent, horizon, rng):
+        """Poisson(lambda) purchases while alive: ``N ~ Poisson(lambda min(tau, T))`` arrivals on ``(0, min(tau, T))``."""
+        active = np.minimum(latent["tau"], np.asarray(horizon, dtype=float))
+        N = rng.poisson(latent["lam"] * active).astype(np.int64)
+        return N, _first_arrivals(rng, N, N, active)
+
+    def simulate_purchase_times(self, theta, n_customers, horizon, rng):
+        """Repeat-purchase times of ``n_customers`` new customers in (0, horizon] (see :meth:`draw_latent`)."""
+        latent = self.draw_latent(theta, n_customers, rng)
+        T = np.broadcast_to(np.asarray(horizon, dtype=float), (int(n_customers),))
+        return _split(*self.draw_purchases(theta, latent, T, rng))
