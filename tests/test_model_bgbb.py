@@ -200,8 +200,24 @@ def test_input_rules_are_enforced():
         MODEL.p_alive(FHS_THETA, np.array([1.0]), np.array([2.5]), np.array([6.0]))
     with pytest.raises(ValueError, match="t_x == 0 when x == 0"):
         MODEL.fit(np.array([0.0, 1.0]), np.array([2.0, 1.0]), np.array([6.0, 6.0]))
-    with pytest.raises(ValueError, match="t must be whole"):
-        MODEL.expected_purchases(FHS_THETA, 0.5, 1.0, 1.0, 6.0)
+    with pytest.raises(ValueError, match="t must be finite and >= 0"):
+        MODEL.expected_purchases(FHS_THETA, -1.0, 1.0, 1.0, 6.0)
+
+
+def test_a_time_span_holds_its_whole_opportunities():
+    """Opportunity k happens at time k: (n, n + 2.5] holds opportunities n + 1 and n + 2, as in the simulator."""
+    x, t_x, n = np.array([0.0, 2.0, 6.0]), np.array([0.0, 4.0, 6.0]), np.full(3, 6.0)
+    for frac, whole in ((0.5, 0.0), (2.5, 2.0), (2.999, 2.0), (3.0, 3.0)):
+        np.testing.assert_array_equal(MODEL.expected_purchases(FHS_THETA, frac, x, t_x, n),
+                                      MODEL.expected_purchases(FHS_THETA, whole, x, t_x, n))
+        np.testing.assert_array_equal(MODEL.survival_given_alive(FHS_THETA, frac, x, t_x, n),
+                                      MODEL.survival_given_alive(FHS_THETA, whole, x, t_x, n))
+        assert MODEL.expected_purchases_new(FHS_THETA, frac) == MODEL.expected_purchases_new(FHS_THETA, whole)
+        np.testing.assert_array_equal(MODEL.count_pmf(FHS_THETA, frac, np.arange(4.0)),
+                                      MODEL.count_pmf(FHS_THETA, whole, np.arange(4.0)))
+    assert MODEL.expected_purchases_new(FHS_THETA, 0.99) == 0.0
+    times = MODEL.simulate_purchase_times(FHS_THETA, 500, 2.5, np.random.default_rng(0))
+    assert np.concatenate(times).max() == 2.0
 
 
 # --- Monte Carlo: the model's own generative process ------------------------------

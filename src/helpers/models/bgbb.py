@@ -73,6 +73,17 @@ def _whole(name, v):
     return v
 
 
+def _opportunities(name, t):
+    """The number of whole opportunities in a time span ``t >= 0``: opportunity ``k`` happens at time ``k``,
+    so ``(n, n + t]`` holds ``floor(t)`` of them (a span of 2.5 periods holds 2)."""
+    t = np.asarray(t, dtype=float)
+    bad = ~np.isfinite(t) | (t < 0)
+    if bad.any():
+        ex = ", ".join(f"{e:g}" for e in np.unique(t[bad])[:5])
+        raise ValueError(f"BG/BB: {name} must be finite and >= 0; {int(bad.sum())} value(s) are not (e.g. {ex})")
+    return np.floor(t + 1e-9)
+
+
 def _check_history(x, t_x, T):
     """Whole numbers with 0 <= x <= t_x <= T and t_x == 0 when x == 0 (ValueError naming the rule)."""
     x, t_x, T = (_whole(k, v) for k, v in (("x", x), ("t_x", t_x), ("T", T)))
@@ -182,9 +193,11 @@ class BGBB(FrequencyModel):
     """BG/BB (Fader, Hardie & Shang 2010): beta-Bernoulli transactions, beta-geometric drop-out.
 
     Discrete time: ``x`` transactions in ``T = n`` opportunities after the first,
-    the last at opportunity ``t_x``; ``t`` in the methods below counts future
-    opportunities (whole numbers).  See the module docstring for the process and
-    the two building blocks every formula is made of.
+    the last at opportunity ``t_x`` (whole numbers, checked).  ``t`` in the methods
+    below is a time span after ``n`` in periods; opportunity ``k`` happens at time
+    ``k``, so ``(n, n + t]`` holds ``floor(t)`` opportunities (as in the simulator,
+    whose transaction times are the opportunity indices).  See the module docstring
+    for the process and the two building blocks every formula is made of.
     """
 
     name = "bgbb"
@@ -246,7 +259,7 @@ class BGBB(FrequencyModel):
         ``x`` and ``t_x`` (the ratio in FHS eq. 11, for ``t`` opportunities instead of one).
         """
         gamma, delta = theta[2], theta[3]
-        t, T = _whole("t", t), _whole("T", T)
+        t, T = _opportunities("t", t), _whole("T", T)
         shape = np.broadcast_shapes(np.shape(t), np.shape(x), np.shape(t_x), np.shape(T))
         return np.broadcast_to(np.exp(_log_survival(gamma, delta, T, t)), shape)
 
@@ -257,7 +270,7 @@ class BGBB(FrequencyModel):
         ``E[p | alive, x, n] = (alpha+x)/(alpha+beta+n)`` and ``S`` from :func:`_alive_opportunities`.
         """
         alpha, beta, gamma, delta = theta
-        t = _whole("t", t)
+        t = _opportunities("t", t)
         pa = self.p_alive(theta, x, t_x, T)
         x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
         return pa * (alpha + x) / (alpha + beta + T) * _alive_opportunities(gamma, delta, T, t)
@@ -265,7 +278,7 @@ class BGBB(FrequencyModel):
     def expected_purchases_parts(self, theta, t_grid, x, t_x, T):
         """FHS eq. (13) factorised: ``G = (alpha+x)/(alpha+beta+n) * S(n, t)`` per distinct ``(x, n)``, ``h = P(alive)``."""
         alpha, beta, gamma, delta = theta
-        t_grid = _whole("t", np.atleast_1d(np.asarray(t_grid, dtype=float)))
+        t_grid = _opportunities("t", np.atleast_1d(np.asarray(t_grid, dtype=float)))
         x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
         h = self.p_alive(theta, x, t_x, T)
         (xs, Ts), inv, _ = unique_rows(x, T)
@@ -276,7 +289,7 @@ class BGBB(FrequencyModel):
     def expected_purchases_new(self, theta, t) -> np.ndarray:
         """E[X(t)] over the first ``t`` opportunities, FHS (2010) eq. (8): ``alpha/(alpha+beta) * S(0, t)``."""
         alpha, beta, gamma, delta = theta
-        t = _whole("t", t)
+        t = _opportunities("t", t)
         return alpha / (alpha + beta) * _alive_opportunities(gamma, delta, 0.0, t)
 
     def count_pmf(self, theta, t, n) -> np.ndarray:
@@ -284,7 +297,7 @@ class BGBB(FrequencyModel):
 
         ``C(t, n) alive(n, t) + sum_{i=n}^{t-1} C(i, n) death(n, i)``; 0 for ``n > t``.
         """
-        t, n = np.broadcast_arrays(_whole("t", t), _whole("n", n))
+        t, n = np.broadcast_arrays(_opportunities("t", t), _whole("n", n))
         ok = n <= t
         nn = np.where(ok, n, 0.0)
         tt = np.where(ok, t, 0.0)
@@ -323,7 +336,7 @@ class BGBB(FrequencyModel):
         """
         p = np.asarray(latent["p"], dtype=float)
         n = len(p)
-        H = np.floor(np.broadcast_to(np.asarray(horizon, dtype=float), (n,)) + 1e-9)
+        H = _opportunities("horizon", np.broadcast_to(np.asarray(horizon, dtype=float), (n,)))
         span = np.minimum(np.asarray(latent["life"], dtype=float), H).astype(np.int64)
         counts = np.zeros(n, dtype=np.int64)
         times = []
