@@ -74,7 +74,8 @@ def discrete_summary(
     """
     missing = [c for c in ("customer_id", "date") if c not in transactions.columns]
     if missing:
-        raise DataValidationError(missing[0], f"column missing; the log has columns {list(transactions.columns)}", 0)
+        raise DataValidationError(missing[0], f"column missing; the log has columns {list(transactions.columns)}",
+                                  len(transactions))
     dates = transactions["date"]
     if not pd.api.types.is_datetime64_any_dtype(dates):
         dates = pd.to_datetime(dates, errors="coerce")
