@@ -9,6 +9,7 @@ below, ignoring case, ``/``, ``-`` and ``_``.  Adding a model = one module with 
 from __future__ import annotations
 
 from .base import FrequencyModel
+from .bgbb import BGBB
 from .bgnbd import BGNBD
 from .mbgnbd import MBGNBD
 from .pareto_nbd import ParetoNBD
@@ -20,6 +21,7 @@ REGISTRY: dict[str, type[FrequencyModel]] = {
     "bgnbd": BGNBD,
     "mbgnbd": MBGNBD,
     "pareto_nbd": ParetoNBD,
+    "bgbb": BGBB,
 }
 
 #: Extra spellings accepted by :func:`get_model` (besides each name and label).
