@@ -330,7 +330,7 @@ def test_donations_log_reproduces_the_donations_summary():
     cfg = load_config(ROOT / "configs" / "donations.yaml")
     data = load_data(cfg)
     assert len(data.transactions) == 35_719 and data.n_customers == 11_104
-    s = discrete_summary(data.transactions, period=cfg.parameters["time_unit"],
+    s = discrete_summary(data.transactions, period=cfg.data["opportunity_period"],
                          end=cfg.parameters["calibration_end"])
     assert (s["first_period"].astype(str) == "1995").all()
     got = s.groupby(["x", "t_x", "T"]).size().reset_index()

@@ -159,6 +159,8 @@ class DataSpec(_Section):
     max_date: IsoDate | None = None          # None: today
     implausible_dates: Literal["error", "exclude"] = "error"
     min_customers: int = Field(10, ge=1)
+    # a discrete-time log (BG/BB): one transaction opportunity per period of this length
+    opportunity_period: Literal["Y", "Q", "M", "W"] | None = None
 
     @field_validator("encoding")
     @classmethod
