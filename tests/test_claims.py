@@ -88,3 +88,25 @@ def test_effect_direction_three_ways():
 def test_claim_prints_as_its_sentence():
     c = claims.forecasts_total(1.0)
     assert f"{c}" == c.text
+
+
+def test_time_unit_resolves_at_the_threshold_and_with_days():
+    """The ratio of the median gap to the unit decides: 2 weeks exactly resolves, just below does not;
+    with daily units (the finest, purchases are counted per day) no finer unit is recommended."""
+    assert claims.time_unit_resolves(14.0, 7.0, "week", min_ratio=2.0).holds is True
+    assert claims.time_unit_resolves(13.9, 7.0, "week", min_ratio=2.0).holds is False
+    month = claims.time_unit_resolves(34.0, 365.25 / 12, "month")
+    assert month.holds is False and "finer time unit would" in month.text
+    daily = claims.time_unit_resolves(1.0, 1.0, "day")
+    assert daily.holds is False and "no finer time unit" in daily.text and "1 day," in daily.text
+    assert "finer time unit would" not in daily.text
+    assert claims.time_unit_resolves(3.0, 1.0, "day").holds is True
+    assert "(3.0 days)" not in claims.time_unit_resolves(3.0, 1.0, "day").text          # no "34 days (34.0 days)"
+    assert "(2.0 weeks)" in claims.time_unit_resolves(14.0, 7.0, "week").text
+
+
+def test_one_time_majority_threshold_is_configurable():
+    """Apparel-like 29% one-time buyers never reads as "most of the base"; a lower threshold can make it hold."""
+    assert claims.one_time_majority(0.29).holds is False
+    low = claims.one_time_majority(0.29, threshold=0.25)
+    assert low.holds is True and "most of the base" in low.text

@@ -103,3 +103,26 @@ def test_overview_tables(cdnow_sample):
     cohorts = first_purchase_cohorts(tx, "M")
     assert cohorts["new_customers"].sum() == 2_357
     assert [str(p) for p in cohorts.index] == ["1997-01", "1997-02", "1997-03"]
+
+
+def test_purchase_day_distribution_from_a_summary(cdnow_sample):
+    """The distribution from a summary's x + 1 equals the one counted from the log, row for row."""
+    from helpers.summary import purchase_day_distribution
+
+    tx = cdnow_sample.transactions
+    from_log = purchases_per_customer(tx, max_count=4)
+    from_summary = purchase_day_distribution(rfm_summary(tx)["x"] + 1, max_count=4)
+    pd.testing.assert_frame_equal(from_log, from_summary)
+    assert list(from_summary.index) == ["1", "2", "3", "4+"]
+    # four customers with 1, 1, 3 and 7 purchase days: pooled at 3+
+    small = purchase_day_distribution(pd.Series([1, 1, 3, 7]), max_count=3)
+    assert small["customers"].tolist() == [2, 0, 2]
+    assert small["share"].tolist() == [0.5, 0.0, 0.5]
+
+
+def test_period_names():
+    from helpers.summary import period_name
+
+    assert [period_name(u) for u in ("D", "W", "M", "Q")] == ["day", "week", "month", "quarter"]
+    with pytest.raises(ValueError, match="fortnight"):
+        period_name("fortnight")

@@ -73,16 +73,26 @@ def one_time_majority(one_time_share: float, threshold: float = 0.5) -> Claim:
 
 
 def time_unit_resolves(median_gap_days: float, unit_days: float, unit_name: str, min_ratio: float = 2.0) -> Claim:
-    """Is the model's time unit fine enough: the median gap between purchases at least ``min_ratio`` units?"""
+    """Is the model's time unit fine enough: the median gap between purchases at least ``min_ratio`` units?
+
+    Purchases are counted per day, so with a unit of one day or less there is
+    no finer unit to recommend: the sentence then says so.
+    """
     ev = {"median_gap_days": median_gap_days, "unit_days": unit_days, "min_ratio": min_ratio}
     if _missing(median_gap_days):
         return Claim("time_unit_resolves", None,
                      "No customer bought on two different days, so the time between purchases is unknown.", ev)
     ratio = median_gap_days / unit_days
     if ratio >= min_ratio:
-        text = (f"The median gap between purchases is {median_gap_days:.0f} days ({ratio:.1f} {unit_name}s): "
+        in_units = f" ({ratio:.1f} {unit_name}s)" if unit_days != 1.0 else ""
+        text = (f"The median gap between purchases is {median_gap_days:.0f} days{in_units}: "
                 f"the {unit_name} as time unit resolves the purchase process.")
         return Claim("time_unit_resolves", True, text, ev)
+    if unit_days <= 1.0:
+        text = (f"The median gap between purchases is {median_gap_days:g} day{'' if median_gap_days == 1 else 's'}, "
+                f"less than {min_ratio:g} {unit_name}s; purchases are counted per day, so no finer time unit is "
+                f"available: many customers buy again within days.")
+        return Claim("time_unit_resolves", False, text, ev)
     text = (f"The median gap between purchases is {median_gap_days:.0f} days, less than {min_ratio:g} "
             f"{unit_name}s: a finer time unit would resolve the purchase process better.")
     return Claim("time_unit_resolves", False, text, ev)

@@ -39,6 +39,13 @@ __all__ = [
     "calibration_holdout",
     "check_calibration_end",
     "repeat_transactions_by_period",
+    "purchases_per_customer",
+    "purchase_day_distribution",
+    "interpurchase_days",
+    "first_purchase_cohorts",
+    "log_facts",
+    "PERIOD_NAMES",
+    "period_name",
 ]
 
 #: Length of one time unit in days.  "M" is an average Gregorian month.
@@ -249,6 +256,19 @@ def purchases_per_customer(transactions: pd.DataFrame, max_count: int = 10) -> p
     number and share of customers.
     """
     n = purchase_days(transactions).groupby("customer_id", sort=False).size()
+    return purchase_day_distribution(n, max_count)
+
+
+def purchase_day_distribution(n_days: pd.Series, max_count: int = 10) -> pd.DataFrame:
+    """Distribution of purchase days per customer, from one count per customer.
+
+    The same table as :func:`purchases_per_customer`, computed from per-customer
+    counts of purchase days instead of the log, e.g. ``x + 1`` of a summary
+    (:func:`rfm_summary`, or the stage's ``full``): rows 1, 2, ...,
+    ``max_count - 1`` and ``"{max_count}+"`` pooling the rest, with the number
+    and share of customers.
+    """
+    n = pd.Series(n_days)
     label = n.clip(upper=max_count).astype(int).astype(str)
     label = label.where(n < max_count, f"{max_count}+")
     order = [str(i) for i in range(1, max_count)] + [f"{max_count}+"]
@@ -304,3 +324,15 @@ def log_facts(transactions: pd.DataFrame) -> pd.Series:
         facts["revenue"] = float(daily["amount"].sum())
         facts["mean_value_per_purchase_day"] = float(daily["amount"].mean())
     return pd.Series(facts, name="value", dtype=object)
+
+
+#: English names of time units and period aliases, for report text (``"W"`` -> ``"week"``).
+PERIOD_NAMES = {"D": "day", "W": "week", "M": "month", "Q": "quarter", "Y": "year"}
+
+
+def period_name(alias: str) -> str:
+    """The English name of a time unit or pandas period alias: ``"D"``, ``"W"``, ``"M"``, ``"Q"``, ``"Y"``."""
+    try:
+        return PERIOD_NAMES[alias]
+    except KeyError:
+        raise ValueError(f"unknown period {alias!r}; allowed: {', '.join(PERIOD_NAMES)}") from None
