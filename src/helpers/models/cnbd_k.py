@@ -313,13 +313,15 @@ class _CNBDkObjective:
         iT, self.Ts = pd.factorize(T, sort=True)
         self.W_T = np.bincount(iT, weights=w, minlength=len(self.Ts))
         self.WX_T = np.bincount(iT, weights=w * x, minlength=len(self.Ts))
-        self.x, self.t_x, self.T, self.w = x, t_x, T, w
-        gap = (t_x < T)
-        self.g_idx = np.flatnonzero(gap)                 # rows with a phase sum S2
-        self.g_gap = (T - t_x)[gap]
+        self.x, self.t_x, self.w = x, t_x, w
+        # rows with a phase sum S2 (t_x < T) and rows with a drop-out term (x + m > 0)
+        g = t_x < T
+        self.g_x, self.g_T, self.g_gap, self.g_w = x[g], T[g], (T - t_x)[g], w[g]
         d = (x + m) > 0
-        self.d_idx = np.flatnonzero(d)                   # rows with a drop-out term
-        self.d_w = w[d]
+        self.d_x, self.d_T, self.d_tx, self.d_w = x[d], T[d], t_x[d], w[d]
+        self.d_ix, self.d_xs = pd.factorize(self.d_x, sort=True)  # per distinct x of the d rows
+        pos_in_g = np.cumsum(g) - 1
+        self.d_g = np.where(g[d], pos_in_g[d], len(self.g_x))   # a d row's place among the g rows (else: past the end)
         self._kterm: dict[int, float] = {}
 
     def _k_const(self, k):
@@ -331,7 +333,6 @@ class _CNBDkObjective:
         k = _k_of(theta)
         r, alpha, a, b = (float(v) for v in theta[1:])
         m, xs = self.m, self.xs
-        x, w = self.x, self.w
         lTs = np.log(alpha + self.Ts)
         rW = r * self.W_T + k * self.WX_T                # sum of w s per distinct T
         A = gammaln(r + k * xs) - gammaln(r) + betaln(a, b + xs + m) - betaln(a, b)
@@ -341,46 +342,54 @@ class _CNBDkObjective:
         g_al = self.N * r / alpha - _dot(rW, 1.0 / (alpha + self.Ts))
         g_a = _dot(self.Wx, psi(a + b) - pab)
         g_b = _dot(self.Wx, psi(b + xs + m) - pab - psi(b) + psi(a + b))
-        n = len(x)
-        lS2 = np.zeros(n)
-        dS2_r = np.zeros(n)
-        dS2_al = np.zeros(n)
-        if k > 1 and len(self.g_idx):
-            gi = self.g_idx
-            s = r + k * x[gi]
-            bT = alpha + self.T[gi]
-            z = self.g_gap / bT
-            e = np.ones(len(gi))
-            de = np.zeros(len(gi))
-            tot, dtot, jtot = np.ones(len(gi)), np.zeros(len(gi)), np.zeros(len(gi))
+        ng = len(self.g_x)
+        # ln S2 and its r- and alpha-derivatives on the g rows, one extra 0 for the other rows
+        lS2, dS2_r, dS2_al = np.zeros(ng + 1), np.zeros(ng + 1), np.zeros(ng + 1)
+        if k > 1 and ng:
+            s = r + k * self.g_x
+            inv_bT = 1.0 / (alpha + self.g_T)
+            z = self.g_gap * inv_bT
+            e = np.ones(ng)
+            de = np.zeros(ng)
+            tot, dtot, jtot = np.ones(ng), np.zeros(ng), np.zeros(ng)
             for j in range(1, k):
                 fac = z / j
-                de = (de * (s + j - 1.0) + e) * fac       # d e_j / dr
-                e = e * (s + j - 1.0) * fac
+                de = (de * (s + (j - 1.0)) + e) * fac        # d e_j / dr
+                e = e * (s + (j - 1.0)) * fac                 # e_j = (s)_j z^j / j!
                 tot += e
                 dtot += de
-                jtot += j * e                             # sum j e_j: alpha-derivative via z
-            lS2[gi] = np.log(tot)
-            dS2_r[gi] = dtot / tot
-            dS2_al[gi] = -jtot / tot / bT
-            ll += _dot(w[gi], lS2[gi])
-            g_r += _dot(w[gi], dS2_r[gi])
-            g_al += _dot(w[gi], dS2_al[gi])
-        di = self.d_idx
-        if len(di):
-            xd = x[di]
-            s = r + k * xd
-            lT = np.log(alpha + self.T[di])
-            lt = np.log(alpha + self.t_x[di])
-            bd = b + xd + m - 1.0
-            D = np.log(a) - np.log(bd) + s * (lT - lt) - lS2[di]
-            sp = np.logaddexp(0.0, D)
-            ws = self.d_w * np.exp(D - sp)                # w sigma(D)
+                jtot += j * e                                 # alpha enters through z: d e_j/d alpha = -j e_j/(alpha+T)
+            inv_tot = 1.0 / tot
+            lS2[:ng] = np.log(tot)
+            dS2_r[:ng] = dtot * inv_tot
+            dS2_al[:ng] = -jtot * inv_tot * inv_bT
+            ll += _dot(self.g_w, lS2[:ng])
+            g_r += _dot(self.g_w, dS2_r[:ng])
+            g_al += _dot(self.g_w, dS2_al[:ng])
+        if len(self.d_x):
+            s = r + k * self.d_x
+            inv_T, inv_t = 1.0 / (alpha + self.d_T), 1.0 / (alpha + self.d_tx)
+            dl = np.log((alpha + self.d_T) * inv_t)          # ln(alpha+T) - ln(alpha+t_x)
+            inv_bd = 1.0 / (b + self.d_xs + (m - 1.0))      # per distinct x
+            D = np.log(a * inv_bd)[self.d_ix] + s * dl
+            if k > 1:
+                D -= lS2[self.d_g]
+            if D.max() < 700.0:
+                u = np.exp(D)
+                sp = np.log1p(u)                              # ln(1 + e^D)
+                sig = u / (1.0 + u)
+            else:
+                sp = np.logaddexp(0.0, D)
+                sig = np.exp(D - sp)
+            ws = self.d_w * sig
             ll += _dot(self.d_w, sp)
-            g_r += _dot(ws, (lT - lt) - dS2_r[di])
-            g_al += _dot(ws, s * (1.0 / (alpha + self.T[di]) - 1.0 / (alpha + self.t_x[di])) - dS2_al[di])
+            g_r += _dot(ws, dl)
+            g_al += _dot(ws, s * (inv_T - inv_t))
+            if k > 1:
+                g_r -= _dot(ws, dS2_r[self.d_g])
+                g_al -= _dot(ws, dS2_al[self.d_g])
             g_a += ws.sum() / a
-            g_b -= _dot(ws, 1.0 / bd)
+            g_b -= _dot(np.bincount(self.d_ix, weights=ws, minlength=len(self.d_xs)), inv_bd)
         return float(ll), np.array([0.0, g_r, g_al, g_a, g_b])
 
 
