@@ -280,6 +280,8 @@ def _phase_expectation(k, m, th4, t, x, t_x, T, kind):
     G = _phase_sum(k, a, b + xs + m, r + k * xs, alpha + Ts, ts, kind)
     e = _phase_terms(k, r + k * x, (T - t_x) / (alpha + T))
     val = np.einsum("ij,ij->i", e, G[inv]) / e.sum(axis=-1)
+    if kind == "R":                                      # a probability: no rounding past 0 or 1
+        val = np.clip(val, 0.0, 1.0)
     return val.reshape(shape)
 
 
