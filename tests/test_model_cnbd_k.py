@@ -108,9 +108,12 @@ def test_cdnow_selects_k1(name, base, cdnow, k1_fits):
     prof = m.profile_k(x, t_x, T, litt=cdnow["litt"])
     assert list(prof.index) == list(range(1, 11)) and prof["log_likelihood"].idxmax() == 1
     assert "k = 1 chosen by the likelihood with litt over k = 1..10" in f.message
-    # without litt (fit_model on a plain summary): the likelihood of (x, t_x, T) also selects k = 1
+    # fit_model passes the summary's litt column on; without it the likelihood of (x, t_x, T) also selects k = 1
+    h = fit_model(name, cdnow, time_unit="W")
+    assert h.message == f.message and h.log_likelihood == pytest.approx(f.log_likelihood, abs=1e-6)
     g = fit_model(name, cdnow[["x", "t_x", "T"]], time_unit="W")
     assert g.params["k"] == 1 and g.log_likelihood == pytest.approx(f.log_likelihood, abs=1e-6)
+    assert "chosen by the likelihood of (x, t_x, T) (no litt given)" in g.message
 
 
 # ---------------------------------------------------------------------------

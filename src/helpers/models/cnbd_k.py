@@ -34,8 +34,10 @@ customer's ``x`` inter-purchase times in the calibration period (the first gap
 runs from the first purchase; ``litt = 0`` for ``x = 0``, ``ln t_x`` for
 ``x = 1``), in the same time unit as ``t_x`` and ``T`` and with purchases
 counted per day like the summary (:func:`litt_from_transactions` computes it
-from a transaction log).  A caller passes it as column ``litt`` of the summary
-(``fit(..., litt=summary["litt"])``, ``log_likelihood(..., litt=...)``).
+from a transaction log).  A caller adds it as column ``litt`` of the summary:
+``helpers.models.fit_model(name, summary)`` passes it on (the model lists it in
+``summary_columns``), as does ``model.fit(x, t_x, T, litt=summary["litt"])``;
+``log_likelihood(theta, x, t_x, T, litt=...)`` takes it per row.
 
 ``litt`` enters the log-likelihood only as ``(k - 1) litt - x ln (k-1)!``, free
 of ``r, alpha, a, b``: the estimates for a given ``k`` do not depend on it,
