@@ -68,6 +68,8 @@ __all__ = ["BGCNBDK", "MBGCNBDK", "litt_from_transactions"]
 K_MAX = 10
 #: Flat work-array size (elements) of one block of the phase sums.
 _BLOCK = 1 << 20
+#: The models at k = 1 (their closed forms are used there).
+_K1 = {0: BGNBD(), 1: MBGNBD()}
 _REFERENCE = ("Reutterer, Platzer & Schröder (2021), Leveraging purchase regularity for predicting customer "
               "behavior the easy way, International Journal of Research in Marketing 38(1), 194-215; "
               "regularity statistic litt: Platzer & Reutterer (2016), Ticking away the moments: timing "
@@ -415,7 +417,7 @@ class _CNBDk(FrequencyModel):
     # -- likelihood ---------------------------------------------------------
 
     def log_likelihood(self, theta, x, t_x, T, litt=None):
-        """Per-row log-likelihood of the (M)BG/CNBD-k (Reutterer, Platzer & Schröder 2021, section 3).
+        """Per-row log-likelihood of the (M)BG/CNBD-k (Reutterer, Platzer & Schröder 2021).
 
         Given ``lambda`` and ``p``, the ``x`` Erlang-k gaps have density
         ``lambda^(kx) e^(-lambda t_x) exp((k-1) litt) / ((k-1)!)^x``; after the last
@@ -498,17 +500,21 @@ class _CNBDk(FrequencyModel):
                                 f"{'; '.join(prof['message'])}")
         best = int(prof.loc[ok, "log_likelihood"].idxmax())
         rows, shift = fits["rows"], fits["shift"]
-        start = fits[best].params
-        from .fit import fit as _fit  # noqa: PLC0415
+        res = fits[best]
+        if se:                                           # the profile ran without standard errors
+            from .fit import fit as _fit  # noqa: PLC0415
 
-        res = _fit(self, *rows, penalizer=penalizer, initial_params=start, time_unit=time_unit, se=se,
-                   fixed={"k": best})
+            res = _fit(self, *rows, penalizer=penalizer, initial_params=res.params, time_unit=time_unit, se=True,
+                       fixed={"k": best})
         ll = res.log_likelihood + shift[best]
         n_par = len(self.param_names)
         how = "the likelihood with litt" if fits["with_litt"] else "the likelihood of (x, t_x, T) (no litt given)"
-        scan = ", ".join(f"{kk}: {v:.2f}" for kk, v in prof["log_likelihood"].items() if np.isfinite(v))
-        msg = (f"k = {best} chosen by {how} over k = {prof.index.min()}..{prof.index.max()} "
-               f"(log-likelihood by k: {scan}); {res.message}")
+        if k is not None:
+            msg = f"k = {best} given; log-likelihood by {how}; {res.message}"
+        else:
+            scan = ", ".join(f"{kk}: {v:.2f}" for kk, v in prof["log_likelihood"].items() if np.isfinite(v))
+            msg = (f"k = {best} chosen by {how} over k = {prof.index.min()}..{prof.index.max()} "
+                   f"(log-likelihood by k: {scan}); {res.message}")
         return dataclasses.replace(res, log_likelihood=ll, aic=-2 * ll + 2 * n_par,
                                    bic=-2 * ll + n_par * np.log(res.n_customers), message=msg)
 
@@ -578,7 +584,8 @@ class _CNBDk(FrequencyModel):
 
     @property
     def _k1_model(self) -> FrequencyModel:
-        return MBGNBD() if self._m else BGNBD()
+        """The model this one is at k = 1: BG/NBD or MBG/NBD."""
+        return _K1[self._m]
 
     def p_alive(self, theta, x, t_x, T):
         """P(alive at T | x, t_x, T): the alive share of the likelihood's two terms (see :meth:`log_likelihood`).
@@ -614,7 +621,10 @@ class _CNBDk(FrequencyModel):
         return _p_alive(k, self._m, th4, x, t_x, T) * _phase_expectation(k, self._m, th4, t, x, t_x, T, "C")
 
     def expected_purchases_parts(self, theta, t_grid, x, t_x, T):
-        """``E = G[inv] * h``: ``G`` per unique ``(x, t_x, T)`` row (the series, once per distinct ``(x, T, t)``), ``h`` = P(alive).
+        """``E = G[inv] * h``: ``G`` per unique ``(x, t_x, T)`` row, ``h`` = P(alive) per customer.
+
+        ``G`` is the series of :meth:`expected_purchases` given alive, its ``G_j`` once per
+        distinct ``(x, T, t)``.
 
         With k = 1 the BG/NBD factorisation (G per distinct ``(x, T)``).
         """
@@ -730,7 +740,10 @@ class _CNBDk(FrequencyModel):
         return _split(*self.draw_purchases(theta, latent, h, rng))
 
     def simulate_summary(self, theta, T, rng, t_star: float = 0.0) -> pd.DataFrame:
-        """As :meth:`FrequencyModel.simulate_summary` (``x, t_x, T[, x_star]``), plus ``litt`` of the calibration purchases."""
+        """As :meth:`FrequencyModel.simulate_summary` (``x, t_x, T[, x_star]``), plus ``litt``.
+
+        ``litt`` is that of the calibration purchases (in ``(0, T_i]``), the first gap from time 0.
+        """
         rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
         T = np.atleast_1d(np.asarray(T, dtype=float)).ravel()
         n = len(T)
