@@ -16,6 +16,10 @@ time, with Gamma-Gamma spend (Fader, Hardie & Lee 2005b, JMR 42):
 * each transaction's value is ``z ~ Gamma(shape p, rate nu)`` with a
   customer-level ``nu ~ Gamma(shape q, rate gamma)``.
 
+The purchase process is the model's own (``draw_latent`` and ``draw_purchases``
+of :class:`helpers.models.bgnbd.BGNBD` / :class:`helpers.models.mbgnbd.MBGNBD`),
+run in its two stages with the acquisition dates drawn in between, and the
+spend process that of :class:`helpers.models.gamma_gamma.GammaGamma`.
 Vectorisation: the number of repeat transactions before drop-out is
 ``J ~ Geometric(p_drop)`` (support 1, 2, ...; MBG/NBD: 0, 1, ...), independent of the arrival
 process, and the number of Poisson arrivals in the observation window of
