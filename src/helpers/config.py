@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .data import TransactionData, load_transactions
+from .data import TransactionData, load_transactions, validation_kwargs
 
 __all__ = ["Config", "ConfigError", "load_config", "load_data", "PROJECT_ROOT"]
 
@@ -24,6 +24,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _DATA_KEYS = {
     "path", "columns", "date_format", "observation_end", "negative_amounts",
     "duplicates", "after_observation_end", "show_customer_ids", "description", "engine",
+    # plausibility rules (helpers.data): encoding: str = "utf-8", max_abs_amount: float = 1e9,
+    # min_date: date = "1970-01-01", max_date: date = today, implausible_dates: error | exclude,
+    # min_customers: int = 10
+    "encoding", "max_abs_amount", "min_date", "max_date", "implausible_dates", "min_customers",
 }
 _TOP_KEYS = {"name", "description", "data", "parameters", "notebooks", "cell_timeout_s", "simulate"}
 
@@ -145,17 +149,5 @@ def load_data(cfg: Config | str | Path) -> TransactionData:
     """Load and validate the transaction log a configuration names."""
     if not isinstance(cfg, Config):
         cfg = load_config(cfg)
-    d = cfg.data
-    cols = d["columns"]
     ensure_data(cfg)
-    return load_transactions(
-        d["path"],
-        customer_id=cols["customer_id"],
-        date=cols["date"],
-        amount=cols.get("amount"),
-        date_format=d.get("date_format"),
-        observation_end=d.get("observation_end"),
-        negative_amounts=d.get("negative_amounts", "error"),
-        duplicates=d.get("duplicates", "keep"),
-        after_observation_end=d.get("after_observation_end", "exclude"),
-    )
+    return load_transactions(cfg.data["path"], **validation_kwargs(cfg.data))

@@ -62,6 +62,7 @@ __all__ = [
     "DEFAULT_MIN_CUSTOMERS",
     "Limits",
     "limits",
+    "validation_kwargs",
 ]
 
 NegativePolicy = Literal["error", "returns"]
@@ -372,6 +373,33 @@ def limits(encoding: str = DEFAULT_ENCODING, max_abs_amount=DEFAULT_MAX_ABS_AMOU
         raise ValueError(f"data.encoding: unknown encoding {encoding!r}") from None
     lo, hi = date_window(min_date, max_date)
     return Limits(str(encoding), check_max_abs_amount(max_abs_amount), lo, hi, implausible_dates)
+
+
+def validation_kwargs(data: Mapping) -> dict:
+    """The keyword arguments of the validating functions from a configuration's ``data`` section.
+
+    Column names (``data.columns``), ``date_format``, ``observation_end``, the
+    policies and the plausibility settings, with their defaults: what
+    :func:`load_transactions`, :func:`helpers.summary_duckdb.validate_duckdb`
+    and :func:`helpers.summary_spark.validate_spark` take besides the source.
+    (``min_customers`` is :func:`check_modelable`'s.)
+    """
+    cols = dict(data.get("columns") or {})
+    return {
+        "customer_id": cols.get("customer_id", "customer_id"),
+        "date": cols.get("date", "date"),
+        "amount": cols["amount"] if "amount" in cols else "amount",
+        "date_format": data.get("date_format"),
+        "observation_end": data.get("observation_end"),
+        "negative_amounts": data.get("negative_amounts", "error"),
+        "duplicates": data.get("duplicates", "keep"),
+        "after_observation_end": data.get("after_observation_end", "exclude"),
+        "encoding": data.get("encoding", DEFAULT_ENCODING),
+        "max_abs_amount": data.get("max_abs_amount", DEFAULT_MAX_ABS_AMOUNT),
+        "min_date": data.get("min_date", DEFAULT_MIN_DATE),
+        "max_date": data.get("max_date"),
+        "implausible_dates": data.get("implausible_dates", "error"),
+    }
 
 
 # ---------------------------------------------------------------------------

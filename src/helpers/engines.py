@@ -24,9 +24,10 @@ from __future__ import annotations
 import pandas as pd
 
 from .config import Config, ensure_data, load_config, load_data
+from .data import DEFAULT_MIN_CUSTOMERS, check_modelable, validation_kwargs
 from .summary import calibration_holdout, rfm_summary
 
-__all__ = ["ENGINES", "engine_of", "summarise"]
+__all__ = ["ENGINES", "engine_of", "summarise", "validate"]
 
 ENGINES = ("pandas", "duckdb", "spark")
 
@@ -86,22 +87,65 @@ def summarise(
         return calibration_holdout(tx, calibration_end, observation_end, time_unit=time_unit)
 
     ensure_data(cfg)
-    cols = d["columns"]
-    common = dict(
-        customer_id=cols["customer_id"], date=cols["date"], amount=cols.get("amount"),
-        date_format=d.get("date_format"), negative_amounts=d.get("negative_amounts", "error"),
-        duplicates=d.get("duplicates", "keep"),
-    )
+    common = validation_kwargs(d)
+    del common["observation_end"]
+    after_observation_end = common.pop("after_observation_end")
     if engine == "duckdb":
         from . import summary_duckdb as eng  # noqa: PLC0415 - optional engine
         rfm, cal = eng.rfm_summary_duckdb, eng.calibration_holdout_duckdb
         if validate:
             eng.validate_duckdb(d["path"], observation_end=observation_end,
-                                after_observation_end=d.get("after_observation_end", "exclude"), **common)
+                                after_observation_end=after_observation_end, **common)
     else:
         from . import summary_spark as eng  # noqa: PLC0415 - optional engine (needs pyspark and Java)
         rfm, cal = eng.rfm_summary_spark, eng.calibration_holdout_spark
-        common["after_observation_end"] = d.get("after_observation_end", "exclude")
+        common["after_observation_end"] = after_observation_end
     if calibration_end is None:
         return rfm(d["path"], observation_end=observation_end, time_unit=time_unit, **common)
     return cal(d["path"], calibration_end, observation_end=observation_end, time_unit=time_unit, **common)
+
+
+def validate(cfg: Config | str, engine: str | None = None, modelable: bool = True) -> pd.DataFrame:
+    """Validate a configuration's log once with the configured engine; optionally check it is modelable.
+
+    Parameters
+    ----------
+    cfg : Config or path
+    engine : {"pandas", "duckdb", "spark"}, optional
+        Overrides ``data.engine``.
+    modelable : bool
+        Also run :func:`helpers.data.check_modelable` with ``data.min_customers``
+        (default 10): a log too small for the models fails here, before any model.
+
+    Returns
+    -------
+    DataFrame
+        The data-quality table (the same for every engine); ``attrs["counts"]``
+        holds the counts by name.
+
+    Raises
+    ------
+    DataValidationError
+        The first rule the log breaks (column, rule, row count, up to five
+        example rows), or ``too_small``.
+    """
+    if not isinstance(cfg, Config):
+        cfg = load_config(cfg)
+    engine = engine or engine_of(cfg)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    d = cfg.data
+    if engine == "pandas":
+        td = load_data(cfg)
+        quality = td.quality.copy()
+        quality.attrs["counts"] = dict(td.counts)
+    else:
+        ensure_data(cfg)
+        if engine == "duckdb":
+            from .summary_duckdb import validate_duckdb as run  # noqa: PLC0415 - optional engine
+        else:
+            from .summary_spark import validate_spark as run  # noqa: PLC0415 - optional engine
+        quality = run(d["path"], **validation_kwargs(d))
+    if modelable:
+        check_modelable(quality.attrs["counts"], min_customers=int(d.get("min_customers", DEFAULT_MIN_CUSTOMERS)))
+    return quality
