@@ -45,7 +45,8 @@ def write_log(path: Path, shuffle_seed: int | None = None, crlf: bool = False) -
 
 def make_notebook(path: Path, body: str) -> Path:
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('config: str = "x.yaml"  # run configuration')
+    # two lines: a cell of one line starting with 'config' would be IPython's %config magic
+    params = nbformat.v4.new_code_cell('config: str = "x.yaml"  # run configuration\nscale: int = 1  # a number')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [
         nbformat.v4.new_markdown_cell("# A tiny report"),
@@ -59,8 +60,9 @@ def make_notebook(path: Path, body: str) -> Path:
     return path
 
 
-def make_config(folder: Path, name: str, log: Path, notebooks: list[str], timeout: int = 120) -> Path:
-    cfg = folder / f"{name}.yaml"
+def make_config(folder: Path, name: str, log: Path, notebooks: list[str], timeout: int = 120,
+                file: str | None = None) -> Path:
+    cfg = folder / (file or f"{name}.yaml")
     nbs = "\n".join(f"  - path: {nb}" for nb in notebooks)
     cfg.write_text(f"name: {name}\ndata:\n  path: {log}\ncell_timeout_s: {timeout}\nnotebooks:\n{nbs}\n")
     return cfg
@@ -123,7 +125,7 @@ def test_sigkill_leaves_latest_on_the_last_good_run(project, point):
     tmp, log = project
     out = tmp / "reports"
     good_cfg = make_config(tmp, "demo", log, ["good.ipynb"])
-    assert main(["run", str(good_cfg), "--output-dir", str(out), "--quiet"]) == 0
+    assert main(["run", str(good_cfg), "--output-dir", str(out), "--quiet", "--jobs", "1"]) == 0
     base = out / "demo"
     good_target = os.readlink(base / "latest")
     assert read_status(base / good_target) == "ok"
@@ -131,7 +133,7 @@ def test_sigkill_leaves_latest_on_the_last_good_run(project, point):
     started, between = tmp / "first-started", tmp / "second-started"
     make_notebook(tmp / "first.ipynb", f"open({str(started)!r}, 'w').close()\nimport time\ntime.sleep(2)\n{GOOD}")
     make_notebook(tmp / "second.ipynb", f"open({str(between)!r}, 'w').close()\nimport time\ntime.sleep(120)")
-    cfg = make_config(tmp, "demo", log, ["first.ipynb", "second.ipynb"])
+    cfg = make_config(tmp, "demo", log, ["first.ipynb", "second.ipynb"], file="demo-two.yaml")
     proc = start(cfg, out, "--jobs", "1")
     try:
         if point == "at start":
@@ -151,7 +153,7 @@ def test_sigkill_leaves_latest_on_the_last_good_run(project, point):
             if point != "at start":
                 assert read_status(d) == "running"
     # the next run works and moves latest
-    assert main(["run", str(good_cfg), "--output-dir", str(out), "--quiet"]) == 0
+    assert main(["run", str(good_cfg), "--output-dir", str(out), "--quiet", "--jobs", "1"]) == 0
     new_target = os.readlink(base / "latest")
     assert new_target != good_target and new_target > good_target
     assert read_status(base / new_target) == "ok"
@@ -236,7 +238,7 @@ def test_full_disk_ends_in_one_clear_line_and_keeps_latest(project, small_disk, 
     good_target = os.readlink(base / "latest")
     capsys.readouterr()
 
-    cfg = make_config(tmp, "full", log, ["good.ipynb", "other.ipynb"])
+    cfg = make_config(tmp, "full", log, ["good.ipynb", "other.ipynb"], file="full-two.yaml")
     for leave in (40_000, 400_000):          # full while writing the notebooks / while writing the reports
         filler = fill(small_disk, leave)
         rc = main(["run", str(cfg), "--output-dir", str(small_disk)])
@@ -264,12 +266,12 @@ def test_full_disk_ends_in_one_clear_line_and_keeps_latest(project, small_disk, 
 def test_hung_cell_ends_at_the_timeout_naming_notebook_and_cell(project, capsys):
     tmp, log = project
     out = tmp / "reports"
-    assert main(["run", str(make_config(tmp, "hang", log, ["good.ipynb"])), "--output-dir", str(out), "--quiet"]) == 0
+    assert main(["run", str(make_config(tmp, "hang", log, ["good.ipynb"])), "--output-dir", str(out), "--quiet", "--jobs", "1"]) == 0
     good_target = os.readlink(out / "hang" / "latest")
     make_notebook(tmp / "hung.ipynb", "import threading\nthreading.Event().wait()   # never returns")
-    cfg = make_config(tmp, "hang", log, ["good.ipynb", "hung.ipynb"], timeout=3)
+    cfg = make_config(tmp, "hang", log, ["good.ipynb", "hung.ipynb"], timeout=3, file="hang-two.yaml")
     capsys.readouterr()
-    assert main(["run", str(cfg), "--output-dir", str(out)]) == 1
+    assert main(["run", str(cfg), "--output-dir", str(out), "--jobs", "1"]) == 1
     err = capsys.readouterr().err
     assert "notebook hung failed at cell 4: CellTimeoutError: cell exceeded cell_timeout_s=3" in err
     assert os.readlink(out / "hang" / "latest") == good_target
@@ -308,7 +310,7 @@ def test_results_are_byte_identical_whatever_the_row_order_or_line_endings(tmp_p
     assert b"\r\n" in (tmp_path / "shuffled.csv").read_bytes()
     results = []
     for cfg in (plain, plain, shuffled):
-        assert main(["run", str(cfg), "--output-dir", str(out), "--quiet"]) == 0
+        assert main(["run", str(cfg), "--output-dir", str(out), "--quiet", "--jobs", "1"]) == 0
         latest = out / cfg.stem / "latest"
         results.append((latest / "summary" / "results.json").read_bytes())
     assert results[0] == results[1] == results[2]
