@@ -31,6 +31,7 @@ import codecs
 import glob as _glob
 import hashlib
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -468,6 +469,8 @@ def check_files(files: list[Path], encoding: str = DEFAULT_ENCODING) -> None:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise rule_error("file_parquet", None, file=f.name, reason=reason) from None
         else:
+            if f.stat().st_size == 0:
+                raise rule_error("file_csv", None, file=f.name, reason="no header line (the file is empty)")
             check_text_file(f, encoding)
 
 
@@ -483,8 +486,13 @@ def _read_raw(files: list[Path], encoding: str = DEFAULT_ENCODING) -> pd.DataFra
         else:
             # everything as text: parsing (and its failures) happens in validation
             try:
-                frames.append(pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""],
-                                          encoding=encoding))
+                # index_col=False: a first line with an extra field must not turn the ids into an index
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", pd.errors.ParserWarning)
+                    frames.append(pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""],
+                                              encoding=encoding, index_col=False))
+                if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+                    raise rule_error("file_csv", None, file=f.name, reason="line(s) with more fields than the header")
             except pd.errors.EmptyDataError:
                 raise rule_error("file_csv", None, file=f.name, reason="no header line (the file is empty)") from None
             except pd.errors.ParserError as exc:
@@ -505,6 +513,24 @@ def _text_missing(s: pd.Series) -> np.ndarray:
         return isna
     text = s.astype(str).str.strip(ID_WHITESPACE).str.lower()
     return isna | text.isin(MISSING_TOKENS).to_numpy()
+
+
+def _valid_but_out_of_range(values: pd.Series, date_format: str | None) -> pd.Series:
+    """Which of the text dates pandas could not parse are real dates (outside datetime64[ns]'s range)."""
+    import datetime as _dt  # noqa: PLC0415
+
+    def parses(v: str) -> bool:
+        try:
+            if date_format:
+                _dt.datetime.strptime(v, date_format)
+            else:
+                _dt.datetime.fromisoformat(v)
+            return True
+        except ValueError:
+            return False
+
+    verdict = {v: parses(v) for v in pd.unique(values)}
+    return values.map(verdict).astype(bool)
 
 
 def _day_numbers(dates: pd.Series) -> np.ndarray:
@@ -714,10 +740,15 @@ def load_transactions(
     if pd.api.types.is_datetime64_any_dtype(d_raw):
         dates = d_raw.dt.tz_localize(None) if d_raw.dt.tz is not None else d_raw
     else:
-        dates = pd.to_datetime(d_raw.astype(str).str.strip(ID_WHITESPACE), format=date_format, errors="coerce")
+        text = d_raw.astype(str).str.strip(ID_WHITESPACE)
+        dates = pd.to_datetime(text, format=date_format, errors="coerce")
         bad = dates.isna().to_numpy()
         if bad.any():
-            fail("bad_date", bad, fmt=date_fmt_text(date_format))
+            # dates that are valid but outside what datetime64[ns] holds (before 1677, after 2262) are
+            # outside the plausible window, as the other engines (which parse them) find
+            bad &= ~_valid_but_out_of_range(text[bad], date_format).reindex(text.index, fill_value=False).to_numpy()
+            if bad.any():
+                fail("bad_date", bad, fmt=date_fmt_text(date_format))
     dates = dates.astype("datetime64[ns]")
 
     # --- amount ------------------------------------------------------------
