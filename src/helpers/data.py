@@ -434,6 +434,8 @@ def check_text_file(path: str | Path, encoding: str = DEFAULT_ENCODING) -> None:
         while True:
             block = fh.read(_CHUNK)
             pending = decoder.getstate()[0]        # undecoded bytes carried over from the last block
+            if ascii_compatible and b"\x00" in block:  # a NUL byte: binary, whatever else is wrong
+                raise rule_error("file_binary", None, file=path.name, offset=offset + block.index(b"\x00"))
             try:
                 text = decoder.decode(block, final=not block)
             except UnicodeDecodeError as exc:
