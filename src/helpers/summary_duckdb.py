@@ -68,9 +68,11 @@ Python).  Without ``date_format`` text dates must be ISO 8601
 
 Validation
 ----------
-The summaries never drop a row silently: null or empty ids, null or
-unparseable dates and missing, non-numeric, infinite or (with
-``negative_amounts="error"``) negative amounts raise
+The summaries never drop a row silently: null or empty ids (and the text of
+:data:`helpers.data.MISSING_TOKENS`), null or unparseable dates, dates outside
+the plausible window (with ``implausible_dates="error"``) and missing,
+non-numeric, infinite, implausibly large or (with ``negative_amounts="error"``)
+negative amounts raise
 :class:`helpers.data.DataValidationError`, with the details of
 :func:`validate_duckdb`, which runs all rules of
 :func:`helpers.data.load_transactions` in SQL and returns the same
