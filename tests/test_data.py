@@ -393,3 +393,12 @@ def test_new_config_keys_pass_through_load_data(tmp_path):
                    "  min_date: '1970-01-01'\n  max_abs_amount: 10\n  min_customers: 1\nnotebooks: []\n")
     d = load_data(load_config(cfg))
     assert d.counts["implausible_dates"] == 1 and d.counts["rows_used"] == 1
+
+
+@pytest.mark.parametrize("value,check", [("1e400", "inf_amount"), ("-1e400", "inf_amount"), ("9" * 400, "inf_amount"),
+                                         ("1_000", "non_numeric"), ("0x10", "non_numeric"), ("1,000", "non_numeric")])
+def test_amount_text_is_a_number_only_when_it_looks_like_one(tmp_path, value, check):
+    p = write(tmp_path, f'customer_id,date,amount\nA,2020-01-01,1\nA,2020-01-02,"{value}"\n')
+    with pytest.raises(DataValidationError) as e:
+        load_transactions(p)
+    assert e.value.check == check and e.value.n_rows == 1

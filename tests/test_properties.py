@@ -185,7 +185,7 @@ def corrupted_csv(draw, spark_safe=False):
     elif kind == "amount token":
         body[i] = f"{cid},{date},{_case(draw, draw(st.sampled_from(MISSING_TOKENS)))}"
     elif kind == "amount text":
-        body[i] = f"{cid},{date},{draw(st.sampled_from(['ten', '1,000', '$5', '12..5']))}"
+        body[i] = f"{cid},{date},{draw(st.sampled_from(['ten', '1,000', '$5', '12..5', '1_000', '0x1F']))}"
         if "," in body[i].rsplit(",", 2)[0] or body[i].count(",") > line.count(","):
             body[i] = f'{cid},{date},"1,000"'                         # a thousands separator, quoted
     elif kind == "amount inf":

@@ -311,6 +311,8 @@ HARD = [
     ("amount huge negative", "amount", 6, "-5e12", "large_amount"),
     ("date old", "date", 3, "1800-01-01", "implausible_date"),
     ("date future", "date", 3, "2999-01-01", "implausible_date"),
+    ("amount overflow", "amount", 6, "1e400", "inf_amount"),
+    ("amount underscore", "amount", 0, "1_000", "non_numeric"),
 ]
 
 

@@ -142,7 +142,7 @@ GOOD_ROWS = [("1", "2020-01-01", "10"), ("2", "2020-01-02", "5"), ("2", "2020-01
 @pytest.mark.parametrize("index,column,value,check", [
     (0, 0, "NA", "null_id"), (1, 0, " none ", "null_id"), (2, 1, "null", "null_date"), (3, 1, "  ", "null_date"),
     (4, 2, "N/A", "nan_amount"), (5, 2, "1e308", "large_amount"), (1, 1, "1800-01-01", "implausible_date"),
-    (2, 1, "2999-01-01", "implausible_date"),
+    (2, 1, "2999-01-01", "implausible_date"), (3, 2, "1e400", "inf_amount"), (0, 2, "1_000", "non_numeric"),
 ])
 def test_hardening_rules_raise_like_the_loader(spark, tmp_path, index, column, value, check):
     from helpers.data import load_transactions

@@ -56,6 +56,7 @@ __all__ = [
     "POLICIES",
     "RULES",
     "MISSING_TOKENS",
+    "AMOUNT_PATTERN",
     "ID_WHITESPACE",
     "DEFAULT_ENCODING",
     "DEFAULT_MAX_ABS_AMOUNT",
@@ -77,6 +78,11 @@ MAX_EXAMPLES = 5
 #: :data:`ID_WHITESPACE`, case-insensitively): what R, spreadsheets and many exports write.
 MISSING_TOKENS = ("", "na", "n/a", "null", "none", "nan")
 _TOKENS_SHOWN = "NA, N/A, null, None, NaN, empty or whitespace"
+
+#: What a text amount must look like (after stripping, case-insensitively): a decimal number with an
+#: optional exponent, or an infinity.  A number too large for a double is infinite (as Python's
+#: ``float`` reads it), so every engine rejects it as "amount must be finite".
+AMOUNT_PATTERN = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity)"
 
 #: Whitespace stripped around ids and text values (ASCII only, the same in every engine).
 ID_WHITESPACE = " \t\n\r\x0b\x0c"
@@ -763,11 +769,16 @@ def load_transactions(
         if pd.api.types.is_numeric_dtype(a_raw) and not pd.api.types.is_bool_dtype(a_raw):
             amounts = a_raw.astype(float)
         else:
-            amounts = pd.to_numeric(a_raw.astype(str).str.strip(ID_WHITESPACE), errors="coerce")
+            text = a_raw.astype(str).str.strip(ID_WHITESPACE)
+            amounts = pd.to_numeric(text, errors="coerce").astype(float)
+            failed = amounts.isna()
+            if failed.any():
+                # numbers beyond a double's range: pandas gives NaN, they are infinite (AMOUNT_PATTERN)
+                big = failed & text.str.fullmatch(AMOUNT_PATTERN, case=False).fillna(False).astype(bool)
+                amounts[big] = [float(v) for v in text[big]]
             non_num = amounts.isna().to_numpy()
             if non_num.any():
                 fail("non_numeric", non_num)
-            amounts = amounts.astype(float)
         values = amounts.to_numpy()
         inf = ~np.isfinite(values)
         if inf.any():

@@ -343,11 +343,12 @@ def update_latest(base: Path, stamp: str) -> bool:
     """Point ``base/latest`` at the run ``stamp`` unless it already points at a newer run.
 
     Run folders are named by their start time, so "newer" is a comparison of names.  A lock on
-    ``base/.latest.lock`` makes the check and the (atomic) replacement one step when runs of the
+    the folder ``base`` makes the check and the (atomic) replacement one step when runs of the
     same configuration finish at the same time.  Returns whether ``latest`` moved.
     """
     latest = base / "latest"
-    with open(base / ".latest.lock", "a") as lock:
+    lock = os.open(base, os.O_RDONLY)            # the lock is on the configuration's folder itself
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             current = os.readlink(latest) if latest.is_symlink() else None
@@ -361,6 +362,8 @@ def update_latest(base: Path, stamp: str) -> bool:
             return True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)
 
 
 def default_jobs() -> int:

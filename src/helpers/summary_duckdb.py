@@ -116,6 +116,7 @@ from .data import (
     DEFAULT_ENCODING,
     DEFAULT_MAX_ABS_AMOUNT,
     DEFAULT_MIN_DATE,
+    AMOUNT_PATTERN,
     ID_WHITESPACE,
     MAX_EXAMPLES,
     MISSING_TOKENS,
@@ -395,9 +396,9 @@ class _Source:
         if self.amount_numeric(col):
             return f"CAST({_q(col)} AS DOUBLE)"
         text = _q(col) if self._type(col) == "VARCHAR" else f"CAST({_q(col)} AS VARCHAR)"
-        # pandas.to_numeric turns 'nan' into NaN, which load_transactions rejects as non-numeric
-        v = f"TRY_CAST(trim({text}, {_lit(_WS)}) AS DOUBLE)"
-        return f"(CASE WHEN isnan({v}) THEN NULL ELSE {v} END)"
+        # a number only when it looks like one (AMOUNT_PATTERN: DuckDB alone would also read '1_000')
+        t = f"trim({text}, {_lit(_WS)})"
+        return f"(CASE WHEN regexp_full_match({t}, {_lit('(?i)(?:' + AMOUNT_PATTERN + ')')}) THEN TRY_CAST({t} AS DOUBLE) END)"
 
 
 def _is_parquet(path: Path) -> bool:

@@ -55,6 +55,7 @@ from .data import (
     DEFAULT_ENCODING,
     DEFAULT_MAX_ABS_AMOUNT,
     DEFAULT_MIN_DATE,
+    AMOUNT_PATTERN,
     ID_WHITESPACE,
     MAX_EXAMPLES,
     MISSING_TOKENS,
@@ -388,7 +389,9 @@ def _amount_column(df, amount: str):
     dtype = df.schema[amount].dataType
     if isinstance(dtype, T.NumericType):
         return df[amount].cast("double")
-    return _stripped(df[amount]).try_cast("double")
+    text = _stripped(df[amount])
+    # a number only when it looks like one (helpers.data.AMOUNT_PATTERN), as in every engine
+    return F.when(text.rlike(f"^(?i)(?:{AMOUNT_PATTERN})$"), text.try_cast("double"))
 
 
 class _Prepared:
