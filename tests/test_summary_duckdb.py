@@ -401,3 +401,25 @@ def test_modelable_facts_equal_the_pandas_engine(root, cdnow_sample):
     q = validate_duckdb(root / "data" / "cdnow_sample.csv", date_format="%Y%m%d", observation_end="1998-06-30")
     for key in ("customers", "repeat_buyers", "purchase_dates"):
         assert q.attrs["counts"][key] == cdnow_sample.counts[key]
+
+
+@pytest.mark.parametrize("text,check", [
+    ("customer_id,date,amount\nA,2020-01-01,1\ncustomer_id,date,amount\nB,2020-01-02,2\n", "bad_date"),  # header again
+    ("customer_id,date,amount\nA,2020-01-01,1\nB,2020-01", "bad_date"),                               # cut in a date
+    ("customer_id,date,amount\nA,2020-01-01,1\nB,2020-01-02\n", "nan_amount"),                        # short line
+    ('customer_id,date,amount\nA,2020-01-01,"1,000.50"\n', "non_numeric"),                            # thousands
+    ("customer_id,date,amount,store\nA,2020-01-01,1,x\nB,2020-01-02,2,y\n", None),                    # extra column
+    ("customer_id,date,amount\r\nA,2020-01-01,1\r\nB,2020-01-02,2\r\nA,2020-02-02,3\r\n", None),      # CRLF
+    ("customer_id,date,amount\nJosé,2020-01-01,1\n北京,2020-01-02,2\nJosé,2020-02-02,3\n", None),     # non-ASCII
+])
+def test_what_worked_keeps_working_the_same_in_both_engines(tmp_path, text, check):
+    path = tmp_path / "log.csv"
+    path.write_bytes(text.encode())
+    if check is None:
+        assert_same(rfm_summary_duckdb(path), rfm_summary(load_transactions(path).transactions))
+        return
+    with pytest.raises(DataValidationError) as ref:
+        load_transactions(path)
+    with pytest.raises(DataValidationError) as ours:
+        validate_duckdb(path)
+    assert ref.value.check == ours.value.check == check and ref.value.n_rows == ours.value.n_rows == 1
