@@ -64,7 +64,8 @@ def make_config(folder: Path, name: str, log: Path, notebooks: list[str], timeou
                 file: str | None = None) -> Path:
     cfg = folder / (file or f"{name}.yaml")
     nbs = "\n".join(f"  - path: {nb}" for nb in notebooks)
-    cfg.write_text(f"name: {name}\ndata:\n  path: {log}\ncell_timeout_s: {timeout}\nnotebooks:\n{nbs}\n")
+    cfg.write_text(f"name: {name}\ndata:\n  path: {log}\nparameters:\n  calibration_end: '2020-04-30'\n"
+                   f"cell_timeout_s: {timeout}\nnotebooks:\n{nbs}\n")
     return cfg
 
 
@@ -273,7 +274,7 @@ def test_hung_cell_ends_at_the_timeout_naming_notebook_and_cell(project, capsys)
     capsys.readouterr()
     assert main(["run", str(cfg), "--output-dir", str(out), "--jobs", "1"]) == 1
     err = capsys.readouterr().err
-    assert "notebook hung failed at cell 4: CellTimeoutError: cell exceeded cell_timeout_s=3" in err
+    assert "notebook hung failed at cell 4, line 2: CellTimeoutError: cell exceeded cell_timeout_s=3" in err
     assert os.readlink(out / "hang" / "latest") == good_target
     failed = [d for d in run_dirs(out / "hang") if d.name != good_target]
     assert len(failed) == 1 and read_status(failed[0]) == "failed"
