@@ -681,13 +681,19 @@ def record_results(results: dict[str, Any], *, headlines: Iterable[Headline] | N
         if len(flat) > max_rows:
             lines.append(f"| … | {len(flat) - max_rows} more in results.json |")
         bundle = {"text/markdown": "\n".join(lines), RESULTS_MIME: clean}
-    try:
-        from IPython.display import display  # noqa: PLC0415
-
-        display(bundle, raw=True)
-    except ImportError:  # pragma: no cover - IPython is a dependency
-        pass
+    _display(bundle)
     return clean
+
+
+def _display(bundle: dict) -> None:
+    """Show a raw MIME bundle in a notebook (nothing outside IPython: scripts and tests stay quiet)."""
+    try:
+        from IPython import get_ipython  # noqa: PLC0415
+        from IPython.display import display  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return
+    if get_ipython() is not None:
+        display(bundle, raw=True)
 
 
 def _outputs_with(nb, mime: str):
