@@ -178,7 +178,8 @@ def test_index_is_a_dashboard(runs):
         assert f"href='../{stamp}/index.html'" in page
     assert "20250104" not in page  # later runs are not "earlier runs"
     assert "12.5 s" in page
-    assert "No headline numbers declared" in page  # 01 declares none
+    assert "No headline numbers declared; the first 1 of 1 recorded results" in page  # 01 declares none
+    assert "<td><code>customers</code></td><td class='num'>2,357</td>" in page
     for bad in ("http://", "https://", "<script", "<link", ">nan<", ">None<", "NaN"):
         assert bad not in page
     assert "@media print" in page

@@ -44,11 +44,6 @@ def legend_is_outside(ax) -> bool:
     return leg.x0 >= box.x1 - 1 or leg.y1 <= box.y0 + 1 or leg.x1 <= box.x0 + 1 or leg.y0 >= box.y1 - 1
 
 
-def data_lines(ax):
-    """Lines that carry data: not the axvline/axhline references (2 points spanning the axes)."""
-    return [ln for ln in ax.get_lines() if not str(ln.get_label()).startswith("_child") or len(ln.get_xdata()) > 2]
-
-
 def _lab(color) -> np.ndarray:
     """CIELAB (D65) of an sRGB colour (IEC 61966-2-1 and CIE 1976 formulas)."""
     rgb = np.asarray(mcolors.to_rgb(color))

@@ -244,6 +244,20 @@ def test_rendered_report_has_the_answer_first_and_no_progress_or_nan():
     assert "2,500,316 USD" in page and "n/a: not paid back within 12 months" in page
     body = re.sub(r"<style.*?</style>|<script.*?</script>", "", page, flags=re.S)
     assert no_bad_tokens(re.sub(r"<[^>]+>", " ", body))
+    assert report.leftovers(page) == []
+    assert any(f.startswith("progress line") for f in report.leftovers(raw))
+
+
+def test_leftovers_finds_raw_missing_values_not_prose():
+    page = ("<html><style>.nan{}</style><body><p>None of the customers came back.</p>"
+            "<table><tr><td>NaN</td><td> None </td><td>1.5</td><td>n/a: no repeat buyers</td></tr></table>"
+            "<p>the mean is nan here</p><pre>progress · simulated firms: 200/200</pre></body></html>")
+    found = report.leftovers(page)
+    assert found[:2] == ["table cell 'NaN'", "table cell 'None'"]
+    assert any("the mean is nan here" in f for f in found)
+    assert any(f.startswith("progress line …progress · simulated firms") for f in found)
+    assert len(found) == 5  # the NaN cell is also a NaN word; the prose "None" is not flagged
+    assert report.leftovers("<table><tr><td>n/a: not computed</td></tr></table><p>None of them</p>") == []
 
 
 def test_transient_metadata_is_dropped():

@@ -22,9 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from .compare import BEYOND, SAME, WITHIN, compare_items, list_runs, load_run, previous_successful, run_items
-from .report import fmt_value, headlines_from_results, is_missing
+from .report import flatten, fmt_value, format_value, headlines_from_results, is_missing
 
-__all__ = ["PAGE_CSS", "PRINT_CSS", "inject_css", "run_overview", "index_html", "index_for_run_dir"]
+__all__ = ["PAGE_CSS", "PRINT_CSS", "UNDECLARED_ROWS", "inject_css", "run_overview", "index_html",
+           "index_for_run_dir"]
+
+#: A notebook that declares no headlines shows this many of its recorded results instead.
+UNDECLARED_ROWS = 8
 
 #: Screen style of the index and compare pages.
 PAGE_CSS = """
@@ -259,8 +263,15 @@ def index_html(run: Mapping[str, Any], headlines: Mapping[str, list[dict]], prev
             parts.append(f"<p class='failed'>{_e(nb['error'])}</p>")
         hs = list(headlines.get(nb_name) or [])
         if not hs:
-            parts.append(f"<p class='muted'>No headline numbers declared; every recorded result is in "
-                         f"<a href='{_e(nb_name)}/results.json'>results.json</a>.</p>")
+            flat = flatten({k: v for k, v in (nb.get("results") or {}).items() if k != "headlines"})
+            shown = list(flat.items())[:UNDECLARED_ROWS]
+            parts.append(f"<p class='muted'>No headline numbers declared"
+                         + (f"; the first {len(shown)} of {len(flat)} recorded results" if shown else "")
+                         + f" (every result: <a href='{_e(nb_name)}/results.json'>results.json</a>).</p>")
+            if shown:
+                parts.append("<table><tr><th>result</th><th>value</th></tr>" + "".join(
+                    f"<tr><td><code>{_e(k)}</code></td><td class='num'>{_e(format_value(v))}</td></tr>"
+                    for k, v in shown) + "</table>")
             continue
         cur_items = run_items({"notebooks": [{"name": nb_name, "results": {"headlines": hs}}]})
         rows = {r.key: r for r in compare_items({k: v for k, v in prev_items.items() if k in cur_items}, cur_items)}

@@ -178,7 +178,7 @@ def histogram(values: pd.Series, bins: int | np.ndarray, xlabel: str, title: str
         ax.axvline(x, color=PALETTE[1 + i % (len(PALETTE) - 1)], ls="--", lw=1.6,
                    label=f"{name}: {fmt_number(x)}" + (f" {unit}" if unit else ""))
     if marks:
-        ax.legend(loc="upper right")
+        legend_outside(ax)
     ax.set(xlabel=with_unit(xlabel, unit), ylabel="count", title=title)
     return ax
 

@@ -37,6 +37,7 @@ import hashlib
 import html
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -72,6 +73,7 @@ __all__ = [
     "extract_answer",
     "prepare_report",
     "strip_transient",
+    "leftovers",
     "flatten",
     "pseudonymise",
     "display_ids",
@@ -792,6 +794,37 @@ def prepare_report(nb, appendix_markdown: str | None = None):
     if appendix_markdown:
         nb.cells.append(nbformat.v4.new_markdown_cell(appendix_markdown))
     return nb
+
+
+_RAW_CELLS = {"nan", "NaN", "None", "NaT", "inf", "-inf", "<NA>", "null"}
+_CELL = re.compile(r"<t[dh]\b[^>]*>(.*?)</t[dh]>", re.S | re.I)
+_HIDDEN = re.compile(r"<(style|script)\b.*?</\1>", re.S | re.I)
+_TAG = re.compile(r"<[^>]+>")
+_RAW_WORD = re.compile(r"(?<![\w.])(nan|NaN)(?![\w])")
+
+
+def leftovers(page: str) -> list[str]:
+    """What a rendered page shows that the formatting rules forbid (empty when it is clean).
+
+    Reported: table cells that read ``nan``, ``NaN``, ``None``, ``NaT``,
+    ``inf``, ``<NA>`` or ``null``; the words ``nan``/``NaN`` anywhere in the
+    visible text; progress lines (:data:`PROGRESS_PREFIX`).  Each finding is
+    a short excerpt, for an error message.
+    """
+    visible = _HIDDEN.sub(" ", page)
+    found = []
+    for cell in _CELL.findall(visible):
+        text = html.unescape(_TAG.sub("", cell)).strip()
+        if text in _RAW_CELLS:
+            found.append(f"table cell {text!r}")
+    text = html.unescape(_TAG.sub(" ", visible))
+    for m in _RAW_WORD.finditer(text):
+        found.append("text …" + " ".join(text[max(0, m.start() - 30): m.end() + 30].split()) + "…")
+    i = text.find(PROGRESS_PREFIX)
+    while i >= 0:
+        found.append("progress line …" + " ".join(text[i: i + 60].split()) + "…")
+        i = text.find(PROGRESS_PREFIX, i + 1)
+    return found
 
 
 # ---------------------------------------------------------------------------
