@@ -748,3 +748,77 @@ def test_market_illustration_wires_the_regression():
     assert mi.local_fit.n_firms == len(local)
     table = mi.sensitivity()
     assert list(table.index) == [0.5, 0.0] and table.loc[0.0, "slope"] == pytest.approx(direct.slope, rel=1e-12)
+
+
+def test_headline_numbers_in_percent_or_a_reason(tiny):
+    dyn = revenue_dynamics(tiny, period="M")
+    h = dyn.headline()
+    # after January: gains new 20 + 11, expansion 5, resurrected 8 (44); losses churned 3 + 32 + 4, contraction 10
+    assert h["gains_from_new_customers_pct"] == round(100 * 31 / 44, 1)
+    assert h["losses_from_churn_pct"] == round(100 * 39 / 49, 1)
+    assert (h["periods"], h["acquisition_periods"]) == (6, 3)
+    assert h["retention_after_1_period_pct"] == 75.0
+    assert isinstance(h["repeat_order_effect_pct"], float)
+    one_day = revenue_dynamics(_log([("a", "2021-03-05", 1), ("b", "2021-03-05", 2)]).drop(columns="amount"))
+    h1 = one_day.headline()
+    assert h1["gains_from_new_customers_pct"].startswith("n/a: ") and h1["returning_share_recent_pct"].startswith("n/a")
+    assert h1["repeat_order_effect_pct"] == "n/a: no amounts" and h1["periods"] == 1
+    assert not any(v is None or (isinstance(v, float) and np.isnan(v)) for v in h1.values())
+
+
+# ---------------------------------------------------------------------------
+# the figures of issue #14's defects (they draw what the data say)
+# ---------------------------------------------------------------------------
+
+def test_revenue_figures_fit_their_data(tiny):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+
+    from helpers import plots_revenue
+
+    ga = growth_accounting(tiny, "M")
+    fig = plots_revenue.bridge_bars(ga, ylabel="change in revenue (USD)")
+    ax = fig.axes[0]
+    t = ga.iloc[1:]
+    top = (t[["new", "expansion", "resurrected"]].sum(axis=1)).max()
+    bottom = (t[["contraction", "churned"]].sum(axis=1)).min()
+    lo, hi = ax.get_ylim()
+    assert hi > top and lo < bottom                                   # no bar reaches the frame
+    assert len(ax.patches) == 5 * len(t)                              # five components per period
+    legend = ax.get_legend()
+    fig.canvas.draw()
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # the legend sits outside the data
+    assert ax.get_ylabel() == "change in revenue (USD)"
+    plt.close(fig)
+
+    # one period: an empty frame that says so, no error
+    one = growth_accounting(_log([("a", "2021-03-05", 1), ("b", "2021-03-06", 2)]), "M", measure="purchases")
+    fig = plots_revenue.bridge_bars(one)
+    assert "one period only" in " ".join(x.get_text() for x in fig.axes[0].texts)
+    plt.close(fig)
+    plt.close(plots_revenue.bridge_waterfall(one))
+
+    # the value heatmap's scale ends at the largest value from age 1 on, not at age 0
+    counts = cohort_table(tiny, "M", "customers")
+    per_customer = cohort_table(tiny, "M", "revenue").div(counts[0].where(counts[0] > 0), axis=0)
+    per_customer[0] *= 5                      # the acquisition period far above the later ones, as in CDNOW
+    per_customer.attrs = {"period": "M"}
+    fig = plots_revenue.cohort_heatmap(per_customer, "value", "revenue per customer")
+    im = fig.axes[0].images[0]
+    later = per_customer.loc[counts[0] > 0, 1:].to_numpy(dtype=float)
+    assert im.norm.vmax == pytest.approx(np.nanmax(later)) and im.norm.vmax < per_customer[0].max()
+    assert "beyond the scale" in fig.axes[1].get_ylabel()
+    plt.close(fig)
+
+    # order-value groups in clearly different colours (the first and the fourth line once were near-identical)
+    profile = pd.DataFrame({"1 order": [20.0, np.nan], "2 orders": [21.0, 22.0], "3-4 orders": [23.0, 24.0],
+                            "5+ orders": [25.0, 26.0]}, index=[1, 2])
+    fig = plots_revenue.order_value_by_number(profile)
+    rgb = np.array([mcolors.to_rgb(line.get_color()) for line in fig.axes[0].lines])
+    gaps = [np.abs(rgb[i] - rgb[j]).sum() for i in range(len(rgb)) for j in range(i + 1, len(rgb))]
+    assert len(rgb) == 4 and min(gaps) > 0.5
+    assert len({line.get_marker() for line in fig.axes[0].lines}) == 4
+    plt.close(fig)

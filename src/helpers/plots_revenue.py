@@ -17,6 +17,7 @@ from .plots import PALETTE
 
 __all__ = [
     "COMPONENT_COLORS",
+    "GROUP_COLORS",
     "bridge_bars",
     "bridge_waterfall",
     "cohort_heatmap",
@@ -35,6 +36,18 @@ COMPONENT_COLORS = {
 }
 
 
+#: Colours of groups of customers, from Okabe & Ito's colour-blind-safe set, ordered so that the first four
+#: (blue, orange, reddish purple, black) differ pairwise by at least 0.88 in summed RGB.
+GROUP_COLORS = ["#0072B2", "#E69F00", "#CC79A7", "#000000", "#009E73", "#56B4E9", "#D55E00"]
+GROUP_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+
+
+
+def _thousands(v, _pos) -> str:
+    """Value-axis tick with thousands separators (no "1e6" offset)."""
+    return f"{v:,.0f}"
+
+
 def _thin_ticks(ax, labels: list[str], max_ticks: int = 12) -> None:
     pos = np.arange(len(labels))
     step = max(1, int(np.ceil(len(labels) / max_ticks)))
@@ -42,22 +55,27 @@ def _thin_ticks(ax, labels: list[str], max_ticks: int = 12) -> None:
     ax.tick_params(axis="x", rotation=45)
 
 
-def bridge_bars(table: pd.DataFrame, title: str = "Revenue bridge per period", ylabel: str = "revenue change"):
+def bridge_bars(table: pd.DataFrame, title: str = "Bridge per period", ylabel: str = "change"):
     """Stacked bars of the bridge components per period, net change as black dots.
 
     Gains (new, expansion, resurrected) stack upwards, losses (contraction,
-    churned) downwards; the dot is ``change`` = revenue(t) - revenue(t-1),
-    which the bars sum to.  The first period (no previous period) is left out.
+    churned) downwards; the dot is ``change`` = level(t) - level(t-1),
+    which the bars sum to.  The first period (no previous period) is left out;
+    a one-period table gives an empty frame that says so.  The value axis
+    spans the tallest stacks with headroom, and the legend sits outside the
+    frame, so neither bars nor legend hide data.
 
     Parameters
     ----------
     table : DataFrame
-        Output of :func:`helpers.revenue.growth_accounting`.
+        Output of :func:`helpers.revenue.growth_accounting` (any measure).
+    ylabel : str
+        Value-axis label, with its unit (e.g. "revenue change (USD)").
     """
     t = table.iloc[1:]
     labels = [str(p) for p in t.index]
     x = np.arange(len(t))
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     up = np.zeros(len(t))
     down = np.zeros(len(t))
     for comp in ["new", "expansion", "resurrected", "contraction", "churned"]:
@@ -65,36 +83,48 @@ def bridge_bars(table: pd.DataFrame, title: str = "Revenue bridge per period", y
         base = up if comp in ("new", "expansion", "resurrected") else down
         ax.bar(x, v, 0.8, bottom=base, color=COMPONENT_COLORS[comp], label=comp, alpha=0.9)
         base += v
-    ax.plot(x, t["change"].to_numpy(dtype=float), "o", color="k", ms=3.5, label="net change")
+    change = t["change"].to_numpy(dtype=float)
+    ax.plot(x, change, "o", color="k", ms=3.5, label="net change")
     ax.axhline(0, color="k", lw=0.8)
-    _thin_ticks(ax, labels)
+    if len(t):
+        top = float(np.nanmax(np.r_[up, change, 0.0]))
+        bottom = float(np.nanmin(np.r_[down, change, 0.0]))
+        pad = 0.08 * ((top - bottom) or 1.0)
+        ax.set_ylim(bottom - pad, top + pad)
+        _thin_ticks(ax, labels)
+    else:
+        ax.set_xticks([])
+        ax.text(0.5, 0.5, "one period only: no change to account for", transform=ax.transAxes,
+                ha="center", va="center", color="grey")
     ax.set(ylabel=ylabel, title=title)
-    ax.margins(y=0.2)
-    ax.legend(fontsize=8, ncol=6, loc="upper center")
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(_thousands))
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
 
-def bridge_waterfall(table: pd.DataFrame, title: str = "Revenue bridge, first to last period",
-                     ylabel: str = "revenue per period"):
-    """Waterfall from the first period's revenue to the last period's.
+def bridge_waterfall(table: pd.DataFrame, title: str = "Bridge, first to last period",
+                     ylabel: str = "level per period"):
+    """Waterfall from the first period's level to the last period's.
 
     Each component bar is the component summed over all periods after the
-    first; by the bridge identity they carry revenue(first) exactly to
-    revenue(last).
+    first; by the bridge identity they carry level(first) exactly to
+    level(last).
 
     Parameters
     ----------
     table : DataFrame
-        Output of :func:`helpers.revenue.growth_accounting`.
+        Output of :func:`helpers.revenue.growth_accounting` (any measure: the
+        level column is ``attrs["measure"]``, ``revenue`` by default).
     """
     t = table.iloc[1:]
-    first_rev = float(table["revenue"].iloc[0])
-    last_rev = float(table["revenue"].iloc[-1])
+    measure = table.attrs.get("measure", "revenue")
+    first_rev = float(table[measure].iloc[0])
+    last_rev = float(table[measure].iloc[-1])
     comps = ["new", "expansion", "resurrected", "contraction", "churned"]
     steps = [float(t[c].sum()) for c in comps]
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    names = [f"revenue\n{table.index[0]}"] + comps + [f"revenue\n{table.index[-1]}"]
+    names = [f"{measure}\n{table.index[0]}"] + comps + [f"{measure}\n{table.index[-1]}"]
     ax.bar(0, first_rev, 0.7, color=PALETTE[5])
     level = first_rev
     for i, (c, s) in enumerate(zip(comps, steps), start=1):
@@ -103,12 +133,13 @@ def bridge_waterfall(table: pd.DataFrame, title: str = "Revenue bridge, first to
         level += s
     ax.plot([len(comps) + 0.35 - 1, len(comps) + 1 - 0.35], [level, level], color="grey", lw=0.8)
     ax.bar(len(comps) + 1, last_rev, 0.7, color=PALETTE[5])
-    ymax = max(first_rev, last_rev, *np.cumsum([first_rev] + steps))
+    ymax = max(first_rev, last_rev, *np.cumsum([first_rev] + steps)) or 1.0
     for i, v in enumerate([first_rev] + steps + [last_rev]):
         ax.annotate(f"{v:+,.0f}" if 0 < i <= len(comps) else f"{v:,.0f}", (i, ymax * 1.02),
                     ha="center", fontsize=8)
     ax.set_xticks(np.arange(len(names)), names, fontsize=8)
     ax.set(ylabel=ylabel, title=title, ylim=(min(0, ymax * -0.05), ymax * 1.12))
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(_thousands))
     ax.axhline(0, color="k", lw=0.8)
     fig.tight_layout()
     return fig
@@ -117,6 +148,12 @@ def bridge_waterfall(table: pd.DataFrame, title: str = "Revenue bridge, first to
 def cohort_heatmap(matrix: pd.DataFrame, title: str, cbar_label: str, percent: bool = False,
                    max_age: int | None = None, vmax: float | None = None):
     """Cohort x periods-since-acquisition heatmap (unobserved cells blank).
+
+    The colour scale ends at the largest value at ages 1 and later unless
+    ``vmax`` is given: age 0 (retention always 100 %, and the acquisition
+    period's value, usually far above later periods') would otherwise wash
+    out every later age.  Cells above the scale take its top colour; the
+    colour bar then ends in an arrow and its label says so.
 
     Parameters
     ----------
@@ -129,14 +166,19 @@ def cohort_heatmap(matrix: pd.DataFrame, title: str, cbar_label: str, percent: b
     max_age : int, optional
         Show ages ``0 .. max_age`` only.
     vmax : float, optional
-        Upper end of the colour scale (e.g. to keep age 0 of retention,
-        always 100 %, from washing out the rest).
+        Upper end of the colour scale (default: see above).
     """
     m = matrix
     if max_age is not None:
         m = m.loc[:, [c for c in m.columns if c <= max_age]]
     m = m.loc[m.iloc[:, 0].fillna(0) > 0]
     vals = np.ma.masked_invalid(m.to_numpy(dtype=float))
+    if vmax is None:
+        later = m.loc[:, [c for c in m.columns if c >= 1]].to_numpy(dtype=float)
+        vmax = float(np.nanmax(later)) if later.size and np.isfinite(later).any() else None
+        if vmax is not None and vmax <= 0:
+            vmax = None
+    above = vmax is not None and bool((vals.filled(-np.inf) > vmax * (1 + 1e-12)).any())
     fig, ax = plt.subplots(figsize=(8, max(2.6, min(6.5, 0.16 * len(m) + 1.8))))
     im = ax.imshow(vals, aspect="auto", cmap="viridis", interpolation="nearest", vmin=0, vmax=vmax)
     ax.grid(False)
@@ -144,9 +186,10 @@ def cohort_heatmap(matrix: pd.DataFrame, title: str, cbar_label: str, percent: b
     ax.set_yticks(np.arange(0, len(m), ystep), [str(p) for p in m.index[::ystep]], fontsize=8)
     xstep = max(1, int(np.ceil(len(m.columns) / 18)))
     ax.set_xticks(np.arange(0, len(m.columns), xstep), [str(c) for c in m.columns[::xstep]], fontsize=8)
-    period = matrix.attrs.get("period", "")
-    ax.set(xlabel=f"periods since acquisition ({period})", ylabel="acquisition cohort", title=title)
-    cb = fig.colorbar(im, ax=ax, label=cbar_label)
+    period = {"M": "months", "Q": "quarters"}.get(matrix.attrs.get("period", ""), "periods")
+    ax.set(xlabel=f"{period} since acquisition", ylabel="acquisition cohort", title=title)
+    label = cbar_label + ("\n(arrow: values beyond the scale)" if above else "")
+    cb = fig.colorbar(im, ax=ax, label=label, extend="max" if above else "neither")
     if percent:
         cb.ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     fig.tight_layout()
@@ -154,13 +197,14 @@ def cohort_heatmap(matrix: pd.DataFrame, title: str, cbar_label: str, percent: b
 
 
 def returning_share(table: pd.DataFrame, band: tuple[float, float] = (0.25, 0.40),
-                    title: str = "Revenue share of returning customers"):
-    """Returning-customer revenue share per period with the claimed band shaded.
+                    title: str = "Share of returning customers"):
+    """Returning-customer share (of revenue, or of purchases) per period with the claimed band shaded.
 
     Parameters
     ----------
     table : DataFrame
-        ``ReturningShare.table`` of :func:`helpers.revenue.returning_revenue_share`.
+        ``ReturningShare.table`` of :func:`helpers.revenue.returning_revenue_share`
+        (``attrs["measure"]`` names the measure on the axis).
     band : (low, high)
         Shaded band (fractions).
     """
@@ -174,8 +218,8 @@ def returning_share(table: pd.DataFrame, band: tuple[float, float] = (0.25, 0.40
     ax.plot(x[inb], share[inb], "o", color=PALETTE[1], ms=5, label="in band")
     _thin_ticks(ax, labels)
     ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    ax.set(ylim=(0, 1.05), ylabel="share of revenue", title=title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set(ylim=(0, 1.05), ylabel=f"share of {table.attrs.get('measure', 'revenue')}", title=title)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -183,6 +227,9 @@ def returning_share(table: pd.DataFrame, band: tuple[float, float] = (0.25, 0.40
 def order_value_by_number(table: pd.DataFrame, title: str = "Order value by order number",
                           ylabel: str = "geometric mean order value"):
     """Order value by the order's number in the customer's history, one line per group.
+
+    Groups get clearly different colours (:data:`GROUP_COLORS`, the
+    Okabe-Ito colour-blind-safe set) and markers.
 
     Parameters
     ----------
@@ -193,11 +240,12 @@ def order_value_by_number(table: pd.DataFrame, title: str = "Order value by orde
     """
     fig, ax = plt.subplots()
     for i, col in enumerate(table.columns):
-        ax.plot(table.index, table[col], marker="o", ms=3.5, lw=1.4, color=PALETTE[i % len(PALETTE)],
-                label=str(col))
+        ax.plot(table.index, table[col], marker=GROUP_MARKERS[i % len(GROUP_MARKERS)], ms=5, lw=1.6,
+                color=GROUP_COLORS[i % len(GROUP_COLORS)], label=str(col))
     ax.set(xlabel="order number (1 = first order)", ylabel=ylabel, title=title)
     ax.set_xticks(table.index)
-    ax.legend(fontsize=8, title=table.columns.name, title_fontsize=8)
+    ax.legend(fontsize=9, title=table.columns.name, title_fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              frameon=False)
     fig.tight_layout()
     return fig
 

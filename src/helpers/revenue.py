@@ -1327,6 +1327,10 @@ class MarketIllustration:
     def firms(self) -> pd.DataFrame:
         return self.markets[self.main_correlation]
 
+    def headline(self) -> dict:
+        """The headline number of the illustration: the implied difference (percent, 0.1 precision)."""
+        return {"market_implied_difference_pct": _pct(self.fit.implied_difference, "the regression failed")}
+
     def sensitivity(self) -> pd.DataFrame:
         """One row per correlation: firms, share range, slope, p-value, R², implied difference and interval,
         whether the claim is in it, and the same for the local fit."""
@@ -1475,6 +1479,31 @@ class RevenueDynamics:
         """Pooled retention at ``age`` periods since acquisition (NaN when no cohort was observed there)."""
         s = self.retention_summary
         return float(s.loc[age, "retention"]) if age in s.index else float("nan")
+
+    def headline(self) -> dict:
+        """The report's headline numbers of the log: shares in percent (``*_pct``, 0.1 precision), counts
+        as integers; a number the log cannot give is a string ``"n/a: <why>"``."""
+        if not self.has_amounts:
+            effect_why = "no amounts"
+        elif self.repeat_effect_reason:
+            effect_why = "fewer than 3 customers with a repeat order"
+        else:
+            effect_why = ""
+        return {
+            "gains_from_new_customers_pct": _pct(self.share_of_gains("new"), "no gains after the first period"),
+            "losses_from_churn_pct": _pct(self.share_of_gains("churned"), "no losses after the first period"),
+            "periods": int(self.n_periods),
+            "acquisition_periods": int(self.window.periods_with_new),
+            "returning_share_recent_pct": _pct(self.recent_share, "no period after the first with purchases"),
+            "retention_after_1_period_pct": _pct(self.retention_at(1), "no cohort observed one period later"),
+            "repeat_order_effect_pct": (_pct(self.repeat_effect.effect, "") if self.repeat_effect is not None
+                                        else f"n/a: {effect_why}"),
+        }
+
+
+def _pct(x: float, why: str):
+    """A share in percent with 0.1 precision, or ``"n/a: why"`` when it is undefined."""
+    return round(100 * float(x), 1) if x is not None and math.isfinite(float(x)) else f"n/a: {why}"
 
 
 def _limits(cp: pd.DataFrame, n_customers: int, period: str, reason: str, has_amounts: bool) -> list[str]:
