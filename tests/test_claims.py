@@ -110,3 +110,63 @@ def test_one_time_majority_threshold_is_configurable():
     assert claims.one_time_majority(0.29).holds is False
     low = claims.one_time_majority(0.29, threshold=0.25)
     assert low.holds is True and "most of the base" in low.text
+
+
+# --- revenue dynamics (05): acquisition window, band test, largest part, amounts, claimed value ---------------
+
+def test_single_acquisition_window_both_sides():
+    # CDNOW: new customers in Jan-Mar 1997 only, 18 months of log
+    closed = claims.single_acquisition_window(3, 18, 3, "1997-01", "1997-03")
+    assert closed.holds is True and "closed group" in closed.text and "3 of 18 months" in closed.text
+    # a retailer acquiring every month for 36 months
+    going = claims.single_acquisition_window(36, 36, 36, "2021-01", "2023-12")
+    assert going.holds is False and "closed group" not in going.text and "100%" in going.text
+    # the threshold: a window of exactly half the log is not "early"
+    assert claims.single_acquisition_window(9, 18, 9, "a", "b").holds is False
+    assert claims.single_acquisition_window(8, 18, 8, "a", "b").holds is True
+    one = claims.single_acquisition_window(1, 1, 1, "2021-03", "2021-03", period_name="quarter")
+    assert one.holds is None and "one quarter" in one.text
+
+
+def test_band_test_applies_follows_the_window():
+    closed = claims.single_acquisition_window(3, 18, 3, "1997-01", "1997-03")
+    no = claims.band_test_applies(closed, measure="purchases")
+    assert no.holds is False and "no test" in no.text and "after 1997-03" in no.text
+    assert "all purchases come" in no.text
+    assert "all revenue comes" in claims.band_test_applies(closed).text
+    yes = claims.band_test_applies(claims.single_acquisition_window(36, 36, 36, "2021-01", "2023-12"))
+    assert yes.holds is True and "no test" not in yes.text
+    assert claims.band_test_applies(claims.single_acquisition_window(1, 1, 1, "x", "x")).holds is None
+
+
+def test_largest_part_three_ways():
+    leak = claims.largest_part({"churn": 900.0, "contraction": 100.0}, "leak")
+    assert leak.holds is True and leak.text.startswith("The larger leak is churn") and "90%" in leak.text
+    other = claims.largest_part({"churn": 100.0, "contraction": 900.0}, "leak")
+    assert other.holds is True and other.text.startswith("The larger leak is contraction")
+    gains = claims.largest_part({"new": 5.0, "more": 3.0, "back": 2.0}, "source of gains")
+    assert gains.text.startswith("The largest source of gains is new") and "ahead of more" in gains.text
+    tie = claims.largest_part({"churn": 50.0, "contraction": 50.0}, "leak")
+    assert tie.holds is False and "No single leak" in tie.text
+    assert claims.largest_part({"churn": 0.0, "contraction": 0.0}, "leak").holds is None
+    assert claims.largest_part({"churn": math.nan, "contraction": 1.0}, "leak").holds is None
+
+
+def test_needs_amounts_both_sides():
+    yes = claims.needs_amounts(True, "The order value test")
+    no = claims.needs_amounts(False, "The order value test")
+    assert yes.holds is True and "uses the log's amounts" in yes.text
+    assert no.holds is False and "needs amounts" in no.text and "not run" in no.text
+    instead = claims.needs_amounts(False, "The revenue share", instead="the share of purchases stands in")
+    assert "share of purchases stands in" in instead.text and "not run" not in instead.text
+
+
+def test_estimate_matches_claim_three_ways():
+    inside = claims.estimate_matches_claim(0.60, 0.45, 0.80, 0.47, "The implied difference")
+    assert inside.holds is True and "consistent with the claimed +47%" in inside.text
+    above = claims.estimate_matches_claim(0.90, 0.70, 1.10, 0.47, "The implied difference")
+    assert above.holds is False and "above" in above.text
+    below = claims.estimate_matches_claim(0.20, 0.10, 0.30, 0.47, "The implied difference")
+    assert below.holds is False and "below" in below.text
+    assert claims.estimate_matches_claim(0.5, 0.47, 0.6, 0.47, "x").holds is True     # the interval's edge
+    assert claims.estimate_matches_claim(math.nan, 0.1, 0.3, 0.47, "x").holds is None

@@ -26,6 +26,11 @@ __all__ = [
     "spend_independent",
     "in_band",
     "effect_direction",
+    "single_acquisition_window",
+    "band_test_applies",
+    "largest_part",
+    "needs_amounts",
+    "estimate_matches_claim",
 ]
 
 
@@ -214,3 +219,110 @@ def effect_direction(estimate: float, ci_low: float, ci_high: float, what: str, 
     if ci_high < 0:
         return Claim("effect_direction", False, f"{what} is negative ({span}).", ev)
     return Claim("effect_direction", None, f"{what} is not distinguishable from zero ({span}).", ev)
+
+
+def single_acquisition_window(window_periods: int, n_periods: int, periods_with_new: int, first: str, last: str,
+                              period_name: str = "month", max_share: float = 0.5) -> Claim:
+    """Is the log a closed cohort: were all customers acquired in an early window covering less than
+    ``max_share`` of the log's periods?
+
+    ``window_periods`` counts the periods from the log's first period to the
+    last one with a new customer (``first`` to ``last``); ``periods_with_new``
+    the periods in it with any new customer.  None when the log has one
+    period (there is no "after" the window).
+    """
+    ev = {"window_periods": window_periods, "n_periods": n_periods, "periods_with_new": periods_with_new,
+          "first": first, "last": last, "max_share": max_share}
+    if _missing(window_periods, n_periods) or n_periods < 2:
+        return Claim("single_acquisition_window", None,
+                     f"The log spans one {period_name}, so there is no acquisition pattern to describe.", ev)
+    span = f"{first} to {last}" if first != last else first
+    if window_periods / n_periods < max_share:
+        text = (f"New customers arrived only in {span} ({periods_with_new} of {n_periods} {period_name}s): the "
+                f"log follows a closed group of customers acquired in one window, so after {last} the bridge has "
+                f"no new component and what it shows is the ageing of that group, not the path of a business "
+                f"that keeps acquiring.")
+        return Claim("single_acquisition_window", True, text, ev)
+    text = (f"New customers arrived in {periods_with_new} of {n_periods} {period_name}s, from {span}: acquisition "
+            f"is not confined to an early window (it spans {window_periods / n_periods:.0%} of the log), so new "
+            f"customers feed the bridge alongside the existing ones.")
+    return Claim("single_acquisition_window", False, text, ev)
+
+
+def band_test_applies(window: Claim, measure: str = "revenue",
+                      claim: str = "the claim about stable companies") -> Claim:
+    """Can a returning-customer share measured on this log test a claim about stable companies?
+
+    Not on a closed cohort (``window`` from :func:`single_acquisition_window`
+    holds): after acquisition stops, everything comes from returning
+    customers by construction.  None when ``window`` cannot tell.
+    """
+    ev = {"single_acquisition_window": window.holds}
+    if window.holds is None:
+        return Claim("band_test_applies", None,
+                     f"With a single period there is no returning share to hold against {claim}.", ev)
+    if window.holds:
+        last = window.evidence.get("last", "the acquisition window")
+        verb = "come" if measure.endswith("s") else "comes"
+        return Claim("band_test_applies", False,
+                     f"This is no test of {claim}: after {last} nobody new arrives, so all {measure} {verb} from "
+                     f"returning customers by construction; a closed cohort is not a stable company.", ev)
+    return Claim("band_test_applies", True,
+                 f"Acquisition continues through the log, so the share can be held against {claim}, though where "
+                 f"a firm sits also depends on how often customers buy within a period and how fast it acquires.",
+                 ev)
+
+
+def largest_part(parts: dict[str, float], what: str, fmt: str = "{:,.0f}") -> Claim:
+    """Which part of a total is the largest (and is it strictly larger than the runner-up)?
+
+    ``parts`` maps a name to a non-negative amount (e.g. gains by source,
+    leaks by kind); ``what`` names one part in the sentence ("source of
+    gains", "leak").  Holds when one part is strictly the largest; False on
+    a tie at the top; None when every part is zero (nothing to compare).
+    """
+    ev = {"parts": dict(parts)}
+    vals = {k: float(v) for k, v in parts.items()}
+    if not vals or any(_missing(v) for v in vals.values()):
+        return Claim("largest_part", None, f"The {what}s cannot be compared on these data.", ev)
+    total = sum(vals.values())
+    if total <= 0:
+        return Claim("largest_part", None, f"There is no {what} to compare: every part is zero.", ev)
+    ranked = sorted(vals.items(), key=lambda kv: -kv[1])
+    (top, v1), rest = ranked[0], ranked[1:]
+    word = "larger" if len(vals) == 2 else "largest"
+    if rest and math.isclose(v1, rest[0][1], rel_tol=1e-9, abs_tol=0.0):
+        return Claim("largest_part", False,
+                     f"No single {what} dominates: {top} and {rest[0][0]} are equal ({fmt.format(v1)} each).", ev)
+    text = f"The {word} {what} is {top}: {fmt.format(v1)} ({v1 / total:.0%} of {fmt.format(total)})"
+    if rest:
+        text += f", ahead of {rest[0][0]} ({fmt.format(rest[0][1])})"
+    return Claim("largest_part", True, text + ".", ev)
+
+
+def needs_amounts(has_amounts: bool, what: str, instead: str = "") -> Claim:
+    """Does an analysis that needs amounts run: does the log have amounts?
+
+    ``instead`` says what stands in without amounts; empty: the analysis is not run.
+    """
+    ev = {"has_amounts": bool(has_amounts)}
+    if has_amounts:
+        return Claim("needs_amounts", True, f"{what} uses the log's amounts.", ev)
+    tail = f"; {instead}" if instead else ", so it is not run"
+    return Claim("needs_amounts", False,
+                 f"{what} needs amounts, and this log has none (no amount column is mapped){tail}.", ev)
+
+
+def estimate_matches_claim(estimate: float, ci_low: float, ci_high: float, claimed: float, what: str,
+                           fmt: str = "{:+.0%}") -> Claim:
+    """Does a claimed value lie inside an estimate's 95% interval ``[ci_low, ci_high]``?"""
+    ev = {"estimate": estimate, "ci_low": ci_low, "ci_high": ci_high, "claimed": claimed}
+    if _missing(estimate, ci_low, ci_high, claimed):
+        return Claim("estimate_matches_claim", None, f"{what} cannot be estimated on these data.", ev)
+    span = f"{fmt.format(estimate)}, 95% interval {fmt.format(ci_low)} to {fmt.format(ci_high)}"
+    if ci_low <= claimed <= ci_high:
+        return Claim("estimate_matches_claim", True,
+                     f"{what} ({span}) is consistent with the claimed {fmt.format(claimed)}.", ev)
+    side = "below" if ci_high < claimed else "above"
+    return Claim("estimate_matches_claim", False,
+                 f"{what} ({span}) lies {side} the claimed {fmt.format(claimed)}.", ev)
