@@ -780,8 +780,8 @@ def test_revenue_figures_fit_their_data(tiny):
     from helpers import plots_revenue
 
     ga = growth_accounting(tiny, "M")
-    fig = plots_revenue.bridge_bars(ga, ylabel="change in revenue (USD)")
-    ax = fig.axes[0]
+    ax = plots_revenue.bridge_bars(ga, ylabel="change in revenue (USD)")
+    fig = ax.figure
     t = ga.iloc[1:]
     top = (t[["new", "expansion", "resurrected"]].sum(axis=1)).max()
     bottom = (t[["contraction", "churned"]].sum(axis=1)).min()
@@ -796,18 +796,18 @@ def test_revenue_figures_fit_their_data(tiny):
 
     # one period: an empty frame that says so, no error
     one = growth_accounting(_log([("a", "2021-03-05", 1), ("b", "2021-03-06", 2)]), "M", measure="purchases")
-    fig = plots_revenue.bridge_bars(one)
-    assert "one period only" in " ".join(x.get_text() for x in fig.axes[0].texts)
-    plt.close(fig)
-    plt.close(plots_revenue.bridge_waterfall(one))
+    ax = plots_revenue.bridge_bars(one)
+    assert "one period only" in " ".join(x.get_text() for x in ax.texts)
+    plt.close(ax.figure)
+    plt.close(plots_revenue.bridge_waterfall(one).figure)
 
     # the value heatmap's scale ends at the largest value from age 1 on, not at age 0
     counts = cohort_table(tiny, "M", "customers")
     per_customer = cohort_table(tiny, "M", "revenue").div(counts[0].where(counts[0] > 0), axis=0)
     per_customer[0] *= 5                      # the acquisition period far above the later ones, as in CDNOW
     per_customer.attrs = {"period": "M"}
-    fig = plots_revenue.cohort_heatmap(per_customer, "value", "revenue per customer")
-    im = fig.axes[0].images[0]
+    fig = plots_revenue.cohort_heatmap(per_customer, "value", "revenue per customer").figure
+    im = fig.axes[0].collections[0] if not fig.axes[0].images else fig.axes[0].images[0]
     later = per_customer.loc[counts[0] > 0, 1:].to_numpy(dtype=float)
     assert im.norm.vmax == pytest.approx(np.nanmax(later)) and im.norm.vmax < per_customer[0].max()
     assert "beyond the scale" in fig.axes[1].get_ylabel()
@@ -816,7 +816,7 @@ def test_revenue_figures_fit_their_data(tiny):
     # order-value groups in clearly different colours (the first and the fourth line once were near-identical)
     profile = pd.DataFrame({"1 order": [20.0, np.nan], "2 orders": [21.0, 22.0], "3-4 orders": [23.0, 24.0],
                             "5+ orders": [25.0, 26.0]}, index=[1, 2])
-    fig = plots_revenue.order_value_by_number(profile)
+    fig = plots_revenue.order_value_by_number(profile).figure
     rgb = np.array([mcolors.to_rgb(line.get_color()) for line in fig.axes[0].lines])
     gaps = [np.abs(rgb[i] - rgb[j]).sum() for i in range(len(rgb)) for j in range(i + 1, len(rgb))]
     assert len(rgb) == 4 and min(gaps) > 0.5
