@@ -146,6 +146,7 @@ __all__ = [
     "price_cut_breakeven",
     "Scenario",
     "sensitivity",
+    "sensitivity_ranges",
     "simulate_continuation",
     "lever_simulation_check",
 ]
@@ -298,6 +299,15 @@ def _lever_model(model):
     return m, theta
 
 
+def _model_theta(model):
+    """The model and ``theta`` of a fitted model (any model; the lever is not needed), or as :func:`_lever_model`."""
+    if isinstance(model, FittedModel):
+        return model.model, tuple(float(v) for v in model.theta)
+    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], FrequencyModel):
+        return model[0], model[0].theta_of(model[1])
+    return _lever_model(model)
+
+
 def _period(time_unit: str, days_per_month: float) -> float:
     """One month in model time units: the period of a drop-out rate's retention form."""
     return float(month_grid(1, time_unit, days_per_month)[1])
@@ -408,6 +418,9 @@ def new_customer_cashflows(
     first_purchase_spend : float, optional
         Spend of the first purchase (default: the population mean spend).
 
+    Without a programme (``delta = 0``) any frequency model will do (its
+    unconditional expectation); with one the model needs the retention lever.
+
     Returns
     -------
     DataFrame indexed by month ``0..H``: ``purchases`` (expected purchases in
@@ -415,11 +428,17 @@ def new_customer_cashflows(
     end), ``discount`` (factor), ``margin`` (discounted expected margin of the
     month) and ``cumulative`` (running sum; the last value is ``V_new``).
     """
-    m, theta = _lever_model(model)
+    m, theta = _model_theta(model)
     ez = _mean_spend(spend)
     s1 = ez if first_purchase_spend is None else float(first_purchase_spend)
     t = month_grid(horizon_months, time_unit, days_per_month)
-    EX, S = m.lever_expectations(theta, t[1:], *dropout_map(delta, mode), period=_period(time_unit, days_per_month))
+    if delta == 0 and not lever_available(m):
+        # no programme: any model's unconditional expectation and survival from time 0 (alive at 0)
+        EX = np.asarray(m.expected_purchases_new(theta, t[1:]), dtype=float)
+        S = np.asarray(m.survival_given_alive(theta, t[1:], 0.0, 0.0, 0.0), dtype=float)
+    else:
+        EX, S = m.lever_expectations(theta, t[1:], *dropout_map(delta, mode),
+                                     period=_period(time_unit, days_per_month))
     purchases = np.concatenate([[1.0], np.diff(np.concatenate([[0.0], EX]))])
     disc = np.concatenate([[1.0], discount_factors(int(horizon_months), monthly_discount_rate)])
     value = margin * disc * np.concatenate([[s1], ez * purchases[1:]])
@@ -449,8 +468,7 @@ def new_customer_value_interval(boot, level: float | None = None, spend=None, **
     boot : helpers.value.BootstrapResult
         Its ``param_draws`` (frequency-model and, with amounts, Gamma-Gamma
         parameters per replicate) and ``params["estimate"]`` (full-data fit)
-        are used; ``boot.model`` names the frequency model, which must have
-        the retention lever.
+        are used; ``boot.model`` names the frequency model.
     level : float, optional
         Central level (default: the bootstrap's, 0.90).
     spend : float, optional
@@ -465,8 +483,6 @@ def new_customer_value_interval(boot, level: float | None = None, spend=None, **
     Series ``estimate, lower, upper, n_draws``.
     """
     model = get_model(boot.model)
-    if not lever_available(model):
-        _lever_model((model, [1.0] * len(model.param_names)))      # raises, naming the model
     level = boot.level if level is None else level
     D = boot.param_draws
     freq = [col for col in D.columns if col[0] != "Gamma-Gamma"]
@@ -908,6 +924,29 @@ class Scenario:
             "acquisition_return": (cpe["acquisition_equity"] / A.acquisition_cost
                                    if A.acquisition_cost > 0 else float("inf")),
         }
+
+
+def sensitivity_ranges(assumptions: Assumptions, in_money: bool = True) -> dict[str, tuple[float, float]]:
+    """One-at-a-time ranges around a scenario's assumptions.
+
+    Costs, the horizon and ``delta`` are halved and doubled (``delta`` capped
+    at 1); margin, discount rate and referrals keep :data:`DEFAULT_RANGES`.
+    Without money (values in purchases) the margin is left out: it is not
+    applied there.
+    """
+    A = assumptions
+    out = {
+        "margin": DEFAULT_RANGES["margin"],
+        "monthly_discount_rate": DEFAULT_RANGES["monthly_discount_rate"],
+        "horizon_months": (max(1, int(round(A.horizon_months / 2))), int(2 * A.horizon_months)),
+        "acquisition_cost": (A.acquisition_cost / 2, 2 * A.acquisition_cost),
+        "retention_cost": (A.retention_cost / 2, 2 * A.retention_cost),
+        "delta": (A.delta / 2, min(2 * A.delta, 1.0)),
+        "referral_rate": DEFAULT_RANGES["referral_rate"],
+    }
+    if not in_money:
+        del out["margin"]
+    return out
 
 
 def sensitivity(scenario: Scenario, ranges: Mapping[str, tuple[float, float]] | None = None,
