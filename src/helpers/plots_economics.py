@@ -22,7 +22,8 @@ def payback_curve(cashflows: pd.DataFrame, acquisition_cost: float, payback: flo
     Parameters
     ----------
     cashflows : DataFrame from :func:`helpers.economics.new_customer_cashflows`.
-    acquisition_cost : float
+    acquisition_cost : float or None
+        Drawn as a line; None when the values are not money.
     payback : float, optional
         Payback month (marked when finite).
     interval : (lower, upper), optional
@@ -31,7 +32,9 @@ def payback_curve(cashflows: pd.DataFrame, acquisition_cost: float, payback: flo
     fig, ax = plt.subplots()
     ax.plot(cashflows.index, cashflows["cumulative"], color=PALETTE[0], marker="o", ms=3,
             label="cumulative discounted margin")
-    ax.axhline(acquisition_cost, color=PALETTE[1], ls="--", lw=1.2, label=f"acquisition cost {acquisition_cost:,.4g}")
+    if acquisition_cost is not None:   # None: values are not money (no cost line to compare with)
+        ax.axhline(acquisition_cost, color=PALETTE[1], ls="--", lw=1.2,
+                   label=f"acquisition cost {acquisition_cost:,.4g}")
     if payback is not None and np.isfinite(payback):
         ax.axvline(payback, color="grey", ls=":", lw=1, label=f"payback {payback:.1f} months")
     if interval is not None:
