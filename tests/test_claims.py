@@ -170,3 +170,52 @@ def test_estimate_matches_claim_three_ways():
     assert below.holds is False and "below" in below.text
     assert claims.estimate_matches_claim(0.5, 0.47, 0.6, 0.47, "x").holds is True     # the interval's edge
     assert claims.estimate_matches_claim(math.nan, 0.1, 0.3, 0.47, "x").holds is None
+
+
+def test_retention_cheaper_both_sides():
+    yes = claims.retention_cheaper(2.5, 0.2, 0.5, "USD", "USD")
+    assert yes.holds is True and "a factor of 2.5" in yes.text and "Retention creates" in yes.text
+    no = claims.retention_cheaper(0.4, 1.25, 0.5, "USD", "discounted purchase")
+    assert no.holds is False and no.text.startswith("Acquisition creates") and "2.5 times" in no.text
+    assert claims.retention_cheaper(1.0, 0.5, 0.5, "USD", "USD").holds is False
+    assert claims.retention_cheaper(0.0, math.inf, 0.5, "USD", "USD").holds is False
+    assert claims.retention_cheaper(math.nan, math.inf, math.inf, "USD", "USD").holds is None
+
+
+def test_acquisition_pays_both_sides():
+    assert claims.acquisition_pays(41.9, 20.0, "USD", 24).holds is True
+    no = claims.acquisition_pays(15.0, 20.0, "USD", 24)
+    assert no.holds is False and "destroys value" in no.text and "15.00 USD" in no.text
+    assert claims.acquisition_pays(20.0, 20.0, "USD", 24).holds is False
+    assert claims.acquisition_pays(math.nan, 20.0, "USD", 24).holds is None
+
+
+def test_pays_back_within_both_sides():
+    assert claims.pays_back_within(7.25, 24, "the acquisition cost").holds is True
+    assert claims.pays_back_within(24.0, 24, "x").holds is True
+    late = claims.pays_back_within(30.0, 24, "the programme")
+    assert late.holds is False and late.text.startswith("The programme does not pay back")
+    assert claims.pays_back_within(math.inf, 24, "x").holds is False
+    assert claims.pays_back_within(math.nan, 24, "x").holds is None
+
+
+def test_price_cut_recoverable_both_sides():
+    ok = claims.price_cut_recoverable(0.05, 0.24, 0.3)
+    assert ok.holds is True and "24% drop-out cut" in ok.text
+    assert claims.price_cut_recoverable(0.2, math.nan, 0.3).holds is False
+    whole = claims.price_cut_recoverable(0.3, math.nan, 0.3)
+    assert whole.holds is False and "whole 30% margin" in whole.text
+
+
+def test_lever_choice_robust_both_sides():
+    assert claims.lever_choice_robust([], 7).holds is True
+    flip = claims.lever_choice_robust(["retention_cost"], 7)
+    assert flip.holds is False and "retention_cost" in flip.text
+
+
+def test_agrees_with_simulation_at_the_threshold():
+    assert claims.agrees_with_simulation(1.2).holds is True
+    assert claims.agrees_with_simulation(4.0).holds is True
+    bad = claims.agrees_with_simulation(4.01)
+    assert bad.holds is False and "suspect" in bad.text
+    assert claims.agrees_with_simulation(math.nan).holds is None

@@ -31,6 +31,14 @@ __all__ = [
     "largest_part",
     "needs_amounts",
     "estimate_matches_claim",
+
+
+    "retention_cheaper",
+    "acquisition_pays",
+    "pays_back_within",
+    "price_cut_recoverable",
+    "lever_choice_robust",
+    "agrees_with_simulation",
 ]
 
 
@@ -326,3 +334,109 @@ def estimate_matches_claim(estimate: float, ci_low: float, ci_high: float, claim
     side = "below" if ci_high < claimed else "above"
     return Claim("estimate_matches_claim", False,
                  f"{what} ({span}) lies {side} the claimed {fmt.format(claimed)}.", ev)
+
+
+def _num(v: float, unit: str) -> str:
+    """A number with its unit: money ``1,234.50 USD`` or a count of purchases ``12.3 purchases``."""
+    return f"{v:,.2f} {unit}" if abs(v) < 1e6 else f"{v:,.0f} {unit}"
+
+
+def retention_cheaper(advantage: float, retention_cost_per_equity: float, acquisition_cost_per_equity: float,
+                      currency: str, equity_unit: str, threshold: float = 1.0) -> Claim:
+    """Does a retention programme create customer equity more cheaply than acquisition?
+
+    ``advantage`` = acquisition cost per unit of equity / retention cost per
+    unit of equity (:func:`helpers.economics.cost_per_equity`); holds when it
+    exceeds ``threshold`` (1: equally efficient).  Costs are in ``currency``
+    per ``equity_unit`` (e.g. ``"USD"`` of equity, or ``"discounted purchase"``).
+    """
+    ev = {"advantage": advantage, "retention": retention_cost_per_equity,
+          "acquisition": acquisition_cost_per_equity, "threshold": threshold}
+    if _missing(advantage) or (math.isinf(retention_cost_per_equity) and math.isinf(acquisition_cost_per_equity)):
+        return Claim("retention_cheaper", None, "Neither lever creates customer equity here, so they cannot be "
+                     "compared.", ev)
+    per = (f"{retention_cost_per_equity:.3g} {currency} per {equity_unit} of equity by retention against "
+           f"{acquisition_cost_per_equity:.3g} by acquisition")
+    if math.isinf(retention_cost_per_equity):
+        return Claim("retention_cheaper", False, "The retention programme creates no customer equity here, so "
+                     "acquisition is the cheaper lever.", ev)
+    if advantage > threshold:
+        return Claim("retention_cheaper", True, f"Retention creates customer equity more cheaply than acquisition "
+                     f"({per}: a factor of {advantage:.3g}).", ev)
+    if advantage == threshold:
+        return Claim("retention_cheaper", False, f"Retention and acquisition create customer equity at the same "
+                     f"cost ({per}).", ev)
+    return Claim("retention_cheaper", False, f"Acquisition creates customer equity more cheaply than retention "
+                 f"({per}: retention costs {1 / advantage:.3g} times as much).", ev)
+
+
+def acquisition_pays(new_customer_value: float, acquisition_cost: float, currency: str, horizon_months: int) -> Claim:
+    """Is a new customer worth more than the cost of acquiring one (value over the horizon above the cost)?"""
+    ev = {"new_customer_value": new_customer_value, "acquisition_cost": acquisition_cost,
+          "horizon_months": horizon_months}
+    if _missing(new_customer_value, acquisition_cost):
+        return Claim("acquisition_pays", None, "The value of a new customer cannot be measured in money here.", ev)
+    worth = (f"A new customer is worth {_num(new_customer_value, currency)} of discounted gross margin over "
+             f"{horizon_months} months")
+    if new_customer_value > acquisition_cost:
+        return Claim("acquisition_pays", True, f"{worth}, more than the acquisition cost of "
+                     f"{_num(acquisition_cost, currency)}: acquiring customers at that cost creates value.", ev)
+    return Claim("acquisition_pays", False, f"{worth}, no more than the acquisition cost of "
+                 f"{_num(acquisition_cost, currency)}: acquiring customers at that cost destroys value over the "
+                 f"horizon.", ev)
+
+
+def pays_back_within(payback_months: float, horizon_months: int, what: str) -> Claim:
+    """Is a cost earned back within the horizon (``payback_months`` finite and at most ``horizon_months``)?"""
+    ev = {"payback_months": payback_months, "horizon_months": horizon_months}
+    if payback_months is None or (isinstance(payback_months, float) and math.isnan(payback_months)):
+        return Claim("pays_back_within", None, f"The payback of {what} cannot be measured here.", ev)
+    if math.isfinite(payback_months) and payback_months <= horizon_months:
+        return Claim("pays_back_within", True, f"{what[0].upper() + what[1:]} pays back after "
+                     f"{payback_months:.1f} months, within the {horizon_months}-month horizon.", ev)
+    return Claim("pays_back_within", False, f"{what[0].upper() + what[1:]} does not pay back within the "
+                 f"{horizon_months}-month horizon.", ev)
+
+
+def price_cut_recoverable(discount: float, required_change: float, margin: float, lever: str = "drop-out cut") -> Claim:
+    """Can a retention gain make up for a price cut (a finite required change, :func:`helpers.economics.price_cut_breakeven`)?
+
+    ``required_change`` is the relative lever (e.g. a 0.24 drop-out cut) that
+    leaves customer equity unchanged; NaN when no lever within its range does.
+    """
+    ev = {"discount": discount, "required_change": required_change, "margin": margin}
+    if _missing(discount):
+        return Claim("price_cut_recoverable", None, "No price cut was evaluated.", ev)
+    if discount >= margin:
+        return Claim("price_cut_recoverable", False, f"A {discount:.0%} price cut takes the whole {margin:.0%} "
+                     f"margin: no retention gain can make up for it.", ev)
+    if _missing(required_change) or math.isinf(required_change):
+        return Claim("price_cut_recoverable", False, f"No retention gain can make up for a {discount:.0%} price "
+                     f"cut within the horizon, not even customers who never drop out.", ev)
+    return Claim("price_cut_recoverable", True, f"A {discount:.0%} price cut must buy a {required_change:.0%} "
+                 f"{lever} for every customer just to leave customer equity unchanged.", ev)
+
+
+def lever_choice_robust(flips: list[str] | tuple[str, ...], n_assumptions: int) -> Claim:
+    """Does the cheaper lever stay the same when each assumption moves across its range (no ``flips``)?"""
+    ev = {"flips": list(flips), "n_assumptions": n_assumptions}
+    if not flips:
+        return Claim("lever_choice_robust", True, f"None of the {n_assumptions} assumptions, moved one at a time "
+                     f"across its range, changes which lever is cheaper.", ev)
+    return Claim("lever_choice_robust", False, f"Which lever is cheaper changes within the range of: "
+                 f"{', '.join(flips)}; the answer depends on {'this assumption' if len(flips) == 1 else 'these assumptions'}.",
+                 ev)
+
+
+def agrees_with_simulation(max_abs_z: float, threshold: float = 4.0) -> Claim:
+    """Does an analytic result agree with a simulation: largest |difference| / Monte-Carlo SE at most ``threshold``?"""
+    ev = {"max_abs_z": max_abs_z, "threshold": threshold}
+    if _missing(max_abs_z):
+        return Claim("agrees_with_simulation", None, "There is no simulation to check against.", ev)
+    if max_abs_z <= threshold:
+        return Claim("agrees_with_simulation", True, f"The exact lever agrees with a simulation of the model's "
+                     f"generative process (largest deviation {max_abs_z:.1f} Monte-Carlo standard errors, "
+                     f"threshold {threshold:g}).", ev)
+    return Claim("agrees_with_simulation", False, f"The exact lever deviates from a simulation of the model's "
+                 f"generative process by {max_abs_z:.1f} Monte-Carlo standard errors (threshold {threshold:g}): "
+                 f"its results are suspect.", ev)

@@ -269,11 +269,16 @@ def bootstrap(
     and for each customer's CLV.  Replicates whose fit fails are dropped and
     counted (``n_failed``).
 
+    A summary without ``m_x`` (a log without amounts) bootstraps the
+    frequency model alone: no Gamma-Gamma draws, and "CLV" is ``margin`` times
+    the discounted expected purchases (a value of 1 per purchase).
+
     Parameters
     ----------
     summary : DataFrame
-        ``x, t_x, T, m_x`` per customer.
-    model : {"bgnbd", "mbgnbd", "pareto_nbd"}
+        ``x, t_x, T`` and (with amounts) ``m_x`` per customer.
+    model : str
+        A registered frequency model (``helpers.models.registered_models``).
     n_boot : int
         Number of replicates.
     seed : int
@@ -296,16 +301,28 @@ def bootstrap(
     if not 0 < level < 1:
         raise ValueError("level must be in (0, 1)")
     t_start = _time.perf_counter()
-    x, t_x, T, m_x = _summary_arrays(summary)
+    with_spend = "m_x" in summary.columns
+    if with_spend:
+        x, t_x, T, m_x = _summary_arrays(summary)
+    else:
+        x, t_x, T = (summary[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
+        m_x = np.zeros(len(x))
     (xu, txu, Tu, mu), inverse, counts = unique_rows(x, t_x, T, m_x)
     n = int(counts.sum())
     t_grid = month_grid(horizon_months, time_unit, days_per_month)
 
+    def rows_clv(f, g):
+        if g is None:   # no amounts: a value of 1 per purchase
+            return margin * _discounted_purchases(f, xu, txu, Tu, t_grid, monthly_discount_rate)
+        return _clv_rows(f, g, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin)
+
     base = fit_model(model, x=xu, t_x=txu, T=Tu, weights=counts, penalizer=penalizer, time_unit=time_unit)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        base_gg = fit_gamma_gamma(x=xu, m_x=mu, weights=counts, warn=False)
-    clv_base = _clv_rows(base, base_gg, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin)
+    base_gg = None
+    if with_spend:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base_gg = fit_gamma_gamma(x=xu, m_x=mu, weights=counts, warn=False)
+    clv_base = rows_clv(base, base_gg)
 
     rng = np.random.default_rng(seed)
     probs = counts / n
@@ -317,20 +334,21 @@ def bootstrap(
                 warnings.simplefilter("ignore")
                 f = fit_model(model, x=xu, t_x=txu, T=Tu, weights=w, penalizer=penalizer,
                               initial_params=base.params, time_unit=time_unit, _se=False, _rows_unique=True)
-                g = fit_gamma_gamma(x=xu, m_x=mu, weights=w, initial_params=base_gg.params, warn=False,
-                                    _se=False)
+                g = None if base_gg is None else fit_gamma_gamma(x=xu, m_x=mu, weights=w,
+                                                                 initial_params=base_gg.params, warn=False, _se=False)
         except (ModelFitError, ValueError):
             failed += 1
             continue
-        draws.append(np.concatenate([f.params.to_numpy(), g.params.to_numpy()]))
-        clv_draws.append(_clv_rows(f, g, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin))
+        draws.append(np.concatenate([f.params.to_numpy()] + ([] if g is None else [g.params.to_numpy()])))
+        clv_draws.append(rows_clv(f, g))
     if not draws:
         raise ModelFitError("every bootstrap replicate failed to fit; try a penalizer such as 0.001")
-    names = [(base.label, k) for k in base.params.index] + [("Gamma-Gamma", k) for k in base_gg.params.index]
+    gg_params = [] if base_gg is None else [("Gamma-Gamma", k) for k in base_gg.params.index]
+    names = [(base.label, k) for k in base.params.index] + gg_params
     D = np.vstack(draws)
     C = np.vstack(clv_draws)                                   # (n_ok, n_unique)
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    est = np.concatenate([base.params.to_numpy(), base_gg.params.to_numpy()])
+    est = np.concatenate([base.params.to_numpy()] + ([] if base_gg is None else [base_gg.params.to_numpy()]))
     idx = pd.MultiIndex.from_tuples(names, names=["model", "parameter"])
     params = pd.DataFrame({"estimate": est, "lower": np.quantile(D, lo_q, axis=0),
                            "upper": np.quantile(D, hi_q, axis=0), "se": D.std(axis=0, ddof=1) if len(D) > 1
