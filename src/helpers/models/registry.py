@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .base import FrequencyModel
 from .bgnbd import BGNBD
+from .ggompertz_nbd import GGompertzNBD
 from .mbgnbd import MBGNBD
 from .pareto_nbd import ParetoNBD
 
@@ -20,6 +21,7 @@ REGISTRY: dict[str, type[FrequencyModel]] = {
     "bgnbd": BGNBD,
     "mbgnbd": MBGNBD,
     "pareto_nbd": ParetoNBD,
+    "ggompertz_nbd": GGompertzNBD,
 }
 
 #: Extra spellings accepted by :func:`get_model` (besides each name and label).
