@@ -94,17 +94,16 @@ Costs, referrals, comparisons
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import optimize
-from scipy.linalg import eigh_tridiagonal
-from scipy.special import betaln
 
-from .models import FittedModel, GammaGammaFit, unique_rows
-from .value import DAYS_PER_MONTH, discount_factors, month_grid
+from .models import FittedModel, GammaGamma, GammaGammaFit, get_model, unique_rows
+from .models.bgnbd import BGNBD
+from .models.bgnbd import _beta_nodes  # noqa: F401  (the lever's quadrature; tests reach it here)
+from .value import DAYS_PER_MONTH, clv_kernel, discount_factors, month_grid
 
 __all__ = [
     "DAYS_PER_MONTH",
@@ -233,153 +232,35 @@ def dropout_map(delta: float, mode: str = "dropout") -> tuple[float, float]:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
-def _bg_theta(model) -> tuple[float, float, float, float]:
-    """(r, alpha, a, b) from a fitted BG/NBD, a Series/dict or a 4-tuple."""
+def _lever_model(model):
+    """The model and ``theta`` of the retention lever: a fitted model whose model has the lever, or BG/NBD parameters.
+
+    ``model`` is a :class:`FittedModel` (its registered model must provide
+    ``lever_expectations``/``lever_totals``; today BG/NBD) or BG/NBD
+    parameters ``(r, alpha, a, b)`` as a Series, mapping or 4-tuple.
+    """
     if isinstance(model, FittedModel):
-        if model.name != "bgnbd":
+        m = model.model
+        if not hasattr(m, "lever_expectations"):
             raise ValueError(f"the retention lever is implemented for the BG/NBD, got {model.label}")
-        return tuple(float(v) for v in model.theta)
+        return m, tuple(float(v) for v in model.theta)
+    m = BGNBD()
     if isinstance(model, (pd.Series, Mapping)):
-        return tuple(float(model[k]) for k in ("r", "alpha", "a", "b"))
+        return m, tuple(float(model[k]) for k in m.param_names)
     th = tuple(float(v) for v in model)
-    if len(th) != 4:
+    if len(th) != len(m.param_names):
         raise ValueError("BG/NBD parameters are (r, alpha, a, b)")
-    return th
+    return m, th
 
 
 def _mean_spend(spend) -> float:
+    """Population mean spend per purchase: from a Gamma-Gamma fit, its ``p, q, gamma``, or a number."""
     if isinstance(spend, GammaGammaFit):
         return float(spend.population_mean_spend())
     if isinstance(spend, (pd.Series, Mapping)):
-        p, q, g = (float(spend[k]) for k in ("p", "q", "gamma"))
-        return p * g / (q - 1.0) if q > 1 else float("inf")
+        gg = GammaGamma()
+        return float(gg.population_mean_spend(gg.theta_of(dict(spend))))
     return float(spend)
-
-
-# ---------------------------------------------------------------------------
-# quadrature over the Beta drop-out distribution
-# ---------------------------------------------------------------------------
-
-@lru_cache(maxsize=256)
-def _gauss_jacobi(n: int, al: float, be: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes on [-1, 1] and *normalised* weights (sum 1) for weight (1-x)^al (1+x)^be.
-
-    Golub-Welsch on the monic Jacobi recurrence, so the weights do not overflow
-    for large exponents (scipy's roots_jacobi overflows beyond ~1000).
-    """
-    k = np.arange(n, dtype=float)
-    s = 2 * k + al + be
-    with np.errstate(all="ignore"):
-        d = (be ** 2 - al ** 2) / (s * (s + 2))
-    d[0] = (be - al) / (al + be + 2)
-    kk = np.arange(1, n, dtype=float)
-    s = 2 * kk + al + be
-    with np.errstate(all="ignore"):
-        e2 = 4 * kk * (kk + al) * (kk + be) * (kk + al + be) / (s ** 2 * (s + 1) * (s - 1))
-    if n > 1:
-        e2[0] = 4 * (1 + al) * (1 + be) / ((2 + al + be) ** 2 * (3 + al + be))
-    x, V = eigh_tridiagonal(d, np.sqrt(e2))
-    return x, V[0] ** 2
-
-
-@lru_cache(maxsize=4096)
-def _beta_nodes(a: float, B: float, s: float, c: float, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes ``g(p_k)`` and probabilities ``W_k`` with ``sum W_k h(g(p_k)) ~= E[h(g(p))]``, p ~ Beta(a, B).
-
-    The unit interval is split at the kinks of ``g(p) = clip(s p + c, 0, 1)``;
-    on a segment touching 0 (1) the factor ``p^(a-1)`` (``(1-p)^(B-1)``) is the
-    Jacobi weight, the rest of the density is evaluated at the nodes.
-    """
-    cuts = [0.0, 1.0]
-    if s != 0:
-        for v in (-c / s, (1.0 - c) / s):
-            if 0.0 < v < 1.0:
-                cuts.append(v)
-    cuts = sorted(set(cuts))
-    if len(cuts) > 2 and (B - 1.0) * -np.log1p(-cuts[1]) > 100.0:
-        # the density falls steeply before the first kink (large B): resolve its bulk and tail first
-        from scipy.stats import beta as _beta  # noqa: PLC0415
-
-        extra = [float(v) for v in _beta.ppf([0.9, 0.999, 0.99999, 1 - 1e-9, 1 - 1e-14], a, B) if 0.0 < v < cuts[1]]
-        cuts = sorted(set(cuts + extra))
-    qs, ws = [], []
-    lognorm = betaln(a, B)
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
-        al = B - 1.0 if hi == 1.0 else 0.0     # exponent at the right end, (1-x)^al
-        be = a - 1.0 if lo == 0.0 else 0.0     # exponent at the left end, (1+x)^be
-        x, w = _gauss_jacobi(n, al, be)
-        half = (hi - lo) / 2.0
-        p = lo + half * (1.0 + x)
-        one_minus = (1.0 - hi) + half * (1.0 - x)
-        # integral of the Jacobi weight over [-1, 1]
-        log_mu = (al + be + 1.0) * np.log(2.0) + betaln(al + 1.0, be + 1.0)
-        log_rest = ((a - 1.0) * np.log(p) + (B - 1.0) * np.log(one_minus) - lognorm
-                    - al * np.log1p(-x) - be * np.log1p(x))
-        ws.append(w * np.exp(log_mu + log_rest + np.log(half)))
-        qs.append(np.clip(s * p + c, 0.0, 1.0))
-    return np.concatenate(qs), np.concatenate(ws)
-
-
-def _mixture(R, A, B, t, a, s, c, n_nodes=64):
-    """E[X(t)] and P(alive at t) of customers alive at time 0, (n_rows, n_t) arrays.
-
-    Row ``i`` has ``lambda ~ Gamma(R_i, A_i)`` and ``p ~ Beta(a, B_i)``; the lever
-    maps p to ``clip(s p + c, 0, 1)``.
-    """
-    R, A, B = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (R, A, B))
-    t = np.atleast_1d(np.asarray(t, dtype=float))
-    EX = np.empty((len(R), len(t)))
-    S = np.empty((len(R), len(t)))
-    for Bu in np.unique(B):
-        rows = np.flatnonzero(B == Bu)
-        q, W = _beta_nodes(float(a), float(Bu), float(s), float(c), int(n_nodes))
-        Rr, Ar = R[rows, None, None], A[rows, None, None]
-        qt = q[None, None, :] * t[None, :, None]                 # (1, n_t, n_nodes)
-        logS = -Rr * np.log1p(qt / Ar)                           # log P(alive | q)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ex = np.where(q > 0, -np.expm1(logS) / np.where(q > 0, q, 1.0), Rr * t[None, :, None] / Ar)
-        EX[rows] = ex @ W
-        S[rows] = np.exp(logS) @ W
-    return EX, S
-
-
-def _p_alive_bg(theta, x, t_x, T):
-    r, alpha, a, b = theta
-    xb = np.maximum(x, 1.0)
-    log_odds = np.log(a) - np.log(b + xb - 1.0) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
-    return np.where(x == 0, 1.0, 1.0 / (1.0 + np.exp(log_odds)))
-
-
-def _lever_rows(theta, t, delta, mode, x=None, t_x=None, T=None, n_nodes=64):
-    """(E[X], E[alive]) of future purchases over the grid t: new customer (x None) or per history row."""
-    r, alpha, a, b = theta
-    s, c = dropout_map(delta, mode)
-    if x is None:
-        EX, S = _mixture([r], [alpha], [b], t, a, s, c, n_nodes)
-        return EX[0], S[0]
-    x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-    pa = _p_alive_bg(theta, x, t_x, T)
-    # the integral depends on (x, T) only: evaluate once per distinct pair
-    (xu, Tu), inv, _ = unique_rows(x, T)
-    EX, S = _mixture(r + xu, alpha + Tu, b + xu, t, a, s, c, n_nodes)
-    return pa[:, None] * EX[inv], pa[:, None] * S[inv]
-
-
-def _base_totals(theta, t, delta, mode, x, t_x, T, spend_weight, count_weight, n_nodes=64):
-    """Customer-weighted totals over a base: (sum_i w_i E_i[X(t)], sum_i n_i P_i(alive at t)).
-
-    ``spend_weight`` (e.g. expected spend x customers per row) weights the
-    purchases, ``count_weight`` (customers per row) the alive counts; the
-    quadrature runs once per distinct ``(x, T)``.
-    """
-    r, alpha, a, b = theta
-    s, c = dropout_map(delta, mode)
-    pa = _p_alive_bg(theta, x, t_x, T)
-    (xu, Tu), inv, _ = unique_rows(x, T)
-    EX, S = _mixture(r + xu, alpha + Tu, b + xu, t, a, s, c, n_nodes)
-    ws = np.bincount(inv, weights=pa * spend_weight, minlength=len(xu))
-    wc = np.bincount(inv, weights=pa * count_weight, minlength=len(xu))
-    return ws @ EX, wc @ S
 
 
 def expected_purchases_lever(model, t, delta: float = 0.0, mode: str = "dropout",
@@ -391,16 +272,18 @@ def expected_purchases_lever(model, t, delta: float = 0.0, mode: str = "dropout"
     age ``T`` on (``delta=0`` gives eq. 10).  Returns shape ``(len(t),)`` or
     ``(n_customers, len(t))`` for array ``t``; a scalar ``t`` drops that axis.
     """
-    theta = _bg_theta(model)
-    EX, _ = _lever_rows(theta, np.atleast_1d(t), delta, mode, x, t_x, T, n_nodes)
+    m, theta = _lever_model(model)
+    s, c = dropout_map(delta, mode)
+    EX, _ = m.lever_expectations(theta, np.atleast_1d(t), s, c, x, t_x, T, n_nodes)
     return EX[..., 0] if np.ndim(t) == 0 else EX
 
 
 def alive_probability_lever(model, t, delta: float = 0.0, mode: str = "dropout",
                             x=None, t_x=None, T=None, n_nodes: int = 64) -> np.ndarray:
     """P(alive) ``t`` time units ahead under the lever (new customer, or per history row)."""
-    theta = _bg_theta(model)
-    _, S = _lever_rows(theta, np.atleast_1d(t), delta, mode, x, t_x, T, n_nodes)
+    m, theta = _lever_model(model)
+    s, c = dropout_map(delta, mode)
+    _, S = m.lever_expectations(theta, np.atleast_1d(t), s, c, x, t_x, T, n_nodes)
     return S[..., 0] if np.ndim(t) == 0 else S
 
 
@@ -425,7 +308,7 @@ def shifted_beta_error(model, t, delta: float, mode: str = "dropout") -> dict:
     Returns ``exact_change``, ``approx_change`` and ``relative_error`` of the
     approximated change.
     """
-    r, alpha, a, b = _bg_theta(model)
+    _, (r, alpha, a, b) = _lever_model(model)
     base = expected_purchases_lever((r, alpha, a, b), t)
     exact = expected_purchases_lever((r, alpha, a, b), t, delta, mode) - base
     a2, b2 = shifted_beta(a, b, delta, mode)
@@ -470,11 +353,11 @@ def new_customer_cashflows(
     end), ``discount`` (factor), ``margin`` (discounted expected margin of the
     month) and ``cumulative`` (running sum; the last value is ``V_new``).
     """
-    theta = _bg_theta(model)
+    m, theta = _lever_model(model)
     ez = _mean_spend(spend)
     s1 = ez if first_purchase_spend is None else float(first_purchase_spend)
     t = month_grid(horizon_months, time_unit, days_per_month)
-    EX, S = _lever_rows(theta, t[1:], delta, mode)
+    EX, S = m.lever_expectations(theta, t[1:], *dropout_map(delta, mode))
     purchases = np.concatenate([[1.0], np.diff(np.concatenate([[0.0], EX]))])
     disc = np.concatenate([[1.0], discount_factors(int(horizon_months), monthly_discount_rate)])
     value = margin * disc * np.concatenate([[s1], ez * purchases[1:]])
@@ -513,8 +396,9 @@ def new_customer_value_interval(boot, level: float | None = None, **kwargs) -> p
     -------
     Series ``estimate, lower, upper, n_draws``.
     """
-    if getattr(boot, "model", "bgnbd") != "bgnbd":
-        raise ValueError("new_customer_value_interval needs a BG/NBD bootstrap")
+    if not hasattr(get_model(boot.model), "lever_expectations"):
+        raise ValueError(f"new_customer_value_interval needs a bootstrap of a model with the retention lever "
+                         f"(BG/NBD), got {boot.model!r}")
     level = boot.level if level is None else level
     D = boot.param_draws
     freq = [c for c in D.columns if c[0] != "Gamma-Gamma"]
@@ -646,7 +530,7 @@ class _Population:
 
     def __init__(self, model, spend, summary, horizon_months, time_unit, days_per_month,
                  first_purchase_spend=None, n_nodes=32):
-        self.theta = _bg_theta(model)
+        self.model, self.theta = _lever_model(model)
         self.H = int(horizon_months)
         self.t = month_grid(self.H, time_unit, days_per_month)
         self.time_unit = time_unit
@@ -672,16 +556,16 @@ class _Population:
         key = (0.0, "dropout") if delta == 0 else (float(delta), mode)
         if key not in self._cache:
             if self.summary is None:
-                E, S = _lever_rows(self.theta, self.t, key[0], key[1], n_nodes=self.n_nodes)
+                E, S = self.model.lever_expectations(self.theta, self.t, *dropout_map(*key), n_nodes=self.n_nodes)
                 self._cache[key] = (self.ez * E, S)
             else:
-                self._cache[key] = _base_totals(self.theta, self.t, key[0], key[1], self.xu, self.txu, self.Tu,
-                                                self.sp, self.counts, self.n_nodes)
+                self._cache[key] = self.model.lever_totals(self.theta, self.t, *dropout_map(*key), self.xu, self.txu,
+                                                           self.Tu, self.sp, self.counts, self.n_nodes)
         return self._cache[key]
 
     def equity(self, delta, mode, margin, rate):
         E, _ = self.totals(delta, mode)
-        return float(margin * self.first_spend + margin * np.diff(E) @ discount_factors(self.H, rate))
+        return float(margin * self.first_spend + clv_kernel(np.diff(E), rate, margin=margin))
 
     def effect(self, delta, mode, margin, rate) -> RetentionEffect:
         disc = discount_factors(self.H, rate)
@@ -974,14 +858,6 @@ def sensitivity(scenario: Scenario, ranges: Mapping[str, tuple[float, float]] | 
 # verification by simulation
 # ---------------------------------------------------------------------------
 
-def _geometric(U, p):
-    """Inverse-CDF geometric draws on 1, 2, ... (inf for p = 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        J = np.ceil(np.log(U) / np.log1p(-p))
-    J = np.where(p <= 0, np.inf, J)
-    return np.maximum(J, 1.0)
-
-
 def simulate_continuation(lam, p_drop, alive, t: float, delta: float, mode: str = "dropout",
                           seed: int | None = 0) -> pd.DataFrame:
     """Simulate purchases in the next ``t`` time units, without and with the lever.
@@ -996,16 +872,9 @@ def simulate_continuation(lam, p_drop, alive, t: float, delta: float, mode: str 
     -------
     DataFrame with ``base`` and ``lever`` purchase counts (0 for dead customers).
     """
-    lam, p_drop, alive = (np.asarray(v) for v in (lam, p_drop, alive))
-    rng = np.random.default_rng(seed)
-    s, c = dropout_map(delta, mode)
-    N = rng.poisson(lam * t).astype(float)
-    U = rng.uniform(size=len(lam))
-    U = np.where(U <= 0, np.finfo(float).tiny, U)
-    base = np.minimum(_geometric(U, p_drop), N)
-    lever = np.minimum(_geometric(U, np.clip(s * p_drop + c, 0.0, 1.0)), N)
-    alive = alive.astype(bool)
-    return pd.DataFrame({"base": np.where(alive, base, 0.0), "lever": np.where(alive, lever, 0.0)})
+    base, lever = BGNBD().lever_continuation(lam, p_drop, alive, t, *dropout_map(delta, mode),
+                                             np.random.default_rng(seed))
+    return pd.DataFrame({"base": base, "lever": lever})
 
 
 def lever_simulation_check(
@@ -1043,7 +912,7 @@ def lever_simulation_check(
     """
     from .simulate import simulate_bgnbd  # noqa: PLC0415
 
-    theta = _bg_theta(params)
+    _, theta = _lever_model(params)
     r, alpha, a, b = theta
     if sim is None:
         sim = simulate_bgnbd(n_customers, r, alpha, a, b, observation_days=observation_days,

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .concentration import concentration_curve, top_share
-from .value import discount_factors  # re-exported: costs and margin share one discounting
+from .value import clv_kernel, discount_factors  # discount_factors re-exported: costs and margin share one discounting
 
 __all__ = [
     "CostModel",
@@ -330,7 +330,7 @@ def customer_values(
     """Gross margin, cost to serve, net CLV and potential net CLV per customer.
 
     ``gross_margin = margin * E[spend per order] * sum_m disc_m * E[orders in month m]``
-    (the CLV of :func:`helpers.value.clv` with the same month grid);
+    (:func:`helpers.value.clv_kernel`, the CLV of :func:`helpers.value.clv` with the same month grid);
     ``cost_to_serve`` from :func:`expected_cost_to_serve`;
     ``net_clv = gross_margin - cost_to_serve``.  ``potential_net_clv`` is the
     net CLV with ``potential_spend`` per order instead (same orders, so the
@@ -369,13 +369,11 @@ def customer_values(
     pot = spend if potential_spend is None else np.asarray(potential_spend, dtype=float)
     if spend.shape != (P.shape[0],) or pot.shape != spend.shape:
         raise ValueError("expected_spend and potential_spend need one value per customer (row)")
-    disc = discount_factors(P.shape[1], monthly_discount_rate)
-    orders_disc = P @ disc
     cost = expected_cost_to_serve(P, A, costs, monthly_discount_rate, return_rate=return_rate,
                                   extra_cost_per_active_month=extra_cost_per_active_month)
-    gross = margin * spend * orders_disc
+    gross = clv_kernel(P, monthly_discount_rate, spend, margin)
     net = gross - cost
-    pot_net = margin * pot * orders_disc - cost
+    pot_net = clv_kernel(P, monthly_discount_rate, pot, margin) - cost
     return pd.DataFrame({
         "expected_purchases": P.sum(axis=1),
         "alive_months": A.sum(axis=1),

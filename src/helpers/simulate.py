@@ -16,6 +16,10 @@ time, with Gamma-Gamma spend (Fader, Hardie & Lee 2005b, JMR 42):
 * each transaction's value is ``z ~ Gamma(shape p, rate nu)`` with a
   customer-level ``nu ~ Gamma(shape q, rate gamma)``.
 
+The purchase process is the model's own (``draw_latent`` and ``draw_purchases``
+of :class:`helpers.models.bgnbd.BGNBD` / :class:`helpers.models.mbgnbd.MBGNBD`),
+run in its two stages with the acquisition dates drawn in between, and the
+spend process that of :class:`helpers.models.gamma_gamma.GammaGamma`.
 Vectorisation: the number of repeat transactions before drop-out is
 ``J ~ Geometric(p_drop)`` (support 1, 2, ...; MBG/NBD: 0, 1, ...), independent of the arrival
 process, and the number of Poisson arrivals in the observation window of
@@ -53,11 +57,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .models import GammaGamma, get_model
 from .progress import polled, progress
 
 __all__ = ["SimulationResult", "simulate_bgnbd", "write_parquet_chunks", "write_simulated_log", "simulate_market"]
 
 _CSV_BLOCK_ROWS = 250_000      # rows per block of a simulated CSV log (write_simulated_log)
+
+
+def _bg_family(model):
+    """The registered model ``model`` if its parameters are ``r, alpha, a, b`` (the ones these simulators take)."""
+    try:
+        m = get_model(model)
+    except ValueError as exc:
+        raise ValueError(f"model: {exc}") from None
+    if tuple(m.param_names) != ("r", "alpha", "a", "b"):
+        raise ValueError(f"model must be one with parameters r, alpha, a, b (BG/NBD, MBG/NBD), got {model!r} "
+                         f"with {list(m.param_names)}")
+    return m
 
 
 @dataclass
@@ -165,40 +182,20 @@ def simulate_bgnbd(
         raise ValueError("p, q, gamma must be positive")
     if not 0 <= acquisition_days < observation_days:
         raise ValueError("acquisition_days must be >= 0 and smaller than observation_days")
-    if model not in ("bgnbd", "mbgnbd"):
-        raise ValueError(f"model must be 'bgnbd' or 'mbgnbd', got {model!r}")
+    process = _bg_family(model)
     if resolution not in ("continuous", "day"):
         raise ValueError(f"resolution must be 'continuous' or 'day', got {resolution!r}")
     n = int(n_customers)
     rng = np.random.default_rng(seed)
 
-    lam = rng.gamma(r, 1.0 / alpha, size=n)                      # per time unit
-    p_drop = rng.beta(a, b, size=n)
-    p_drop = np.clip(p_drop, 1e-300, 1.0)
-    # BG/NBD: drop-out chances come after each *repeat* transaction, so J >= 1;
-    # MBG/NBD also allows drop-out right after the first purchase (J >= 0).
-    J = rng.geometric(p_drop) - (1 if model == "mbgnbd" else 0)
+    # the model's generative process in its two stages, with the acquisition dates drawn in between
+    theta = (r, alpha, a, b)
+    latent = process.draw_latent(theta, n, rng)                  # lam, p_drop, J
     acq = rng.uniform(0.0, acquisition_days, size=n) if acquisition_days > 0 else np.zeros(n)
     T = (observation_days - acq) / time_unit_days                 # window per customer, time units
-    N = rng.poisson(lam * T)                                      # Poisson arrivals within the window
-    x = np.minimum(J, N).astype(np.int64)
-
-    # arrival times given N = n: the first x order statistics of n uniforms on (0, T) are
-    # S_k / S_{n+1} (k = 1..x), S the cumulative sums of n + 1 Exp(1) draws; only the first x
-    # draws are needed explicitly, the rest sum to S_{n+1} - S_x ~ Gamma(n + 1 - x).
-    n_rep = int(x.sum())
-    offsets = np.cumsum(x) - x                                    # start of each customer's repeats
-    cust_rep = np.repeat(np.arange(n), x)
-    cs = np.cumsum(rng.exponential(1.0, size=n_rep))
-    last = offsets + x - 1
+    x, times = process.draw_purchases(theta, latent, T, rng)      # repeats in (0, T], sorted per customer
     has = x > 0
-    seg_before = np.zeros(n)
-    seg_before[has] = np.where(offsets[has] > 0, cs[np.maximum(offsets[has] - 1, 0)], 0.0)
-    S = cs - seg_before[cust_rep]                                 # within-customer partial sums S_k
-    S_x = np.zeros(n)
-    S_x[has] = S[last[has]]
-    S_total = S_x + rng.gamma(N - x + 1.0)                        # S_{n+1}
-    times = S / S_total[cust_rep] * T[cust_rep]                   # sorted within customer
+    last = np.cumsum(x) - 1
     t_x = np.zeros(n)
     t_x[has] = times[last[has]]
 
@@ -221,15 +218,15 @@ def simulate_bgnbd(
     id_strings = np.array([f"{id_prefix}{k:0{width}d}" for k in range(id_offset, id_offset + n)], dtype=object)
 
     tx = pd.DataFrame({"customer_id": id_strings[cust_idx], "date": dates})
-    customers = pd.DataFrame({"lam": lam, "p_drop": p_drop, "J": J, "acquisition_day": acq,
-                              "x": x.astype(float), "t_x": t_x, "T": T},
+    customers = pd.DataFrame({**latent, "acquisition_day": acq, "x": x.astype(float), "t_x": t_x, "T": T},
                              index=pd.Index(id_strings, name="customer_id"))
     params = {"r": r, "alpha": alpha, "a": a, "b": b, "time_unit_days": time_unit_days,
               "observation_days": observation_days, "acquisition_days": acquisition_days,
               "start": str(start_ts.date()), "seed": seed, "resolution": resolution, "n_customers": n}
     if all(spend):
-        nu = rng.gamma(q, 1.0 / gamma, size=n)
-        z = rng.gamma(p, 1.0, size=len(cust_idx)) / nu[cust_idx]
+        spend_process = GammaGamma()
+        nu = spend_process.draw_latent((p, q, gamma), n, rng)["nu"]
+        z = spend_process.draw_amounts((p, q, gamma), nu, cust_idx, rng)
         tx["amount"] = z
         repeat_sum = np.bincount(cust_idx[~is_first], weights=z[~is_first], minlength=n)
         customers["nu"] = nu
@@ -485,8 +482,7 @@ def simulate_market(
         raise ValueError(f"dropout_concentration must be positive, got {dropout_concentration!r}")
     if not (-1 < correlation < 1):
         raise ValueError(f"correlation must lie in (-1, 1), got {correlation!r}")
-    if model not in ("bgnbd", "mbgnbd"):
-        raise ValueError(f"model must be 'bgnbd' or 'mbgnbd', got {model!r}")
+    _bg_family(model)
     from scipy import stats  # noqa: PLC0415
 
     n_firms, months = int(n_firms), int(months)

@@ -88,7 +88,6 @@ from .fit import (
     _num_hessian,
     _once_per_point,
     compare_models,
-    fit,
     fit_model,
     log_likelihood,
 )
@@ -131,6 +130,43 @@ MODELS: dict[str, tuple[str, ...]] = {name: cls.param_names for name, cls in REG
 
 #: Per-row log-likelihood function of each registered model (``_LL[name](theta, x, t_x, T)``).
 _LL = {name: get_model(name).log_likelihood for name in REGISTRY}
+
+
+# -- the former module's private helpers, by model name (kept importable for existing callers) --------
+
+_LABELS = {**{name: cls.label for name, cls in REGISTRY.items()}, GammaGamma.name: GammaGamma.label}
+_TIME_SCALE = {name: cls.time_scale_params for name, cls in REGISTRY.items()}
+
+
+def _check_model(model) -> str:
+    """Registry name of ``model`` (aliases accepted); ValueError for unknown names."""
+    return get_model(model).name
+
+
+def _theta(model, params) -> tuple:
+    return get_model(model).theta_of(params)
+
+
+def _initial(model, T):
+    """Log-scale starting values of the generic fitter."""
+    return np.log(get_model(model).initial(None, None, np.asarray(T, dtype=float), None))
+
+
+def _p_alive(model, theta, x, t_x, T):
+    return get_model(model).p_alive(theta, x, t_x, T)
+
+
+def _count_pmf(model, theta, t, n):
+    return get_model(model).count_pmf(theta, t, n)
+
+
+def _cond_expected_parts(model, theta, t_grid, x, t_x, T):
+    return get_model(model).expected_purchases_parts(theta, t_grid, x, t_x, T)
+
+
+def _cond_expected_grid(model, theta, t_grid, x, t_x, T):
+    G, inv, h = _cond_expected_parts(model, theta, t_grid, x, t_x, T)
+    return G[inv] * h[:, None]
 
 
 def _cond_expected(model, theta, t, x, t_x, T):

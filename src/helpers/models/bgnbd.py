@@ -333,6 +333,33 @@ class BGNBD(_BGFamily):
         wc = np.bincount(inv, weights=pa * count_weight, minlength=len(xu))
         return ws @ EX, wc @ S
 
+    def lever_continuation(self, lam, p_drop, alive, t, s, c, rng):
+        """Simulated purchases in the next ``t`` of customers with known ``(lambda, p)``, without and with the lever.
+
+        From now on an alive customer's purchases are Poisson(``lambda t``)
+        (memoryless) and the ``J``-th of them, ``J ~ Geometric(p)``, ends the
+        relationship, so the count is ``min(J, N)`` (FHL 2005a, section 3); under
+        the lever ``p`` becomes ``clip(s p + c, 0, 1)``.  Common random numbers:
+        the same Poisson count and the same uniform drive both geometric draws.
+        Dead customers (``alive`` False) make none.  Returns ``(base, lever)``.
+        """
+        lam, p_drop, alive = (np.asarray(v) for v in (lam, p_drop, alive))
+        N = rng.poisson(lam * t).astype(float)
+        U = rng.uniform(size=len(lam))
+        U = np.where(U <= 0, np.finfo(float).tiny, U)
+        base = np.minimum(_geometric(U, p_drop), N)
+        lever = np.minimum(_geometric(U, np.clip(s * p_drop + c, 0.0, 1.0)), N)
+        alive = alive.astype(bool)
+        return np.where(alive, base, 0.0), np.where(alive, lever, 0.0)
+
+
+def _geometric(U, p):
+    """Inverse-CDF geometric draws on 1, 2, ... (inf for p = 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        J = np.ceil(np.log(U) / np.log1p(-p))
+    J = np.where(p <= 0, np.inf, J)
+    return np.maximum(J, 1.0)
+
 
 def _nbd_and_cdf_before(r, alpha, t, n):
     """NBD pmf at n and its cumulative sum over j < n (broadcast t, n): the pieces of FHL (2005a) eq. (8)."""

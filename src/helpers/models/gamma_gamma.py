@@ -141,6 +141,16 @@ class GammaGamma(SpendModel):
         w = p * x / (p * x + q - 1.0)
         return (1.0 - w) * self.population_mean_spend(theta) + w * np.where(x > 0, m_x, 0.0)
 
+    def draw_latent(self, theta, n_customers, rng) -> dict[str, np.ndarray]:
+        """The customers' scale ``nu ~ Gamma(q, rate gamma)`` (FHL 2005b, section "Adding monetary value")."""
+        p, q, gamma = theta
+        return {"nu": rng.gamma(q, 1.0 / gamma, size=int(n_customers))}
+
+    def draw_amounts(self, theta, nu, customer, rng) -> np.ndarray:
+        """Transaction values ``z ~ Gamma(p, rate nu_i)`` for transactions of customers ``customer`` (indices into nu)."""
+        p, q, gamma = theta
+        return rng.gamma(p, 1.0, size=len(customer)) / np.asarray(nu)[customer]
+
     def theta_of(self, params) -> tuple:
         """``theta`` from a Series/mapping with ``p, q, gamma`` or a sequence in that order."""
         if isinstance(params, (pd.Series, dict)):
