@@ -648,37 +648,80 @@ class GGompertzNBD(FrequencyModel):
         if free is not None:
             why = (f"free fit at b = {free.params['b']:.3g}, log-likelihood "
                    f"{objective_value(free) - objective_value(limit):+.2g} from the limit's")
+        var_b, bound = self._boundary_variance(ridge.objective(x, t_x, T, w), limit, score, t_scale)
         note = (f"Pareto/NBD limit: the likelihood is largest as b -> 0 along beta = b * {limit.params['beta_b']:.6g} "
-                f"(slope dLL/db = {score:.4g} at b = 0; {why}); b held at {b_lim:.3g} = {B_LIMIT:g} / max(T), "
-                f"no standard error for b, se(beta) = b * se(beta/b)")
-        return self._from_ridge(limit, fixed_b=True, message_extra=note)
+                f"(slope dLL/db = {score:.4g} at b = 0; {why}); b held at {b_lim:.3g} = {B_LIMIT:g} / max(T); "
+                f"se(b) = {np.sqrt(var_b):.3g} from the curvature of the profile likelihood at b = 0, "
+                f"one-sided 95% profile bound b < {bound:.3g} (the 95% interval of b; beta's: [0, bound * beta/b])")
+        return self._from_ridge(limit, fixed_b=True, var_b=var_b, b_upper=bound, message_extra=note)
 
-    def _from_ridge(self, res, fixed_b: bool, message_extra: str = ""):
-        """A :class:`~helpers.models.fit.FittedModel` in ``(r, alpha, b, s, beta)`` from one in ridge coordinates."""
+    @staticmethod
+    def _boundary_variance(objective, limit, score, t_scale):
+        """Variance of ``b`` at the Pareto/NBD limit and the one-sided 95% profile-likelihood bound on ``b``.
+
+        The profile log-likelihood near ``b = 0`` is ``LL_p(b) = LL_p(0) + c b - d b^2 / 2`` with ``c`` the
+        slope (``score``) and ``d`` the profile information ``I_bb - I_bt I_tt^-1 I_tb`` (``t`` the other
+        four parameters, ``I_tt^-1`` their covariance from the fit at the limit; ``I_bb``, ``I_tb`` central
+        differences of the analytic gradient in ``b`` at ``b = 0.001 / max(T)``).  ``var(b) = 1 / d`` (NaN
+        if ``d <= 0``); the bound solves ``LL_p(0) - LL_p(b) = 1.353`` (the 95% point of the
+        likelihood-ratio statistic ``(chi2_0 + chi2_1) / 2`` of a parameter on its boundary).  Without
+        curvature (``d <= 0``) the variance is NaN and the bound that of the linear profile, ``1.353 / -c``.
+        """
+        th = limit.params.to_numpy(dtype=float).copy()
+        h = 1e-3 / t_scale
+        lo, hi = th.copy(), th.copy()
+        lo[2], hi[2] = th[2], th[2] + 2.0 * h
+        dg = (np.asarray(objective(hi)[1]) - np.asarray(objective(lo)[1])) / (2.0 * h)     # d gradient / d b
+        free = [0, 1, 3, 4]
+        cov_t = limit.cov.to_numpy(dtype=float)[np.ix_(free, free)]
+        I_bt = -dg[free]
+        d = float(-dg[2] - I_bt @ cov_t @ I_bt)
+        crit = 1.353
+        if not np.all(np.isfinite(cov_t)):
+            return float("nan"), float("nan")
+        if d > 0:
+            return 1.0 / d, float((score + np.sqrt(score * score + 2.0 * d * crit)) / d)
+        # no curvature: the linear profile gives the bound (none if the slope is not negative)
+        return float("nan"), float(crit / -score) if score < 0 else float("nan")
+
+    def _from_ridge(self, res, fixed_b: bool, var_b: float | None = None, b_upper: float | None = None,
+                    message_extra: str = ""):
+        """A :class:`~helpers.models.fit.FittedModel` in ``(r, alpha, b, s, beta)`` from one in ridge coordinates.
+
+        The covariance maps by the delta method, ``beta = b * (beta / b)``.  With ``fixed_b`` the
+        fit held ``b``: it gets no standard error, unless ``var_b`` (the limit, see :meth:`fit`)
+        gives its variance, uncorrelated with the others; then the 95% interval of ``b`` is
+        ``[0, b_upper]`` (the profile-likelihood bound) and that of ``beta`` ``[0, b_upper beta/b]``.
+        """
         from .fit import _Z95, FittedModel  # noqa: PLC0415
 
         names = list(self.param_names)
         th_r = res.params.to_numpy(dtype=float)
         th = np.asarray(_from_ridge(th_r))
-        cov_r = res.cov.to_numpy(dtype=float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cov_log_r = cov_r / np.outer(th_r, th_r)
+        cov_r = res.cov.to_numpy(dtype=float).copy()
+        known_b = var_b is not None and np.isfinite(var_b)
         if fixed_b:
-            cov_log_r[2, :] = cov_log_r[:, 2] = 0.0
-        A = np.eye(5)
-        A[4, 2] = 1.0                                   # log beta = log b + log(beta / b)
-        cov_log = A @ cov_log_r @ A.T
-        if fixed_b:
-            cov_log[2, :] = cov_log[:, 2] = np.nan
-        with np.errstate(invalid="ignore"):
-            se_log = np.sqrt(np.diag(cov_log))
-        cov = cov_log * np.outer(th, th)
-        ci = pd.DataFrame({"lower": np.exp(np.log(th) - _Z95 * se_log),
-                           "upper": np.exp(np.log(th) + _Z95 * se_log)}, index=names)
+            cov_r[2, :] = cov_r[:, 2] = 0.0
+            cov_r[2, 2] = var_b if known_b else 0.0
+        J = np.eye(5)
+        J[4, 2], J[4, 4] = th_r[4], th_r[2]             # d beta / d(b, beta/b)
+        cov = J @ cov_r @ J.T
+        if fixed_b and not known_b:                     # b held (or no curvature at the limit): no variance
+            cov[2, :] = cov[:, 2] = np.nan
+            if var_b is not None:                       # at the limit beta's uncertainty is b's
+                cov[4, :] = cov[:, 4] = np.nan
+        with np.errstate(invalid="ignore", over="ignore"):
+            se = np.sqrt(np.diag(cov))
+            se_log = se / th
+            lower, upper = np.exp(np.log(th) - _Z95 * se_log), np.exp(np.log(th) + _Z95 * se_log)
+        if fixed_b and var_b is not None:
+            lower[[2, 4]] = 0.0
+            upper[[2, 4]] = np.nan if b_upper is None else [b_upper, b_upper * th_r[4]]
         message = res.message if not message_extra else f"{res.message}; {message_extra}"
         return FittedModel(
             name=self.name, params=pd.Series(th, index=names, name=self.label),
-            se=pd.Series(th * se_log, index=names), ci95=ci, cov=pd.DataFrame(cov, index=names, columns=names),
+            se=pd.Series(se, index=names), ci95=pd.DataFrame({"lower": lower, "upper": upper}, index=names),
+            cov=pd.DataFrame(cov, index=names, columns=names),
             log_likelihood=res.log_likelihood, aic=res.aic, bic=res.bic, n_customers=res.n_customers,
             n_unique=res.n_unique, converged=res.converged, penalizer=res.penalizer, time_unit=res.time_unit,
             message=message)
