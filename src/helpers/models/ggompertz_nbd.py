@@ -84,6 +84,7 @@ __all__ = ["GGompertzNBD", "B_LIMIT"]
 #: ``b * max(T)`` at which the fitter holds ``b`` in the Pareto/NBD limit (``e^{bT} - 1 = bT (1 + B_LIMIT / 2)``).
 B_LIMIT = 1e-6
 _B_START = 0.1                   # b * max(T) of the second free fit's start from the limit
+_CLEAR_Z = 4.0                   # b / se(b) above which a free fit is taken without the limit's fit
 
 _GL_N = 16                       # Gauss-Legendre nodes per panel
 _PANEL_EFOLDS = 24.0             # max (slope bound x panel length) per panel
@@ -560,7 +561,9 @@ class GGompertzNBD(FrequencyModel):
         ``b`` axis; the penalizer's time-scale parameters are ``alpha`` and
         ``beta / b``):
 
-        1. free, from ``initial_params`` or :meth:`initial`;
+        1. free, from ``initial_params`` or :meth:`initial`; if it ends at ``b > 4 se(b)`` (the
+           limit about 8 log-likelihood units below it in the quadratic approximation of the
+           profile) it is reported without steps 2 and 3;
         2. in the Pareto/NBD limit, ``b`` held at ``B_LIMIT / max(T)``, from the
            best point the free fit evaluated; this gives ``dLL/db`` at ``b = 0`` (the
            slope of the profile likelihood there, the one-sided score of ``b``);
@@ -631,6 +634,10 @@ class GGompertzNBD(FrequencyModel):
                 why = f"free fit ended at b = {th[2]:.3g}"
 
         try_free(start)
+        if free is not None and free.se["b"] > 0 and free.params["b"] > _CLEAR_Z * free.se["b"]:
+            # clearly interior: the limit lies _CLEAR_Z standard errors away, about _CLEAR_Z^2 / 2
+            # log-likelihood units below in the quadratic approximation of the profile
+            return self._from_ridge(free, fixed_b=False)
         try:
             limit = run(b_lim, ridge.best if ridge.best is not None else start)
         except ModelFitError as exc:
