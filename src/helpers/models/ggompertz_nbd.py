@@ -499,7 +499,12 @@ class GGompertzNBD(FrequencyModel):
         m = min(beta, alpha * b, 1.0)
         second = np.empty(len(tu))
         const = np.log(s) + s * np.log(beta) + np.log(b)
-        plan = _Plan(b, np.zeros(len(tu)), tu, m, r + 2.0 * nu + s + 2.0)
+        # the integral is below max_u NBD(n; u) over u <= t, at u = min(t, n alpha / r): skip it where that underflows
+        u = np.minimum(tu, nu * alpha / r)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = lc + np.where(nu > 0, nu * np.log(u), 0.0) - (r + nu) * np.log(alpha + u)
+        hi = np.where(bound > -745.0, tu, 0.0)
+        plan = _Plan(b, np.zeros(len(tu)), hi, m, r + 2.0 * nu + s + 2.0)
         for sl in plan.blocks():
             nd = plan.nodes(sl)
             nr = nu[sl][nd.row, None]
@@ -571,11 +576,16 @@ class GGompertzNBD(FrequencyModel):
            found nothing better, free again from the limit with ``b = 0.1 / max(T)``.
 
         A free fit is reported when it ends at ``b > B_LIMIT / max(T)`` with a
-        (penalised) log-likelihood above the limit's by more than 1e-6; otherwise
-        the limit is, with ``b`` without standard error and a message giving
-        ``beta / b`` (the Pareto/NBD ``beta``) and the slope.  Standard errors: the
-        generic fitter's (inverse Hessian in the log coordinates), mapped exactly
-        by ``log beta = log b + log(beta / b)``.
+        log-likelihood above the limit's by more than 1e-6; otherwise
+        the limit is, and its message gives ``beta / b`` (the Pareto/NBD ``beta``), the
+        slope, ``se(b)`` and the bound (:meth:`_boundary_variance`).  Standard errors:
+        the generic fitter's (inverse Hessian in the log coordinates), mapped by the
+        delta method through ``beta = b * (beta / b)``; in the limit those of ``r, alpha, s``
+        are conditional on ``b = 0`` (the Pareto/NBD's), ``se(b) = (-d^2 LL_p / db^2)^(-1/2)``
+        from the profile likelihood at ``b = 0`` (uncorrelated with the others), the 95%
+        interval of ``b`` is ``[0, bound]`` with the one-sided profile-likelihood bound, that of
+        ``beta`` ``[0, bound * beta / b]``.  The penalizer scales ``alpha`` and ``beta / b``
+        by ``max(T)`` (time-scale parameters) and leaves ``b`` (a rate) as it is.
 
         Parameters
         ----------
@@ -591,7 +601,6 @@ class GGompertzNBD(FrequencyModel):
         w = np.ones_like(x) if w is None else np.asarray(w, dtype=float).ravel()
         ridge = _RidgeCoordinates()
         t_scale = max(float(np.max(T)), 1e-12)
-        n_cust = float(w.sum())
         if initial_params is not None:
             start = np.asarray(self.theta_of(initial_params), dtype=float)
             if not np.all(start > 0):
@@ -610,8 +619,7 @@ class GGompertzNBD(FrequencyModel):
                                se=se, fixed=fixed)
 
         def objective_value(res):
-            th = res.params.to_numpy(dtype=float)
-            return res.log_likelihood - ridge._penalty(th, penalizer, t_scale, n_cust)
+            return res.log_likelihood          # candidates are compared without the penalty
 
         if b is not None:
             if not b > 0:
@@ -655,7 +663,8 @@ class GGompertzNBD(FrequencyModel):
         if free is not None:
             why = (f"free fit at b = {free.params['b']:.3g}, log-likelihood "
                    f"{objective_value(free) - objective_value(limit):+.2g} from the limit's")
-        var_b, bound = self._boundary_variance(ridge.objective(x, t_x, T, w), limit, score, t_scale)
+        var_b, bound = (self._boundary_variance(ridge.objective(x, t_x, T, w), limit, score, t_scale) if se
+                        else (float("nan"), float("nan")))
         note = (f"Pareto/NBD limit: the likelihood is largest as b -> 0 along beta = b * {limit.params['beta_b']:.6g} "
                 f"(slope dLL/db = {score:.4g} at b = 0; {why}); b held at {b_lim:.3g} = {B_LIMIT:g} / max(T); "
                 f"se(b) = {np.sqrt(var_b):.3g} from the curvature of the profile likelihood at b = 0, "
@@ -764,13 +773,6 @@ class _RidgeCoordinates(FrequencyModel):
 
     def log_likelihood(self, theta, x, t_x, T):
         return self._m.log_likelihood(_from_ridge(theta), x, t_x, T)
-
-    def _penalty(self, theta, penalizer, t_scale, n_customers):
-        """The generic fitter's L2 penalty at ``theta`` (ridge coordinates), see :mod:`helpers.models.fit`."""
-        if not penalizer:
-            return 0.0
-        scale = np.array([t_scale if k in self.time_scale_params else 1.0 for k in self.param_names])
-        return float(penalizer * np.sum((np.asarray(theta, dtype=float) / scale) ** 2) * n_customers)
 
     best: np.ndarray | None = None      # the point with the largest log-likelihood evaluated so far
 
