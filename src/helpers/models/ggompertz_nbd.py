@@ -77,7 +77,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln, psi
 
-from .base import ADVICE, FrequencyModel, ModelFitError, _first_arrivals, _split, unique_rows
+from .base import ADVICE, FrequencyModel, ModelFitError, _split, unique_rows
+from .pareto_nbd import ParetoNBD
 
 __all__ = ["GGompertzNBD", "B_LIMIT"]
 
@@ -406,7 +407,8 @@ class GGompertzNBD(FrequencyModel):
     def log_likelihood(self, theta, x, t_x, T):
         """Individual log-likelihood (Bemmaor & Glady 2012), see the module docstring.
 
-        ``log Gamma(r+x)/Gamma(r) + r log alpha + log[S(T) (alpha+T)^-(r+x) + int_{t_x}^T (alpha+tau)^-(r+x) f(tau) dtau]``,
+        ``log Gamma(r+x)/Gamma(r) + r log alpha``
+        ``+ log[S(T) (alpha+T)^-(r+x) + int_{t_x}^T (alpha+tau)^-(r+x) f(tau) dtau]``,
         the integral by Gauss-Legendre quadrature in ``z = log(m + e^{b tau} - 1)`` (module docstring).
         """
         x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T)))
@@ -446,10 +448,10 @@ class GGompertzNBD(FrequencyModel):
         return pa[inv].reshape(x.shape)
 
     def _G(self, theta, t, x, T):
-        """``E[lambda | alive at T, x] * E[time alive in (T, T+t] | alive at T]``: ``(r+x)/(alpha+T) int_0^t S(T+v)/S(T) dv``.
+        """``E[lambda | alive at T, x] E[time alive in (T, T+t] | alive at T]``.
 
-        Given alive at ``T`` the posterior of ``(lambda, eta)`` factorises into
-        ``Gamma(r+x, alpha+T)`` and ``Gamma(s, beta + e^{bT} - 1)`` (Adler 2022).
+        ``= (r+x)/(alpha+T) int_0^t S(T+v)/S(T) dv``: given alive at ``T`` the posterior of
+        ``(lambda, eta)`` factorises into ``Gamma(r+x, alpha+T)`` and ``Gamma(s, beta + e^{bT} - 1)`` (Adler 2022).
         """
         r, alpha = float(theta[0]), float(theta[1])
         t, x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (t, x, T)))
@@ -458,7 +460,7 @@ class GGompertzNBD(FrequencyModel):
         return (r + x) / (alpha + T) * M
 
     def expected_purchases(self, theta, t, x, t_x, T):
-        """E[X(T, T+t] | x, t_x, T] = P(alive | x, t_x, T) (r+x)/(alpha+T) int_0^t ((beta+e^{bT}-1)/(beta+e^{b(T+v)}-1))^s dv.
+        """E[X(T, T+t] | x, t_x, T] = P(alive) (r+x)/(alpha+T) int_0^t ((beta+e^{bT}-1)/(beta+e^{b(T+v)}-1))^s dv.
 
         Bemmaor & Glady (2012) with the correction of Adler (2022): given alive at
         ``T``, ``lambda ~ Gamma(r+x, alpha+T)`` and ``eta ~ Gamma(s, beta + e^{bT} - 1)``
@@ -543,10 +545,8 @@ class GGompertzNBD(FrequencyModel):
         return {"lam": lam, "eta": eta, "tau": tau}
 
     def draw_purchases(self, theta, latent, horizon, rng):
-        """Poisson(lambda) purchases while alive: ``N ~ Poisson(lambda min(tau, T))`` arrivals on ``(0, min(tau, T))``."""
-        active = np.minimum(latent["tau"], np.asarray(horizon, dtype=float))
-        N = rng.poisson(latent["lam"] * active).astype(np.int64)
-        return N, _first_arrivals(rng, N, N, active)
+        """Poisson(lambda) purchases while alive, the Pareto/NBD's process (:meth:`ParetoNBD.draw_purchases`)."""
+        return ParetoNBD.draw_purchases(self, theta, latent, horizon, rng)
 
     def simulate_purchase_times(self, theta, n_customers, horizon, rng):
         """Repeat-purchase times of ``n_customers`` new customers in (0, horizon] (see :meth:`draw_latent`)."""
