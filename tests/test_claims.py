@@ -219,3 +219,19 @@ def test_agrees_with_simulation_at_the_threshold():
     bad = claims.agrees_with_simulation(4.01)
     assert bad.holds is False and "suspect" in bad.text
     assert claims.agrees_with_simulation(math.nan).holds is None
+
+
+def test_recommend_model_prefers_the_simpler_of_two_nested_models_at_their_limit():
+    """GGompertz/NBD at b -> 0 is Pareto/NBD: equal holdout errors up to optimiser noise."""
+    import pandas as pd
+
+    from helpers.validation import recommend_model
+
+    comp = pd.DataFrame({"mae": [0.8187, 0.793766, 0.793766, 1.038],
+                         "total_error_pct": [-14.28, -12.857202, -12.857199, 47.4],
+                         "n_params": [4, 4, 5, float("nan")]},
+                        index=["bgnbd", "pareto_nbd", "ggompertz_nbd", "baseline"])
+    assert recommend_model(comp)[0] == "pareto_nbd"
+    # a real difference in the total error still decides
+    comp.loc["ggompertz_nbd", "total_error_pct"] = -11.0
+    assert recommend_model(comp)[0] == "ggompertz_nbd"

@@ -99,15 +99,21 @@ def holdout_comparison(fits: dict[str, FittedModel], predictions: pd.DataFrame) 
     return pd.DataFrame(rows).set_index("model")
 
 
-def recommend_model(comparison: pd.DataFrame, tolerance: float = 0.01) -> tuple[str, str]:
+def recommend_model(comparison: pd.DataFrame, tolerance: float = 0.01,
+                    total_tolerance_pct: float = 0.1) -> tuple[str, str]:
     """Pick a model and say why.
 
     Rule: the lowest customer-level holdout MAE wins, since the models exist
     to forecast individual customers.  Models within ``tolerance`` (relative)
     of the best MAE count as tied; ties go to the smallest absolute error in
     *total* holdout purchases, because customer equity is a sum over customers
-    and inherits any aggregate bias one for one.  The naive baseline is never
-    recommended, but every model is compared with it.
+    and inherits any aggregate bias one for one.  Totals within
+    ``total_tolerance_pct`` percentage points of the smallest error are equal
+    too (nested models at their common limit, e.g. GGompertz/NBD at b -> 0 and
+    Pareto/NBD, differ only by optimiser noise); among those the model with
+    fewer parameters wins (the column ``n_params``, when present), so the
+    choice does not hinge on the last digits of an optimiser.  The naive
+    baseline is never recommended, but every model is compared with it.
 
     Returns
     -------
@@ -116,7 +122,11 @@ def recommend_model(comparison: pd.DataFrame, tolerance: float = 0.01) -> tuple[
     models = comparison.drop(index="baseline", errors="ignore")
     best_mae = models["mae"].min()
     tied = models[models["mae"] <= best_mae * (1 + tolerance)]
-    choice = tied["total_error_pct"].abs().idxmin()
+    abs_total = tied["total_error_pct"].abs()
+    close = tied[abs_total <= abs_total.min() + total_tolerance_pct]
+    if len(close) > 1 and "n_params" in close.columns:
+        close = close[close["n_params"] == close["n_params"].min()]
+    choice = close["total_error_pct"].abs().idxmin()
     row = comparison.loc[choice]
     if len(tied) == 1:
         reason = f"{choice} has the lowest customer-level holdout MAE ({row['mae']:.3f})"
