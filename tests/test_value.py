@@ -14,6 +14,7 @@ from helpers.value import (
     bootstrap,
     clv,
     customer_equity,
+    discount_factors,
     expected_tracking,
     holdout_errors,
     lifetimes_days_per_month,
@@ -120,6 +121,12 @@ def test_clv_checks_units_and_columns(data, fits):
         clv(f, g, ch.drop(columns="m_x"))
     with pytest.raises(ValueError, match="horizon_months"):
         clv(f, g, ch, horizon_months=0)
+    with pytest.raises(ValueError, match="monthly_discount_rate"):
+        clv(f, g, ch, monthly_discount_rate=-1.0)
+    # the model's own unit when none is given; the result is named
+    c = clv(f, g, ch.iloc[:5], time_unit=None)
+    assert c.name == "clv"
+    pd.testing.assert_series_equal(c, clv(f, g, ch.iloc[:5], time_unit="W"))
 
 
 N_BOOT = 40
@@ -172,6 +179,11 @@ def test_bootstrap_intervals(data, fits, boot):
     np.testing.assert_allclose(p["lower"], np.quantile(D, 0.05, axis=0), rtol=1e-12)
     np.testing.assert_allclose(p["upper"], np.quantile(D, 0.95, axis=0), rtol=1e-12)
     np.testing.assert_allclose(p["se"], D.std(axis=0, ddof=1), rtol=1e-12)
+    # the replicates vary as the estimates do (mutation check: replicate weights ignored survived): the
+    # bootstrap SDs lie within a factor 2 of the Hessian errors (at B = 40 the SD's Monte-Carlo error is
+    # about 11%; on CDNOW the bootstrap/Hessian ratios are 0.83-1.29, test_bootstrap_se_of_r_on_cdnow...)
+    ratio = p["se"].to_numpy() / np.concatenate([f.se, g.se])
+    assert ((ratio > 0.5) & (ratio < 2.0)).all(), ratio
     eq = b.equity
     assert eq["estimate"] == pytest.approx(_lifetimes_equity(ch, p["estimate"].to_numpy()), rel=1e-9)
     assert eq["estimate"] == pytest.approx(customer_equity(clv(f, g, ch)), rel=1e-6)
@@ -189,6 +201,33 @@ def test_bootstrap_intervals(data, fits, boot):
     np.testing.assert_allclose(b.clv["clv"].iloc[:30], clv(f, g, sub), rtol=1e-6)
     np.testing.assert_allclose(b.clv["lower"].iloc[:30], np.quantile(C, 0.05, axis=0), rtol=1e-9)
     np.testing.assert_allclose(b.clv["upper"].iloc[:30], np.quantile(C, 0.95, axis=0), rtol=1e-9)
+
+
+def test_bootstrap_passes_its_options_on(data):
+    """Mutation survivors: the penalizer, days_per_month and the customer counts must reach the fits and
+    the CLV, and n_boot / level are checked at their bounds."""
+    _, ch = data
+    # repeat buyers duplicated unevenly: the weighted (unique-row) Gamma-Gamma fit must use the counts
+    dup = pd.concat([ch, ch[ch["x"] > 0].iloc[:300]])
+    dup.index = [f"c{i}" for i in range(len(dup))]
+    # (penalizer 0.001: with 0.01, a + b < 1 and the x = 0 customers' CLV is NaN -- see the report of issue 17)
+    b = bootstrap(dup, n_boot=1, seed=0, days_per_month=30.0, penalizer=0.001, horizon_months=3,
+                  show_progress=False)
+    f = fit_model("bgnbd", dup, penalizer=0.001)
+    g = fit_gamma_gamma(dup, warn=False)
+    np.testing.assert_allclose(b.params["estimate"], np.concatenate([f.params, g.params]), rtol=2e-6)
+    assert b.equity["estimate"] == pytest.approx(
+        float(clv(f, g, dup, horizon_months=3, days_per_month=30.0).sum()), rel=1e-6)
+    assert b.n_boot == 1 and np.isnan(b.params["se"]).all()
+    # the replicate is penalised too: the same resample (same seed) unpenalised has a far larger a
+    # (full data: 0.79 unpenalised, 0.50 at 0.001)
+    plain = bootstrap(dup, n_boot=1, seed=0, horizon_months=1, show_progress=False)
+    assert b.param_draws[("BG/NBD", "a")].iloc[0] < plain.param_draws[("BG/NBD", "a")].iloc[0] - 0.1
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap(ch, n_boot=0)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="level"):
+            bootstrap(ch, n_boot=1, level=bad)
 
 
 def _mc_band(draws, k=4.0):
@@ -255,6 +294,27 @@ def test_p_alive_history(fits):
     # P(alive) decays between purchases
     after = h[h["date"] > pd.Timestamp("1997-05-01")]["p_alive"].to_numpy()
     assert (np.diff(after) < 0).all()
+    # mutation survivors: T, t_x before the first repeat, the weekly grid, purchase days counted on the day
+    first = pd.Timestamp("1997-01-05")
+    np.testing.assert_allclose(h["T"], (h["date"] - first).dt.days / 7)
+    assert (h.loc[h["x"] == 0, "t_x"] == 0).all()
+    weekly = pd.date_range("1997-01-05", "1997-09-30", freq="7D")
+    assert set(weekly) <= set(h["date"]) and len(h) == len(weekly.union(pd.DatetimeIndex(
+        ["1997-02-10", "1997-05-01", "1997-09-30"])))
+    assert h.set_index("date").loc["1997-02-10", "x"] == 1 and h.set_index("date").loc["1997-05-01", "x"] == 2
+    # start and end inside the history; default end 26 weeks after the last purchase; one purchase only
+    w = p_alive_history(f, dates, start="1997-02-01", end="1997-04-01", time_unit="W", step_days=3)
+    assert w["date"].iloc[0] == pd.Timestamp("1997-02-01") and w["date"].iloc[-1] == pd.Timestamp("1997-04-01")
+    assert (w["x"] == (w["date"] >= pd.Timestamp("1997-02-10"))).all()
+    assert (np.diff(w["date"].to_numpy()) <= np.timedelta64(3, "D")).all()
+    d = p_alive_history(f, dates, time_unit="W")
+    assert d["date"].iloc[-1] == pd.Timestamp("1997-05-01") + pd.Timedelta(weeks=26)
+    one = p_alive_history(f, ["1997-03-03"], end="1997-04-03", step_days=1)
+    assert len(one) == 32 and (one["x"] == 0).all() and (one["p_alive"] == 1.0).all()
+    with pytest.raises(ValueError, match="step_days"):
+        p_alive_history(f, dates, step_days=0)
+    with pytest.raises(ValueError, match="end"):
+        p_alive_history(f, dates, end="1996-12-01")
 
 
 def test_expected_tracking(data, fits):
@@ -263,6 +323,15 @@ def test_expected_tracking(data, fits):
     tr = expected_tracking(f, ch["first_purchase"], start="1997-01-01", n_periods=78, period_days=7, time_unit="W")
     assert len(tr) == 78
     assert tr["expected_cumulative"].is_monotonic_increasing
+    # mutation survivors: the periods' dates, the per-period column, `end` instead of n_periods
+    assert tr["period_start"].iloc[1] == pd.Timestamp("1997-01-08")
+    assert tr["period_end"].iloc[0] == pd.Timestamp("1997-01-07")
+    assert tr["period_end"].iloc[-1] == pd.Timestamp("1998-06-30")
+    np.testing.assert_allclose(tr["expected"].cumsum(), tr["expected_cumulative"], rtol=1e-12)
+    by_end = expected_tracking(f, ch["first_purchase"], start="1997-01-01", end="1998-06-30", time_unit="W")
+    pd.testing.assert_frame_equal(by_end, tr)
+    with pytest.raises(ValueError, match="n_periods or end"):
+        expected_tracking(f, ch["first_purchase"])
     # a single cohort reduces to n * E[X(t)]
     one = expected_tracking(f, [pd.Timestamp("1997-01-01")] * 10, n_periods=5)
     np.testing.assert_allclose(one["expected_cumulative"], 10 * f.expected_purchases_new(np.arange(1, 6.0)))
@@ -301,3 +370,19 @@ def test_naive_baseline_and_errors(data, fits):
     assert set(e_model) == {"mae", "rmse", "bias", "n"}
     assert e_model["rmse"] < e_naive["rmse"]     # the model beats the naive forecast
     assert holdout_errors([1, 2], [2, 2]) == {"mae": 0.5, "rmse": np.sqrt(0.5), "bias": 0.5, "n": 2}
+    # mutation survivors: ages below one time unit and T == 0, the index kept
+    tiny = pd.DataFrame({"x": [1.0, 0.0, 2.0], "T": [0.5, 0.0, 4.0], "t_star": [3.0, 3.0, 2.0]}, index=["a", "b", "c"])
+    pd.testing.assert_series_equal(naive_baseline_holdout(tiny),
+                                   pd.Series([6.0, 0.0, 1.0], index=["a", "b", "c"], name="naive"))
+
+
+def test_month_helpers_at_their_bounds():
+    """Mutation survivors: lifetimes' month lengths for every freq, a one-month horizon, a -1 discount rate."""
+    assert lifetimes_days_per_month("H") == 30.0
+    assert lifetimes_days_per_month("M") == DAYS_PER_MONTH
+    assert lifetimes_days_per_month("W") == pytest.approx(4.345 * 7)
+    with pytest.raises(ValueError, match="freq"):
+        lifetimes_days_per_month("Y")
+    np.testing.assert_allclose(discount_factors(1, 0.1), [1 / 1.1])
+    with pytest.raises(ValueError, match="horizon_months"):
+        discount_factors(0, 0.1)
