@@ -282,11 +282,11 @@ def test_new_customer_value_interval_width_against_delta_method(fitted):
 def test_new_customer_value_interval_coverage():
     """Seeded simulation: 40 CDNOW-sized samples (2,357 customers) from BG/NBD + Gamma-Gamma at the FHL
     (2005a, b) estimates; on each, the models are fitted and the central 50% interval of the new customer's
-    value is built from 40 draws of the parameters' asymptotic distribution.  The number of intervals
+    value is built from 24 draws of the parameters' asymptotic distribution.  The number of intervals
     covering the true value lies inside the binomial(40, 0.5) band (0.1% per side: 10..30): too wide fails
-    as well as too narrow (measured: 19 of 40; the interval made three times wider covers 34).  Level 0.5
-    because its percentiles are precise with few draws (with 40 draws they sit at order statistics 10.75 and
-    30.25, so the expected coverage is 19.5 / 41 = 0.48)."""
+    as well as too narrow (measured: 19 of 40; the interval made three times wider covers 33).  Level 0.5
+    because its percentiles are precise with few draws (with 24 draws they sit at order statistics 6.75 and
+    18.25, so the expected coverage is 11.5 / 25 = 0.46)."""
     from helpers.simulate import simulate_bgnbd
     from test_standard_errors import binomial_band
 
@@ -298,7 +298,7 @@ def test_new_customer_value_interval_coverage():
         sim = simulate_bgnbd(2357, **TRUE, p=spend[0], q=spend[1], gamma=spend[2], observation_days=273,
                              acquisition_days=84, seed=7000 + k).summary()
         f, g = fit_bgnbd(sim), fit_gamma_gamma(sim, warn=False)
-        iv = ec.new_customer_value_interval(parametric_draws(f, g, 40, rng), level=0.5, margin=0.3,
+        iv = ec.new_customer_value_interval(parametric_draws(f, g, 24, rng), level=0.5, margin=0.3,
                                             horizon_months=24)
         covered += iv["lower"] < truth < iv["upper"]
     lo, hi = binomial_band(reps, 0.5, tail=1e-3)
