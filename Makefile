@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.clv-lab-installed
 CONFIG ?= configs/cdnow.yaml
 
-.PHONY: setup reports test lab notebooks lock clean
+.PHONY: setup reports test lab notebooks lock clean mutate
 
 setup: $(STAMP)
 
@@ -38,6 +38,21 @@ notebooks: setup
 # Refresh the pinned versions after changing pyproject.toml's bounds.
 lock: setup
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^clv-lab' > requirements.lock
+
+# Mutation testing, on demand (not in CI): mutmut over the model, valuation and data modules
+# ([tool.mutmut] in pyproject.toml: src/helpers/models.py or models/, value.py, data.py, and the tests
+# that check them). MUTANTS narrows the run to mutmut name patterns, e.g.
+#   make mutate MUTANTS='helpers.value.* helpers.data.*' MUTATE_PYTEST="-k 'not coverage'"
+# MUTATE_PYTEST is handed to pytest (PYTEST_ADDOPTS). The survivors are listed at the end;
+# `$(BIN)/mutmut show NAME` prints one, `$(BIN)/mutmut browse` all.
+MUTANTS ?=
+MUTATE_PYTEST ?=
+MUTATE_JOBS ?= 2
+mutate: setup
+	rm -rf mutants
+	PYTEST_ADDOPTS="$(MUTATE_PYTEST)" $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	$(BIN)/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) reports/*/

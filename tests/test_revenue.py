@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from helpers.revenue import (
     BRIDGE_COMPONENTS,
@@ -418,14 +419,49 @@ def test_within_customer_estimates_when_big_spenders_order_more():
     assert abs(plain.effect - 0.20) < 0.25 * abs(plain.pooled_effect - 0.20)
 
 
+def binomial_band(reps, level, tail=1e-4):
+    """Counts of covering intervals outside which a correct ``level`` interval falls with probability <= tail
+    per side; the upper limit is below ``reps``, so an interval that always covers fails too."""
+    return int(stats.binom.ppf(tail, reps, level)), int(stats.binom.isf(tail, reps, level))
+
+
 def test_paired_ci_coverage():
-    # calibration of the paired CI over many small replicates (expected 95 %)
+    """Calibration of the paired 95% CI from both sides: 200 seeded samples of 200 customers; the number of
+    intervals covering the true effect lies inside the binomial(200, 0.95) band (0.01% per side: 177..199),
+    so an interval too narrow fails, and so does one too wide (2.5 times wider covers every time)."""
     covered = 0
-    reps = 40
+    reps = 200
     for seed in range(reps):
         r = order_value_repeat_effect(simulate_orders(1000 + seed, 200, 0.20), method="paired")
         covered += r.ci_low < 0.20 < r.ci_high
-    assert covered >= 34          # P(<= 33 of 40 | 95 %) < 0.5 %
+    lo, hi = binomial_band(reps, 0.95)
+    assert hi < reps
+    assert lo <= covered <= hi, (covered, (lo, hi))
+
+
+def test_paired_ci_width_against_independent_calculation():
+    """The paired CI recomputed by hand (per customer: mean log repeat order value minus log first order
+    value; mean +- t_{0.975, n-1} sd / sqrt(n), then exp - 1), and its standard error against the one the
+    simulation implies: d_i has variance sigma_e^2 (1 + 1/k_i) with k_i repeat orders, so
+    se = sigma_e sqrt(mean(1 + 1/k_i) / n), within 4 sampling SE of an SD (4 / sqrt(2 (n - 1)) = 11%)."""
+    sigma_e = 0.5
+    df = simulate_orders(seed=77, n_customers=1000, effect=0.20, sigma_e=sigma_e)
+    r = order_value_repeat_effect(df, method="paired")
+    d = df.sort_values(["customer_id", "date"]).assign(lv=lambda v: np.log(v["amount"]))
+    first = d.groupby("customer_id")["lv"].first()
+    rest = d[d.duplicated("customer_id")].groupby("customer_id")["lv"]
+    diffs = (rest.mean() - first.reindex(rest.mean().index)).to_numpy()
+    k = rest.size().to_numpy()
+    n = len(diffs)
+    assert r.n_customers == n
+    se = diffs.std(ddof=1) / np.sqrt(n)
+    half = stats.t.ppf(0.975, n - 1) * se
+    assert r.beta == pytest.approx(diffs.mean(), rel=1e-12)
+    assert r.se == pytest.approx(se, rel=1e-12)
+    assert r.ci_low == pytest.approx(np.expm1(diffs.mean() - half), rel=1e-10)
+    assert r.ci_high == pytest.approx(np.expm1(diffs.mean() + half), rel=1e-10)
+    se_model = sigma_e * np.sqrt(np.mean(1 + 1 / k) / n)
+    assert r.se == pytest.approx(se_model, rel=4 / np.sqrt(2 * (n - 1)))
 
 
 def test_methods_agree_and_negative_effect_is_not_supported():
@@ -497,6 +533,33 @@ def test_regression_recovers_slope():
     r0 = repeat_share_revenue_regression(_firms(8, 0.0), cov_type="HC1")
     assert r0.slope_ci_low < 0 < r0.slope_ci_high
     assert not r0.claim_in_ci
+
+
+def test_regression_ci_width_and_coverage():
+    """The slope's 95% CI against the OLS formulas (classical: t_{n-2} with s^2 / Sxx; HC1: normal with
+    n / (n - 2) sum e_i^2 (x_i - xbar)^2 / Sxx^2), and its coverage over 200 seeded cross-sections of 100
+    firms inside the binomial(200, 0.95) band (both sides)."""
+    true = np.log(1.47) / 0.30
+    f = _firms(11, true, n=100)
+    x, y = f["repeat_share"].to_numpy(), np.log(f["revenue"].to_numpy())
+    n, xc = len(x), x - x.mean()
+    b = xc @ (y - y.mean()) / (xc @ xc)
+    e = y - y.mean() - b * xc
+    se_classical = np.sqrt(e @ e / (n - 2) / (xc @ xc))
+    se_hc1 = np.sqrt(n / (n - 2) * np.sum(e ** 2 * xc ** 2)) / (xc @ xc)
+    for cov_type, se, crit in (("nonrobust", se_classical, stats.t.ppf(0.975, n - 2)),
+                               ("HC1", se_hc1, stats.norm.ppf(0.975))):
+        r = repeat_share_revenue_regression(f, cov_type=cov_type)
+        assert r.slope == pytest.approx(b, rel=1e-10)
+        assert r.slope_ci_low == pytest.approx(b - crit * se, rel=1e-9), cov_type
+        assert r.slope_ci_high == pytest.approx(b + crit * se, rel=1e-9), cov_type
+        assert (r.ci_low, r.ci_high) == pytest.approx(tuple(np.expm1(np.array([b - crit * se, b + crit * se])
+                                                                     * 0.30)), rel=1e-9)
+    reps = 200
+    covered = sum(r.slope_ci_low < true < r.slope_ci_high
+                  for r in (repeat_share_revenue_regression(_firms(5000 + k, true, n=100)) for k in range(reps)))
+    lo, hi = binomial_band(reps, 0.95)
+    assert lo <= covered <= hi, (covered, (lo, hi))
 
 
 def test_regression_bad_input():

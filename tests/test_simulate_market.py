@@ -211,14 +211,6 @@ def test_repeat_share_matches_revenue_module():
             last["returning_revenue"].sum() / last["revenue"].sum(), rel=1e-9)
 
 
-def test_market_fast():
-    import time
-
-    t0 = time.perf_counter()
-    simulate_market(200, seed=0)
-    assert time.perf_counter() - t0 < 15
-
-
 def test_market_errors():
     with pytest.raises(ValueError, match="n_firms"):
         simulate_market(0)

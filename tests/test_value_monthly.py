@@ -172,3 +172,23 @@ def test_monthly_expectations_checks_time_unit_and_options():
     pdd, ad = monthly_expectations(model("bgnbd", pd_, "D"), d, 6, "D")
     np.testing.assert_allclose(pw.to_numpy(), pdd.to_numpy(), rtol=1e-9)
     np.testing.assert_allclose(aw.to_numpy(), ad.to_numpy(), rtol=1e-9)
+
+
+
+def test_monthly_expectations_options_reach_the_result():
+    """Mutation survivors: days_per_month, the model's own time unit, the alive frame's index, one node,
+    and a 2-D t for p_alive_future."""
+    m, s = model("bgnbd", time_unit="W"), small_summary()
+    p30, a30 = monthly_expectations(m, s, 3, "W", days_per_month=30.0)
+    np.testing.assert_allclose(p30.sum(axis=1), m.expected_purchases(3 * 30.0 / 7, s), rtol=1e-9)
+    assert a30.index.equals(s.index) and list(a30.columns) == [1, 2, 3] and a30.columns.name == "month"
+    pn, an = monthly_expectations(m, s, 3, time_unit=None)
+    pw, aw = monthly_expectations(m, s, 3, "W")
+    pd.testing.assert_frame_equal(pn, pw)
+    pd.testing.assert_frame_equal(an, aw)
+    one = monthly_expectations(m, s, 3, "W", nodes=1)[1]
+    np.testing.assert_allclose(one.to_numpy(), aw.to_numpy(), rtol=0.05)
+    with pytest.raises(ValueError, match="nodes"):
+        monthly_expectations(m, s, 3, "W", nodes=0)
+    with pytest.raises(ValueError, match="1-D"):
+        p_alive_future(m, np.ones((2, 2)), s)
