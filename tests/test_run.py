@@ -182,7 +182,7 @@ def test_run_records_the_stage_model_timings_and_code_version(project, capsys):
     run_dir = (out / "demo" / "latest").resolve()
     run = json.loads((run_dir / "run.json").read_text())
     assert run["model"]["name"] == "pareto_nbd" and run["model"]["chosen_by"] == "auto"
-    assert "lowest customer-level holdout MAE" in run["model"]["reason"]
+    assert "customer-level holdout MAE" in run["model"]["reason"] and "Pareto/NBD" in run["model"]["reason"]
     assert set(run["model"]["params"]) == {"r", "alpha", "s", "beta"}
     assert run["valuation"]["horizon_months"] == 12 and run["valuation"]["units"] == "purchases"
     t = run["timings"]

@@ -64,7 +64,8 @@ def make_config(folder: Path, name: str, log: Path, notebooks: list[str], timeou
                 file: str | None = None) -> Path:
     cfg = folder / (file or f"{name}.yaml")
     nbs = "\n".join(f"  - path: {nb}" for nb in notebooks)
-    cfg.write_text(f"name: {name}\ndata:\n  path: {log}\nparameters:\n  calibration_end: '2020-04-30'\n"
+    cfg.write_text(f"name: {name}\ndata:\n  path: {log}\n  columns: {{customer_id: customer_id, date: date, amount: amount}}\n"
+                   f"parameters:\n  calibration_end: '2020-04-30'\n"
                    f"cell_timeout_s: {timeout}\nnotebooks:\n{nbs}\n")
     return cfg
 

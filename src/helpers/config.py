@@ -464,7 +464,8 @@ def ensure_data(cfg: Config) -> Path:
 
 
 #: ``data`` keys that are validation rules of the readers (helpers.data and the engines).
-RULE_KEYS = ("encoding", "max_abs_amount", "min_date", "max_date", "implausible_dates", "min_customers")
+RULE_KEYS = ("encoding", "max_abs_amount", "min_date", "max_date", "implausible_dates")
+# (data.min_customers is not a reader option: the pre-flight applies it with helpers.data.check_modelable)
 
 
 def load_options(cfg: Config, reader=None) -> dict[str, Any]:
