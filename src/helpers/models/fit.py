@@ -598,7 +598,15 @@ def fit_model(
         wu = np.bincount(inv, weights=w_in[keep], minlength=len(xu))
     if float(wu.sum()) <= 0:
         raise ValueError("no customers with positive weight")
-    return m.fit(xu, txu, Tu, wu, penalizer=penalizer, initial_params=initial_params, time_unit=time_unit, se=_se)
+    # extra per-customer statistics a model's likelihood uses when present (e.g. litt of the CNBD-k models),
+    # passed as the mean over the customers of each unique row
+    extra = {}
+    for col in getattr(m, "summary_columns", ()):
+        if summary is not None and col in summary.columns:
+            v = summary[col].to_numpy(dtype=float).ravel()[keep]
+            extra[col] = v if _rows_unique else np.bincount(inv, weights=w_in[keep] * v, minlength=len(xu)) / wu
+    return m.fit(xu, txu, Tu, wu, penalizer=penalizer, initial_params=initial_params, time_unit=time_unit, se=_se,
+                 **extra)
 
 
 def log_likelihood(model: str, params, x, t_x, T, weights=None) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .base import FrequencyModel
 from .bgbb import BGBB
 from .bgnbd import BGNBD
+from .cnbd_k import BGCNBDK, MBGCNBDK
 from .mbgnbd import MBGNBD
 from .pareto_nbd import ParetoNBD
 
@@ -21,6 +22,8 @@ REGISTRY: dict[str, type[FrequencyModel]] = {
     "bgnbd": BGNBD,
     "mbgnbd": MBGNBD,
     "pareto_nbd": ParetoNBD,
+    "bgcnbd_k": BGCNBDK,
+    "mbgcnbd_k": MBGCNBDK,
     "bgbb": BGBB,
 }
 
