@@ -481,3 +481,60 @@ def test_bootstrap_estimate_equals_the_stage_equity(paper, paper_no_amounts):
     assert b2.equity["estimate"] == pytest.approx(paper_no_amounts.equity, rel=1e-10)
     assert set(b2.params.index.get_level_values("model")) == {paper_no_amounts.model_label}
     np.testing.assert_allclose(b2.clv["clv"], paper_no_amounts.valuation["discounted_purchases"], rtol=1e-10)
+
+
+def _simulated_config(tmp_path: Path, name: str, theta: tuple, extra_data: str = "", **kw) -> Path:
+    end = _simulated_log(tmp_path / f"{name}.csv", name, theta, **kw)
+    cfg = tmp_path / f"{name}{'-' + extra_data.split(':')[-1].strip() if extra_data else ''}.yaml"
+    cfg.write_text(f"name: {cfg.stem}\ndata:\n  path: {tmp_path / f'{name}.csv'}\n"
+                   "  columns: {customer_id: customer_id, date: date}\n"
+                   f"  date_format: '%Y-%m-%d'\n  observation_end: '{end.date()}'\n{extra_data}"
+                   "parameters: {time_unit: W, calibration_end: '2020-09-29'}\n")
+    return cfg
+
+
+def _without_pareto_nbd(monkeypatch):
+    """Every registered continuous model but Pareto/NBD, whose fit on very regular purchases leaves its fast
+    series path (minutes); the choice logic is the same for every model."""
+    import helpers.stage as hs
+    from helpers.models import registered_models
+
+    monkeypatch.setattr(hs, "frequency_model_names",
+                        lambda: tuple(n for n in registered_models() if n not in ("pareto_nbd", "bgbb")))
+
+
+def test_auto_chooses_bgcnbd_k_on_a_simulated_regular_log_with_litt_from_the_log(tmp_path, monkeypatch):
+    """Erlang-3 gaps (BG/CNBD-k, k=3, r=2, alpha=4, a=0.5, b=4, weeks): the stage computes litt from the log,
+    the CNBD-k fits find k = 3, and the holdout rule picks BG/CNBD-k over BG/NBD and MBG/NBD by more than 10%."""
+    from helpers.config import load_data
+    from helpers.models.cnbd_k import litt_from_transactions
+
+    _without_pareto_nbd(monkeypatch)
+    cfg = _simulated_config(tmp_path, "bgcnbd_k", (3.0, 2.0, 4.0, 0.5, 4.0))
+    s = compute_stage(cfg)
+    tx = load_data(cfg).transactions
+    litt = litt_from_transactions(tx, "2020-09-29", "W").reindex(s.cal.index)
+    np.testing.assert_array_equal(s.cal["litt"], litt.to_numpy())
+    np.testing.assert_array_equal(s.full["litt"], litt_from_transactions(tx, s.observation_end, "W")
+                                  .reindex(s.full.index).to_numpy())
+    for name in ("bgcnbd_k", "mbgcnbd_k"):
+        f = s.fits_cal[name]
+        assert f.params["k"] == 3 and "with litt" in f.message, (name, f.message)
+    assert not s.fit_notes
+    assert s.model_name == "bgcnbd_k" and s.chosen_by == "auto"
+    mae = s.comparison["mae"]
+    assert (mae[["bgnbd", "mbgnbd"]] > 1.1 * mae["bgcnbd_k"]).all()
+    # the bootstrap holds k at the chosen 3
+    boot = s.bootstrap(n_boot=3, seed=0)
+    assert (boot.param_draws[("BG/CNBD-k", "k")] == 3).all()
+    assert boot.equity["estimate"] == pytest.approx(s.equity, rel=1e-10)
+
+
+def test_without_the_log_in_memory_cnbd_k_is_fitted_on_x_t_x_T_and_says_so(tmp_path, monkeypatch):
+    _without_pareto_nbd(monkeypatch)
+    cfg = _simulated_config(tmp_path, "bgcnbd_k", (3.0, 2.0, 4.0, 0.5, 4.0), extra_data="  engine: duckdb\n")
+    s = compute_stage(cfg)
+    assert "litt" not in s.cal.columns
+    for name in ("bgcnbd_k", "mbgcnbd_k"):
+        assert name in s.fits_cal and "no litt given" in s.fits_cal[name].message
+        assert s.fit_notes[name].startswith("fitted on x, t_x, T alone") and "duckdb" in s.fit_notes[name]

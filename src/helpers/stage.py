@@ -573,28 +573,17 @@ def _facts(check, cal: pd.DataFrame, full: pd.DataFrame, time_unit: str, cal_end
     return facts
 
 
-def _fit_one(name: str, summary: pd.DataFrame, penalizer: float, time_unit: str | None):
-    """Fit one registered model on a summary, passing the extra statistics it declares (``summary_columns``)
-    when the summary has them."""
-    from .models import fit_model, get_model  # noqa: PLC0415
-    from .models.base import _frequency_arrays  # noqa: PLC0415
-
-    m = get_model(name)
-    extra = {c: summary[c].to_numpy(dtype=float) for c in getattr(m, "summary_columns", ()) if c in summary.columns}
-    if not extra:
-        return fit_model(name, summary, penalizer=penalizer, time_unit=time_unit)
-    x, t_x, T = _frequency_arrays(summary, None, None, None)
-    return m.fit(x, t_x, T, np.ones_like(x), penalizer=penalizer, time_unit=time_unit, **extra)
-
-
 def _fit_all(names, summaries: dict, penalizer, time_units: dict) -> tuple[dict, dict]:
     """Fit every model of ``names`` ({name: summary key}) on ``summaries[key]``; errors recorded, never raised."""
+    from .models import fit_model  # noqa: PLC0415
+
     fits, errors = {}, {}
     for name, which in names.items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                fits[name] = _fit_one(name, summaries[which], penalizer, time_units[which])
+                # fit_model passes the statistics a model declares in summary_columns (litt) when present
+                fits[name] = fit_model(name, summaries[which], penalizer=penalizer, time_unit=time_units[which])
         except Exception as e:  # noqa: BLE001  (a model that fails is recorded; the run goes on)
             errors[name] = f"{type(e).__name__}: {e}"
     return fits, errors
