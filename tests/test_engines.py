@@ -74,3 +74,22 @@ def test_duckdb_engine_inside_a_jupyter_kernel(tmp_path):
     NotebookClient(nb, kernel_name="clv-lab", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
     ref = summarise(load_config(ROOT / "configs" / "cdnow-paper.yaml"), "1997-09-30", engine="pandas")
     assert nb.cells[0].outputs[0]["text"].split() == [str(len(ref)), str(int(ref["x"].sum()))]
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_validate_with_the_configured_engine_and_the_modelability_check(tmp_path, paper_cfg, engine):
+    from helpers.engines import validate
+
+    q = validate(paper_cfg, engine=engine)
+    assert q.attrs["counts"]["customers"] == 2357 and q.attrs["counts"]["rows_read"] == 6919
+    log = tmp_path / "log.csv"
+    log.write_text("customer_id,date,amount\n" + "".join(f"c{i},2020-01-01,{i + 1}\n" for i in range(12)))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"name: t\ndata:\n  path: {log}\n  engine: {engine}\nnotebooks: []\n")
+    with pytest.raises(DataValidationError, match="single day") as e:
+        validate(load_config(cfg))
+    assert e.value.check == "too_small"
+    assert validate(load_config(cfg), modelable=False).attrs["counts"]["customers"] == 12
+    cfg.write_text(f"name: t\ndata:\n  path: {log}\n  engine: {engine}\n  min_customers: 20\nnotebooks: []\n")
+    with pytest.raises(DataValidationError, match="12 customers, fewer than data.min_customers = 20"):
+        validate(load_config(cfg))

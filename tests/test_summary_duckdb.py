@@ -295,3 +295,131 @@ def test_validation_errors_with_progress_are_those_without(tmp_path, shown_progr
         assert str(on) == str(off) and on.n_rows == off.n_rows == 1 and on.column == off.column == "amount"
         pd.testing.assert_frame_equal(on.examples, off.examples)
     assert "(DuckDB):" in shown_progress()
+
+
+# ---------------------------------------------------------------------------
+# hardening (issue 16): the rules of helpers.data, as the pandas loader applies them
+# ---------------------------------------------------------------------------
+
+HARD = [
+    ("id token", "customer_id", 2, "NA", "null_id"),
+    ("id token spaced", "customer_id", 0, " null ", "null_id"),
+    ("date token", "date", 1, "N/A", "null_date"),
+    ("date whitespace", "date", 4, "   ", "null_date"),
+    ("amount token", "amount", 5, "None", "nan_amount"),
+    ("amount huge", "amount", 6, "1e308", "large_amount"),
+    ("amount huge negative", "amount", 6, "-5e12", "large_amount"),
+    ("date old", "date", 3, "1800-01-01", "implausible_date"),
+    ("date future", "date", 3, "2999-01-01", "implausible_date"),
+    ("amount overflow", "amount", 6, "1e400", "inf_amount"),
+    ("amount underscore", "amount", 0, "1_000", "non_numeric"),
+]
+
+
+@pytest.mark.parametrize("name,column,index,value,check", HARD, ids=[h[0] for h in HARD])
+def test_hardening_rules_raise_like_load_transactions(tmp_path, name, column, index, value, check):
+    log = pd.DataFrame(_bad_logs())
+    log.loc[index, column] = value
+    path = tmp_path / "bad.csv"
+    log.to_csv(path, index=False)
+    with pytest.raises(DataValidationError) as ref:
+        load_transactions(path, date_format="%Y-%m-%d")
+    assert ref.value.check == check
+    for call in (
+        lambda: validate_duckdb(path, date_format="%Y-%m-%d"),
+        lambda: rfm_summary_duckdb(path, date_format="%Y-%m-%d"),
+        lambda: rfm_summary_duckdb(path, date_format="%Y-%m-%d", method="daily"),
+        lambda: calibration_holdout_duckdb(path, "2020-01-03", date_format="%Y-%m-%d"),
+    ):
+        with pytest.raises(DataValidationError) as ours:
+            call()
+        assert ours.value.check == check
+        assert str(ours.value) == str(ref.value)
+
+
+def test_bad_rows_after_the_observation_end_are_still_found(tmp_path):
+    """A broken row the observation end would exclude still fails, in the summaries too."""
+    log = pd.DataFrame(_bad_logs())
+    log.loc[len(log)] = ["9", "2020-05-01", "inf"]
+    path = tmp_path / "late.csv"
+    log.to_csv(path, index=False)
+    kw = dict(date_format="%Y-%m-%d", observation_end="2020-03-01")
+    with pytest.raises(DataValidationError, match="finite"):
+        load_transactions(path, **kw)
+    with pytest.raises(DataValidationError, match="finite"):
+        rfm_summary_duckdb(path, **kw)
+
+
+def test_implausible_dates_excluded_and_counted_like_pandas(tmp_path):
+    log = pd.DataFrame(_bad_logs())
+    log.loc[len(log)] = ["7", "1800-01-01", "2"]
+    log.loc[len(log)] = ["2", "2999-01-01", "3"]
+    path = tmp_path / "log.csv"
+    log.to_csv(path, index=False)
+    kw = dict(date_format="%Y-%m-%d", implausible_dates="exclude", observation_end="2020-03-01")
+    ref = load_transactions(path, **kw)
+    q = validate_duckdb(path, **kw)
+    pd.testing.assert_frame_equal(q, ref.quality)
+    assert q.attrs["counts"] == ref.counts and ref.counts["implausible_dates"] == 2
+    assert_same(rfm_summary_duckdb(path, time_unit="D", **kw),
+                rfm_summary(ref.transactions, observation_end="2020-03-01", time_unit="D"))
+    assert_same(calibration_holdout_duckdb(path, "2020-01-03", "2020-03-01", time_unit="D",
+                                           date_format="%Y-%m-%d", implausible_dates="exclude"),
+                calibration_holdout(ref.transactions, "2020-01-03", "2020-03-01", time_unit="D"))
+
+
+def test_encoding_and_binary_files(tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("customer_id,date,amount\nJosé,2020-01-01,1\nB,2020-01-02,2\n".encode("latin-1"))
+    with pytest.raises(DataValidationError, match="not text in encoding 'utf-8'") as ref:
+        load_transactions(latin)
+    for call in (lambda: validate_duckdb(latin), lambda: rfm_summary_duckdb(latin)):
+        with pytest.raises(DataValidationError) as ours:
+            call()
+        assert str(ours.value) == str(ref.value)
+    assert_same(rfm_summary_duckdb(latin, encoding="latin-1"),
+                rfm_summary(load_transactions(latin, encoding="latin-1").transactions))
+    binary = tmp_path / "log.csv"
+    pd.DataFrame({"customer_id": ["a"], "date": ["2020-01-01"], "amount": [1.0]}).to_parquet(binary)
+    with pytest.raises(DataValidationError, match="is binary"):
+        validate_duckdb(binary)
+
+
+def test_extra_field_in_a_line(tmp_path):
+    for at in ("first", "late"):
+        rows = ["A,2020-01-01,1"] * 5000 + ["B,2020-01-02,2"]
+        rows[0 if at == "first" else -1] += ",9"
+        path = tmp_path / f"{at}.csv"
+        path.write_text("customer_id,date,amount\n" + "\n".join(rows) + "\n")
+        for call in (lambda: load_transactions(path), lambda: validate_duckdb(path), lambda: rfm_summary_duckdb(path)):
+            with pytest.raises(DataValidationError, match="not a well-formed CSV file") as e:
+                call()
+            assert e.value.check == "file_csv"
+
+
+def test_modelable_facts_equal_the_pandas_engine(root, cdnow_sample):
+    q = validate_duckdb(root / "data" / "cdnow_sample.csv", date_format="%Y%m%d", observation_end="1998-06-30")
+    for key in ("customers", "repeat_buyers", "purchase_dates"):
+        assert q.attrs["counts"][key] == cdnow_sample.counts[key]
+
+
+@pytest.mark.parametrize("text,check", [
+    ("customer_id,date,amount\nA,2020-01-01,1\ncustomer_id,date,amount\nB,2020-01-02,2\n", "bad_date"),  # header again
+    ("customer_id,date,amount\nA,2020-01-01,1\nB,2020-01", "bad_date"),                               # cut in a date
+    ("customer_id,date,amount\nA,2020-01-01,1\nB,2020-01-02\n", "nan_amount"),                        # short line
+    ('customer_id,date,amount\nA,2020-01-01,"1,000.50"\n', "non_numeric"),                            # thousands
+    ("customer_id,date,amount,store\nA,2020-01-01,1,x\nB,2020-01-02,2,y\n", None),                    # extra column
+    ("customer_id,date,amount\r\nA,2020-01-01,1\r\nB,2020-01-02,2\r\nA,2020-02-02,3\r\n", None),      # CRLF
+    ("customer_id,date,amount\nJosé,2020-01-01,1\n北京,2020-01-02,2\nJosé,2020-02-02,3\n", None),     # non-ASCII
+])
+def test_what_worked_keeps_working_the_same_in_both_engines(tmp_path, text, check):
+    path = tmp_path / "log.csv"
+    path.write_bytes(text.encode())
+    if check is None:
+        assert_same(rfm_summary_duckdb(path), rfm_summary(load_transactions(path).transactions))
+        return
+    with pytest.raises(DataValidationError) as ref:
+        load_transactions(path)
+    with pytest.raises(DataValidationError) as ours:
+        validate_duckdb(path)
+    assert ref.value.check == ours.value.check == check and ref.value.n_rows == ours.value.n_rows == 1

@@ -105,13 +105,14 @@ def test_same_day_purchases_count_once_and_single_buyers_have_zero_spend(spark):
                                 "1969-12-31 23:00", "2020-01-01 23:59:59"], format="ISO8601"),
         "amount": [1.0, 2.0, 4.0, 6.0, 5.0, 1.0, 2.0],
     })
-    got = rfm_summary_spark(tx, observation_end="2020-01-15", time_unit="W", spark=spark)
+    # a purchase before 1970 (days before the epoch floor correctly): widen the plausible window
+    got = rfm_summary_spark(tx, observation_end="2020-01-15", time_unit="W", spark=spark, min_date="1969-01-01")
     assert_same_summary(got, rfm_summary(tx, observation_end="2020-01-15", time_unit="W"))
     assert got.loc["A", "x"] == 1 and got.loc["A", "m_x"] == 10.0 and got.loc["A", "total_spend"] == 13.0
     assert got.loc["B", "x"] == 0 and got.loc["B", "m_x"] == 0.0 and got.loc["B", "T"] == 13 / 7
     # a log without amounts: frequency columns only
     got = rfm_summary_spark(tx.drop(columns="amount"), observation_end="2020-01-15", time_unit="D",
-                            amount=None, spark=spark)
+                            amount=None, spark=spark, min_date="1969-01-01")
     assert_same_summary(got, rfm_summary(tx.drop(columns="amount"), observation_end="2020-01-15", time_unit="D"))
 
 
@@ -128,3 +129,78 @@ def test_strftime_translation():
     assert strftime_to_spark("%Y-%m-%dT%H:%M:%S") == "yyyy-M-d'T'H:m:s"
     with pytest.raises(ValueError, match="two-digit year"):
         strftime_to_spark("%d.%m.%y")
+
+
+# ---------------------------------------------------------------------------
+# hardening (issue 16): the rules of helpers.data, as the pandas loader applies them
+# ---------------------------------------------------------------------------
+
+GOOD_ROWS = [("1", "2020-01-01", "10"), ("2", "2020-01-02", "5"), ("2", "2020-01-05", "0"), ("3", "2020-01-03", "7.5"),
+             ("3", "2020-02-01", "3"), ("4", "2020-01-04", "2")]
+
+
+@pytest.mark.parametrize("index,column,value,check", [
+    (0, 0, "NA", "null_id"), (1, 0, " none ", "null_id"), (2, 1, "null", "null_date"), (3, 1, "  ", "null_date"),
+    (4, 2, "N/A", "nan_amount"), (5, 2, "1e308", "large_amount"), (1, 1, "1800-01-01", "implausible_date"),
+    (2, 1, "2999-01-01", "implausible_date"), (3, 2, "1e400", "inf_amount"), (0, 2, "1_000", "non_numeric"),
+])
+def test_hardening_rules_raise_like_the_loader(spark, tmp_path, index, column, value, check):
+    from helpers.data import load_transactions
+    from helpers.summary_spark import validate_spark
+
+    rows = [list(r) for r in GOOD_ROWS]
+    rows[index][column] = value
+    path = tmp_path / "bad.csv"
+    path.write_text("customer_id,date,amount\n" + "".join(",".join(r) + "\n" for r in rows))
+    with pytest.raises(DataValidationError) as ref:
+        load_transactions(path, date_format="%Y-%m-%d")
+    assert ref.value.check == check
+    for call in (lambda: validate_spark(path, date_format="%Y-%m-%d", spark=spark),
+                 lambda: rfm_summary_spark(path, date_format="%Y-%m-%d", spark=spark)):
+        with pytest.raises(DataValidationError) as ours:
+            call()
+        assert ours.value.check == check and ours.value.n_rows == 1
+        assert str(ours.value).splitlines()[0] == str(ref.value).splitlines()[0]
+
+
+def test_quality_table_and_policies_equal_the_loader(spark, tmp_path):
+    from helpers.data import check_modelable, load_transactions
+    from helpers.summary_spark import validate_spark
+
+    rows = GOOD_ROWS + [("3", "2020-01-03", "7.5"), ("5", "2020-03-01", "-2"), ("6", "2020-04-01", "4"),
+                        ("7", "1800-01-01", "2"), ("8", "2999-01-01", "1")]
+    path = tmp_path / "log.csv"
+    path.write_text("customer_id,date,amount\n" + "".join(",".join(r) + "\n" for r in rows))
+    for dup in ("keep", "drop"):
+        kw = dict(date_format="%Y-%m-%d", observation_end="2020-03-15", negative_amounts="returns", duplicates=dup,
+                  implausible_dates="exclude")
+        ref = load_transactions(path, **kw)
+        q = validate_spark(path, spark=spark, **kw)
+        pd.testing.assert_frame_equal(q, ref.quality)
+        assert q.attrs["counts"] == ref.counts
+        assert ref.counts["implausible_dates"] == 2
+        got = rfm_summary_spark(path, observation_end="2020-03-15", time_unit="D", spark=spark,
+                                **{k: v for k, v in kw.items() if k != "observation_end"})
+        assert_same_summary(got, rfm_summary(ref.transactions, observation_end="2020-03-15", time_unit="D"))
+    with pytest.raises(DataValidationError, match="too small for the models"):
+        check_modelable(q.attrs["counts"])                       # 5 customers < 10
+
+
+def test_encoding_and_binary_files_on_spark(spark, tmp_path):
+    from helpers.data import load_transactions
+
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("customer_id,date,amount\nJosé,2020-01-01,1\nB,2020-01-02,2\nJosé,2020-01-09,3\n"
+                      .encode("latin-1"))
+    with pytest.raises(DataValidationError) as ref:
+        load_transactions(latin)
+    with pytest.raises(DataValidationError) as ours:
+        rfm_summary_spark(latin, spark=spark)
+    assert ours.value.check == "file_encoding" and str(ours.value) == str(ref.value)
+    got = rfm_summary_spark(latin, spark=spark, encoding="latin-1", time_unit="D")
+    assert_same_summary(got, rfm_summary(load_transactions(latin, encoding="latin-1").transactions, time_unit="D"))
+    assert "José" in got.index
+    binary = tmp_path / "log.csv"
+    pd.DataFrame({"customer_id": ["a"], "date": ["2020-01-01"], "amount": [1.0]}).to_parquet(binary)
+    with pytest.raises(DataValidationError, match="is binary"):
+        rfm_summary_spark(binary, spark=spark)

@@ -24,9 +24,10 @@ from __future__ import annotations
 import pandas as pd
 
 from .config import ENGINES, Config, ensure_data, load_config, load_data, load_options
+from .data import DEFAULT_MIN_CUSTOMERS, check_modelable, validation_kwargs
 from .summary import calibration_holdout, rfm_summary
 
-__all__ = ["ENGINES", "engine_of", "summarise", "engine_module"]
+__all__ = ["ENGINES", "engine_of", "summarise", "engine_module", "validate"]
 
 
 def engine_of(cfg: Config) -> str:
@@ -110,3 +111,49 @@ def summarise(
     if calibration_end is None:
         return rfm(d["path"], observation_end=observation_end, time_unit=time_unit, **common)
     return cal(d["path"], calibration_end, observation_end=observation_end, time_unit=time_unit, **common)
+
+
+def validate(cfg: Config | str, engine: str | None = None, modelable: bool = True) -> pd.DataFrame:
+    """Validate a configuration's log once with the configured engine; optionally check it is modelable.
+
+    Parameters
+    ----------
+    cfg : Config or path
+    engine : {"pandas", "duckdb", "spark"}, optional
+        Overrides ``data.engine``.
+    modelable : bool
+        Also run :func:`helpers.data.check_modelable` with ``data.min_customers``
+        (default 10): a log too small for the models fails here, before any model.
+
+    Returns
+    -------
+    DataFrame
+        The data-quality table (the same for every engine); ``attrs["counts"]``
+        holds the counts by name.
+
+    Raises
+    ------
+    DataValidationError
+        The first rule the log breaks (column, rule, row count, up to five
+        example rows), or ``too_small``.
+    """
+    if not isinstance(cfg, Config):
+        cfg = load_config(cfg)
+    engine = engine or engine_of(cfg)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    d = cfg.data
+    if engine == "pandas":
+        td = load_data(cfg)
+        quality = td.quality.copy()
+        quality.attrs["counts"] = dict(td.counts)
+    else:
+        ensure_data(cfg)
+        if engine == "duckdb":
+            from .summary_duckdb import validate_duckdb as run  # noqa: PLC0415 - optional engine
+        else:
+            from .summary_spark import validate_spark as run  # noqa: PLC0415 - optional engine
+        quality = run(d["path"], **validation_kwargs(d))
+    if modelable:
+        check_modelable(quality.attrs["counts"], min_customers=int(d.get("min_customers", DEFAULT_MIN_CUSTOMERS)))
+    return quality

@@ -1,8 +1,10 @@
-"""Figures of the segmentation report (notebook 04): one function per figure, returning the Figure.
+"""Figures of the segmentation report (notebook 04): one function per figure.
 
-As in :mod:`helpers.plots`, nothing here computes a model quantity: the
+Conventions as in :mod:`helpers.plots`: ``ax=None``, the Axes returned
+(:func:`sensitivity`, a grid of panels, returns an array of Axes), the
+currency on money axes.  Nothing here computes a model quantity: the
 functions draw what :mod:`helpers.segments` returns.  Call
-:func:`helpers.plots.style` first for the house style.
+:func:`helpers.plots.style` first.
 """
 
 from __future__ import annotations
@@ -10,20 +12,25 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
 
+from .plots import BLUE, GREEN, NEUTRAL, PALETTE, VERMILLION, legend_outside, money_axis, new_axes, new_axes_grid, percent_axis, with_unit
+from .report import fmt_money, fmt_share
 from .segments import SEGMENT_ORDER
 
 __all__ = ["SEGMENT_COLORS", "segment_overview", "capture_curves", "sensitivity", "money_at_stake"]
 
-#: One colour per segment, the same in every figure.
-SEGMENT_COLORS = {"MVC": "#1b6ca8", "MGC": "#66a182", "Maintain": "#8d96a3", "BZ": "#d1495b"}
+#: One colour per segment, the same in every figure (Okabe-Ito: blue, green, grey, vermillion).
+SEGMENT_COLORS = {"MVC": BLUE, "MGC": GREEN, "Maintain": "#999999", "BZ": VERMILLION}
+_HATCHES = ["", "//", ".."]
 
 
 def _segments(index) -> list[str]:
     return [s for s in SEGMENT_ORDER if s in set(index)]
 
 
-def segment_overview(shares: pd.DataFrame, title: str):
+def segment_overview(shares: pd.DataFrame, title: str, *, ax: Axes | None = None) -> Axes:
     """Each segment's share of customers next to its share of value (one group of bars per segment).
 
     Parameters
@@ -31,37 +38,37 @@ def segment_overview(shares: pd.DataFrame, title: str):
     shares : DataFrame
         Indexed by segment; each column a share (0..1, may be negative), e.g.
         ``share of customers``, ``share of net CLV``, ``share of realised holdout value``.
-        The first column is drawn hatched-free in light tone, the others in the segment colour.
+        Bars take the segment's colour; the measures differ in tone and hatch
+        (legend), and every bar is labelled with its percentage.
     """
     segs = _segments(shares.index)
     t = shares.reindex(segs)
-    k = t.shape[1]
-    width = 0.8 / k
-    fig, ax = plt.subplots(figsize=(8.5, 3.8))
-    xs = np.arange(len(segs))
-    alphas = np.linspace(0.35, 1.0, k)
-    hatches = ["", "//", ".."]
-    for j, col in enumerate(t.columns):
-        vals = t[col].to_numpy(float)
-        bars = ax.bar(xs + (j - (k - 1) / 2) * width, vals, width * 0.95,
-                      color=[SEGMENT_COLORS[s] for s in segs], alpha=alphas[j],
-                      hatch=hatches[j % len(hatches)], edgecolor="white", label=col)
-        for b, v in zip(bars, vals):
-            ax.annotate(f"{v:.0%}", (b.get_x() + b.get_width() / 2, v), ha="center",
-                        va="bottom" if v >= 0 else "top", fontsize=8, xytext=(0, 2 if v >= 0 else -2),
-                        textcoords="offset points")
+    measures = [str(c) for c in t.columns]
+    long = pd.DataFrame({"segment": np.repeat(segs, len(measures)), "measure": measures * len(segs),
+                         "share": t.to_numpy(float).ravel()})
+    ax = new_axes(ax, (9.5, 4.0))
+    sns.barplot(data=long, x="segment", y="share", hue="measure", order=segs, hue_order=measures,
+                palette=["#777777"] * len(measures), saturation=1, ax=ax)
+    alphas = np.linspace(0.4, 1.0, len(measures))
+    for j, container in enumerate(ax.containers):
+        for seg, bar in zip(segs, container):
+            bar.set_facecolor(SEGMENT_COLORS.get(seg, NEUTRAL))
+            bar.set_alpha(alphas[j])
+            bar.set_hatch(_HATCHES[j % len(_HATCHES)])
+            bar.set_edgecolor("white")
+        ax.bar_label(container, labels=[fmt_share(v, 0) for v in container.datavalues], fontsize=9, padding=2)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(xs, segs)
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    ax.set(ylabel="share", title=title)
-    handles = [plt.Rectangle((0, 0), 1, 1, facecolor="#555555", alpha=alphas[j], hatch=hatches[j % len(hatches)],
-                             edgecolor="white") for j in range(k)]
-    ax.legend(handles, list(t.columns), fontsize=8, loc="upper right")
-    fig.tight_layout()
-    return fig
+    percent_axis(ax)
+    ax.margins(y=0.12)
+    ax.set(xlabel="segment", ylabel="share", title=title)
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor="#555555", alpha=alphas[j], hatch=_HATCHES[j % len(_HATCHES)],
+                             edgecolor="white") for j in range(len(measures))]
+    legend_outside(ax, handles, measures)
+    return ax
 
 
-def capture_curves(curves: dict[str, pd.DataFrame], title: str, mark: float = 0.2, ylabel: str = "share of value"):
+def capture_curves(curves: dict[str, pd.DataFrame], title: str, mark: float = 0.2, ylabel: str = "share of value",
+                   *, ax: Axes | None = None) -> Axes:
     """Capture (gains) curves: share of value captured by targeting the top share of customers.
 
     Parameters
@@ -69,25 +76,28 @@ def capture_curves(curves: dict[str, pd.DataFrame], title: str, mark: float = 0.
     curves : dict
         Ranking name -> frame with ``share_customers`` and ``share_value``
         (:func:`helpers.segments.capture_curve`).  A name starting with
-        ``"perfect"`` is drawn dashed (the hindsight ceiling).
+        ``"perfect"`` is drawn dashed in black (the hindsight ceiling).
     mark : float
         Share of customers marked with a vertical line (e.g. the top 20%).
     """
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax = new_axes(ax, (7.8, 4.2))
+    palette = iter(PALETTE)
     for name, c in curves.items():
-        ls = "--" if name.lower().startswith("perfect") else "-"
-        ax.plot(c["share_customers"], c["share_value"], ls=ls, lw=1.8 if ls == "-" else 1.2, label=name)
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="random order")
+        ceiling = name.lower().startswith("perfect")
+        sns.lineplot(x=c["share_customers"].to_numpy(float), y=c["share_value"].to_numpy(float),
+                     color="black" if ceiling else next(palette), lw=1.2 if ceiling else 1.9,
+                     ls="--" if ceiling else "-", label=name, estimator=None, ax=ax)
+    ax.plot([0, 1], [0, 1], color=NEUTRAL, lw=0.9, ls=":", label="random order")
     ax.axvline(mark, color="black", lw=0.8, ls=":")
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    percent_axis(ax, "x")
+    percent_axis(ax, "y")
     ax.set(xlabel="top share of customers targeted", ylabel=ylabel, title=title)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
+    legend_outside(ax)
+    return ax
 
 
-def sensitivity(table: pd.DataFrame, base: dict, labels: dict[str, str] | None = None, ncols: int = 3):
+def sensitivity(table: pd.DataFrame, base: dict, labels: dict[str, str] | None = None, ncols: int = 3,
+                *, ax=None) -> np.ndarray:
     """Segment shares as one setting at a time moves (small multiples, one panel per setting).
 
     Parameters
@@ -99,44 +109,51 @@ def sensitivity(table: pd.DataFrame, base: dict, labels: dict[str, str] | None =
         The settings of the report (a dotted line marks the base value).
     labels : dict, optional
         Setting name -> axis label.
+    ax : sequence of Axes, optional
+        At least one Axes per setting.
+
+    Returns
+    -------
+    ndarray of Axes, one per setting (in the table's order); one legend, right of the first row.
     """
     params = list(dict.fromkeys(table.index.get_level_values("parameter")))
     segs = _segments(table.columns)
     nrows = int(np.ceil(len(params) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False, sharey=True)
-    for ax, p in zip(axes.ravel(), params):
+    axes = new_axes_grid(ax, len(params), nrows, ncols, (3.9 * ncols + 1.6, 2.9 * nrows), sharey=True)
+    for a, p in zip(axes, params):
         t = table.xs(p, level="parameter")
         total = t[segs].sum(axis=1)
         for s in segs:
-            ax.plot(t.index.astype(float), t[s] / total, marker="o", ms=3, color=SEGMENT_COLORS[s], label=s)
+            sns.lineplot(x=t.index.to_numpy(float), y=(t[s] / total).to_numpy(float), marker="o", ms=4,
+                         color=SEGMENT_COLORS[s], label=s, estimator=None, ax=a)
         if p in base:
-            ax.axvline(float(base[p]), color="black", lw=0.8, ls=":")
-        ax.set_xlabel((labels or {}).get(p, p))
-        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    for ax in axes.ravel()[len(params):]:
-        ax.set_visible(False)
-    axes[0, 0].set_ylabel("share of customers")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Segment sizes when one setting moves (dotted: the report's setting)")
-    fig.tight_layout()
-    return fig
+            a.axvline(float(base[p]), color="black", lw=0.8, ls=":")
+        a.set_xlabel((labels or {}).get(p, p))
+        a.set_ylabel("share of customers")
+        percent_axis(a)
+        if a.get_legend() is not None:
+            a.get_legend().remove()
+    legend_outside(axes[min(len(axes), ncols) - 1], title="segment")
+    axes[0].figure.suptitle("Segment sizes when one setting moves (dotted: the report's setting)")
+    return axes
 
 
-def money_at_stake(amounts: pd.Series, title: str, xlabel: str = "money at stake"):
-    """Horizontal bars of the money at stake per recommended action (index: 'segment: action')."""
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(amounts) + 1.2))
-    labels = list(amounts.index)
-    colors = [SEGMENT_COLORS.get(str(lbl).split(":")[0], "#555555") for lbl in labels]
-    ys = np.arange(len(labels))[::-1]
-    ax.barh(ys, amounts.to_numpy(float), color=colors)
-    for y, v in zip(ys, amounts.to_numpy(float)):
-        ax.annotate(f"{v:,.0f}", (v, y), va="center", ha="left" if v >= 0 else "right", fontsize=8,
-                    xytext=(3 if v >= 0 else -3, 0), textcoords="offset points")
-    ax.set_yticks(ys, labels)
+def money_at_stake(amounts: pd.Series, title: str, xlabel: str = "money at stake", *, currency: str = "",
+                   ax: Axes | None = None) -> Axes:
+    """Horizontal bars of the money at stake per recommended action (index: 'segment: action'), labelled."""
+    labels = [str(lbl) for lbl in amounts.index]
+    vals = amounts.to_numpy(float)
+    ax = new_axes(ax, (8.5, 0.6 * len(amounts) + 1.4))
+    palette = {lbl: SEGMENT_COLORS.get(lbl.split(":")[0], NEUTRAL) for lbl in labels}
+    sns.barplot(x=vals, y=labels, hue=labels, order=labels, hue_order=labels, palette=palette, orient="h",
+                legend=False, saturation=1, ax=ax)
+    decimals = 0 if np.nanmax(np.abs(vals), initial=0.0) >= 100 else 2
+    for container in ax.containers:
+        ax.bar_label(container, labels=[fmt_money(v, currency or None, decimals) for v in container.datavalues],
+                     fontsize=9, padding=3)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set(xlabel=xlabel, title=title)
+    ax.set(xlabel=with_unit(xlabel, currency or None), ylabel="", title=title)
     ax.locator_params(axis="x", nbins=5)
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.margins(x=0.15)
-    fig.tight_layout()
-    return fig
+    money_axis(ax, currency, axis="x")
+    ax.margins(x=0.2)
+    return ax

@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from .config import Config, ConfigError, ensure_data, load_config, load_data, load_options
-from .data import DataValidationError, TransactionData, file_sha256
+from .data import DEFAULT_MIN_CUSTOMERS, DataValidationError, TransactionData, check_modelable, file_sha256
 from .engines import engine_module, engine_of
 from .summary import check_calibration_end, days_per_unit
 
@@ -255,10 +255,13 @@ def validate_data(cfg: Config) -> DataCheck:
         unit = pd.Timedelta(days=days_per_unit(time_unit))
         first = full["first_purchase"].min().normalize()
         last = (full["first_purchase"] + full["t_x"] * unit).max().round("D")
-        counts = {"customers": len(full)}
+        counts = {"customers": len(full), "repeat_buyers": int((full["x"] > 0).sum()),
+                  "purchase_dates": 2 if last > first else 1}
         quality = pd.DataFrame({"check": ["customers", "date range"], "rows": [len(full), None],
                                 "action": ["", f"{first.date()} to {last.date()}"]})
         quality["rows"] = quality["rows"].astype("Int64")
+    # a log too small for the models fails here, before any model or kernel (data.min_customers)
+    check_modelable(counts, min_customers=int(cfg.data.get("min_customers", DEFAULT_MIN_CUSTOMERS)))
     obs_end = pd.Timestamp(configured_end).normalize() if configured_end else last
     return DataCheck(engine=engine, sha256=sha, quality=quality, first_day=first, last_day=last,
                      observation_end=obs_end, has_amounts=cfg.has_amounts, data=data, full=full, counts=counts)

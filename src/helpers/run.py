@@ -18,6 +18,8 @@
 Each run is an immutable record::
 
     reports/<config>/<timestamp>/
+        status                        running -> ok | failed (written atomically: a
+                                      folder still "running" with no live run was killed)
         run.json                      config, parameters, data SHA-256, package
                                       versions, code version, the model and how
                                       it was chosen, start/end, per-step times,
@@ -30,12 +32,18 @@ Each run is an immutable record::
         <notebook-stem>/results.json  the notebook's headline numbers
     reports/<config>/latest -> <timestamp>   (only when the stage and every notebook succeeded)
 
-A failed run stays under its timestamp and ``latest`` is left untouched.
+A failing notebook (or a cell that exceeds ``cell_timeout_s``) makes the
+command exit non-zero and name the notebook, the cell and the error; the
+failed run stays under its timestamp and ``latest`` is left untouched.  A full
+output disk ends the run with one line saying so; ``latest`` only ever moves
+forward, to a newer complete run, also when runs of one configuration overlap.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import html
 import json
 import os
@@ -60,7 +68,7 @@ from .provenance import code_version
 from .report import extract_results, flatten, format_value, to_jsonable
 
 __all__ = ["run_config", "main", "KERNEL_NAME", "render_html", "package_versions", "create_run_dir",
-           "switch_latest", "EXIT_OK", "EXIT_NOTEBOOK", "EXIT_CONFIG", "EXIT_DATA", "EXIT_STAGE"]
+           "update_latest", "EXIT_OK", "EXIT_NOTEBOOK", "EXIT_CONFIG", "EXIT_DATA", "EXIT_STAGE"]
 
 KERNEL_NAME = "clv-lab"
 
@@ -303,16 +311,107 @@ def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provena
         entry["raised_at"] = where
         at = f"cell {cell}" + (f", line {line}" if line else "")
         entry["error"] = f"{at}: {ename}: {evalue}" + (f" (raised at {where})" if where and not timeout else "")
+        if is_disk_full(e):
+            _mark_disk_full(entry, e)
     entry["duration_s"] = round(time.perf_counter() - t0, 3)
+    _write_outputs(entry, spec, out_nb, nb_dir, provenance, declared)
+    return entry
 
-    if out_nb.exists():
+
+# ---------------------------------------------------------------------------
+# Faults: a full disk, the run folder's status, the `latest` link
+# ---------------------------------------------------------------------------
+
+#: The one line a run prints when the output disk fills up.
+DISK_FULL = "the output disk is full (no space left on device)"
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether an exception (or one it was raised from) is "no space left on device" / "quota exceeded"."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _mark_disk_full(entry: dict[str, Any], exc: BaseException) -> None:
+    entry["status"] = "failed"
+    entry["disk_full"] = True
+    entry["error"] = f"{DISK_FULL}: {exc}".strip()
+
+
+def _write_outputs(entry, spec, out_nb: Path, nb_dir: Path, provenance, declared) -> None:
+    """results.json and the HTML report of an executed notebook; never raises.
+
+    A notebook that cannot be read back (cut short by a full disk) or written out fails its entry
+    with one message instead of crashing the worker.
+    """
+    if not out_nb.exists() or entry.get("disk_full"):
+        return
+    try:
         nb = nbformat.read(out_nb, as_version=4)
         results = extract_results(nb)
         entry["results"] = results
         (nb_dir / "results.json").write_text(json.dumps(results, indent=2))
         prov = {**provenance, "notebook": spec.path.name, "status": entry["status"]}
         (nb_dir / f"{spec.name}.html").write_text(render_html(nb, prov, entry["parameters"], declared))
-    return entry
+    except Exception as e:  # noqa: BLE001 - recorded in the entry
+        if is_disk_full(e):
+            _mark_disk_full(entry, e)
+        else:
+            entry["status"] = "failed"
+            entry.setdefault("failed_cell", None)
+            entry["error"] = f"cell None: the executed notebook could not be read or rendered: {type(e).__name__}: {e}"
+
+
+def write_status(run_dir: Path, status: str) -> None:
+    """Write the run folder's ``status`` file (``running``, ``ok`` or ``failed``) atomically."""
+    tmp = run_dir / f".status-{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(status + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, run_dir / "status")
+
+
+def read_status(run_dir: Path) -> str | None:
+    """The status a run folder states (``None`` without a status file)."""
+    try:
+        return (Path(run_dir) / "status").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def update_latest(base: Path, stamp: str) -> bool:
+    """Point ``base/latest`` at the run ``stamp`` unless it already points at a newer run.
+
+    Run folders are named by their start time, so "newer" is a comparison of names.  A lock on
+    the folder ``base`` makes the check and the (atomic) replacement one step when runs of the
+    same configuration finish at the same time.  Returns whether ``latest`` moved.
+    """
+    latest = base / "latest"
+    lock = os.open(base, os.O_RDONLY)            # the lock is on the configuration's folder itself
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            current = os.readlink(latest) if latest.is_symlink() else None
+            if current is not None and (base / current).is_dir() and current > stamp:
+                return False
+            tmp = base / f".latest-{stamp}"
+            if tmp.is_symlink():
+                tmp.unlink()
+            tmp.symlink_to(stamp, target_is_directory=True)
+            os.replace(tmp, latest)
+            return True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)
 
 
 def default_jobs() -> int:
@@ -329,14 +428,6 @@ def create_run_dir(base: Path, stamp: str) -> Path:
     run_dir = base / stamp
     run_dir.mkdir(parents=True, exist_ok=False)
     return run_dir
-
-
-def switch_latest(base: Path, stamp: str) -> None:
-    """Point ``<base>/latest`` at ``stamp`` atomically (only ever called after a successful run)."""
-    latest = base / "latest"
-    tmp = base / f".latest-{stamp}"
-    tmp.symlink_to(stamp, target_is_directory=True)
-    os.replace(tmp, latest)
 
 
 def _run_record(cfg: Config, pf: Preflight, kernel_name: str, jobs: int, started: datetime) -> dict[str, Any]:
@@ -411,6 +502,7 @@ def run_config(
 
     def save() -> None:
         record_path.write_text(json.dumps(to_jsonable(run), indent=2, default=str))
+        write_status(run_dir, run["status"])
 
     def finish() -> dict[str, Any]:
         run["finished"] = datetime.now(timezone.utc).isoformat()
@@ -420,7 +512,7 @@ def run_config(
         save()
         (run_dir / "index.html").write_text(_index_html(to_jsonable(run)))
         if run["status"] == "ok":
-            switch_latest(base, stamp)
+            update_latest(base, stamp)
         run["run_dir"] = str(run_dir)
         return run
 
@@ -496,6 +588,8 @@ def run_config(
                     entry = {"name": cfg.notebooks[i].name, "path": str(cfg.notebooks[i].path),
                              "status": "failed", "duration_s": 0.0, "failed_cell": None,
                              "error": f"cell None: worker crashed: {type(e).__name__}: {e}"}
+                    if is_disk_full(e):
+                        _mark_disk_full(entry, e)
                 done(i, entry)
     return finish()
 
@@ -539,9 +633,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"clv-lab: data error: {e}", file=sys.stderr)
             return EXIT_DATA
         except Exception as e:  # noqa: BLE001 - a clean message, not a traceback, for schedulers
+            if is_disk_full(e):
+                print(f"clv-lab: error: {DISK_FULL} ({getattr(e, 'filename', None) or e}); 'latest' unchanged",
+                      file=sys.stderr)
+                return EXIT_NOTEBOOK
             print(f"clv-lab: error: {type(e).__name__}: {e}", file=sys.stderr)
             return EXIT_NOTEBOOK
         if run["status"] != "ok":
+            if any(nb.get("disk_full") for nb in run["notebooks"]):
+                print(f"clv-lab: error: {DISK_FULL}, writing {run['run_dir']}; 'latest' unchanged", file=sys.stderr)
+                return EXIT_NOTEBOOK
             if run["stage"].get("status") == "failed":
                 print(f"clv-lab: the shared analysis stage failed: {run['stage']['error']}", file=sys.stderr)
                 code = EXIT_STAGE

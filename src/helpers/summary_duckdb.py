@@ -68,9 +68,11 @@ Python).  Without ``date_format`` text dates must be ISO 8601
 
 Validation
 ----------
-The summaries never drop a row silently: null or empty ids, null or
-unparseable dates and missing, non-numeric, infinite or (with
-``negative_amounts="error"``) negative amounts raise
+The summaries never drop a row silently: null or empty ids (and the text of
+:data:`helpers.data.MISSING_TOKENS`), null or unparseable dates, dates outside
+the plausible window (with ``implausible_dates="error"``) and missing,
+non-numeric, infinite, implausibly large or (with ``negative_amounts="error"``)
+negative amounts raise
 :class:`helpers.data.DataValidationError`, with the details of
 :func:`validate_duckdb`, which runs all rules of
 :func:`helpers.data.load_transactions` in SQL and returns the same
@@ -100,7 +102,9 @@ thread, as without progress).  The results do not depend on it.  Ctrl-C
 
 from __future__ import annotations
 
+import codecs
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -108,7 +112,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import MAX_EXAMPLES, DataValidationError, resolve_files
+from .data import (
+    DEFAULT_ENCODING,
+    DEFAULT_MAX_ABS_AMOUNT,
+    DEFAULT_MIN_DATE,
+    AMOUNT_PATTERN,
+    ID_WHITESPACE,
+    MAX_EXAMPLES,
+    MISSING_TOKENS,
+    VALUE_RULES,
+    DataValidationError,
+    Limits,
+    check_files,
+    check_policies,
+    date_fmt_text,
+    limits,
+    quality_frame,
+    resolve_files,
+    rule_error,
+)
 from .progress import polled
 from .summary import check_calibration_end, days_per_unit
 
@@ -121,7 +143,10 @@ __all__ = [
 
 DEFAULT_THREADS = 2
 DEFAULT_MEMORY_LIMIT = "4GB"
-_WS = " \t\n\r\x0b\x0c"          # whitespace stripped from customer ids
+_WS = ID_WHITESPACE              # whitespace stripped from customer ids and text values
+_TOKENS_SQL = "(" + ", ".join("'" + t + "'" for t in MISSING_TOKENS) + ")"   # text that means missing
+# DuckDB's names of the encodings its CSV reader knows without extensions (by Python codec name)
+_DUCKDB_ENCODINGS = {"utf-8": "utf-8", "ascii": "utf-8", "utf-16": "utf-16", "iso8859-1": "latin-1"}
 _LIST_QUADRATIC_MAX = 64         # lists up to this length are deduplicated pairwise
 _EPOCH = "DATE '1970-01-01'"
 # Settings of the connections opened by `connect` that keep the peak memory down (measured on the
@@ -212,8 +237,10 @@ def _lit(text: str) -> str:
 class _Source:
     """A transaction log as a DuckDB relation (SQL text) plus its column types."""
 
-    def __init__(self, con, source, customer_id, date, amount, numbered=False, run=None):
+    def __init__(self, con, source, customer_id, date, amount, numbered=False, run=None,
+                 encoding=DEFAULT_ENCODING):
         self.con = con
+        self.encoding = encoding
         self.run = run or _direct      # how queries that scan the log are run (see _runner)
         self.label = "<DataFrame>" if isinstance(source, pd.DataFrame) else str(source)
         self.wanted = [customer_id, date] + ([amount] if amount is not None else [])
@@ -221,18 +248,36 @@ class _Source:
         if isinstance(source, pd.DataFrame):
             self.sql, self.n_hint = self._from_frame(source, numbered), len(source)
         else:
-            self.sql, self.n_hint = self._from_files(resolve_files(source), numbered), None
-        desc = con.execute(f"DESCRIBE SELECT * FROM {self.sql}").fetchall()
+            files = resolve_files(source)
+            check_files(files, encoding)             # the bytes first: encoding, binary, Parquet footer
+            self.files = files
+            self.sql, self.n_hint = self._from_files(files, numbered), None
+        desc = _csv_guard(lambda: con.execute(f"DESCRIBE SELECT * FROM {self.sql}").fetchall(),
+                          ", ".join(f.name for f in self.files) or self.label)
         self.types = {row[0]: str(row[1]).upper() for row in desc}
+        self._check_extra_fields()
         missing = [c for c in self.wanted if c not in self.types]
         if missing:
             present = [c for c in self.types if c != "__row"]
-            raise DataValidationError(
-                missing[0],
-                f"required column missing (missing: {missing}; columns present: {present})",
-                self.count(),
-                hint="Map your column names in the config's data.columns section.",
-            )
+            raise rule_error("missing_column", self.count(), column=missing[0], missing=missing, present=present)
+
+    files: list = []
+
+    def _check_extra_fields(self):
+        """A CSV line with more fields than the header: DuckDB pads the header with ``columnN``."""
+        csvs = [f for f in self.files if not _is_parquet(f)]
+        if not csvs:
+            return
+        header = set()
+        for f in csvs:
+            header |= set(_csv_header(f, self.encoding))
+        extra = [c for c in self.types if c not in header and c != "__row" and re.fullmatch(r"column\d+", c)]
+        if extra:
+            cond = " OR ".join(f"{_q(c)} IS NOT NULL" for c in extra)
+            n = self.run(lambda: self.con.execute(f"SELECT count(*) FROM {self.sql} WHERE {cond}").fetchone()[0])
+            if n:
+                raise rule_error("file_csv", int(n), file=", ".join(f.name for f in csvs),
+                                 reason="line(s) with more fields than the header")
 
     def _from_frame(self, df, numbered):
         cols = list(df.columns)
@@ -254,7 +299,7 @@ class _Source:
 
     def _from_files(self, files: list[Path], numbered):
         if not numbered:
-            single = _single_scan(files)
+            single = _single_scan(files, self.encoding)
             if single is not None:
                 return single
         parts = []
@@ -276,7 +321,7 @@ class _Source:
                     sel = f"SELECT {cols} FROM {scan}"
             else:
                 # everything as text, empty fields as NULL: parsing happens in the rules, as in pandas
-                scan = f"read_csv({path}, header = true, all_varchar = true, nullstr = '')"
+                scan = f"read_csv({path}, {_csv_options(self.encoding)})"
                 if numbered:
                     n_rows = self.run(lambda: self.con.execute(f"SELECT count(*) FROM {scan}").fetchone()[0])
                     sel = f"SELECT *, row_number() OVER () - 1 + {offset} AS __row FROM {scan}"
@@ -312,12 +357,22 @@ class _Source:
     def id_expr(self, col):
         return f"trim({self.id_raw(col)}, {_lit(_WS)})"
 
+    def is_text(self, col) -> bool:
+        return self._type(col) == "VARCHAR"
+
+    def missing_expr(self, col):
+        """Null, or text that means missing (:data:`helpers.data.MISSING_TOKENS`)."""
+        if not self.is_text(col):
+            return f"({_q(col)} IS NULL)"
+        return f"({_q(col)} IS NULL OR lower(trim({_q(col)}, {_lit(_WS)})) IN {_TOKENS_SQL})"
+
     def ts_expr(self, col, date_format):
         """The parsed timestamp (NULL when null or unparseable)."""
         t = self._type(col)
         if t.startswith("TIMESTAMP") or t == "DATE":
             return f"CAST({_q(col)} AS TIMESTAMP)"
         text = _q(col) if t == "VARCHAR" else f"CAST({_q(col)} AS VARCHAR)"
+        text = f"trim({text}, {_lit(_WS)})"
         if date_format:
             return f"try_strptime({text}, {_lit(date_format)})"
         return f"TRY_CAST({text} AS TIMESTAMP)"
@@ -341,16 +396,51 @@ class _Source:
         if self.amount_numeric(col):
             return f"CAST({_q(col)} AS DOUBLE)"
         text = _q(col) if self._type(col) == "VARCHAR" else f"CAST({_q(col)} AS VARCHAR)"
-        # pandas.to_numeric turns 'nan' into NaN, which load_transactions rejects as non-numeric
-        v = f"TRY_CAST(trim({text}, {_lit(_WS)}) AS DOUBLE)"
-        return f"(CASE WHEN isnan({v}) THEN NULL ELSE {v} END)"
+        # a number only when it looks like one (AMOUNT_PATTERN: DuckDB alone would also read '1_000')
+        t = f"trim({text}, {_lit(_WS)})"
+        return f"(CASE WHEN regexp_full_match({t}, {_lit('(?i)(?:' + AMOUNT_PATTERN + ')')}) THEN TRY_CAST({t} AS DOUBLE) END)"
 
 
 def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in {".parquet", ".pq"}
 
 
-def _single_scan(files: list[Path]) -> str | None:
+def _csv_options(encoding: str) -> str:
+    """read_csv options: the dialect pandas reads (comma, double quotes), all text, empty fields and
+    short lines as NULL, in the configured encoding."""
+    name = codecs.lookup(encoding).name
+    if name not in _DUCKDB_ENCODINGS:
+        raise ValueError(f"the DuckDB engine reads CSV text in UTF-8, UTF-16 or Latin-1, not data.encoding = "
+                         f"{encoding!r}: convert the file to UTF-8 or use engine: pandas")
+    return (f"header = true, all_varchar = true, nullstr = '', delim = ',', quote = '\"', escape = '\"', "
+            f"null_padding = true, encoding = '{_DUCKDB_ENCODINGS[name]}'")
+
+
+def _csv_header(path: Path, encoding: str) -> list[str]:
+    """The field names of a CSV file's first line."""
+    import csv  # noqa: PLC0415
+
+    with open(path, newline="", encoding=encoding) as fh:
+        return next(csv.reader(fh), [])
+
+
+def _csv_guard(fn, names: str):
+    """Run ``fn``; DuckDB's errors about a malformed CSV file (``names``) become the ``file_csv`` rule."""
+    duckdb = _duckdb()
+    try:
+        return fn()
+    except duckdb.Error as exc:
+        text = str(exc)
+        if "CSV" not in text and "sniff" not in text:
+            raise
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        found = [ln for ln in lines if ln.startswith(("CSV Error on Line", "Expected Number of Columns",
+                                                      "Original Line"))]
+        reason = "; ".join(found) if found else lines[0].replace("Invalid Input Error: ", "")
+        raise rule_error("file_csv", None, file=names, reason=reason) from None
+
+
+def _single_scan(files: list[Path], encoding: str = DEFAULT_ENCODING) -> str | None:
     """All files as one ``read_parquet``/``read_csv`` scan, or None when they need a UNION.
 
     One scan over a list of files is one pipeline; a ``UNION ALL`` of per-file scans feeds the
@@ -373,8 +463,7 @@ def _single_scan(files: list[Path]) -> str | None:
             cols = f"* REPLACE ({repl})"
         return f"(SELECT {cols} FROM read_parquet({paths}))"
     if not any(_is_parquet(f) for f in files):
-        return (f"(SELECT * FROM read_csv({paths}, header = true, all_varchar = true, nullstr = '', "
-                f"union_by_name = true))")
+        return f"(SELECT * FROM read_csv({paths}, {_csv_options(encoding)}, union_by_name = true))"
     return None
 
 
@@ -417,16 +506,22 @@ def _runner(step, con):
     return run
 
 
-def _open(source, customer_id, date, amount, con, threads, memory_limit, step, numbered=False):
+def _open(source, customer_id, date, amount, con, threads, memory_limit, step, numbered=False,
+          encoding=DEFAULT_ENCODING):
     """The connection (a new one unless ``con`` is given), whether it is ours, the source and
-    the runner of the queries."""
+    the runner of the queries (a malformed CSV line found by a query is the ``file_csv`` rule)."""
     own = con is None
     if own:
         # the summaries show their own (polled) progress: DuckDB only tracks it
         con = connect(threads=threads, memory_limit=memory_limit, progress=False)
-    run = _runner(step, con)
+    polled_run = _runner(step, con)
+    names = "<DataFrame>" if isinstance(source, pd.DataFrame) else str(source)
+
+    def run(fn):
+        return _csv_guard(lambda: polled_run(fn), names)
+
     try:
-        src = _Source(con, source, customer_id, date, amount, numbered=numbered, run=run)
+        src = _Source(con, source, customer_id, date, amount, numbered=numbered, run=run, encoding=encoding)
     except BaseException:
         if own:
             con.close()
@@ -462,14 +557,18 @@ def _first_day_rows_sql(ds, nr, n, lo):
 
 
 def _policy_checks(negative_amounts, duplicates):
-    if negative_amounts not in ("error", "returns"):
-        raise ValueError(f"negative_amounts must be one of ('error', 'returns'), got {negative_amounts!r}")
-    if duplicates not in ("keep", "drop", "error"):
-        raise ValueError(f"duplicates must be one of ('keep', 'drop', 'error'), got {duplicates!r}")
+    check_policies(negative_amounts, duplicates)
 
 
-def _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts, day_filter, trim_ids=True):
-    """Per-row relation: ``cid``, ``d`` (DATE), ``a`` (DOUBLE).
+def _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts, day_filter,
+              lim: Limits, trim_ids=True):
+    """Per-row relation: ``cid``, ``d`` (DATE), ``a`` (DOUBLE) and ``bad`` (the row breaks a fatal rule).
+
+    Rows excluded by a policy (after the observation end ``day_filter``, dates outside the
+    plausible window with ``implausible_dates="exclude"``, returns) are left out unless they break
+    a fatal rule (null or unparseable date, missing, non-finite or too large amount, a date
+    outside the window with ``implausible_dates="error"``, a missing id): those stay, so that
+    the summaries fail on the rows :func:`helpers.data.load_transactions` fails on.
 
     ``trim_ids=False`` groups on the ids as stored (stripping whitespace from every row costs
     more than the whole aggregation); the callers check the per-customer ids afterwards and
@@ -481,22 +580,36 @@ def _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_
         base = f"(SELECT DISTINCT {cols} FROM {src.sql})"
     cid = src.id_expr(customer_id) if trim_ids else src.id_raw(customer_id)
     day = src.day_expr(date, date_format)
-    sel = [f"{cid} AS cid", f"{day} AS d"]
-    where = []
-    if amount is not None:
-        sel.append(f"{src.amount_expr(amount)} AS a")
+    has_amount = amount is not None
+    sel = [f"{cid} AS cid", f"{day} AS d"] + ([f"{src.amount_expr(amount)} AS a"] if has_amount else [])
+    outside = f"(d < {_date_sql(lim.min_date)} OR d > {_date_sql(lim.max_date)})"
+    fatal = ["d IS NULL"]
+    excluded = []
+    if has_amount:
+        fatal.append(f"a IS NULL OR isnan(a) OR isinf(a) OR abs(a) > {lim.max_abs_amount!r}::DOUBLE")
         if negative_amounts == "returns":
-            # set aside as returns (counted by validate_duckdb), as load_transactions does
-            where.append(f"NOT coalesce({src.amount_expr(amount)} < 0, false)")
+            excluded.append("a < 0")        # set aside as returns (counted by validate_duckdb)
+    if lim.implausible_dates == "error":
+        fatal.append(outside)
+    else:
+        excluded.append(outside)
     if day_filter is not None:
-        where.append(f"({day} IS NULL OR {day} <= {day_filter})")
-    w = f" WHERE {' AND '.join(where)}" if where else ""
-    return f"(SELECT {', '.join(sel)} FROM {base}{w})"
+        excluded.append(f"d > {day_filter}")
+    fatal_sql = " OR ".join(f"({c})" for c in fatal)
+    neg = " OR a < 0" if has_amount and negative_amounts == "error" else ""
+    cols = "cid, d" + (", a" if has_amount else "")
+    inner = f"(SELECT {', '.join(sel)} FROM {base})"
+    if not excluded:
+        return f"(SELECT {cols}, ({fatal_sql}{neg}) AS bad FROM {inner})"
+    missing_id = f"cid IS NULL OR lower(trim(cid, {_lit(_WS)})) IN {_TOKENS_SQL}"
+    excl = " OR ".join(f"({c})" for c in excluded)
+    return (f"(SELECT {cols}, ({fatal_sql}{neg}) AS bad FROM {inner} "
+            f"WHERE NOT coalesce({excl}, false) OR {fatal_sql} OR {missing_id})")
 
 
-def _bad_rows_sql(has_amount, bad_a):
-    """Rows breaking a fatal rule: null/unparseable date, bad amount."""
-    return f"count(*) FILTER (WHERE d IS NULL{f' OR {bad_a}' if has_amount else ''})"
+def _bad_rows_sql():
+    """Rows breaking a fatal rule (the ``bad`` column of :func:`_rows_sql`)."""
+    return "count(*) FILTER (WHERE bad)"
 
 
 def _arrow(con, query):
@@ -531,14 +644,25 @@ def _fetch(con, make_query, run=_direct):
     return res, False
 
 
+def _missing_ids(cid) -> bool:
+    """Whether an id (Arrow strings, per customer) is null or text that means missing."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    if pa.types.is_string_view(cid.type):
+        cid = cid.cast(pa.large_string())
+    if cid.null_count:
+        return True
+    norm = pc.utf8_lower(pc.utf8_trim(cid, characters=_WS))
+    return bool(pc.any(pc.is_in(norm, value_set=pa.array(MISSING_TOKENS, type=norm.type))).as_py())
+
+
 def _check_result(res, raise_details):
-    """Empty logs and fatal rules (null/empty ids, bad dates or amounts) raise."""
+    """Empty logs and fatal rules (null/empty/missing-token ids, bad dates or amounts) raise."""
     if res.num_rows == 0:
-        raise DataValidationError(None, "the log is empty: at least one transaction is required", 0)
+        raise rule_error("empty", 0)
     n_bad = int(np.sum(_col(res, "nbad")))
-    cid = res.column("cid")
-    first, last = cid[0].as_py(), cid[res.num_rows - 1].as_py()
-    if n_bad or first is None or first == "" or last is None:     # NULL ids sort last, empty ones first
+    if n_bad or _missing_ids(res.column("cid")):
         raise_details(n_bad)
 
 
@@ -574,18 +698,13 @@ def _repeat_spend(tot, first_day_spend, n):
     return np.where(n > 1, tot - first_day_spend, 0.0)
 
 
-def _bad_amount_sql(negative_amounts):
-    neg = " OR a < 0" if negative_amounts == "error" else ""
-    return f"(a IS NULL OR isnan(a) OR isinf(a){neg})"
-
-
 def _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
-                   duplicates, con, threads, memory_limit, progress, n_bad):
+                   duplicates, con, threads, memory_limit, progress, n_bad, lim: Limits):
     """A fatal rule is broken: let the validation pass name it (with examples)."""
     validate_duckdb(source, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
                     observation_end=observation_end, negative_amounts=negative_amounts,
                     duplicates=duplicates, con=con, threads=threads, memory_limit=memory_limit,
-                    progress=progress)
+                    progress=progress, **lim.kwargs())
     raise DataValidationError(None, "the log has rows that break a validation rule", n_bad)  # pragma: no cover
 
 
@@ -604,30 +723,29 @@ def _summary_frame(cid, f, l, n, end_days, unit_days, tot=None, rs=None):
     return out
 
 
-def _daily_method_sql(rows, has_amount, bad_a):
+def _daily_method_sql(rows, has_amount):
     """Literal two-stage GROUP BY (customer, day) -> customer (``method="daily"``)."""
-    amt_day = f", sum(a) AS a, count(*) FILTER (WHERE {bad_a}) AS nbad_a" if has_amount else ""
-    daily = f"SELECT cid, d{amt_day} FROM {rows} GROUP BY cid, d"
+    amt_day = ", sum(a) AS a" if has_amount else ""
+    daily = f"SELECT cid, d{amt_day}, count(*) FILTER (WHERE bad) AS nbad_d FROM {rows} GROUP BY cid, d"
     # a0: the first day's total (one row per day here)
     amt = ", sum(a) AS tot, arg_min(a, d) AS a0, 1 AS c0" if has_amount else ""
-    nbad = "count(*) FILTER (WHERE d IS NULL)" + (" + sum(nbad_a)" if has_amount else "")
-    return (f"SELECT cid, min(d) AS f, max(d) AS l, count(d) AS n, {nbad} AS nbad{amt} "
+    return (f"SELECT cid, min(d) AS f, max(d) AS l, count(d) AS n, sum(nbad_d) AS nbad{amt} "
             f"FROM ({daily}) GROUP BY cid")
 
 
-def _rfm_query(rows, method, has_amount, bad_a):
+def _rfm_query(rows, method, has_amount):
     """cid, n (purchase days), f and l (first and last day, days since 1970-01-01)[, tot (spend),
     a0 (amount of a first-day row), c0 (rows on the first day)], nbad; sorted by cid."""
     amt_out = ", tot, a0, c0::INTEGER AS c0" if has_amount else ""
     if method == "lists":
         amt = ", sum(a) AS tot, arg_min(a, d) AS a0" if has_amount else ""
         per = (f"SELECT cid, min(d) AS f, max(d) AS l, count(*) AS nr, list(d) AS ds, "
-               f"{_bad_rows_sql(has_amount, bad_a)} AS nbad{amt} FROM {rows} GROUP BY cid")
+               f"{_bad_rows_sql()} AS nbad{amt} FROM {rows} GROUP BY cid")
         per = f"SELECT *, ({_n_days_sql('ds', 'nr', 'f', 'l')})::INTEGER AS n FROM ({per})"
         if has_amount:
             amt_out = f", tot, a0, ({_first_day_rows_sql('ds', 'nr', 'n', 'f')})::INTEGER AS c0"
     else:
-        per = _daily_method_sql(rows, has_amount, bad_a)
+        per = _daily_method_sql(rows, has_amount)
     return (f"SELECT cid, n::INTEGER AS n, (f - {_EPOCH})::INTEGER AS f, (l - {_EPOCH})::INTEGER AS l"
             f"{amt_out}, nbad FROM ({per}) ORDER BY cid")
 
@@ -648,6 +766,11 @@ def rfm_summary_duckdb(
     threads: int = DEFAULT_THREADS,
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     progress: bool | None = None,
+    encoding: str = DEFAULT_ENCODING,
+    max_abs_amount: float = DEFAULT_MAX_ABS_AMOUNT,
+    min_date=DEFAULT_MIN_DATE,
+    max_date=None,
+    implausible_dates: str = "error",
 ) -> pd.DataFrame:
     """Per-customer ``x, t_x, T[, m_x, total_spend], first_purchase`` computed in DuckDB.
 
@@ -697,6 +820,7 @@ def rfm_summary_duckdb(
         message and example rows).
     """
     _policy_checks(negative_amounts, duplicates)
+    lim = limits(encoding, max_abs_amount, min_date, max_date, implausible_dates)
     if method not in ("lists", "daily"):
         raise ValueError(f"method must be 'lists' or 'daily', got {method!r}")
     unit_days = days_per_unit(time_unit)
@@ -705,22 +829,22 @@ def rfm_summary_duckdb(
         validate_duckdb(source, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
                         observation_end=observation_end, negative_amounts=negative_amounts,
                         duplicates="error", con=con, threads=threads, memory_limit=memory_limit,
-                        progress=progress)
+                        progress=progress, **lim.kwargs())
         duplicates = "keep"
     has_amount = amount is not None
-    bad_a = _bad_amount_sql(negative_amounts)
     with polled("log summary (DuckDB)", progress) as step:
-        con_, own, src, run = _open(source, customer_id, date, amount, con, threads, memory_limit, step)
+        con_, own, src, run = _open(source, customer_id, date, amount, con, threads, memory_limit, step,
+                                    encoding=lim.encoding)
         try:
             def rows(trim_ids):
                 return _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts,
-                                 _date_sql(end) if end is not None else None, trim_ids)
+                                 _date_sql(end) if end is not None else None, lim, trim_ids)
 
             def raise_details(n_bad):
                 _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
-                               duplicates, con_, threads, memory_limit, progress, n_bad)
+                               duplicates, con_, threads, memory_limit, progress, n_bad, lim)
 
-            res, trimmed = _fetch(con_, lambda trim_ids: _rfm_query(rows(trim_ids), method, has_amount, bad_a),
+            res, trimmed = _fetch(con_, lambda trim_ids: _rfm_query(rows(trim_ids), method, has_amount),
                                   run)
             _check_result(res, raise_details)
             f = _col(res, "f").astype(np.int64)
@@ -762,6 +886,11 @@ def calibration_holdout_duckdb(
     threads: int = DEFAULT_THREADS,
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     progress: bool | None = None,
+    encoding: str = DEFAULT_ENCODING,
+    max_abs_amount: float = DEFAULT_MAX_ABS_AMOUNT,
+    min_date=DEFAULT_MIN_DATE,
+    max_date=None,
+    implausible_dates: str = "error",
 ) -> pd.DataFrame:
     """Calibration summary and holdout counts per customer, computed in DuckDB.
 
@@ -783,6 +912,7 @@ def calibration_holdout_duckdb(
         the observation end).
     """
     _policy_checks(negative_amounts, duplicates)
+    lim = limits(encoding, max_abs_amount, min_date, max_date, implausible_dates)
     unit_days = days_per_unit(time_unit)
     cal_end = _day(calibration_end)
     obs_end = _day(observation_end) if observation_end is not None else None
@@ -790,10 +920,9 @@ def calibration_holdout_duckdb(
         validate_duckdb(source, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
                         observation_end=observation_end, negative_amounts=negative_amounts,
                         duplicates="error", con=con, threads=threads, memory_limit=memory_limit,
-                        progress=progress)
+                        progress=progress, **lim.kwargs())
         duplicates = "keep"
     has_amount = amount is not None
-    bad_a = _bad_amount_sql(negative_amounts)
     c = _date_sql(cal_end)
     cal, hold = f"d <= {c}", f"d > {c}"
     # the lists method of rfm_summary_duckdb, with the calibration and holdout rows apart
@@ -804,7 +933,7 @@ def calibration_holdout_duckdb(
            f"count(*) FILTER (WHERE {cal}) AS nr, list(d) FILTER (WHERE {cal}) AS ds, "
            f"min(d) FILTER (WHERE {hold}) AS hf, max(d) FILTER (WHERE {hold}) AS hl, "
            f"count(*) FILTER (WHERE {hold}) AS nh, list(d) FILTER (WHERE {hold}) AS hds, "
-           f"{_bad_rows_sql(has_amount, bad_a)} AS nbad{amt} FROM {{rows}} GROUP BY cid")
+           f"{_bad_rows_sql()} AS nbad{amt} FROM {{rows}} GROUP BY cid")
     per = (f"SELECT *, ({_n_days_sql('ds', 'nr', 'f', 'l')})::INTEGER AS n, "
            f"({_n_days_sql('hds', 'nh', 'hf', 'hl')})::INTEGER AS nh_days FROM ({per})")
     amt_out = (f", coalesce(tot, 0.0) AS tot, coalesce(a0, 0.0) AS a0, "
@@ -815,15 +944,16 @@ def calibration_holdout_duckdb(
          f"(d0 - {_EPOCH})::INTEGER AS d0, (d1 - {_EPOCH})::INTEGER AS d1{amt_out}, nbad "
          f"FROM ({per}) ORDER BY cid")
     with polled("calibration/holdout summary (DuckDB)", progress) as step:
-        con_, own, src, run = _open(source, customer_id, date, amount, con, threads, memory_limit, step)
+        con_, own, src, run = _open(source, customer_id, date, amount, con, threads, memory_limit, step,
+                                    encoding=lim.encoding)
         try:
             def rows(trim_ids):
                 return _rows_sql(src, customer_id, date, amount, date_format, duplicates, negative_amounts,
-                                 _date_sql(obs_end) if obs_end is not None else None, trim_ids)
+                                 _date_sql(obs_end) if obs_end is not None else None, lim, trim_ids)
 
             def raise_details(n_bad):
                 _raise_details(source, customer_id, date, amount, date_format, observation_end, negative_amounts,
-                               duplicates, con_, threads, memory_limit, progress, n_bad)
+                               duplicates, con_, threads, memory_limit, progress, n_bad, lim)
 
             res, trimmed = _fetch(con_, lambda trim_ids: q.replace("{rows}", rows(trim_ids)), run)
             _check_result(res, raise_details)
@@ -891,6 +1021,11 @@ def validate_duckdb(
     threads: int = DEFAULT_THREADS,
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     progress: bool | None = None,
+    encoding: str = DEFAULT_ENCODING,
+    max_abs_amount: float = DEFAULT_MAX_ABS_AMOUNT,
+    min_date=DEFAULT_MIN_DATE,
+    max_date=None,
+    implausible_dates: str = "error",
 ) -> pd.DataFrame:
     """Run the validation rules of :func:`helpers.data.load_transactions` in SQL.
 
@@ -917,15 +1052,14 @@ def validate_duckdb(
         column, the rule, the number of rows and up to five example rows
         (index = 0-based row number over the files in order).
     """
-    _policy_checks(negative_amounts, duplicates)
-    if after_observation_end not in ("exclude", "error"):
-        raise ValueError(f"after_observation_end must be one of ('exclude', 'error'), got {after_observation_end!r}")
+    check_policies(negative_amounts, duplicates, after_observation_end, implausible_dates)
+    lim = limits(encoding, max_abs_amount, min_date, max_date, implausible_dates)
     with polled("log validation (DuckDB)", progress) as step:
         con_, own, src, run = _open(source, customer_id, date, amount, con, threads, memory_limit, step,
-                                    numbered=True)
+                                    numbered=True, encoding=lim.encoding)
         try:
             return _validate(con_, src, customer_id, date, amount, date_format, observation_end, negative_amounts,
-                             duplicates, after_observation_end, run)
+                             duplicates, after_observation_end, lim, run)
         finally:
             src.close()
             if own:
@@ -933,52 +1067,46 @@ def validate_duckdb(
 
 
 def _validate(con, src, customer_id, date, amount, date_format, observation_end, negative_amounts, duplicates,
-              after_observation_end, run=_direct):
+              after_observation_end, lim: Limits, run=_direct):
     has_amount = amount is not None
+    columns = {"customer_id": customer_id, "date": date, "amount": amount}
     cid = src.id_expr(customer_id)
     ts = src.ts_expr(date, date_format)
-    raw_date = _q(date)
-    checks = {
-        "null_id": f"({_q(customer_id)} IS NULL OR {cid} = '')",
-        "null_date": f"({raw_date} IS NULL)",
-        "bad_date": f"({raw_date} IS NOT NULL AND {ts} IS NULL)",
-    }
+    day = f"CAST({ts} AS DATE)"
+    checks = {"null_id": src.missing_expr(customer_id), "null_date": src.missing_expr(date)}
+    checks["bad_date"] = f"(NOT {checks['null_date']} AND {ts} IS NULL)"
     if has_amount:
-        a_raw = _q(amount)
         a = src.amount_expr(amount)
         if src.amount_numeric(amount):
-            checks["nan_amount"] = f"({a_raw} IS NULL OR isnan({a}))"
-            checks["non_numeric"] = "false"
+            checks["nan_amount"] = f"({_q(amount)} IS NULL OR isnan({a}))"
         else:
-            checks["nan_amount"] = f"({a_raw} IS NULL)"
-            checks["non_numeric"] = f"({a_raw} IS NOT NULL AND {a} IS NULL)"
+            checks["nan_amount"] = src.missing_expr(amount)
+            checks["non_numeric"] = f"(NOT {checks['nan_amount']} AND {a} IS NULL)"
         checks["inf_amount"] = f"coalesce(isinf({a}), false)"
+        checks["large_amount"] = f"coalesce(NOT isinf({a}) AND abs({a}) > {lim.max_abs_amount!r}::DOUBLE, false)"
+    checks = {name: checks[name] for name in VALUE_RULES if name in checks}
+    lo, hi = lim.window
+    outside = f"coalesce({day} < {_date_sql(lo)} OR {day} > {_date_sql(hi)}, false)"
     end = _day(observation_end) if observation_end is not None else None
-    after = f"coalesce(CAST({ts} AS DATE) > {_date_sql(end)}, false)" if end is not None else "false"
+    after = f"(NOT {outside} AND coalesce({day} > {_date_sql(end)}, false))" if end is not None else "false"
     counts_sql = ", ".join(f"count(*) FILTER (WHERE {cond}) AS {name}" for name, cond in checks.items())
     row = run(lambda: con.execute(f"SELECT count(*) AS n, count(*) FILTER (WHERE {after}) AS n_after, "
+                                  f"count(*) FILTER (WHERE {outside}) AS n_outside, "
                                   f"{counts_sql} FROM {src.sql}").fetchone())
-    names = ["n", "n_after"] + list(checks)
+    names = ["n", "n_after", "n_outside"] + list(checks)
     c = dict(zip(names, (int(v) for v in row)))
     n_read = c["n"]
     if n_read == 0:
-        raise DataValidationError(None, "the log is empty: at least one transaction is required", 0)
+        raise rule_error("empty", 0)
 
-    messages = {
-        "null_id": (customer_id, "customer id must not be null or empty", ""),
-        "null_date": (date, "date must not be null", ""),
-        "bad_date": (date, f"date must parse with {'format ' + repr(date_format) if date_format else 'an inferable date format'}",
-                     "Set data.date_format in the config (e.g. '%Y-%m-%d')."),
-        "nan_amount": (amount, "amount must not be missing (NaN/empty)", ""),
-        "non_numeric": (amount, "amount must be numeric", ""),
-        "inf_amount": (amount, "amount must be finite", ""),
-    }
     for name in checks:
         if c[name]:
-            col, rule, hint = messages[name]
-            raise DataValidationError(col, rule, c[name], _examples(con, src, checks[name]), hint=hint)
+            raise rule_error(name, c[name], _examples(con, src, checks[name]), columns=columns,
+                             fmt=date_fmt_text(date_format), max_abs_amount=lim.max_abs_amount)
+    if c["n_outside"] and lim.implausible_dates == "error":
+        raise rule_error("implausible_date", c["n_outside"], _examples(con, src, outside), columns=columns,
+                         min_date=lo.date(), max_date=hi.date())
 
-    rows: list[tuple] = [("rows read", n_read, "")]
     counts = {"rows_read": n_read}
 
     # --- exact duplicates (raw rows as read) -------------------------------
@@ -988,68 +1116,48 @@ def _validate(con, src, customer_id, date, amount, date_format, observation_end,
     n_dup = n_read - n_distinct
     counts["duplicate_rows"] = n_dup
     if n_dup and duplicates == "error":
-        part = ", ".join(_q(k) for k in src.wanted)
         ex = run(lambda: con.execute(
-            f"SELECT __row AS row, {cols} FROM {src.sql} QUALIFY count(*) OVER (PARTITION BY {part}) > 1 "
+            f"SELECT __row AS row, {cols} FROM {src.sql} QUALIFY count(*) OVER (PARTITION BY {cols}) > 1 "
             f"ORDER BY __row LIMIT {MAX_EXAMPLES}").df()).set_index("row")
-        raise DataValidationError(
-            None, "exact duplicate rows are not allowed (duplicates: error)", n_dup, ex,
-            hint="Set data.duplicates to 'keep' or 'drop' if duplicates are legitimate.",
-        )
-    if duplicates == "drop":
-        rows.append(("exact duplicate rows", n_dup, "excluded"))
-    else:
-        rows.append(("exact duplicate rows", n_dup, "kept (counted as separate purchases)"))
+        raise rule_error("duplicates", n_dup, ex)
+    counts["implausible_dates"] = c["n_outside"]
 
     # --- observation end -----------------------------------------------------
     n_after = c["n_after"] if end is not None else 0
-    if end is not None:
-        if n_after and after_observation_end == "error":
-            raise DataValidationError(date, f"date must not be after the observation end {end.date()}", n_after,
-                                      _examples(con, src, after))
-        rows.append((f"rows after observation end {end.date()}", n_after, "excluded"))
+    if n_after and after_observation_end == "error":
+        raise rule_error("after_end", n_after, _examples(con, src, after), columns=columns, end=end.date())
     counts["after_observation_end"] = n_after
 
     # --- the kept rows: negative and zero amounts, rows used, customers -------
     kept_src = src.sql
     if duplicates == "drop":
         kept_src = f"(SELECT DISTINCT ON ({cols}) * FROM {src.sql} ORDER BY __row)"
+    excluded = f"({after} OR {outside})"
     a = src.amount_expr(amount) if has_amount else None
     neg = f"({a} < 0)" if has_amount else "false"
     zero = f"({a} = 0)" if has_amount else "false"
     q = (f"SELECT count(*) FILTER (WHERE {neg}) AS n_neg, "
          f"count(*) FILTER (WHERE NOT {neg} AND {zero}) AS n_zero, "
          f"count(*) FILTER (WHERE NOT {neg}) AS n_used, "
-         f"count(DISTINCT {cid}) FILTER (WHERE NOT {neg}) AS n_cust, "
+         f"count(DISTINCT {day}) FILTER (WHERE NOT {neg}) AS n_dates, "
          f"min({ts}) FILTER (WHERE NOT {neg}) AS first, max({ts}) FILTER (WHERE NOT {neg}) AS last "
-         f"FROM {kept_src} WHERE NOT {after}")
-    n_neg, n_zero, n_used, n_cust, first, last = run(lambda: con.execute(q).fetchone())
+         f"FROM {kept_src} WHERE NOT {excluded}")
+    n_neg, n_zero, n_used, n_dates, first, last = run(lambda: con.execute(q).fetchone())
     if has_amount:
         if n_neg and negative_amounts == "error":
-            ex = _examples(con, src, f"{neg} AND NOT {after}")
-            raise DataValidationError(
-                amount, "amount must not be negative", n_neg, ex,
-                hint="Set data.negative_amounts: returns to treat negative amounts as returns.",
-            )
+            raise rule_error("negative", n_neg, _examples(con, src, f"{neg} AND NOT {excluded}"), columns=columns)
         counts["returns"] = int(n_neg)
-        if negative_amounts == "returns":
-            rows.append(("negative amounts (returns)", int(n_neg), "set aside as returns"))
         counts["zero_amount_rows"] = int(n_zero)
-        rows.append(("zero-amount rows", int(n_zero), "kept as purchases; excluded from the spend model"))
     if not n_used:
-        raise DataValidationError(
-            None, "no transactions left after validation (the log is empty once exclusions apply)", n_read)
+        raise rule_error("nothing_left", n_read)
     counts["rows_used"] = int(n_used)
-    rows.append(("rows used", int(n_used), ""))
-    counts["customers"] = int(n_cust)
-    rows.append(("customers", int(n_cust), ""))
-    quality = pd.DataFrame(rows, columns=["check", "rows", "action"])
-    first, last = pd.Timestamp(first), pd.Timestamp(last)
-    quality = pd.concat(
-        [quality, pd.DataFrame([("date range", None, f"{first.date()} to {last.date()}")],
-                               columns=["check", "rows", "action"])],
-        ignore_index=True,
-    )
-    quality["rows"] = quality["rows"].astype("Int64")
+    per_customer = (f"SELECT count(*), count(*) FILTER (WHERE d0 < d1) FROM (SELECT {cid} AS __cid, "
+                    f"min({day}) AS d0, max({day}) AS d1 FROM {kept_src} WHERE NOT {excluded} AND NOT {neg} "
+                    f"GROUP BY __cid)")
+    n_cust, n_rep = run(lambda: con.execute(per_customer).fetchone())
+    counts.update({"customers": int(n_cust), "repeat_buyers": int(n_rep), "purchase_dates": int(n_dates)})
+    quality = quality_frame(counts, has_amount=has_amount, duplicates=duplicates, negative_amounts=negative_amounts,
+                            implausible_dates=lim.implausible_dates, window=lim.window, observation_end=end,
+                            first=pd.Timestamp(first), last=pd.Timestamp(last))
     quality.attrs["counts"] = counts
     return quality

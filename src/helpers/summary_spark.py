@@ -49,7 +49,27 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .data import DataValidationError, check_policies, resolve_files
+import codecs
+
+from .data import (
+    DEFAULT_ENCODING,
+    DEFAULT_MAX_ABS_AMOUNT,
+    DEFAULT_MIN_DATE,
+    AMOUNT_PATTERN,
+    ID_WHITESPACE,
+    MAX_EXAMPLES,
+    MISSING_TOKENS,
+    VALUE_RULES,
+    DataValidationError,
+    Limits,
+    check_files,
+    check_policies,
+    date_fmt_text,
+    limits,
+    quality_frame,
+    resolve_files,
+    rule_error,
+)
 from .progress import polled
 from .summary import check_calibration_end, days_per_unit
 
@@ -61,6 +81,7 @@ __all__ = [
     "get_spark",
     "rfm_summary_spark",
     "calibration_holdout_spark",
+    "validate_spark",
     "strftime_to_spark",
 ]
 
@@ -216,16 +237,38 @@ def _local(text: str) -> str:
     return text[len("file://"):] if text.startswith("file://") else text
 
 
-def _read_files(spark, source, date: str, file_format: str | None) -> list[tuple[Any, str | None]]:
-    """Read files into Spark DataFrames, one per format: [(frame, date encoding)]."""
+# Java's names of common encodings (by Python codec name); others are passed as given
+_JAVA_ENCODINGS = {"utf-8": "UTF-8", "ascii": "US-ASCII", "iso8859-1": "ISO-8859-1", "cp1252": "windows-1252",
+                   "utf-16": "UTF-16", "utf-16-le": "UTF-16LE", "utf-16-be": "UTF-16BE"}
+
+
+def _csv_options(encoding: str) -> dict:
+    name = codecs.lookup(encoding).name
+    opts = {"header": True, "inferSchema": False, "escape": '"', "mode": "PERMISSIVE",
+            "encoding": _JAVA_ENCODINGS.get(name, encoding)}
+    if "\n".encode(name) != b"\n":          # lines are not split on the byte 0x0a (UTF-16 ...)
+        opts["multiLine"] = True
+    return opts
+
+
+def _read_files(spark, source, date: str, file_format: str | None,
+                encoding: str = DEFAULT_ENCODING) -> list[tuple[Any, str | None]]:
+    """Read files into Spark DataFrames, one per format: [(frame, date encoding)].
+
+    Local files are checked first (:func:`helpers.data.check_files`: text in ``encoding``, not
+    binary, readable Parquet), as the other engines do; data-lake URIs are read as they are.
+    """
     text = str(source)
-    csv_opts = {"header": True, "inferSchema": False, "escape": '"', "mode": "PERMISSIVE"}
+    csv_opts = _csv_options(encoding)
     if _is_uri(text):
         fmt = file_format or ("csv" if text.lower().rstrip("/").endswith(".csv") else "parquet")
         reader = spark.read.options(**csv_opts) if fmt == "csv" else spark.read
         return [(reader.format(fmt).load(text), None)]
     groups: dict[str, list[Path]] = {}
-    for f in resolve_files(_local(text)):
+    files = resolve_files(_local(text))
+    if file_format is None:
+        check_files(files, encoding)
+    for f in files:
         fmt = file_format or ("csv" if f.suffix.lower() == ".csv" else "parquet")
         groups.setdefault(fmt, []).append(f.resolve())
     parts = []
@@ -315,13 +358,30 @@ def _day_column(df, date: str, date_format: str | None, encoding: str | None):
         return floor_div(f"unix_micros({q})", _MICROS_PER_DAY)
     # text (or numbers such as 19970101): parse.  Parsing and the cut to a day
     # use the same session time zone, so the wall-clock day is kept.
-    text = f"trim(cast({q} as string))"
+    text = _stripped(df[date])
     if date_format:
-        pattern = strftime_to_spark(date_format).replace("\\", "\\\\").replace("'", "\\'")
-        ts = f"try_to_timestamp({text}, '{pattern}')"
+        ts = F.try_to_timestamp(text, F.lit(strftime_to_spark(date_format)))
     else:
-        ts = f"try_cast({text} as timestamp_ntz)"
-    return F.expr(f"unix_date(to_date({ts}))")
+        ts = text.try_cast("timestamp_ntz")
+    return F.unix_date(F.to_date(ts))
+
+
+def _stripped(column):
+    """A column as text with :data:`helpers.data.ID_WHITESPACE` stripped (as every engine strips)."""
+    _, F, _ = _pyspark()
+    return F.btrim(column.cast("string"), F.lit(ID_WHITESPACE))
+
+
+def _missing(df, name: str):
+    """Null, or text that means missing (:data:`helpers.data.MISSING_TOKENS`)."""
+    _, F, T = _pyspark()
+    col = df[name]
+    dtype = df.schema[name].dataType
+    if isinstance(dtype, (T.DoubleType, T.FloatType)):
+        return col.isNull() | F.isnan(col)
+    if not isinstance(dtype, T.StringType):
+        return col.isNull()
+    return col.isNull() | F.lower(_stripped(col)).isin(list(MISSING_TOKENS))
 
 
 def _amount_column(df, amount: str):
@@ -329,18 +389,24 @@ def _amount_column(df, amount: str):
     dtype = df.schema[amount].dataType
     if isinstance(dtype, T.NumericType):
         return df[amount].cast("double")
-    return F.expr(f"try_cast(trim(cast({_quote(amount)} as string)) as double)")
+    text = _stripped(df[amount])
+    # a number only when it looks like one (helpers.data.AMOUNT_PATTERN), as in every engine
+    return F.when(text.rlike(f"^(?i)(?:{AMOUNT_PATTERN})$"), text.try_cast("double"))
 
 
 class _Prepared:
     """The log as (customer, day, amount) rows plus validation counts."""
 
-    def __init__(self, rows, has_amount: bool, n_rows: int | None, first_day: int | None, last_day: int | None):
+    def __init__(self, rows, has_amount: bool, n_rows: int | None, first_day: int | None, last_day: int | None,
+                 stats: dict | None = None, norm=None, keep=None):
         self.rows = rows
         self.has_amount = has_amount
         self.n_rows = n_rows
         self.first_day = first_day
         self.last_day = last_day
+        self.stats = stats or {}      # the validation pass's counts (for validate_spark)
+        self.norm = norm              # the normalised rows before any exclusion, and the keep condition
+        self.keep = keep
 
 
 def _day_of(value) -> int:
@@ -367,44 +433,40 @@ def _examples(raw, cond, wanted: list[str], micros_col: str | None = None, run=N
 def _prepare(
     source, spark, *, customer_id: str, date: str, amount: str | None, date_format: str | None,
     observation_end, negative_amounts: str, duplicates: str, after_observation_end: str,
-    file_format: str | None, run=None,
+    file_format: str | None, run=None, lim: Limits | None = None,
 ) -> _Prepared:
     _, F, T = _pyspark()
     from pyspark.sql import DataFrame as SparkDataFrame
 
     check_policies(negative_amounts, duplicates, after_observation_end)
+    lim = lim or limits()
     run = run or _direct
 
     has_amount = amount is not None
     wanted = [customer_id, date] + ([amount] if has_amount else [])
+    columns = {"customer_id": customer_id, "date": date, "amount": amount}
 
     if isinstance(source, SparkDataFrame):
         parts = [(source, None)]
     elif isinstance(source, pd.DataFrame):
         parts = [_from_pandas(spark, source, wanted, customer_id, date)]
     else:
-        parts = _read_files(spark, source, date, file_format)
+        parts = _read_files(spark, source, date, file_format, lim.encoding)
 
     micros_col = date if any(enc == "micros" for _, enc in parts) else None
     normalised = []
     for raw, encoding in parts:
         missing = [c for c in wanted if c not in raw.columns]
         if missing:
-            raise DataValidationError(
-                missing[0],
-                f"required column missing (missing: {missing}; columns present: {list(raw.columns)})",
-                0,
-                hint="Map your column names in the config's data.columns section.",
-            )
+            raise rule_error("missing_column", 0, column=missing[0], missing=missing, present=list(raw.columns))
         cols = [
-            F.trim(raw[customer_id].cast("string")).alias(_CID),
+            _stripped(raw[customer_id]).alias(_CID),
+            _missing(raw, customer_id).alias("__id_missing"),
             _day_column(raw, date, date_format, encoding).alias(_DAY),
+            _missing(raw, date).alias("__date_missing"),
         ]
         if has_amount:
-            missing_amt = raw[amount].isNull()
-            if isinstance(raw.schema[amount].dataType, (T.DoubleType, T.FloatType)):
-                missing_amt = missing_amt | F.isnan(raw[amount])
-            cols += [_amount_column(raw, amount).alias(_AMT), missing_amt.alias("__amt_missing")]
+            cols += [_amount_column(raw, amount).alias(_AMT), _missing(raw, amount).alias("__amt_missing")]
         # the raw columns stay for error examples and duplicate detection
         raw_cols = [raw[c] if len(parts) == 1 else raw[c].cast("string").alias(c) for c in wanted]
         normalised.append(raw.select(*raw_cols, *cols))
@@ -414,22 +476,29 @@ def _prepare(
 
     # one pass counts every rule and the range of the rows that will be kept
     end_day = _day_of(observation_end) if observation_end is not None else None
-    cid, day, col = F.col(_CID), F.col(_DAY), F.col
+    lo_day, hi_day = _day_of(lim.min_date), _day_of(lim.max_date)
+    day, col = F.col(_DAY), F.col
     conds: dict[str, Any] = {
-        "null_id": cid.isNull() | (cid == ""),
-        "null_date": col(date).isNull(),
-        "bad_date": col(date).isNotNull() & day.isNull(),
+        "null_id": col("__id_missing"),
+        "null_date": col("__date_missing"),
+        "bad_date": ~col("__date_missing") & day.isNull(),
     }
     if has_amount:
         a = col(_AMT)
+        infinite = a.isin(float("inf"), float("-inf"))
         conds["nan_amount"] = col("__amt_missing")
         conds["non_numeric"] = ~col("__amt_missing") & (a.isNull() | F.isnan(a))
-        conds["non_finite"] = a.isin(float("inf"), float("-inf"))
-    after = day > F.lit(end_day) if end_day is not None else F.lit(False)
+        conds["inf_amount"] = infinite
+        conds["large_amount"] = ~infinite & (F.abs(a) > F.lit(lim.max_abs_amount))
+    conds = {name: conds[name] for name in VALUE_RULES if name in conds}
+    outside = F.coalesce((day < F.lit(lo_day)) | (day > F.lit(hi_day)), F.lit(False))
+    conds["outside"] = outside
+    after = (~outside & (day > F.lit(end_day))) if end_day is not None else F.lit(False)
     conds["after_end"] = after
-    keep = ~after
+    keep = ~after & ~outside
     if has_amount:
-        conds["negative"] = (col(_AMT) < 0) & ~after
+        conds["negative"] = (col(_AMT) < 0) & keep
+        conds["zero"] = (col(_AMT) == 0) & keep
         keep = keep & (col(_AMT) >= 0)
 
     aggs = [F.count(F.lit(1)).alias("n")]
@@ -437,53 +506,139 @@ def _prepare(
     aggs += [F.sum(F.when(keep, 1).otherwise(0)).alias("kept"),
              F.min(F.when(keep, day)).alias("lo"), F.max(F.when(keep, day)).alias("hi")]
     stats = run(norm.agg(*aggs).collect)[0].asDict()
-    n_read = int(stats["n"])
+    stats = {k: (int(v) if v is not None else None) for k, v in stats.items()}
+    n_read = stats["n"]
     if n_read == 0:
-        raise DataValidationError(None, "the log is empty: at least one transaction is required", 0)
+        raise rule_error("empty", 0)
 
-    def check(key, column, rule, hint=""):
+    def check(key, rule=None, **fmt):
         n = int(stats[key] or 0)
         if n:
-            raise DataValidationError(column, rule, n, _examples(norm, conds[key], wanted, micros_col, run),
-                                      hint=hint)
+            raise rule_error(rule or key, n, _examples(norm, conds[key], wanted, micros_col, run), columns=columns,
+                             **fmt)
 
-    check("null_id", customer_id, "customer id must not be null or empty")
-    check("null_date", date, "date must not be null")
-    fmt = f"format {date_format!r}" if date_format else "an inferable date format"
-    check("bad_date", date, f"date must parse with {fmt}",
-          hint="Set data.date_format in the config (e.g. '%Y-%m-%d').")
-    if has_amount:
-        check("nan_amount", amount, "amount must not be missing (NaN/empty)")
-        check("non_numeric", amount, "amount must be numeric")
-        check("non_finite", amount, "amount must be finite")
+    for name in VALUE_RULES:
+        if name in conds:
+            check(name, fmt=date_fmt_text(date_format), max_abs_amount=lim.max_abs_amount)
+    if lim.implausible_dates == "error":
+        check("outside", "implausible_date", min_date=lim.min_date.date(), max_date=lim.max_date.date())
 
     rows = norm
     n_kept = int(stats["kept"] or 0)
-    if duplicates != "keep":
-        if duplicates == "error":
-            raw = norm.select(*wanted)
-            n_distinct = run(raw.distinct().count)
-            if n_distinct != n_read:
-                dup_keys = raw.groupBy(*wanted).count().filter(F.col("count") > 1).drop("count")
-                ex = _examples(dup_keys, F.lit(True), wanted, micros_col, run)
-                raise DataValidationError(
-                    None, "exact duplicate rows are not allowed (duplicates: error)", n_read - n_distinct, ex,
-                    hint="Set data.duplicates to 'keep' or 'drop' if duplicates are legitimate.",
-                )
+    if duplicates == "error":
+        raw = norm.select(*wanted)
+        n_distinct = run(raw.distinct().count)
+        if n_distinct != n_read:
+            dup_keys = raw.groupBy(*wanted).count().filter(F.col("count") > 1).drop("count")
+            ex = _examples(dup_keys, F.lit(True), wanted, micros_col, run)
+            raise rule_error("duplicates", n_read - n_distinct, ex)
     if end_day is not None and after_observation_end == "error":
-        check("after_end", date, f"date must not be after the observation end {_date_of(end_day)}")
+        check("after_end", end=_date_of(end_day))
     if has_amount and negative_amounts == "error":
-        check("negative", amount, "amount must not be negative",
-              hint="Set data.negative_amounts: returns to treat negative amounts as returns.")
+        check("negative")
     if n_kept == 0:
-        raise DataValidationError(
-            None, "no transactions left after validation (the log is empty once exclusions apply)", n_read)
+        raise rule_error("nothing_left", n_read)
     rows = rows.filter(keep)
     if duplicates == "drop":
         rows = rows.dropDuplicates(wanted)
         n_kept = None  # counted only if an error message needs it
     rows = rows.select(_CID, _DAY, *([_AMT] if has_amount else []))
-    return _Prepared(rows, has_amount, n_kept, int(stats["lo"]), int(stats["hi"]))
+    return _Prepared(rows, has_amount, n_kept, stats["lo"], stats["hi"], stats=stats, norm=norm, keep=keep)
+
+
+def validate_spark(
+    source,
+    *,
+    customer_id: str = "customer_id",
+    date: str = "date",
+    amount: str | None = "amount",
+    date_format: str | None = None,
+    observation_end=None,
+    negative_amounts: str = "error",
+    duplicates: str = "keep",
+    after_observation_end: str = "exclude",
+    encoding: str = DEFAULT_ENCODING,
+    max_abs_amount: float = DEFAULT_MAX_ABS_AMOUNT,
+    min_date=DEFAULT_MIN_DATE,
+    max_date=None,
+    implausible_dates: str = "error",
+    spark: "SparkSession | None" = None,
+    file_format: str | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Run the validation rules of :func:`helpers.data.load_transactions` on Spark.
+
+    The same rules, policies and errors as the pandas loader and
+    :func:`helpers.summary_duckdb.validate_duckdb` (example rows carry no row
+    number).  Parameters are those of :func:`rfm_summary_spark` and the
+    plausibility settings of :func:`helpers.data.load_transactions`.
+
+    Returns
+    -------
+    DataFrame
+        The data-quality table of :attr:`helpers.data.TransactionData.quality`;
+        ``attrs["counts"]`` holds the counts by name as in
+        ``TransactionData.counts`` (what :func:`helpers.data.check_modelable` reads).
+    """
+    _, F, _ = _pyspark()
+    check_policies(negative_amounts, duplicates, after_observation_end, implausible_dates)
+    lim = limits(encoding, max_abs_amount, min_date, max_date, implausible_dates)
+    spark = spark or get_spark()
+    has_amount = amount is not None
+    wanted = [customer_id, date] + ([amount] if has_amount else [])
+    with _nanos_as_long(spark, source), polled("log validation (Spark)", progress) as step:
+        run = _job_runner(step, spark)
+        prep = _prepare(
+            source, spark, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
+            observation_end=observation_end, negative_amounts=negative_amounts, duplicates=duplicates,
+            after_observation_end=after_observation_end, file_format=file_format, run=run, lim=lim,
+        )
+        st = prep.stats
+        n_read = st["n"]
+        n_distinct = run(prep.norm.select(*wanted).distinct().count)
+        counts = {"rows_read": n_read, "duplicate_rows": int(n_read - n_distinct),
+                  "implausible_dates": int(st["outside"] or 0), "after_observation_end": int(st["after_end"] or 0)}
+        base = prep.norm
+        if duplicates == "drop":
+            base = base.dropDuplicates(wanted)
+        # counts over the rows kept (deduplicated with duplicates="drop"), as load_transactions counts them
+        kept = base.filter(prep.keep)
+        aggs = [F.count(F.lit(1)).alias("used"), F.countDistinct(_DAY).alias("dates")]
+        if has_amount:
+            neg_zero = base.filter(_not_excluded(observation_end, lim)).agg(
+                F.sum(F.when(F.col(_AMT) < 0, 1).otherwise(0)).alias("neg"),
+                F.sum(F.when(F.col(_AMT) == 0, 1).otherwise(0)).alias("zero")).collect
+            n_neg, n_zero = (int(v or 0) for v in run(neg_zero)[0])
+            counts["returns"] = n_neg
+            counts["zero_amount_rows"] = n_zero
+        used = run(kept.agg(*aggs).collect)[0]
+        per = kept.groupBy(_CID).agg(F.min(_DAY).alias("d0"), F.max(_DAY).alias("d1"))
+        cust = run(per.agg(F.count(F.lit(1)).alias("n"),
+                           F.sum(F.when(F.col("d0") < F.col("d1"), 1).otherwise(0)).alias("rep")).collect)[0]
+    counts["rows_used"] = int(used["used"])
+    counts.update({"customers": int(cust["n"]), "repeat_buyers": int(cust["rep"] or 0),
+                   "purchase_dates": int(used["dates"])})
+    quality = quality_frame(counts, has_amount=has_amount, duplicates=duplicates, negative_amounts=negative_amounts,
+                            implausible_dates=lim.implausible_dates, window=lim.window,
+                            observation_end=_day_ts(observation_end) if observation_end is not None else None,
+                            first=_EPOCH + pd.Timedelta(days=prep.first_day),
+                            last=_EPOCH + pd.Timedelta(days=prep.last_day))
+    quality.attrs["counts"] = counts
+    return quality
+
+
+def _day_ts(value) -> pd.Timestamp:
+    return _EPOCH + pd.Timedelta(days=_day_of(value))
+
+
+def _not_excluded(observation_end, lim: Limits):
+    """Rows inside the plausible window and not after the observation end (returns may be among them)."""
+    _, F, _ = _pyspark()
+    day = F.col(_DAY)
+    ok = F.coalesce((day >= F.lit(_day_of(lim.min_date))) & (day <= F.lit(_day_of(lim.max_date))), F.lit(False))
+    if observation_end is not None:
+        ok = ok & (day <= F.lit(_day_of(observation_end)))
+    return ok
 
 
 # ---------------------------------------------------------------------------
@@ -541,6 +696,11 @@ def rfm_summary_spark(
     after_observation_end: str = "exclude",
     file_format: str | None = None,
     progress: bool | None = None,
+    encoding: str = DEFAULT_ENCODING,
+    max_abs_amount: float = DEFAULT_MAX_ABS_AMOUNT,
+    min_date=DEFAULT_MIN_DATE,
+    max_date=None,
+    implausible_dates: str = "error",
 ) -> pd.DataFrame:
     """Per-customer ``x, t_x, T[, m_x, total_spend], first_purchase``, computed by Spark.
 
@@ -568,6 +728,9 @@ def rfm_summary_spark(
         Default: :func:`get_spark`.
     negative_amounts, duplicates, after_observation_end
         The validation policies of :func:`helpers.data.load_transactions`.
+    encoding, max_abs_amount, min_date, max_date, implausible_dates
+        Its plausibility settings (``data.encoding`` ...): CSV encoding, bound
+        on amounts, the plausible window of dates and its policy.
     file_format : {"parquet", "csv"}, optional
         Force the file format (default: from the file extension).
     progress : bool or None
@@ -583,6 +746,7 @@ def rfm_summary_spark(
             source, spark, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
             observation_end=observation_end, negative_amounts=negative_amounts, duplicates=duplicates,
             after_observation_end=after_observation_end, file_format=file_format, run=run,
+            lim=limits(encoding, max_abs_amount, min_date, max_date, implausible_dates),
         )
         end_day = _day_of(observation_end) if observation_end is not None else prep.last_day
         compact = _collect(_customer_aggregate(_daily(prep), prep.has_amount, end_day), run)
@@ -616,6 +780,11 @@ def calibration_holdout_spark(
     after_observation_end: str = "exclude",
     file_format: str | None = None,
     progress: bool | None = None,
+    encoding: str = DEFAULT_ENCODING,
+    max_abs_amount: float = DEFAULT_MAX_ABS_AMOUNT,
+    min_date=DEFAULT_MIN_DATE,
+    max_date=None,
+    implausible_dates: str = "error",
 ) -> pd.DataFrame:
     """Calibration summary and holdout counts per customer, computed by Spark.
 
@@ -645,6 +814,7 @@ def calibration_holdout_spark(
             source, spark, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
             observation_end=observation_end, negative_amounts=negative_amounts, duplicates=duplicates,
             after_observation_end=after_observation_end, file_format=file_format, run=run,
+            lim=limits(encoding, max_abs_amount, min_date, max_date, implausible_dates),
         )
         obs_day = _day_of(observation_end) if observation_end is not None else prep.last_day
         if not (prep.first_day <= cal_day < obs_day):
