@@ -110,3 +110,128 @@ def test_one_time_majority_threshold_is_configurable():
     assert claims.one_time_majority(0.29).holds is False
     low = claims.one_time_majority(0.29, threshold=0.25)
     assert low.holds is True and "most of the base" in low.text
+
+
+# --- revenue dynamics (05): acquisition window, band test, largest part, amounts, claimed value ---------------
+
+def test_single_acquisition_window_both_sides():
+    # CDNOW: new customers in Jan-Mar 1997 only, 18 months of log
+    closed = claims.single_acquisition_window(3, 18, 3, "1997-01", "1997-03")
+    assert closed.holds is True and "closed group" in closed.text and "3 of 18 months" in closed.text
+    # a retailer acquiring every month for 36 months
+    going = claims.single_acquisition_window(36, 36, 36, "2021-01", "2023-12")
+    assert going.holds is False and "closed group" not in going.text and "100%" in going.text
+    # the threshold: a window of exactly half the log is not "early"
+    assert claims.single_acquisition_window(9, 18, 9, "a", "b").holds is False
+    assert claims.single_acquisition_window(8, 18, 8, "a", "b").holds is True
+    one = claims.single_acquisition_window(1, 1, 1, "2021-03", "2021-03", period_name="quarter")
+    assert one.holds is None and "one quarter" in one.text
+
+
+def test_band_test_applies_follows_the_window():
+    closed = claims.single_acquisition_window(3, 18, 3, "1997-01", "1997-03")
+    no = claims.band_test_applies(closed, measure="purchases")
+    assert no.holds is False and "no test" in no.text and "after 1997-03" in no.text
+    assert "all purchases come" in no.text
+    assert "all revenue comes" in claims.band_test_applies(closed).text
+    yes = claims.band_test_applies(claims.single_acquisition_window(36, 36, 36, "2021-01", "2023-12"))
+    assert yes.holds is True and "no test" not in yes.text
+    assert claims.band_test_applies(claims.single_acquisition_window(1, 1, 1, "x", "x")).holds is None
+
+
+def test_largest_part_three_ways():
+    leak = claims.largest_part({"churn": 900.0, "contraction": 100.0}, "leak")
+    assert leak.holds is True and leak.text.startswith("The larger leak is churn") and "90%" in leak.text
+    other = claims.largest_part({"churn": 100.0, "contraction": 900.0}, "leak")
+    assert other.holds is True and other.text.startswith("The larger leak is contraction")
+    gains = claims.largest_part({"new": 5.0, "more": 3.0, "back": 2.0}, "source of gains")
+    assert gains.text.startswith("The largest source of gains is new") and "ahead of more" in gains.text
+    tie = claims.largest_part({"churn": 50.0, "contraction": 50.0}, "leak")
+    assert tie.holds is False and "No single leak" in tie.text
+    assert claims.largest_part({"churn": 0.0, "contraction": 0.0}, "leak").holds is None
+    assert claims.largest_part({"churn": math.nan, "contraction": 1.0}, "leak").holds is None
+
+
+def test_needs_amounts_both_sides():
+    yes = claims.needs_amounts(True, "The order value test")
+    no = claims.needs_amounts(False, "The order value test")
+    assert yes.holds is True and "uses the log's amounts" in yes.text
+    assert no.holds is False and "needs amounts" in no.text and "not run" in no.text
+    instead = claims.needs_amounts(False, "The revenue share", instead="the share of purchases stands in")
+    assert "share of purchases stands in" in instead.text and "not run" not in instead.text
+
+
+def test_estimate_matches_claim_three_ways():
+    inside = claims.estimate_matches_claim(0.60, 0.45, 0.80, 0.47, "The implied difference")
+    assert inside.holds is True and "consistent with the claimed +47%" in inside.text
+    above = claims.estimate_matches_claim(0.90, 0.70, 1.10, 0.47, "The implied difference")
+    assert above.holds is False and "above" in above.text
+    below = claims.estimate_matches_claim(0.20, 0.10, 0.30, 0.47, "The implied difference")
+    assert below.holds is False and "below" in below.text
+    assert claims.estimate_matches_claim(0.5, 0.47, 0.6, 0.47, "x").holds is True     # the interval's edge
+    assert claims.estimate_matches_claim(math.nan, 0.1, 0.3, 0.47, "x").holds is None
+
+
+def test_retention_cheaper_both_sides():
+    yes = claims.retention_cheaper(2.5, 0.2, 0.5, "USD", "USD")
+    assert yes.holds is True and "a factor of 2.5" in yes.text and "Retention creates" in yes.text
+    no = claims.retention_cheaper(0.4, 1.25, 0.5, "USD", "discounted purchase")
+    assert no.holds is False and no.text.startswith("Acquisition creates") and "2.5 times" in no.text
+    assert claims.retention_cheaper(1.0, 0.5, 0.5, "USD", "USD").holds is False
+    assert claims.retention_cheaper(0.0, math.inf, 0.5, "USD", "USD").holds is False
+    assert claims.retention_cheaper(math.nan, math.inf, math.inf, "USD", "USD").holds is None
+
+
+def test_acquisition_pays_both_sides():
+    assert claims.acquisition_pays(41.9, 20.0, "USD", 24).holds is True
+    no = claims.acquisition_pays(15.0, 20.0, "USD", 24)
+    assert no.holds is False and "destroys value" in no.text and "15.00 USD" in no.text
+    assert claims.acquisition_pays(20.0, 20.0, "USD", 24).holds is False
+    assert claims.acquisition_pays(math.nan, 20.0, "USD", 24).holds is None
+
+
+def test_pays_back_within_both_sides():
+    assert claims.pays_back_within(7.25, 24, "the acquisition cost").holds is True
+    assert claims.pays_back_within(24.0, 24, "x").holds is True
+    late = claims.pays_back_within(30.0, 24, "the programme")
+    assert late.holds is False and late.text.startswith("The programme does not pay back")
+    assert claims.pays_back_within(math.inf, 24, "x").holds is False
+    assert claims.pays_back_within(math.nan, 24, "x").holds is None
+
+
+def test_price_cut_recoverable_both_sides():
+    ok = claims.price_cut_recoverable(0.05, 0.24, 0.3)
+    assert ok.holds is True and "24% drop-out cut" in ok.text
+    assert claims.price_cut_recoverable(0.2, math.nan, 0.3).holds is False
+    whole = claims.price_cut_recoverable(0.3, math.nan, 0.3)
+    assert whole.holds is False and "whole 30% margin" in whole.text
+
+
+def test_lever_choice_robust_both_sides():
+    assert claims.lever_choice_robust([], 7).holds is True
+    flip = claims.lever_choice_robust(["retention_cost"], 7)
+    assert flip.holds is False and "retention_cost" in flip.text
+
+
+def test_agrees_with_simulation_at_the_threshold():
+    assert claims.agrees_with_simulation(1.2).holds is True
+    assert claims.agrees_with_simulation(4.0).holds is True
+    bad = claims.agrees_with_simulation(4.01)
+    assert bad.holds is False and "suspect" in bad.text
+    assert claims.agrees_with_simulation(math.nan).holds is None
+
+
+def test_recommend_model_prefers_the_simpler_of_two_nested_models_at_their_limit():
+    """GGompertz/NBD at b -> 0 is Pareto/NBD: equal holdout errors up to optimiser noise."""
+    import pandas as pd
+
+    from helpers.validation import recommend_model
+
+    comp = pd.DataFrame({"mae": [0.8187, 0.793766, 0.793766, 1.038],
+                         "total_error_pct": [-14.28, -12.857202, -12.857199, 47.4],
+                         "n_params": [4, 4, 5, float("nan")]},
+                        index=["bgnbd", "pareto_nbd", "ggompertz_nbd", "baseline"])
+    assert recommend_model(comp)[0] == "pareto_nbd"
+    # a real difference in the total error still decides
+    comp.loc["ggompertz_nbd", "total_error_pct"] = -11.0
+    assert recommend_model(comp)[0] == "ggompertz_nbd"

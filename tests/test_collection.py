@@ -67,7 +67,7 @@ def test_every_report_names_the_runs_model(frequency_run):
 def test_index_equity_is_the_stage_equity_and_02s(frequency_run):
     _, run, run_dir, results = frequency_run
     equity = results["02-clv-models"]["customer_equity"]["estimate"]
-    assert equity == pytest.approx(run["valuation"]["equity"], rel=1e-12)
+    assert equity == pytest.approx(run["valuation"]["customer_equity"], rel=1e-12)
     index = (run_dir / "index.html").read_text()
     assert f"{equity:,.0f}" in index
     # values without amounts are purchases, and the reports say so
@@ -104,4 +104,4 @@ def test_reports_have_no_raw_missing_values(frequency_run):
         text = re.sub(r"<[^>]+>", " ", text)
         for token in (" nan ", " NaN ", " None ", "progress ·"):
             assert token not in f" {text} ", (nb["name"], token)
-    assert np.isfinite(run["valuation"]["equity"])
+    assert np.isfinite(run["valuation"]["customer_equity"])

@@ -1,8 +1,10 @@
-"""Tests of helpers.economics: retention versus acquisition on the BG/NBD + Gamma-Gamma models.
+"""Tests of helpers.economics: retention versus acquisition on the frequency models with the lever.
 
 Hand-checkable cases (nobody drops out, margin 0, delta 0, constructed cash
-flows), agreement of the quadrature with the closed forms of FHL (2005a), and
-the simulation check of the retention lever.
+flows), agreement of the quadrature with the closed forms of FHL (2005a), of
+the MBG/NBD and Pareto/NBD levers with their models' closed forms and with
+adaptive integration, and the simulation check of each lever against its
+model's generative process (a mutated lever must fail it).
 """
 
 import numpy as np
@@ -11,11 +13,18 @@ import pytest
 from scipy import integrate, stats
 
 from helpers import economics as ec
-from helpers.models import fit_bgnbd, fit_gamma_gamma
+from helpers.models import fit_bgnbd, fit_gamma_gamma, get_model
+from helpers.models import pareto_nbd as pnbd_module
+from helpers.models.bgnbd import _lever_mixture
+from helpers.models.mbgnbd import MBGNBD
+from helpers.models.pareto_nbd import ParetoNBD
 from helpers.summary import rfm_summary
 from helpers.value import bootstrap, clv
 
 TRUE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}   # FHL (2005a) CDNOW estimates
+PNBD = (0.553, 10.578, 0.606, 11.669)                         # Fader & Hardie (2005) note 009, CDNOW sample
+#: A parameter vector per model with the lever (MBG/NBD: the BG/NBD CDNOW values, a valid MBG/NBD too).
+LEVER_THETA = {"bgnbd": tuple(TRUE.values()), "mbgnbd": tuple(TRUE.values()), "pareto_nbd": PNBD}
 NO_DROP = (0.5, 2.0, 1.0, 1e9)                                  # huge b: nobody drops out
 WEEKS_PER_MONTH = 365.25 / 12 / 7
 
@@ -338,24 +347,200 @@ def test_scenario_and_sensitivity(fitted):
 # ---------------------------------------------------------------------------
 
 def test_simulate_continuation_basics():
-    lam = np.array([1.0, 1.0, 2.0])
-    p = np.array([0.3, 0.0, 0.5])
-    alive = np.array([True, True, False])
-    out = ec.simulate_continuation(lam, p, alive, 10.0, 0.0)
+    m = get_model("bgnbd")
+    latent = {"lam": np.array([1.0, 1.0, 2.0]), "p_drop": np.array([0.3, 0.0, 0.5]), "J": np.array([5, 9, 1])}
+    x, T = np.array([0.0, 0.0, 1.0]), np.array([10.0, 10.0, 10.0])    # third customer: dropped at its purchase
+    out = ec.simulate_continuation((m, LEVER_THETA["bgnbd"]), latent, 10.0, 0.0, x=x, T=T)
     np.testing.assert_array_equal(out["base"], out["lever"])
     assert out.loc[2, "base"] == 0 and out.loc[2, "lever"] == 0
-    full = ec.simulate_continuation(lam, p, alive, 10.0, 1.0)     # p' = 0: every arrival is bought
+    full = ec.simulate_continuation((m, LEVER_THETA["bgnbd"]), latent, 10.0, 1.0, x=x, T=T)  # p' = 0
     assert full.loc[1, "lever"] == full.loc[1, "base"]
     assert np.all(full["lever"] >= full["base"])
+    # Pareto/NBD: dead at T (tau <= T) buys nothing; no drop-out under delta = 1 buys at least as much
+    latent = {"lam": np.array([1.0, 1.0]), "mu": np.array([0.1, 0.1]), "tau": np.array([5.0, 20.0])}
+    out = ec.simulate_continuation((get_model("pareto_nbd"), PNBD), latent, 30.0, 1.0, x=np.zeros(2), T=np.full(2, 10.0))
+    assert out.loc[0, "base"] == 0 and out.loc[0, "lever"] == 0 and out.loc[1, "lever"] >= out.loc[1, "base"]
 
 
-@pytest.mark.parametrize("population,delta,mode", [("base", 0.05, "dropout"), ("base", 0.05, "retention"),
-                                                   ("new", 0.05, "dropout")])
-def test_lever_matches_simulation(population, delta, mode):
-    """Analytic change in future purchases = simulated change within 4 Monte-Carlo SE, and the
-    test is sharp: the change itself is many SE away from zero."""
-    chk = ec.lever_simulation_check(TRUE, delta, mode, t=52.0, n_customers=200_000, population=population,
-                                    seed=3)
+SIM_CASES = [("bgnbd", "base", 0.05, "dropout"), ("bgnbd", "base", 0.05, "retention"), ("bgnbd", "new", 0.05, "dropout"),
+             ("mbgnbd", "base", 0.1, "dropout"), ("mbgnbd", "new", 0.1, "dropout"), ("mbgnbd", "new", 0.05, "retention"),
+             ("pareto_nbd", "base", 0.1, "dropout"), ("pareto_nbd", "new", 0.1, "dropout"),
+             ("pareto_nbd", "base", 0.05, "retention"), ("pareto_nbd", "new", 0.05, "retention")]
+
+
+@pytest.mark.parametrize("name,population,delta,mode", SIM_CASES)
+def test_lever_matches_simulation(name, population, delta, mode):
+    """Analytic change in future purchases = simulated change (the model's own generative process) within
+    4 Monte-Carlo SE, and the check is sharp: the change itself is many SE away from zero."""
+    chk = ec.lever_simulation_check((get_model(name), LEVER_THETA[name]), delta, mode, t=52.0, n_customers=100_000,
+                                    population=population, seed=3)
+    assert chk["model"] == name
     assert abs(chk["z"]) < 4, chk
     assert chk["change_over_se"] > 15, chk
     assert abs(chk["z_base"]) < 4, chk
+
+
+class _MBGWithoutTimeZeroLever(MBGNBD):
+    """Mutant: the programme does not touch a new customer's time-0 drop-out, which is dropped altogether."""
+
+    def lever_expectations(self, theta, t, s, c, x=None, t_x=None, T=None, n_nodes=64, period=1.0):
+        if x is None:
+            r, alpha, a, b = theta
+            EX, S = _lever_mixture([r], [alpha], [b], t, a, s, c, n_nodes, first_chance=False)
+            return EX[0], S[0]
+        return super().lever_expectations(theta, t, s, c, x, t_x, T, n_nodes, period)
+
+
+class _ParetoPriorLifetime(ParetoNBD):
+    """Mutant: existing customers' drop-out rate from the prior Gamma(s, beta), not the posterior Gamma(s, beta + T)."""
+
+    def lever_expectations(self, theta, t, s, c, x=None, t_x=None, T=None, n_nodes=64, period=1.0):
+        if x is None:
+            return super().lever_expectations(theta, t, s, c, None, None, None, n_nodes, period)
+        r, alpha, s_, beta = theta
+        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        pa = self.p_alive(theta, x, t_x, T)
+        EX, S = pnbd_module._rate_lever(r + x, alpha + T, np.full_like(T, beta), s_, t, s, c, period, n_nodes)
+        return pa[:, None] * EX, pa[:, None] * S
+
+
+class _ParetoWrongScale(ParetoNBD):
+    """Mutant: the drop-out cut applied to the scale the wrong way round (beta (1 - delta) for beta / (1 - delta))."""
+
+    def lever_expectations(self, theta, t, s, c, x=None, t_x=None, T=None, n_nodes=64, period=1.0):
+        return super().lever_expectations(theta, t, 1.0 / s if c == 0 and s > 0 else s, c, x, t_x, T, n_nodes, period)
+
+
+@pytest.mark.parametrize("mutant,population,delta", [(_MBGWithoutTimeZeroLever(), "new", 0.1),
+                                                      (_ParetoPriorLifetime(), "base", 0.1),
+                                                      (_ParetoWrongScale(), "new", 0.1)])
+def test_mutated_lever_fails_the_simulation_check(mutant, population, delta):
+    """The simulation check can fail: each mutant's analytic change is many Monte-Carlo SE off."""
+    chk = ec.lever_simulation_check((mutant, LEVER_THETA[mutant.name]), delta, "dropout", t=52.0,
+                                    n_customers=100_000, population=population, seed=3)
+    assert abs(chk["z"]) > 6, chk
+
+
+# ---------------------------------------------------------------------------
+# the lever of MBG/NBD and Pareto/NBD: closed forms and quadrature
+# ---------------------------------------------------------------------------
+
+HIST = (np.array([0.0, 2.0, 5.0, 1.0]), np.array([0.0, 30.43, 20.0, 3.0]), np.array([38.86, 38.86, 38.0, 30.0]))
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "pareto_nbd"])
+def test_delta_zero_reproduces_each_models_closed_forms(name):
+    """No programme: the lever is the model's unconditional and conditional expectation and P(alive) later."""
+    m, th = get_model(name), LEVER_THETA[name]
+    t = np.array([1.0, 10.0, 52.0, 300.0])
+    np.testing.assert_allclose(ec.expected_purchases_lever((m, th), t), m.expected_purchases_new(th, t), rtol=1e-9)
+    x, t_x, T = HIST
+    ref = np.column_stack([m.expected_purchases(th, tt, x, t_x, T) for tt in t])
+    np.testing.assert_allclose(ec.expected_purchases_lever((m, th), t, x=x, t_x=t_x, T=T), ref, rtol=1e-9)
+    np.testing.assert_allclose(ec.alive_probability_lever((m, th), t, x=x, t_x=t_x, T=T),
+                               m.p_alive_future(th, t, x, t_x, T), rtol=1e-9)
+    assert ec.lever_available(m) and name in ec.lever_models()
+
+
+def test_mbgnbd_new_customer_lever_by_adaptive_integration():
+    """MBG/NBD new customer: alive after the time-0 chance with probability 1 - q, then as BG/NBD (the integral
+    over the Beta by scipy.integrate.quad)."""
+    r, alpha, a, b = TRUE.values()
+    t, delta = 52.0, 0.2
+    s, c = ec.dropout_map(delta, "dropout")
+
+    def integrand(p, what):
+        q = s * p + c
+        surv = (alpha / (alpha + q * t)) ** r
+        val = (1 - surv) / q if what == "ex" else surv
+        return (1 - q) * val * stats.beta.pdf(p, a, b)
+
+    m = (get_model("mbgnbd"), tuple(TRUE.values()))
+    ex = integrate.quad(integrand, 0, 1, args=("ex",), limit=200, epsabs=1e-13)[0]
+    alive = integrate.quad(integrand, 0, 1, args=("alive",), limit=200, epsabs=1e-13)[0]
+    assert float(ec.expected_purchases_lever(m, t, delta)) == pytest.approx(ex, rel=1e-7)
+    assert float(ec.alive_probability_lever(m, t, delta)) == pytest.approx(alive, rel=1e-7)
+    # the existing customer's drop-out posterior is Beta(a, b + x + 1): the BG/NBD integral with b + 1
+    x, t_x, T = HIST
+    mb = get_model("mbgnbd")
+    EX, _ = mb.lever_expectations(tuple(TRUE.values()), [t], s, c, x, t_x, T)
+    pa = mb.p_alive(tuple(TRUE.values()), x, t_x, T)
+    ref, _ = _lever_mixture(r + x, alpha + T, b + x + 1.0, [t], a, s, c)
+    np.testing.assert_allclose(EX[:, 0], pa * ref[:, 0], rtol=1e-12)
+
+
+def test_pareto_dropout_lever_closed_form():
+    """A cut of the drop-out rate mu -> (1 - delta) mu: survival ((beta + T) / (beta + T + (1 - delta) t))^s,
+    and the new customer's expectation is SMC (1987) eq. (17) with beta / (1 - delta)."""
+    r, alpha, s, beta = PNBD
+    m = (get_model("pareto_nbd"), PNBD)
+    t, delta = np.array([4.0, 52.0, 200.0]), 0.3
+    x, t_x, T = HIST
+    pa = get_model("pareto_nbd").p_alive(PNBD, x, t_x, T)
+    surv = ((beta + T[:, None]) / (beta + T[:, None] + (1 - delta) * t[None, :])) ** s
+    np.testing.assert_allclose(ec.alive_probability_lever(m, t, delta, x=x, t_x=t_x, T=T), pa[:, None] * surv,
+                               rtol=1e-12)
+    b2 = beta / (1 - delta)
+    new = r * b2 / (alpha * (s - 1)) * (1 - (b2 / (b2 + t)) ** (s - 1))
+    np.testing.assert_allclose(ec.expected_purchases_lever(m, t, delta), new, rtol=1e-12)
+    # no drop-out at all (delta = 1): Poisson purchases r t / alpha
+    np.testing.assert_allclose(ec.expected_purchases_lever(m, t, 1.0), r * t / alpha, rtol=1e-12)
+
+
+@pytest.mark.parametrize("delta", [0.05, 0.5, -0.3])
+def test_pareto_retention_lever_by_adaptive_integration(delta):
+    """Retention form on a rate: exp(-mu' L) = min(1, (1 + delta) exp(-mu L)), L one month; the integral over
+    mu ~ Gamma(s, beta + T) by scipy.integrate.quad, kink at mu = ln(1 + delta) / L."""
+    r, alpha, s, beta = PNBD
+    L = 365.25 / 12 / 7
+    h = np.log1p(delta) / L
+    t, x, T = 52.0, 2.0, 30.0
+
+    def integrand(mu, what):
+        mp = max(mu - h, 0.0)
+        val = np.exp(-mp * t) if what == "alive" else (t if mp == 0 else (1 - np.exp(-mp * t)) / mp)
+        return val * stats.gamma.pdf(mu, s, scale=1 / (beta + T))
+
+    pts = [h] if h > 0 else []
+    ex = sum(integrate.quad(integrand, lo, hi, args=("ex",), limit=400, epsabs=1e-14)[0]
+             for lo, hi in zip([0.0] + pts, pts + [np.inf]))
+    alive = sum(integrate.quad(integrand, lo, hi, args=("alive",), limit=400, epsabs=1e-14)[0]
+                for lo, hi in zip([0.0] + pts, pts + [np.inf]))
+    m = (get_model("pareto_nbd"), PNBD)
+    pa = float(get_model("pareto_nbd").p_alive(PNBD, np.array([x]), np.array([20.0]), np.array([T]))[0])
+    got = float(ec.expected_purchases_lever(m, [t], delta, "retention", x=[x], t_x=[20.0], T=[T])[0, 0])
+    assert got == pytest.approx(pa * (r + x) / (alpha + T) * ex, rel=1e-8)
+    got_alive = float(ec.alive_probability_lever(m, [t], delta, "retention", x=[x], t_x=[20.0], T=[T])[0, 0])
+    assert got_alive == pytest.approx(pa * alive, rel=1e-8)
+
+
+def test_model_without_lever_names_itself():
+    bgbb = get_model("bgbb")
+    assert not ec.lever_available(bgbb) and "bgbb" not in ec.lever_models()
+    with pytest.raises(ValueError, match="not available for BG/BB"):
+        ec.expected_purchases_lever((bgbb, [1.0] * len(bgbb.param_names)), 10.0)
+
+
+# ---------------------------------------------------------------------------
+# values in purchases (a log without amounts)
+# ---------------------------------------------------------------------------
+
+def test_values_in_purchases_without_amounts(cdnow_sample):
+    """Spend 1 per purchase, margin 1, no discounting: a new customer is worth 1 + E[X(t_H)], the base the sum of
+    the conditional expectations; the bootstrap without m_x gives the interval of the new-customer value."""
+    s = rfm_summary(cdnow_sample.transactions, time_unit="W").drop(columns=["m_x"])
+    f = fit_bgnbd(s, time_unit="W")
+    t_H = 12 * WEEKS_PER_MONTH
+    kw = dict(margin=1.0, monthly_discount_rate=0.0, horizon_months=12)
+    assert ec.new_customer_value(f, 1.0, **kw) == pytest.approx(1 + float(f.expected_purchases_new(t_H)), rel=1e-9)
+    e = ec.retention_effect(f, 1.0, s, delta=0.1, **kw)
+    assert e.equity_base == pytest.approx(float(f.expected_purchases(t_H, s["x"], s["t_x"], s["T"]).sum()), rel=1e-9)
+    assert e.change > 0
+    boot = bootstrap(s, n_boot=4, seed=1, horizon_months=12, monthly_discount_rate=0.0, show_progress=False)
+    assert all(col[0] != "Gamma-Gamma" for col in boot.param_draws.columns)
+    assert boot.equity["estimate"] == pytest.approx(e.equity_base, rel=1e-9)
+    iv = ec.new_customer_value_interval(boot, spend=1.0, **kw)
+    assert iv["estimate"] == pytest.approx(ec.new_customer_value(f, 1.0, **kw), rel=1e-9)
+    assert iv["lower"] <= iv["upper"] and iv["n_draws"] == 4
+    with pytest.raises(ValueError, match="give spend"):
+        ec.new_customer_value_interval(boot, **kw)

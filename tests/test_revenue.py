@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -529,3 +531,295 @@ def test_strategic_functions_map_components_by_name():
     assert table.loc[["contraction", "churned"], "share of gains or losses"].sum() == pytest.approx(1)
     assert (table.loc[["contraction", "churned"], "sum over periods"] <= 0).all()
     assert table.loc["resurrected", "sum over periods"] >= 0
+
+
+# ---------------------------------------------------------------------------
+# any log (issue #11): one bridge for any additive measure, logs without amounts,
+# logs within one day or with a single customer
+# ---------------------------------------------------------------------------
+
+from helpers import claims  # noqa: E402
+from helpers.revenue import (  # noqa: E402
+    customer_periods,
+    market_illustration,
+    resolve_period,
+    retention_by_age,
+    revenue_dynamics,
+    strategic_functions,
+)
+
+
+def _purchase_day_log(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per customer and purchase day with amount 1: the reference bridge of this log *is* the
+    purchases bridge (an independent route: the dense reference implementation, fed unit amounts)."""
+    days = df.assign(date=df["date"].dt.normalize()).drop_duplicates(["customer_id", "date"])
+    return days.assign(amount=1.0)[["customer_id", "date", "amount"]]
+
+
+def _customer_period_log(df: pd.DataFrame, period: str) -> pd.DataFrame:
+    """One row per customer and active period with amount 1: its reference bridge is the active-customer bridge."""
+    per = df["date"].dt.to_period(period)
+    one = df.assign(per=per).drop_duplicates(["customer_id", "per"])
+    return one.assign(amount=1.0)[["customer_id", "date", "amount"]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("period", ["M", "Q"])
+def test_bridge_identity_any_measure(seed, period):
+    df = random_log(seed)
+    rev = growth_accounting(df, period, measure="revenue")
+    # the revenue bridge is the one it always was: the default call and the dense reference
+    pd.testing.assert_frame_equal(rev, growth_accounting(df, period))
+    ref = reference_bridge(df, period)
+    for c in ref.columns:
+        np.testing.assert_allclose(rev[c].to_numpy(dtype=float), ref[c].to_numpy(dtype=float),
+                                   rtol=1e-12, atol=1e-9, err_msg=c)
+    for measure, unit_log in (("purchases", _purchase_day_log(df)), ("customers", _customer_period_log(df, period))):
+        ga = growth_accounting(df, period, measure=measure)
+        assert ga.attrs["measure"] == measure and measure in ga.columns and "revenue" not in ga.columns
+        assert bridge_identity_error(ga) < 1e-9
+        parts = ga[list(BRIDGE_COMPONENTS)].sum(axis=1).iloc[1:]
+        np.testing.assert_allclose(parts, ga[measure].diff().iloc[1:], atol=1e-9)
+        ref = reference_bridge(unit_log, period).rename(columns={"revenue": measure})
+        for c in ref.columns:
+            np.testing.assert_allclose(ga[c].to_numpy(dtype=float), ref[c].to_numpy(dtype=float),
+                                       rtol=1e-12, atol=1e-9, err_msg=f"{measure}: {c}")
+        # the customer classes do not depend on the measure
+        for c in ("n_new", "n_retained", "n_resurrected", "n_churned", "n_active"):
+            np.testing.assert_array_equal(ga[c].to_numpy(), rev[c].to_numpy())
+        # purchases are purchase days
+        if measure == "purchases":
+            assert ga["purchases"].sum() == len(_purchase_day_log(df))
+    cust = growth_accounting(df, period, measure="customers")
+    np.testing.assert_array_equal(cust["customers"].to_numpy(), cust["n_active"].to_numpy())
+    assert (cust["expansion"] == 0).all() and (cust["contraction"] == 0).all()
+    np.testing.assert_array_equal(cust["churned"].to_numpy(), -cust["n_churned"].to_numpy())
+    # the identity check sees a break in a purchases bridge too
+    broken = growth_accounting(df, period, measure="purchases")
+    broken.iloc[1, broken.columns.get_loc("new")] += 2.0
+    assert bridge_identity_error(broken) == pytest.approx(2.0)
+
+
+def test_purchases_bridge_hand_made(tiny):
+    """tiny in purchase days per month: Jan A, D; Feb A, B; Mar A, B and C twice; Apr C; May -; Jun A, D."""
+    ga = growth_accounting(tiny, "M", measure="purchases")
+    expected = pd.DataFrame(
+        {
+            #             Jan Feb Mar Apr May Jun
+            "purchases":   [2,  2,  4,  1,  0,  2],
+            "new":         [2,  1,  2,  0,  0,  0],
+            "expansion":   [0,  0,  0,  0,  0,  0],
+            "contraction": [0,  0,  0, -1,  0,  0],      # C: 2 days in March, 1 in April
+            "resurrected": [0,  0,  0,  0,  0,  2],
+            "churned":     [0, -1,  0, -2, -1,  0],
+        },
+        index=ga.index,
+    )
+    pd.testing.assert_frame_equal(ga[expected.columns].astype(float), expected.astype(float))
+    cust = growth_accounting(tiny, "M", measure="customers")
+    np.testing.assert_array_equal(cust["customers"].to_numpy(), [2, 2, 3, 1, 0, 2])
+    np.testing.assert_array_equal(cust["churned"].to_numpy(), [0, -1, 0, -2, -1, 0])
+    # the same bridge without the amount column
+    pd.testing.assert_frame_equal(growth_accounting(tiny.drop(columns="amount"), "M", measure="purchases"), ga)
+    with pytest.raises(ValueError, match="measure"):
+        growth_accounting(tiny, measure="orders")
+
+
+def test_no_amount_paths(tiny):
+    no_amt = tiny.drop(columns="amount")
+    with pytest.raises(ValueError, match="amount"):
+        growth_accounting(no_amt)                                   # revenue needs amounts
+    cp = customer_periods(no_amt)
+    assert "revenue" not in cp.columns and cp["purchases"].sum() == 11      # 11 rows on 11 distinct days
+    ct = cohort_table(no_amt, "M", "purchases")
+    np.testing.assert_array_equal(ct.iloc[0].to_numpy(), [2, 1, 1, 0, 0, 2])   # A, D
+    np.testing.assert_array_equal(ct.iloc[2, :2].to_numpy(), [2, 1])          # C
+    np.testing.assert_array_equal(cohort_table(no_amt, "M", "customers").to_numpy(),
+                                  cohort_table(tiny, "M", "customers").to_numpy())
+    rs = returning_revenue_share(no_amt, "M", measure="purchases")
+    assert rs.measure == "purchases" and "returning_purchases" in rs.table.columns
+    share = rs.table["returning_share"].to_numpy()
+    np.testing.assert_allclose(share[[0, 1, 2, 3, 5]], [0, 1 / 2, 2 / 4, 1, 1])
+    assert np.isnan(share[4])
+    np.testing.assert_allclose(rs.table["returning_purchases"],
+                               growth_accounting(no_amt, measure="purchases").eval("purchases - new"))
+    rd = returning_revenue_share(no_amt, "M", measure="purchases", definition="purchase_day")
+    np.testing.assert_allclose(rd.table["returning_purchases"].to_numpy(), [0, 1, 3, 1, 0, 2])  # C's 2nd day
+
+    dyn = revenue_dynamics(no_amt, period="M", recent_months=3)
+    assert dyn.measure == "purchases" and not dyn.has_amounts
+    assert dyn.repeat_effect is None and dyn.order_profile is None and "no amounts" in dyn.repeat_effect_reason
+    pd.testing.assert_frame_equal(dyn.bridge, ga_p := growth_accounting(no_amt, "M", measure="purchases"))
+    assert dyn.identity_error == 0.0 and dyn.limits == []
+    assert dyn.recent_periods == 3 and dyn.recent_share == pytest.approx(np.mean([1.0, 1.0]))  # Apr, Jun (May: none)
+    assert dyn.totals()["gains"] == ga_p[["new", "expansion", "resurrected"]].iloc[1:].to_numpy().sum()
+    assert dyn.value_per_customer.attrs["value"] == "purchases_per_customer"
+
+    with_amt = revenue_dynamics(tiny, period="M")
+    assert with_amt.measure == "revenue" and with_amt.repeat_effect_reason == ""   # A, B, C, D all repeat
+    assert with_amt.repeat_effect.n_customers == 4
+    pd.testing.assert_frame_equal(with_amt.bridge, growth_accounting(tiny, "M"))
+    assert with_amt.order_profile is not None
+
+
+def test_retention_by_age_hand_made(tiny):
+    counts = cohort_table(tiny, "M", "customers")
+    table = retention_by_age(counts, cohort_table(tiny, "M", "purchases"))
+    assert list(table.index) == [1, 2, 3]                  # ages 6, 12, 24 are never observed in six months
+    np.testing.assert_array_equal(table["cohorts"], [3, 3, 3])        # Jan, Feb, Mar (Apr-Jun acquire nobody)
+    np.testing.assert_array_equal(table["customers"], [4, 4, 4])
+    np.testing.assert_allclose(table["retention"], [3 / 4, 1 / 4, 0])  # A, B, C back after one month; A after two
+    np.testing.assert_allclose(table["purchases_per_customer"], [3 / 4, 1 / 4, 0])
+    assert retention_by_age(counts, ages=(7,)).empty
+
+
+def test_one_day_log_gives_sentences_not_errors():
+    df = _log([("a", "2021-03-05", 1), ("b", "2021-03-05", 2), ("c", "2021-03-05", 3), ("a", "2021-03-05", 4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # no division-by-zero warnings either
+        dyn = revenue_dynamics(df)
+        dyn_q = revenue_dynamics(df.drop(columns="amount"), period="Q")
+    for d in (dyn, dyn_q):
+        assert d.n_periods == 1 and d.n_days == 1 and len(d.bridge) == 1 and d.identity_error == 0.0
+        assert any("falls on one day (2021-03-05)" in s for s in d.limits)
+        assert d.recent_periods == 0 and np.isnan(d.recent_share)
+        assert d.functions["share of gains or losses"].isna().all()
+        assert d.retention_summary.empty and np.isnan(d.retention_at(1))
+        assert d.repeat_effect is None
+        assert (d.window.first, d.window.last, d.window.window_periods) == (d.window.first, d.window.first, 1)
+        assert claims.single_acquisition_window(d.window.window_periods, d.n_periods, d.window.periods_with_new,
+                                                d.window.first, d.window.last).holds is None
+        assert claims.in_band(d.recent_share, 0.25, 0.40, "The share").holds is None
+        assert claims.largest_part({"churn": -d.totals()["churned"],
+                                    "contraction": -d.totals()["contraction"]}, "leak").holds is None
+    assert "only 0 customers" in dyn.repeat_effect_reason
+    assert any("not run" in s for s in dyn.limits)
+    assert not any("order value" in s for s in dyn_q.limits)          # without amounts: said elsewhere
+    # a log within one month (several days) says "one month"
+    month = revenue_dynamics(_log([("a", "2021-03-05", 1), ("b", "2021-03-09", 2)]))
+    assert any("falls in one month (2021-03)" in s for s in month.limits)
+
+
+def test_single_customer_log():
+    df = _log([("a", "2021-01-05", 1), ("a", "2021-02-07", 2), ("a", "2021-02-09", 3), ("a", "2021-05-01", 4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dyn = revenue_dynamics(df)
+    assert dyn.n_customers == 1 and dyn.n_periods == 5
+    assert any("single customer" in s for s in dyn.limits)
+    assert "only 1 customer bought" in dyn.repeat_effect_reason
+    assert dyn.identity_error < 1e-12
+    np.testing.assert_allclose(dyn.bridge["revenue"].to_numpy(), [1, 5, 0, 0, 4])
+    assert dyn.totals()["resurrected"] == 4 and dyn.totals()["churned"] == -5
+    assert dyn.window.periods_with_new == 1 and dyn.window.last == "2021-01"
+    # the returning share: 100% in each later month with purchases
+    np.testing.assert_allclose(dyn.returning.table["returning_share"].dropna().to_numpy(), [0, 1, 1])
+
+
+def test_resolve_period():
+    short = _log([("a", "2020-01-01", 1), ("b", "2023-12-31", 1)])    # 48 months
+    long = _log([("a", "2020-01-01", 1), ("b", "2024-01-01", 1)])     # 49 months
+    assert resolve_period("auto", short) == "M" and resolve_period("auto", long) == "Q"
+    assert resolve_period("Q", short) == "Q"
+    with pytest.raises(ValueError, match="period"):
+        resolve_period("W", short)
+    assert revenue_dynamics(long).period == "Q"
+
+
+def test_strategic_functions_on_a_purchases_bridge(tiny):
+    table = strategic_functions(growth_accounting(tiny, measure="purchases"))
+    assert table.attrs["measure"] == "purchases"
+    # after January: gains new 1 + 2, resurrected 2; losses churned 1 + 2 + 1, contraction 1
+    np.testing.assert_allclose(table["sum over periods"], [3, 0, 2, -1, -4])
+    np.testing.assert_allclose(table["share of gains or losses"], [3 / 5, 0, 2 / 5, 1 / 5, 4 / 5])
+    assert "seed" not in " ".join(table.columns)
+
+
+def test_market_illustration_wires_the_regression():
+    from helpers.simulate import simulate_market
+
+    mi = market_illustration(n_firms=30, months=18, measure_months=6, correlations=(0.5, 0.0), seed=5)
+    assert mi.main_correlation == 0.0 and mi.benchmark == pytest.approx(0.9 / 0.6 - 1)
+    firms = simulate_market(30, months=18, measure_months=6, correlation=0.0, seed=5, show_progress=False)
+    pd.testing.assert_frame_equal(mi.firms, firms)
+    direct = repeat_share_revenue_regression(firms, cov_type="HC1")
+    assert mi.fit.slope == pytest.approx(direct.slope, rel=1e-12)
+    local = firms.loc[firms["repeat_share"].between(0.05, 0.50)]
+    assert mi.local_fit.n_firms == len(local)
+    table = mi.sensitivity()
+    assert list(table.index) == [0.5, 0.0] and table.loc[0.0, "slope"] == pytest.approx(direct.slope, rel=1e-12)
+
+
+def test_headline_numbers_in_percent_or_a_reason(tiny):
+    dyn = revenue_dynamics(tiny, period="M")
+    h = dyn.headline()
+    # after January: gains new 20 + 11, expansion 5, resurrected 8 (44); losses churned 3 + 32 + 4, contraction 10
+    assert h["gains_from_new_customers_pct"] == round(100 * 31 / 44, 1)
+    assert h["losses_from_churn_pct"] == round(100 * 39 / 49, 1)
+    assert (h["periods"], h["acquisition_periods"]) == (6, 3)
+    assert h["retention_after_1_period_pct"] == 75.0
+    assert isinstance(h["repeat_order_effect_pct"], float)
+    one_day = revenue_dynamics(_log([("a", "2021-03-05", 1), ("b", "2021-03-05", 2)]).drop(columns="amount"))
+    h1 = one_day.headline()
+    assert h1["gains_from_new_customers_pct"].startswith("n/a: ") and h1["returning_share_recent_pct"].startswith("n/a")
+    assert h1["repeat_order_effect_pct"] == "n/a: no amounts" and h1["periods"] == 1
+    assert not any(v is None or (isinstance(v, float) and np.isnan(v)) for v in h1.values())
+
+
+# ---------------------------------------------------------------------------
+# the figures of issue #14's defects (they draw what the data say)
+# ---------------------------------------------------------------------------
+
+def test_revenue_figures_fit_their_data(tiny):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+
+    from helpers import plots_revenue
+
+    ga = growth_accounting(tiny, "M")
+    ax = plots_revenue.bridge_bars(ga, ylabel="change in revenue (USD)")
+    fig = ax.figure
+    t = ga.iloc[1:]
+    top = (t[["new", "expansion", "resurrected"]].sum(axis=1)).max()
+    bottom = (t[["contraction", "churned"]].sum(axis=1)).min()
+    lo, hi = ax.get_ylim()
+    assert hi > top and lo < bottom                                   # no bar reaches the frame
+    assert len(ax.patches) == 5 * len(t)                              # five components per period
+    legend = ax.get_legend()
+    fig.canvas.draw()
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # the legend sits outside the data
+    assert ax.get_ylabel() == "change in revenue (USD)"
+    plt.close(fig)
+
+    # one period: an empty frame that says so, no error
+    one = growth_accounting(_log([("a", "2021-03-05", 1), ("b", "2021-03-06", 2)]), "M", measure="purchases")
+    ax = plots_revenue.bridge_bars(one)
+    assert "one period only" in " ".join(x.get_text() for x in ax.texts)
+    plt.close(ax.figure)
+    plt.close(plots_revenue.bridge_waterfall(one).figure)
+
+    # the value heatmap's scale ends at the largest value from age 1 on, not at age 0
+    counts = cohort_table(tiny, "M", "customers")
+    per_customer = cohort_table(tiny, "M", "revenue").div(counts[0].where(counts[0] > 0), axis=0)
+    per_customer[0] *= 5                      # the acquisition period far above the later ones, as in CDNOW
+    per_customer.attrs = {"period": "M"}
+    fig = plots_revenue.cohort_heatmap(per_customer, "value", "revenue per customer").figure
+    im = fig.axes[0].collections[0] if not fig.axes[0].images else fig.axes[0].images[0]
+    later = per_customer.loc[counts[0] > 0, 1:].to_numpy(dtype=float)
+    assert im.norm.vmax == pytest.approx(np.nanmax(later)) and im.norm.vmax < per_customer[0].max()
+    assert "above" in fig.axes[1].get_xlabel() and "ages 1+" in fig.axes[1].get_xlabel()
+    plt.close(fig)
+
+    # order-value groups in clearly different colours (the first and the fourth line once were near-identical)
+    profile = pd.DataFrame({"1 order": [20.0, np.nan], "2 orders": [21.0, 22.0], "3-4 orders": [23.0, 24.0],
+                            "5+ orders": [25.0, 26.0]}, index=[1, 2])
+    fig = plots_revenue.order_value_by_number(profile).figure
+    rgb = np.array([mcolors.to_rgb(line.get_color()) for line in fig.axes[0].lines])
+    gaps = [np.abs(rgb[i] - rgb[j]).sum() for i in range(len(rgb)) for j in range(i + 1, len(rgb))]
+    # every pair distinguishable by colour or marker; "1 order" and "5+ orders" (once near-identical) by colour
+    assert len(rgb) == 4 and min(gaps) > 0.3 and np.abs(rgb[0] - rgb[3]).sum() > 0.5
+    assert len({line.get_marker() for line in fig.axes[0].lines}) == 4
+    plt.close(fig)

@@ -86,23 +86,6 @@ def test_concentration_measures():
     assert concentration.top_share(v, 0.2, score=past) == pytest.approx(0.3)
 
 
-def test_recommend_model_same_forecasts_keep_the_fewer_parameters():
-    """A CNBD-k model that chose k = 1 forecasts what BG/NBD forecasts (up to the optimiser's tolerance): the
-    rule keeps the model with fewer parameters, whatever the order and the last digits; forecasts that differ
-    beyond the tolerance follow the total-error rule."""
-    rows = {"bgcnbd_k": {"mae": 1.6141140339, "total_error_pct": 0.38417291, "n_params": 5},
-            "bgnbd": {"mae": 1.6141140368, "total_error_pct": 0.38417353, "n_params": 4},
-            "pareto_nbd": {"mae": 1.62, "total_error_pct": 6.5, "n_params": 4},
-            "baseline": {"mae": 2.986, "total_error_pct": 92.5, "n_params": np.nan}}
-    comp = pd.DataFrame(rows).T
-    name, reason = validation.recommend_model(comp)
-    assert name == "bgnbd" and "bgcnbd_k forecasts the same; bgnbd has fewer parameters" in reason
-    assert validation.recommend_model(comp.iloc[[1, 0, 2, 3]])[0] == "bgnbd"
-    apart = comp.copy()
-    apart.loc["bgcnbd_k", "total_error_pct"] = 0.30            # 0.08 percentage points closer to the actual total
-    assert validation.recommend_model(apart)[0] == "bgcnbd_k"
-
-
 def test_recommend_model_says_when_the_choice_is_worse_than_the_baseline():
     comp = pd.DataFrame({"mae": [1.10, 1.20, 1.00], "total_error_pct": [-5.0, 3.0, 40.0]},
                         index=["bgnbd", "pareto_nbd", "baseline"])

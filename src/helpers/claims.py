@@ -26,6 +26,19 @@ __all__ = [
     "spend_independent",
     "in_band",
     "effect_direction",
+    "single_acquisition_window",
+    "band_test_applies",
+    "largest_part",
+    "needs_amounts",
+    "estimate_matches_claim",
+
+
+    "retention_cheaper",
+    "acquisition_pays",
+    "pays_back_within",
+    "price_cut_recoverable",
+    "lever_choice_robust",
+    "agrees_with_simulation",
 ]
 
 
@@ -214,3 +227,216 @@ def effect_direction(estimate: float, ci_low: float, ci_high: float, what: str, 
     if ci_high < 0:
         return Claim("effect_direction", False, f"{what} is negative ({span}).", ev)
     return Claim("effect_direction", None, f"{what} is not distinguishable from zero ({span}).", ev)
+
+
+def single_acquisition_window(window_periods: int, n_periods: int, periods_with_new: int, first: str, last: str,
+                              period_name: str = "month", max_share: float = 0.5) -> Claim:
+    """Is the log a closed cohort: were all customers acquired in an early window covering less than
+    ``max_share`` of the log's periods?
+
+    ``window_periods`` counts the periods from the log's first period to the
+    last one with a new customer (``first`` to ``last``); ``periods_with_new``
+    the periods in it with any new customer.  None when the log has one
+    period (there is no "after" the window).
+    """
+    ev = {"window_periods": window_periods, "n_periods": n_periods, "periods_with_new": periods_with_new,
+          "first": first, "last": last, "max_share": max_share}
+    if _missing(window_periods, n_periods) or n_periods < 2:
+        return Claim("single_acquisition_window", None,
+                     f"The log spans one {period_name}, so there is no acquisition pattern to describe.", ev)
+    span = f"{first} to {last}" if first != last else first
+    if window_periods / n_periods < max_share:
+        text = (f"New customers arrived only in {span} ({periods_with_new} of {n_periods} {period_name}s): the "
+                f"log follows a closed group of customers acquired in one window, so after {last} the bridge has "
+                f"no new component and what it shows is the ageing of that group, not the path of a business "
+                f"that keeps acquiring.")
+        return Claim("single_acquisition_window", True, text, ev)
+    text = (f"New customers arrived in {periods_with_new} of {n_periods} {period_name}s, from {span}: acquisition "
+            f"is not confined to an early window (it spans {window_periods / n_periods:.0%} of the log), so new "
+            f"customers feed the bridge alongside the existing ones.")
+    return Claim("single_acquisition_window", False, text, ev)
+
+
+def band_test_applies(window: Claim, measure: str = "revenue",
+                      claim: str = "the claim about stable companies") -> Claim:
+    """Can a returning-customer share measured on this log test a claim about stable companies?
+
+    Not on a closed cohort (``window`` from :func:`single_acquisition_window`
+    holds): after acquisition stops, everything comes from returning
+    customers by construction.  None when ``window`` cannot tell.
+    """
+    ev = {"single_acquisition_window": window.holds}
+    if window.holds is None:
+        return Claim("band_test_applies", None,
+                     f"With a single period there is no returning share to hold against {claim}.", ev)
+    if window.holds:
+        last = window.evidence.get("last", "the acquisition window")
+        verb = "come" if measure.endswith("s") else "comes"
+        return Claim("band_test_applies", False,
+                     f"This is no test of {claim}: after {last} nobody new arrives, so all {measure} {verb} from "
+                     f"returning customers by construction; a closed cohort is not a stable company.", ev)
+    return Claim("band_test_applies", True,
+                 f"Acquisition continues through the log, so the share can be held against {claim}, though where "
+                 f"a firm sits also depends on how often customers buy within a period and how fast it acquires.",
+                 ev)
+
+
+def largest_part(parts: dict[str, float], what: str, fmt: str = "{:,.0f}") -> Claim:
+    """Which part of a total is the largest (and is it strictly larger than the runner-up)?
+
+    ``parts`` maps a name to a non-negative amount (e.g. gains by source,
+    leaks by kind); ``what`` names one part in the sentence ("source of
+    gains", "leak").  Holds when one part is strictly the largest; False on
+    a tie at the top; None when every part is zero (nothing to compare).
+    """
+    ev = {"parts": dict(parts)}
+    vals = {k: float(v) for k, v in parts.items()}
+    if not vals or any(_missing(v) for v in vals.values()):
+        return Claim("largest_part", None, f"The {what}s cannot be compared on these data.", ev)
+    total = sum(vals.values())
+    if total <= 0:
+        return Claim("largest_part", None, f"There is no {what} to compare: every part is zero.", ev)
+    ranked = sorted(vals.items(), key=lambda kv: -kv[1])
+    (top, v1), rest = ranked[0], ranked[1:]
+    word = "larger" if len(vals) == 2 else "largest"
+    if rest and math.isclose(v1, rest[0][1], rel_tol=1e-9, abs_tol=0.0):
+        return Claim("largest_part", False,
+                     f"No single {what} dominates: {top} and {rest[0][0]} are equal ({fmt.format(v1)} each).", ev)
+    text = f"The {word} {what} is {top}: {fmt.format(v1)} ({v1 / total:.0%} of {fmt.format(total)})"
+    if rest:
+        text += f", ahead of {rest[0][0]} ({fmt.format(rest[0][1])})"
+    return Claim("largest_part", True, text + ".", ev)
+
+
+def needs_amounts(has_amounts: bool, what: str, instead: str = "") -> Claim:
+    """Does an analysis that needs amounts run: does the log have amounts?
+
+    ``instead`` says what stands in without amounts; empty: the analysis is not run.
+    """
+    ev = {"has_amounts": bool(has_amounts)}
+    if has_amounts:
+        return Claim("needs_amounts", True, f"{what} uses the log's amounts.", ev)
+    tail = f"; {instead}" if instead else ", so it is not run"
+    return Claim("needs_amounts", False,
+                 f"{what} needs amounts, and this log has none (no amount column is mapped){tail}.", ev)
+
+
+def estimate_matches_claim(estimate: float, ci_low: float, ci_high: float, claimed: float, what: str,
+                           fmt: str = "{:+.0%}") -> Claim:
+    """Does a claimed value lie inside an estimate's 95% interval ``[ci_low, ci_high]``?"""
+    ev = {"estimate": estimate, "ci_low": ci_low, "ci_high": ci_high, "claimed": claimed}
+    if _missing(estimate, ci_low, ci_high, claimed):
+        return Claim("estimate_matches_claim", None, f"{what} cannot be estimated on these data.", ev)
+    span = f"{fmt.format(estimate)}, 95% interval {fmt.format(ci_low)} to {fmt.format(ci_high)}"
+    if ci_low <= claimed <= ci_high:
+        return Claim("estimate_matches_claim", True,
+                     f"{what} ({span}) is consistent with the claimed {fmt.format(claimed)}.", ev)
+    side = "below" if ci_high < claimed else "above"
+    return Claim("estimate_matches_claim", False,
+                 f"{what} ({span}) lies {side} the claimed {fmt.format(claimed)}.", ev)
+
+
+def _num(v: float, unit: str) -> str:
+    """A number with its unit: money ``1,234.50 USD`` or a count of purchases ``12.3 purchases``."""
+    return f"{v:,.2f} {unit}" if abs(v) < 1e6 else f"{v:,.0f} {unit}"
+
+
+def retention_cheaper(advantage: float, retention_cost_per_equity: float, acquisition_cost_per_equity: float,
+                      currency: str, equity_unit: str, threshold: float = 1.0) -> Claim:
+    """Does a retention programme create customer equity more cheaply than acquisition?
+
+    ``advantage`` = acquisition cost per unit of equity / retention cost per
+    unit of equity (:func:`helpers.economics.cost_per_equity`); holds when it
+    exceeds ``threshold`` (1: equally efficient).  Costs are in ``currency``
+    per ``equity_unit`` (e.g. ``"USD"`` of equity, or ``"discounted purchase"``).
+    """
+    ev = {"advantage": advantage, "retention": retention_cost_per_equity,
+          "acquisition": acquisition_cost_per_equity, "threshold": threshold}
+    if _missing(advantage) or (math.isinf(retention_cost_per_equity) and math.isinf(acquisition_cost_per_equity)):
+        return Claim("retention_cheaper", None, "Neither lever creates customer equity here, so they cannot be "
+                     "compared.", ev)
+    per = (f"{retention_cost_per_equity:.3g} {currency} per {equity_unit} of equity by retention against "
+           f"{acquisition_cost_per_equity:.3g} by acquisition")
+    if math.isinf(retention_cost_per_equity):
+        return Claim("retention_cheaper", False, "The retention programme creates no customer equity here, so "
+                     "acquisition is the cheaper lever.", ev)
+    if advantage > threshold:
+        return Claim("retention_cheaper", True, f"Retention creates customer equity more cheaply than acquisition "
+                     f"({per}: a factor of {advantage:.3g}).", ev)
+    if advantage == threshold:
+        return Claim("retention_cheaper", False, f"Retention and acquisition create customer equity at the same "
+                     f"cost ({per}).", ev)
+    return Claim("retention_cheaper", False, f"Acquisition creates customer equity more cheaply than retention "
+                 f"({per}: retention costs {1 / advantage:.3g} times as much).", ev)
+
+
+def acquisition_pays(new_customer_value: float, acquisition_cost: float, currency: str, horizon_months: int) -> Claim:
+    """Is a new customer worth more than the cost of acquiring one (value over the horizon above the cost)?"""
+    ev = {"new_customer_value": new_customer_value, "acquisition_cost": acquisition_cost,
+          "horizon_months": horizon_months}
+    if _missing(new_customer_value, acquisition_cost):
+        return Claim("acquisition_pays", None, "The value of a new customer cannot be measured in money here.", ev)
+    worth = (f"A new customer is worth {_num(new_customer_value, currency)} of discounted gross margin over "
+             f"{horizon_months} months")
+    if new_customer_value > acquisition_cost:
+        return Claim("acquisition_pays", True, f"{worth}, more than the acquisition cost of "
+                     f"{_num(acquisition_cost, currency)}: acquiring customers at that cost creates value.", ev)
+    return Claim("acquisition_pays", False, f"{worth}, no more than the acquisition cost of "
+                 f"{_num(acquisition_cost, currency)}: acquiring customers at that cost destroys value over the "
+                 f"horizon.", ev)
+
+
+def pays_back_within(payback_months: float, horizon_months: int, what: str) -> Claim:
+    """Is a cost earned back within the horizon (``payback_months`` finite and at most ``horizon_months``)?"""
+    ev = {"payback_months": payback_months, "horizon_months": horizon_months}
+    if payback_months is None or (isinstance(payback_months, float) and math.isnan(payback_months)):
+        return Claim("pays_back_within", None, f"The payback of {what} cannot be measured here.", ev)
+    if math.isfinite(payback_months) and payback_months <= horizon_months:
+        return Claim("pays_back_within", True, f"{what[0].upper() + what[1:]} pays back after "
+                     f"{payback_months:.1f} months, within the {horizon_months}-month horizon.", ev)
+    return Claim("pays_back_within", False, f"{what[0].upper() + what[1:]} does not pay back within the "
+                 f"{horizon_months}-month horizon.", ev)
+
+
+def price_cut_recoverable(discount: float, required_change: float, margin: float, lever: str = "drop-out cut") -> Claim:
+    """Can a retention gain make up for a price cut (a finite required change, :func:`helpers.economics.price_cut_breakeven`)?
+
+    ``required_change`` is the relative lever (e.g. a 0.24 drop-out cut) that
+    leaves customer equity unchanged; NaN when no lever within its range does.
+    """
+    ev = {"discount": discount, "required_change": required_change, "margin": margin}
+    if _missing(discount):
+        return Claim("price_cut_recoverable", None, "No price cut was evaluated.", ev)
+    if discount >= margin:
+        return Claim("price_cut_recoverable", False, f"A {discount:.0%} price cut takes the whole {margin:.0%} "
+                     f"margin: no retention gain can make up for it.", ev)
+    if _missing(required_change) or math.isinf(required_change):
+        return Claim("price_cut_recoverable", False, f"No retention gain can make up for a {discount:.0%} price "
+                     f"cut within the horizon, not even customers who never drop out.", ev)
+    return Claim("price_cut_recoverable", True, f"A {discount:.0%} price cut must buy a {required_change:.0%} "
+                 f"{lever} for every customer just to leave customer equity unchanged.", ev)
+
+
+def lever_choice_robust(flips: list[str] | tuple[str, ...], n_assumptions: int) -> Claim:
+    """Does the cheaper lever stay the same when each assumption moves across its range (no ``flips``)?"""
+    ev = {"flips": list(flips), "n_assumptions": n_assumptions}
+    if not flips:
+        return Claim("lever_choice_robust", True, f"None of the {n_assumptions} assumptions, moved one at a time "
+                     f"across its range, changes which lever is cheaper.", ev)
+    return Claim("lever_choice_robust", False, f"Which lever is cheaper changes within the range of: "
+                 f"{', '.join(flips)}; the answer depends on {'this assumption' if len(flips) == 1 else 'these assumptions'}.",
+                 ev)
+
+
+def agrees_with_simulation(max_abs_z: float, threshold: float = 4.0) -> Claim:
+    """Does an analytic result agree with a simulation: largest |difference| / Monte-Carlo SE at most ``threshold``?"""
+    ev = {"max_abs_z": max_abs_z, "threshold": threshold}
+    if _missing(max_abs_z):
+        return Claim("agrees_with_simulation", None, "There is no simulation to check against.", ev)
+    if max_abs_z <= threshold:
+        return Claim("agrees_with_simulation", True, f"The exact lever agrees with a simulation of the model's "
+                     f"generative process (largest deviation {max_abs_z:.1f} Monte-Carlo standard errors, "
+                     f"threshold {threshold:g}).", ev)
+    return Claim("agrees_with_simulation", False, f"The exact lever deviates from a simulation of the model's "
+                 f"generative process by {max_abs_z:.1f} Monte-Carlo standard errors (threshold {threshold:g}): "
+                 f"its results are suspect.", ev)

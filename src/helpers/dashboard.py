@@ -125,7 +125,8 @@ def run_overview(run: Mapping[str, Any], headlines: Mapping[str, list[dict]]) ->
             if found:
                 model, model_src = found, f"{nb.get('name')} results"
                 break
-    horizon = run.get("horizon_months")
+    valuation = run.get("valuation") if isinstance(run.get("valuation"), Mapping) else {}
+    horizon = run.get("horizon_months", valuation.get("horizon_months"))
     horizon_src = "run record"
     if horizon is None:
         horizon, horizon_src = cfg_params.get("horizon_months"), "configuration"
@@ -136,6 +137,13 @@ def run_overview(run: Mapping[str, Any], headlines: Mapping[str, list[dict]]) ->
     equity_src = "run record"
     if equity is not None and not isinstance(equity, Mapping):
         equity = {"value": equity, "kind": "money"}
+    if equity is None and valuation.get("customer_equity") is not None:
+        # the shared analysis stage: one equity figure for the run, in money or in purchases
+        units = valuation.get("units")
+        equity = ({"value": valuation["customer_equity"], "kind": "number", "unit": "purchases"}
+                  if units == "purchases" else
+                  {"value": valuation["customer_equity"], "kind": "money", "unit": units})
+        equity_src = "shared analysis stage"
     if equity is None:
         for nb_name, hs in headlines.items():
             h = next((h for h in hs if str(h.get("key", "")).split(".")[0] == "customer_equity"), None)
@@ -235,9 +243,9 @@ def index_html(run: Mapping[str, Any], headlines: Mapping[str, list[dict]], prev
     if eq is not None:
         sub = _interval_text(eq)
         sub = "; ".join(s for s in (sub, f"from {over['customer_equity_source']}") if s)
-        cards.append(_card("customer equity", _headline_text(eq), sub))
+        cards.append(_card("Customer equity", _headline_text(eq), sub))
     else:
-        cards.append(_card("customer equity", "not recorded", "no notebook declared it"))
+        cards.append(_card("Customer equity", "not recorded", "no notebook declared it"))
     n_ok = sum(nb.get("status") == "ok" for nb in run.get("notebooks", []))
     cards.append(_card("status", str(run.get("status", "unknown")),
                        f"{n_ok} of {len(run.get('notebooks', []))} notebooks ok, {_duration(run.get('duration_s'))}",
@@ -263,7 +271,9 @@ def index_html(run: Mapping[str, Any], headlines: Mapping[str, list[dict]], prev
             parts.append(f"<p class='failed'>{_e(nb['error'])}</p>")
         hs = list(headlines.get(nb_name) or [])
         if not hs:
-            flat = flatten({k: v for k, v in (nb.get("results") or {}).items() if k != "headlines"})
+            # the run's one customer-equity figure is on top; a notebook's own equity keys are not repeated
+            flat = {k: v for k, v in flatten({k: v for k, v in (nb.get("results") or {}).items()
+                                              if k != "headlines"}).items() if "equity" not in k}
             shown = list(flat.items())[:UNDECLARED_ROWS]
             parts.append(f"<p class='muted'>No headline numbers declared"
                          + (f"; the first {len(shown)} of {len(flat)} recorded results" if shown else "")

@@ -1,8 +1,11 @@
-"""Retention versus acquisition economics on the BG/NBD + Gamma-Gamma models.
+"""Retention versus acquisition economics on the run's frequency model and its value per purchase.
 
 Is keeping a customer cheaper than winning one, by how much, and when does the
-answer flip?  Every quantity here is computed from fitted models
-(:mod:`helpers.models`) and explicit assumptions (:class:`Assumptions`); the
+answer flip?  Every quantity here is computed from a fitted frequency model
+(:mod:`helpers.models`: any model whose class has the retention-lever methods,
+today BG/NBD, MBG/NBD and Pareto/NBD), a value per purchase (a Gamma-Gamma fit,
+a constant such as the configuration's value per purchase, or 1 when values
+are counted in purchases) and explicit assumptions (:class:`Assumptions`); the
 notebook ``03-retention-vs-acquisition`` only calls these functions.
 
 Time and money conventions (as :mod:`helpers.value`)
@@ -11,61 +14,67 @@ A month is ``365.25 / 12`` days; month ``m`` ends at ``t_m = m * 365.25 / 12 /
 days(time_unit)`` model time units (4.348 weeks for a weekly model).  Cash
 flows of month ``m`` are discounted by ``(1 + d)^-m`` (end of month); the first
 purchase of a new customer happens at month 0 and is not discounted.  Money is
-gross margin: ``margin * spend``.
+gross margin: ``margin * spend``.  With values in purchases, spend is 1 and
+the margin 1: "equity" is then discounted expected purchases.
 
 Value of a new customer (break-even acquisition cost)
 -----------------------------------------------------
 ``V_new = margin * s1 + margin * E[Z] * sum_m (E[X(t_m)] - E[X(t_{m-1})]) / (1 + d)^m``
-with ``E[X(t)]`` the unconditional BG/NBD expectation (FHL 2005a, eq. 9) of
-repeat purchases of a customer acquired at time 0, ``E[Z] = p gamma / (q - 1)``
-the Gamma-Gamma population mean spend, and ``s1`` the spend of the first
-purchase (default ``E[Z]`` as well).  A firm that pays more than ``V_new`` to
-acquire a customer destroys value over the horizon: ``V_new`` is the
-break-even acquisition cost.  Its interval comes from the bootstrap parameter
-draws of :func:`helpers.value.bootstrap` (:func:`new_customer_value_interval`).
+with ``E[X(t)]`` the model's unconditional expectation of repeat purchases of
+a customer acquired at time 0 (BG/NBD: FHL 2005a, eq. 9), ``E[Z]`` the mean
+value per purchase (Gamma-Gamma: ``p gamma / (q - 1)``) and ``s1`` the value
+of the first purchase (default ``E[Z]`` as well).  A firm that pays more than
+``V_new`` to acquire a customer destroys value over the horizon: ``V_new`` is
+the break-even acquisition cost.  Its interval comes from the bootstrap
+parameter draws of :func:`helpers.value.bootstrap`
+(:func:`new_customer_value_interval`).
 
 The retention lever and how it is computed (exact, no approximation)
 --------------------------------------------------------------------
-In the BG/NBD an alive customer buys at Poisson rate ``lambda ~ Gamma(r,
-alpha)`` and after every repeat purchase drops out with probability ``p ~
-Beta(a, b)``.  A retention programme replaces each customer's ``p`` by
-``p' = g(p)``; two forms are supported (``mode``):
+A retention programme of strength ``delta`` lowers every customer's drop-out.
+Two forms are supported (``mode``), written as ``p' = clip(s p + c, 0, 1)``
+(:func:`dropout_map`):
 
-``"dropout"``   ``p' = (1 - delta) p``                 (relative cut in drop-out probability)
-``"retention"`` ``p' = max(0, 1 - (1 + delta)(1 - p))`` (relative increase in retention probability
-                                                        ``1 - p``, capped at 1)
+``"dropout"``   ``s, c = 1 - delta, 0``    (relative cut in drop-out)
+``"retention"`` ``s, c = 1 + delta, -delta`` (relative increase in retention ``1 - p``, capped at 1)
 
-Given ``(lambda, p')`` and alive at the start, the number of purchases in the
-next ``t`` is ``min(J, N)``, ``J ~ Geometric(p')``, ``N ~ Poisson(lambda t)``,
-so ``E[X(t) | lambda, p'] = (1 - exp(-lambda p' t)) / p'`` and ``P(alive at t |
-lambda, p') = exp(-lambda p' t)`` (FHL 2005a, section 4).  Integrating
-``lambda ~ Gamma(R, A)`` in closed form:
+What ``p`` is depends on the model, and the model class computes the lever
+(``lever_expectations``, ``lever_totals``; ``lever_continuation`` simulates it):
 
-    E[X(t) | p'] = (1 - (A / (A + p' t))^R) / p'      (-> R t / A as p' -> 0)
-    P(alive at t | p') = (A / (A + p' t))^R
+* BG/NBD and MBG/NBD: ``p ~ Beta(a, b)`` is the drop-out probability after
+  each purchase.  Given ``(lambda, p')`` and alive, the purchases in the next
+  ``t`` are ``min(J, N)``, ``J ~ Geometric(p')``, ``N ~ Poisson(lambda t)``, so
+  ``E[X(t) | lambda, p'] = (1 - exp(-lambda p' t)) / p'`` and ``P(alive at t |
+  lambda, p') = exp(-lambda p' t)`` (FHL 2005a, section 4); ``lambda`` is
+  integrated in closed form and ``p`` by Gauss-Jacobi quadrature (the interval
+  split where ``p'`` hits 0 or 1, so the kink of the capped form is exact).
+  The MBG/NBD new customer's drop-out chance at time 0 is lowered too (the
+  programme runs from acquisition).
+* Pareto/NBD: the drop-out is a rate ``mu ~ Gamma(s, beta)`` (exponential
+  lifetime).  The drop-out form scales it, ``mu' = (1 - delta) mu`` (``beta ->
+  beta / (1 - delta)`` for a new customer; for a customer alive at ``T`` the
+  posterior is ``Gamma(s, beta + T)``, so survival becomes ``((beta + T) /
+  (beta + T + (1 - delta) t))^s``), in closed form.  The retention form
+  multiplies the probability of surviving one month, ``exp(-mu L)``, by ``1 +
+  delta`` (capped at 1): ``mu' = max(0, mu - ln(1 + delta) / L)``.
 
-and the remaining one-dimensional integral over ``p ~ Beta(a, B)`` is done by
-Gauss-Jacobi quadrature (weight ``p^(a-1) (1-p)^(B-1)`` absorbed exactly; the
-interval is split where ``g`` hits 0 or 1, so the kink of the capped form is
-integrated exactly too).  With ``delta = 0`` this reproduces FHL eq. (9) and
-(10) to ~1e-10 (tested).
-
-*New cohort*: ``R, A, B = r, alpha, b``, customer alive at time 0.
-*Existing base* (customer with history ``x, t_x, T``): the posterior over
-``(lambda, p)`` comes from the *unmodified* model (the history happened
-without the programme).  Given alive at ``T`` the posterior is
-``lambda ~ Gamma(r + x, alpha + T)`` independent of ``p ~ Beta(a, b + x)``;
-so ``E[future X(t) | history, lever] = P(alive | history) * E_p[E[X(t) | g(p)]]``
-with ``R, A, B = r + x, alpha + T, b + x``.  The programme acts on future
-drop-out chances only.  :func:`lever_simulation_check` verifies both by
-simulating the generative process (:func:`helpers.simulate.simulate_bgnbd`
-for the histories, then a future with and without the programme on common
-random numbers).
+With ``delta = 0`` each lever reproduces its model's closed-form expectations
+(tested).  *New cohort*: the prior, customer alive at time 0.  *Existing base*
+(customer with history ``x, t_x, T``): the posterior comes from the
+*unmodified* model (the history happened without the programme); given alive
+at ``T`` the purchase rate and the drop-out are independent, and ``E[future
+X(t) | history, lever] = P(alive | history) * E[X(t) | posterior, lever]``.
+The programme acts on future drop-out only.  :func:`lever_simulation_check`
+verifies both by simulating the model's generative process
+(``draw_latent``/``draw_purchases`` for the histories, then
+``lever_continuation``: a future with and without the programme on common
+random numbers).  A model without the lever methods raises a ``ValueError``
+naming it (:func:`lever_available` asks first).
 
 The common "shift the Beta at fixed a + b" approximation (``a' = a m'/m``,
 ``b' = a + b - a'`` with ``m, m'`` the mean drop-out before/after) is available
-as :func:`shifted_beta` for comparison only; :func:`shifted_beta_error`
-quantifies its error against the exact value.
+for the BG models as :func:`shifted_beta` for comparison only;
+:func:`shifted_beta_error` quantifies its error against the exact value.
 
 Costs, referrals, comparisons
 -----------------------------
@@ -73,22 +82,25 @@ Costs, referrals, comparisons
   ``cost_on="targeted"`` every targeted customer is charged every month (a
   firm cannot tell who has silently left), with ``cost_on="alive"`` only the
   expected alive customers (start of month, under the programme).
-* Referral (seed 000): ``referral_rate`` = expected new customers recruited by
-  each *retained* customer, a customer alive at the end of the horizon; each
-  is worth ``V_new`` discounted from the horizon end; one generation only.
-  The retention lever earns it on the extra customers alive at the horizon
-  end, a new customer on their own probability of being alive then.
+* Referral (a common claim: customers recruit customers): ``referral_rate``
+  = expected new customers recruited by each *retained* customer, a customer
+  alive at the end of the horizon; each is worth ``V_new`` discounted from the
+  horizon end; one generation only.  The retention lever earns it on the
+  extra customers alive at the horizon end, a new customer on their own
+  probability of being alive then.
 * Cost per unit of equity: retention = discounted programme cost / (equity
   gain + referral value); acquisition = ``c_a / (V_new + referral value)``.
   ``advantage = cost_per_equity_acquisition / cost_per_equity_retention``:
   above 1 retention creates equity more cheaply.  Both equities scale with the
-  margin, so the advantage does not depend on it (the returns do).
+  margin and the value per purchase, so the advantage does not depend on them
+  (the returns do): it is defined in purchases too.
 * Break-even frontier: the retention cost ``c_r*(c_a)`` at which both levers
   cost the same per unit of equity, linear in ``c_a``.
-* Price cut (seed 001): a price cut of ``k`` (fraction of price) turns the
-  margin per purchase from ``margin * s`` into ``(margin - k) * s``; to break
-  even the programme it pays for must raise equity by ``margin / (margin - k)``
-  (assumes the cut changes nothing but retention).
+* Price cut (a common warning: do not buy share with discounts): a price cut
+  of ``k`` (fraction of price) turns the margin per purchase from ``margin *
+  s`` into ``(margin - k) * s``; to break even the programme it pays for must
+  raise equity by ``margin / (margin - k)`` (assumes the cut changes nothing but
+  retention).  It needs a margin on money.
 """
 
 from __future__ import annotations
@@ -100,7 +112,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from .models import FittedModel, GammaGamma, GammaGammaFit, get_model, unique_rows
+from .models import FittedModel, FrequencyModel, GammaGamma, GammaGammaFit, get_model, registered_models, unique_rows
 from .models.bgnbd import BGNBD
 from .models.bgnbd import _beta_nodes  # noqa: F401  (the lever's quadrature; tests reach it here)
 from .value import DAYS_PER_MONTH, clv_kernel, discount_factors, month_grid
@@ -112,6 +124,9 @@ __all__ = [
     "Assumptions",
     "month_grid",
     "dropout_map",
+    "LEVER_METHODS",
+    "lever_available",
+    "lever_models",
     "shifted_beta",
     "shifted_beta_error",
     "expected_purchases_lever",
@@ -131,12 +146,16 @@ __all__ = [
     "price_cut_breakeven",
     "Scenario",
     "sensitivity",
+    "sensitivity_ranges",
     "simulate_continuation",
     "lever_simulation_check",
 ]
 
 #: Supported forms of the retention lever (see module docstring).
 MODES = ("dropout", "retention")
+
+#: The methods a model class provides for the retention lever (the interface economics calls).
+LEVER_METHODS = ("lever_expectations", "lever_totals", "lever_continuation")
 
 #: One-at-a-time sensitivity ranges (low, high) around the defaults.  Margins
 #: of 15-50% span discount retail to specialist goods; 0.5-2% a month is a
@@ -158,9 +177,9 @@ _DESCRIPTIONS = {
     "monthly_discount_rate": "discount rate per month",
     "horizon_months": "valuation horizon, months",
     "acquisition_cost": "cost of acquiring one customer (currency of the data)",
-    "retention_cost": "programme cost per targeted customer per month",
+    "retention_cost": "programme cost per targeted customer per month (currency of the data)",
     "delta": "relative strength of the retention programme",
-    "mode": "'dropout': p' = (1-delta) p; 'retention': 1-p' = (1+delta)(1-p)",
+    "mode": "'dropout': drop-out x (1-delta); 'retention': retention x (1+delta), capped at 1",
     "referral_rate": "new customers referred per retained customer",
     "cost_on": "programme charged on 'targeted' (all) or expected 'alive' customers",
     "time_unit": "model time unit",
@@ -232,25 +251,66 @@ def dropout_map(delta: float, mode: str = "dropout") -> tuple[float, float]:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
-def _lever_model(model):
-    """The model and ``theta`` of the retention lever: a fitted model whose model has the lever, or BG/NBD parameters.
+def lever_available(model) -> bool:
+    """Whether a model (a :class:`FittedModel`, a :class:`FrequencyModel` or a registry name) has the retention lever."""
+    if isinstance(model, FittedModel):
+        model = model.model
+    elif isinstance(model, str):
+        model = get_model(model)
+    return all(callable(getattr(model, k, None)) for k in LEVER_METHODS)
 
-    ``model`` is a :class:`FittedModel` (its registered model must provide
-    ``lever_expectations``/``lever_totals``; today BG/NBD) or BG/NBD
-    parameters ``(r, alpha, a, b)`` as a Series, mapping or 4-tuple.
+
+def lever_models() -> list[str]:
+    """Registry names of the frequency models whose class has the retention lever."""
+    out = []
+    for name in registered_models():
+        try:
+            m = get_model(name)
+        except (ValueError, KeyError):
+            continue
+        if isinstance(m, FrequencyModel) and lever_available(m):
+            out.append(name)
+    return out
+
+
+def _lever_model(model):
+    """The model and ``theta`` of the retention lever.
+
+    ``model`` is a :class:`FittedModel` whose model class has the lever
+    methods (:data:`LEVER_METHODS`), a pair ``(FrequencyModel, theta)``, or
+    BG/NBD parameters ``(r, alpha, a, b)`` as a Series, mapping or 4-tuple.
+    A model without the lever raises a ``ValueError`` naming it.
     """
     if isinstance(model, FittedModel):
-        m = model.model
-        if not hasattr(m, "lever_expectations"):
-            raise ValueError(f"the retention lever is implemented for the BG/NBD, got {model.label}")
-        return m, tuple(float(v) for v in model.theta)
-    m = BGNBD()
-    if isinstance(model, (pd.Series, Mapping)):
-        return m, tuple(float(model[k]) for k in m.param_names)
-    th = tuple(float(v) for v in model)
-    if len(th) != len(m.param_names):
-        raise ValueError("BG/NBD parameters are (r, alpha, a, b)")
-    return m, th
+        m, theta = model.model, tuple(float(v) for v in model.theta)
+    elif isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], FrequencyModel):
+        m, theta = model[0], model[0].theta_of(model[1])
+    else:
+        m = BGNBD()
+        if isinstance(model, (pd.Series, Mapping)):
+            return m, tuple(float(model[k]) for k in m.param_names)
+        th = tuple(float(v) for v in model)
+        if len(th) != len(m.param_names):
+            raise ValueError("BG/NBD parameters are (r, alpha, a, b)")
+        return m, th
+    if not lever_available(m):
+        raise ValueError(f"the retention lever is not available for {m.label} (model {m.name!r}): its model class "
+                         f"has no {'/'.join(LEVER_METHODS)}; models with the lever: {', '.join(lever_models())}")
+    return m, theta
+
+
+def _model_theta(model):
+    """The model and ``theta`` of a fitted model (any model; the lever is not needed), or as :func:`_lever_model`."""
+    if isinstance(model, FittedModel):
+        return model.model, tuple(float(v) for v in model.theta)
+    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], FrequencyModel):
+        return model[0], model[0].theta_of(model[1])
+    return _lever_model(model)
+
+
+def _period(time_unit: str, days_per_month: float) -> float:
+    """One month in model time units: the period of a drop-out rate's retention form."""
+    return float(month_grid(1, time_unit, days_per_month)[1])
 
 
 def _mean_spend(spend) -> float:
@@ -264,26 +324,33 @@ def _mean_spend(spend) -> float:
 
 
 def expected_purchases_lever(model, t, delta: float = 0.0, mode: str = "dropout",
-                             x=None, t_x=None, T=None, n_nodes: int = 64) -> np.ndarray:
-    """Expected (repeat) purchases in the next ``t`` time units under the lever (BG/NBD, exact).
+                             x=None, t_x=None, T=None, n_nodes: int = 64, time_unit: str = "W",
+                             days_per_month: float = DAYS_PER_MONTH) -> np.ndarray:
+    """Expected (repeat) purchases in the next ``t`` time units under the lever (exact).
 
     Without ``x, t_x, T``: a new customer acquired at time 0 (``delta=0`` gives
-    FHL 2005a eq. 9).  With them: customers with these histories, from their
-    age ``T`` on (``delta=0`` gives eq. 10).  Returns shape ``(len(t),)`` or
-    ``(n_customers, len(t))`` for array ``t``; a scalar ``t`` drops that axis.
+    the model's unconditional expectation, BG/NBD: FHL 2005a eq. 9).  With
+    them: customers with these histories, from their age ``T`` on (``delta=0``
+    gives the conditional expectation, BG/NBD: eq. 10).  Returns shape
+    ``(len(t),)`` or ``(n_customers, len(t))`` for array ``t``; a scalar ``t``
+    drops that axis.  ``time_unit`` and ``days_per_month`` give the month of
+    a drop-out rate's retention form.
     """
     m, theta = _lever_model(model)
     s, c = dropout_map(delta, mode)
-    EX, _ = m.lever_expectations(theta, np.atleast_1d(t), s, c, x, t_x, T, n_nodes)
+    EX, _ = m.lever_expectations(theta, np.atleast_1d(t), s, c, x, t_x, T, n_nodes,
+                                 period=_period(time_unit, days_per_month))
     return EX[..., 0] if np.ndim(t) == 0 else EX
 
 
 def alive_probability_lever(model, t, delta: float = 0.0, mode: str = "dropout",
-                            x=None, t_x=None, T=None, n_nodes: int = 64) -> np.ndarray:
+                            x=None, t_x=None, T=None, n_nodes: int = 64, time_unit: str = "W",
+                            days_per_month: float = DAYS_PER_MONTH) -> np.ndarray:
     """P(alive) ``t`` time units ahead under the lever (new customer, or per history row)."""
     m, theta = _lever_model(model)
     s, c = dropout_map(delta, mode)
-    _, S = m.lever_expectations(theta, np.atleast_1d(t), s, c, x, t_x, T, n_nodes)
+    _, S = m.lever_expectations(theta, np.atleast_1d(t), s, c, x, t_x, T, n_nodes,
+                                period=_period(time_unit, days_per_month))
     return S[..., 0] if np.ndim(t) == 0 else S
 
 
@@ -306,13 +373,18 @@ def shifted_beta_error(model, t, delta: float, mode: str = "dropout") -> dict:
     """Change in a new customer's E[X(t)]: exact versus the shifted-Beta approximation.
 
     Returns ``exact_change``, ``approx_change`` and ``relative_error`` of the
-    approximated change.
+    approximated change.  Only for models with a Beta drop-out ``(a, b)``
+    (BG/NBD, MBG/NBD).
     """
-    _, (r, alpha, a, b) = _lever_model(model)
-    base = expected_purchases_lever((r, alpha, a, b), t)
-    exact = expected_purchases_lever((r, alpha, a, b), t, delta, mode) - base
+    m, theta = _lever_model(model)
+    if tuple(m.param_names) != ("r", "alpha", "a", "b"):
+        raise ValueError(f"the shifted-Beta approximation needs a Beta drop-out (a, b); {m.label} has "
+                         f"{list(m.param_names)}")
+    r, alpha, a, b = theta
+    base = expected_purchases_lever((m, theta), t)
+    exact = expected_purchases_lever((m, theta), t, delta, mode) - base
     a2, b2 = shifted_beta(a, b, delta, mode)
-    approx = expected_purchases_lever((r, alpha, a2, b2), t) - base
+    approx = expected_purchases_lever((m, (r, alpha, a2, b2)), t) - base
     return {"exact_change": float(exact), "approx_change": float(approx),
             "relative_error": float((approx - exact) / exact) if exact != 0 else float("nan")}
 
@@ -337,14 +409,17 @@ def new_customer_cashflows(
 
     Parameters
     ----------
-    model : FittedModel (BG/NBD) or (r, alpha, a, b)
-    spend : GammaGammaFit, (p, q, gamma) mapping, or a mean spend per purchase
+    model : FittedModel with the retention lever, (FrequencyModel, theta), or BG/NBD (r, alpha, a, b)
+    spend : GammaGammaFit, (p, q, gamma) mapping, or a mean value per purchase (1: values in purchases)
     margin, monthly_discount_rate, horizon_months, time_unit, days_per_month
         See the module docstring.
     delta, mode
         Retention lever applied from acquisition on (0 = none).
     first_purchase_spend : float, optional
         Spend of the first purchase (default: the population mean spend).
+
+    Without a programme (``delta = 0``) any frequency model will do (its
+    unconditional expectation); with one the model needs the retention lever.
 
     Returns
     -------
@@ -353,11 +428,17 @@ def new_customer_cashflows(
     end), ``discount`` (factor), ``margin`` (discounted expected margin of the
     month) and ``cumulative`` (running sum; the last value is ``V_new``).
     """
-    m, theta = _lever_model(model)
+    m, theta = _model_theta(model)
     ez = _mean_spend(spend)
     s1 = ez if first_purchase_spend is None else float(first_purchase_spend)
     t = month_grid(horizon_months, time_unit, days_per_month)
-    EX, S = m.lever_expectations(theta, t[1:], *dropout_map(delta, mode))
+    if delta == 0 and not lever_available(m):
+        # no programme: any model's unconditional expectation and survival from time 0 (alive at 0)
+        EX = np.asarray(m.expected_purchases_new(theta, t[1:]), dtype=float)
+        S = np.asarray(m.survival_given_alive(theta, t[1:], 0.0, 0.0, 0.0), dtype=float)
+    else:
+        EX, S = m.lever_expectations(theta, t[1:], *dropout_map(delta, mode),
+                                     period=_period(time_unit, days_per_month))
     purchases = np.concatenate([[1.0], np.diff(np.concatenate([[0.0], EX]))])
     disc = np.concatenate([[1.0], discount_factors(int(horizon_months), monthly_discount_rate)])
     value = margin * disc * np.concatenate([[s1], ez * purchases[1:]])
@@ -379,16 +460,21 @@ def new_customer_value(model, spend, margin: float = 0.3, monthly_discount_rate:
     return float(cf["cumulative"].iloc[-1])
 
 
-def new_customer_value_interval(boot, level: float | None = None, **kwargs) -> pd.Series:
+def new_customer_value_interval(boot, level: float | None = None, spend=None, **kwargs) -> pd.Series:
     """Point estimate and percentile interval of :func:`new_customer_value` over bootstrap draws.
 
     Parameters
     ----------
     boot : helpers.value.BootstrapResult
-        Its ``param_draws`` (BG/NBD and Gamma-Gamma parameters per replicate)
-        and ``params["estimate"]`` (full-data fit) are used.
+        Its ``param_draws`` (frequency-model and, with amounts, Gamma-Gamma
+        parameters per replicate) and ``params["estimate"]`` (full-data fit)
+        are used; ``boot.model`` names the frequency model.
     level : float, optional
         Central level (default: the bootstrap's, 0.90).
+    spend : float, optional
+        Value per purchase when the bootstrap has no Gamma-Gamma draws (a log
+        without amounts: the configuration's value per purchase, or 1 for
+        values in purchases).
     **kwargs
         Passed to :func:`new_customer_value` (margin, discount rate, ...).
 
@@ -396,20 +482,21 @@ def new_customer_value_interval(boot, level: float | None = None, **kwargs) -> p
     -------
     Series ``estimate, lower, upper, n_draws``.
     """
-    if not hasattr(get_model(boot.model), "lever_expectations"):
-        raise ValueError(f"new_customer_value_interval needs a bootstrap of a model with the retention lever "
-                         f"(BG/NBD), got {boot.model!r}")
+    model = get_model(boot.model)
     level = boot.level if level is None else level
     D = boot.param_draws
-    freq = [c for c in D.columns if c[0] != "Gamma-Gamma"]
-    gg = [c for c in D.columns if c[0] == "Gamma-Gamma"]
+    freq = [col for col in D.columns if col[0] != "Gamma-Gamma"]
+    gg = [col for col in D.columns if col[0] == "Gamma-Gamma"]
+    if not gg and spend is None:
+        raise ValueError("the bootstrap has no spend-model draws: give spend (a value per purchase)")
 
     def one(row_freq, row_gg):
-        return new_customer_value(tuple(row_freq), dict(zip(("p", "q", "gamma"), row_gg)), **kwargs)
+        value = dict(zip(("p", "q", "gamma"), row_gg)) if gg else float(spend)
+        return new_customer_value((model, tuple(row_freq)), value, **kwargs)
 
     vals = np.array([one(D.loc[i, freq].to_numpy(float), D.loc[i, gg].to_numpy(float)) for i in D.index])
     est_params = boot.params["estimate"]
-    est = one(est_params.loc[freq].to_numpy(float), est_params.loc[gg].to_numpy(float))
+    est = one(est_params.loc[freq].to_numpy(float), est_params.loc[gg].to_numpy(float) if gg else ())
     lo, hi = np.quantile(vals, [(1 - level) / 2, 1 - (1 - level) / 2])
     return pd.Series({"estimate": est, "lower": float(lo), "upper": float(hi), "n_draws": len(vals)},
                      name="new_customer_value")
@@ -508,13 +595,15 @@ def retention_effect(
 
     Parameters
     ----------
-    model : FittedModel (BG/NBD) or (r, alpha, a, b)
-    spend : GammaGammaFit
-        Existing customers are valued at their conditional expected spend
-        (FHL 2005b eq. 5), new ones at the population mean.
+    model : FittedModel with the retention lever, (FrequencyModel, theta), or BG/NBD (r, alpha, a, b)
+    spend : GammaGammaFit or float
+        Gamma-Gamma: existing customers are valued at their conditional
+        expected spend (FHL 2005b eq. 5), new ones at the population mean.  A
+        number: that value per purchase for everyone (1: values in purchases).
     summary : DataFrame, optional
-        ``x, t_x, T, m_x`` of the existing customers, valued from the end of
-        their observation (age ``T``).  ``None``: one new customer.
+        ``x, t_x, T`` (and ``m_x`` with a Gamma-Gamma fit) of the existing
+        customers, valued from the end of their observation (age ``T``).
+        ``None``: one new customer.
 
     Returns
     -------
@@ -534,6 +623,7 @@ class _Population:
         self.H = int(horizon_months)
         self.t = month_grid(self.H, time_unit, days_per_month)
         self.time_unit = time_unit
+        self.period = _period(time_unit, days_per_month)
         self.n_nodes = n_nodes
         self.summary = summary
         if summary is None:
@@ -541,12 +631,18 @@ class _Population:
             self.first_spend = self.ez if first_purchase_spend is None else float(first_purchase_spend)
             self.n = 1
         else:
-            missing = [c for c in ("x", "t_x", "T", "m_x") if c not in summary.columns]
+            constant = not hasattr(spend, "expected_spend")
+            cols = ("x", "t_x", "T") if constant else ("x", "t_x", "T", "m_x")
+            missing = [c for c in cols if c not in summary.columns]
             if missing:
                 raise ValueError(f"summary is missing column(s) {missing}")
-            x, t_x, T, m_x = (summary[c].to_numpy(float) for c in ("x", "t_x", "T", "m_x"))
-            (self.xu, self.txu, self.Tu, mu), _, self.counts = unique_rows(x, t_x, T, m_x)
-            self.sp = np.asarray(spend.expected_spend(self.xu, mu), dtype=float) * self.counts
+            if constant:
+                (self.xu, self.txu, self.Tu), _, self.counts = unique_rows(*(summary[c].to_numpy(float) for c in cols))
+                self.sp = _mean_spend(spend) * self.counts
+            else:
+                (self.xu, self.txu, self.Tu, mu), _, self.counts = unique_rows(*(summary[c].to_numpy(float)
+                                                                                 for c in cols))
+                self.sp = np.asarray(spend.expected_spend(self.xu, mu), dtype=float) * self.counts
             self.first_spend = 0.0
             self.n = int(self.counts.sum())
         self._cache = {}
@@ -556,11 +652,13 @@ class _Population:
         key = (0.0, "dropout") if delta == 0 else (float(delta), mode)
         if key not in self._cache:
             if self.summary is None:
-                E, S = self.model.lever_expectations(self.theta, self.t, *dropout_map(*key), n_nodes=self.n_nodes)
+                E, S = self.model.lever_expectations(self.theta, self.t, *dropout_map(*key), n_nodes=self.n_nodes,
+                                                     period=self.period)
                 self._cache[key] = (self.ez * E, S)
             else:
                 self._cache[key] = self.model.lever_totals(self.theta, self.t, *dropout_map(*key), self.xu, self.txu,
-                                                           self.Tu, self.sp, self.counts, self.n_nodes)
+                                                           self.Tu, self.sp, self.counts, self.n_nodes,
+                                                           period=self.period)
         return self._cache[key]
 
     def equity(self, delta, mode, margin, rate):
@@ -772,10 +870,13 @@ def price_cut_breakeven(
 
 @dataclass
 class Scenario:
-    """Fitted models, the customer base and the assumptions: evaluates every headline metric."""
+    """Fitted models, the customer base and the assumptions: evaluates every headline metric.
+
+    ``spend`` is a Gamma-Gamma fit or a value per purchase (1: values in purchases).
+    """
 
     model: FittedModel
-    spend: GammaGammaFit
+    spend: GammaGammaFit | float
     summary: pd.DataFrame
     assumptions: Assumptions = field(default_factory=Assumptions)
     first_purchase_spend: float | None = None
@@ -825,6 +926,29 @@ class Scenario:
         }
 
 
+def sensitivity_ranges(assumptions: Assumptions, in_money: bool = True) -> dict[str, tuple[float, float]]:
+    """One-at-a-time ranges around a scenario's assumptions.
+
+    Costs, the horizon and ``delta`` are halved and doubled (``delta`` capped
+    at 1); margin, discount rate and referrals keep :data:`DEFAULT_RANGES`.
+    Without money (values in purchases) the margin is left out: it is not
+    applied there.
+    """
+    A = assumptions
+    out = {
+        "margin": DEFAULT_RANGES["margin"],
+        "monthly_discount_rate": DEFAULT_RANGES["monthly_discount_rate"],
+        "horizon_months": (max(1, int(round(A.horizon_months / 2))), int(2 * A.horizon_months)),
+        "acquisition_cost": (A.acquisition_cost / 2, 2 * A.acquisition_cost),
+        "retention_cost": (A.retention_cost / 2, 2 * A.retention_cost),
+        "delta": (A.delta / 2, min(2 * A.delta, 1.0)),
+        "referral_rate": DEFAULT_RANGES["referral_rate"],
+    }
+    if not in_money:
+        del out["margin"]
+    return out
+
+
 def sensitivity(scenario: Scenario, ranges: Mapping[str, tuple[float, float]] | None = None,
                 metric: str = "advantage") -> pd.DataFrame:
     """One-at-a-time sensitivity of a metric of :meth:`Scenario.evaluate`.
@@ -858,86 +982,87 @@ def sensitivity(scenario: Scenario, ranges: Mapping[str, tuple[float, float]] | 
 # verification by simulation
 # ---------------------------------------------------------------------------
 
-def simulate_continuation(lam, p_drop, alive, t: float, delta: float, mode: str = "dropout",
-                          seed: int | None = 0) -> pd.DataFrame:
+def simulate_continuation(model, latent, t: float, delta: float, mode: str = "dropout", seed: int | None = 0,
+                          x=None, T=None, time_unit: str = "W", days_per_month: float = DAYS_PER_MONTH) -> pd.DataFrame:
     """Simulate purchases in the next ``t`` time units, without and with the lever.
 
-    Customers alive now (``alive``) buy at Poisson rate ``lam``; after each
-    purchase they drop with probability ``p_drop`` (baseline) or ``g(p_drop)``
-    (lever).  Common random numbers: the same Poisson count and the same
-    uniform drive both geometric drop-out draws, so the per-customer
-    difference has little noise.
+    ``latent`` holds simulated customers' traits (the model's ``draw_latent``);
+    with ``x, T`` (their purchases up to their ages ``T``, from
+    ``draw_purchases`` on the same traits) the future starts at ``T``,
+    otherwise at acquisition.  The model's ``lever_continuation`` draws both
+    futures on common random numbers, so the per-customer difference has
+    little noise.
 
     Returns
     -------
     DataFrame with ``base`` and ``lever`` purchase counts (0 for dead customers).
     """
-    base, lever = BGNBD().lever_continuation(lam, p_drop, alive, t, *dropout_map(delta, mode),
-                                             np.random.default_rng(seed))
+    m, theta = _lever_model(model)
+    base, lever = m.lever_continuation(theta, latent, t, *dropout_map(delta, mode), np.random.default_rng(seed),
+                                       x=x, T=T, period=_period(time_unit, days_per_month))
     return pd.DataFrame({"base": base, "lever": lever})
 
 
 def lever_simulation_check(
-    params,
+    model,
     delta: float = 0.1,
     mode: str = "dropout",
     t: float = 52.0,
     n_customers: int = 200_000,
     population: str = "base",
-    observation_days: float = 273.0,
-    acquisition_days: float = 84.0,
+    ages: tuple[float, float] = (27.0, 39.0),
     seed: int = 0,
-    sim=None,
+    time_unit: str = "W",
+    days_per_month: float = DAYS_PER_MONTH,
 ) -> dict:
-    """Compare the analytic change in future purchases with a simulation.
+    """Compare the analytic change in future purchases with a simulation of the model's generative process.
 
-    ``population="base"``: customers are simulated with
-    :func:`helpers.simulate.simulate_bgnbd` (true parameters ``params``) over
-    an observation window; their histories ``(x, t_x, T)`` feed the analytic
-    conditional expectation; the simulated future (next ``t`` time units,
-    starting at each customer's ``T``) uses each customer's true ``lambda,
-    p`` and alive state, with and without the lever.  ``"new"``: the same
-    customers' ``lambda, p`` at acquisition (all alive, no history),
-    compared with the unconditional expectation.  Pass ``sim`` (a
-    :class:`helpers.simulate.SimulationResult` simulated with ``params`` and
-    ``time_unit_days`` matching the model) to reuse one simulation for several checks.
+    ``population="base"``: ``n_customers`` customers are simulated with the
+    model's ``draw_latent`` and ``draw_purchases`` (true parameters: the
+    model's), their ages ``T`` uniform on ``ages`` (model time units; the
+    default is CDNOW's calibration: 39 weeks of observation, first purchases
+    over the first 12); their histories ``(x, t_x, T)`` feed the analytic
+    conditional expectation, and the simulated future (the next ``t`` time
+    units from each customer's ``T``, the model's ``lever_continuation``) uses
+    each customer's true traits and alive state, with and without the lever.
+    ``"new"``: the same customers' traits at acquisition (no history), against
+    the unconditional expectation.
 
     Returns
     -------
     dict: ``analytic_change`` and ``simulated_change`` (mean per customer),
     ``se`` (Monte-Carlo standard error of their difference), ``z`` (difference
-    / se), ``change_over_se`` (analytic change / se: how sharply the test
+    / se), ``change_over_se`` (analytic change / se: how sharply the check
     separates the lever from no lever), and the same for the baseline level
     (``analytic_base``, ``simulated_base``, ``z_base``).
     """
-    from .simulate import simulate_bgnbd  # noqa: PLC0415
-
-    _, theta = _lever_model(params)
-    r, alpha, a, b = theta
-    if sim is None:
-        sim = simulate_bgnbd(n_customers, r, alpha, a, b, observation_days=observation_days,
-                             acquisition_days=acquisition_days, time_unit_days=7.0, seed=seed)
-    n_customers = len(sim.customers)
-    cust = sim.customers
-    if population == "base":
-        alive = (cust["x"] < cust["J"]).to_numpy()
-        E0 = expected_purchases_lever(theta, [t], 0.0, mode, cust["x"], cust["t_x"], cust["T"])[:, 0]
-        E1 = expected_purchases_lever(theta, [t], delta, mode, cust["x"], cust["t_x"], cust["T"])[:, 0]
-    elif population == "new":
-        alive = np.ones(len(cust), dtype=bool)
-        E0 = np.full(len(cust), float(expected_purchases_lever(theta, t, 0.0, mode)))
-        E1 = np.full(len(cust), float(expected_purchases_lever(theta, t, delta, mode)))
-    else:
+    m, theta = _lever_model(model)
+    if population not in ("base", "new"):
         raise ValueError("population must be 'base' or 'new'")
-    sim_f = simulate_continuation(cust["lam"].to_numpy(), cust["p_drop"].to_numpy(), alive, t, delta, mode,
-                                  seed=seed + 1)
+    rng = np.random.default_rng(seed)
+    n = int(n_customers)
+    latent = m.draw_latent(theta, n, rng)
+    kw = dict(time_unit=time_unit, days_per_month=days_per_month)
+    if population == "base":
+        T = rng.uniform(float(ages[0]), float(ages[1]), size=n)
+        counts, times = m.draw_purchases(theta, latent, T, rng)
+        x = counts.astype(float)
+        t_x = np.zeros(n)
+        np.maximum.at(t_x, np.repeat(np.arange(n), counts), times)
+        E0 = expected_purchases_lever((m, theta), [t], 0.0, mode, x, t_x, T, **kw)[:, 0]
+        E1 = expected_purchases_lever((m, theta), [t], delta, mode, x, t_x, T, **kw)[:, 0]
+        sim_f = simulate_continuation((m, theta), latent, t, delta, mode, seed + 1, x=x, T=T, **kw)
+    else:
+        E0 = np.full(n, float(expected_purchases_lever((m, theta), t, 0.0, mode, **kw)))
+        E1 = np.full(n, float(expected_purchases_lever((m, theta), t, delta, mode, **kw)))
+        sim_f = simulate_continuation((m, theta), latent, t, delta, mode, seed + 1, **kw)
     d_sim = (sim_f["lever"] - sim_f["base"]).to_numpy()
     resid = d_sim - (E1 - E0)
-    se = resid.std(ddof=1) / np.sqrt(len(resid))
+    se = resid.std(ddof=1) / np.sqrt(n)
     resid0 = sim_f["base"].to_numpy() - E0
-    se0 = resid0.std(ddof=1) / np.sqrt(len(resid0))
+    se0 = resid0.std(ddof=1) / np.sqrt(n)
     return {
-        "population": population, "delta": delta, "mode": mode, "t": t, "n_customers": n_customers,
+        "model": m.name, "population": population, "delta": delta, "mode": mode, "t": t, "n_customers": n,
         "analytic_change": float(np.mean(E1 - E0)), "simulated_change": float(d_sim.mean()),
         "se": float(se), "z": float(resid.mean() / se), "change_over_se": float(np.mean(E1 - E0) / se),
         "analytic_base": float(E0.mean()), "simulated_base": float(sim_f["base"].mean()),

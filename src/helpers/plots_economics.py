@@ -39,7 +39,8 @@ def payback_curve(cashflows: pd.DataFrame, acquisition_cost: float, payback: flo
     Parameters
     ----------
     cashflows : DataFrame from :func:`helpers.economics.new_customer_cashflows`.
-    acquisition_cost : float
+    acquisition_cost : float or None
+        Drawn as a line; None when the values are not money.
     payback : float, optional
         Payback month (marked when finite).
     interval : (lower, upper), optional
@@ -50,8 +51,9 @@ def payback_curve(cashflows: pd.DataFrame, acquisition_cost: float, payback: flo
     ax = new_axes(ax)
     sns.lineplot(x=cashflows.index.to_numpy(float), y=cashflows["cumulative"].to_numpy(float), color=BLUE,
                  marker="o", ms=4, label="cumulative discounted margin", estimator=None, ax=ax)
-    ax.axhline(acquisition_cost, color=VERMILLION, ls="--", lw=1.4,
-               label=f"acquisition cost {fmt_money(acquisition_cost, currency)}")
+    if acquisition_cost is not None:   # None: values are not money (no cost line to compare with)
+        ax.axhline(acquisition_cost, color=VERMILLION, ls="--", lw=1.4,
+                   label=f"acquisition cost {fmt_money(acquisition_cost, currency)}")
     if payback is not None and np.isfinite(payback):
         ax.axvline(payback, color=NEUTRAL, ls=":", lw=1.2, label=f"payback {payback:.1f} months")
     if interval is not None:

@@ -81,9 +81,14 @@ def bridge_bars(table: pd.DataFrame, title: str = "Revenue bridge per period", y
     change = t["change"].to_numpy(dtype=float)
     handles += ax.plot(x, change, "o", color="black", ms=4, label="net change")
     ax.axhline(0, color="black", lw=0.8)
-    thin_ticks(ax, labels)
-    _pad_limits(ax, float(min(down.min(initial=0.0), change.min(initial=0.0))),
-                float(max(up.max(initial=0.0), change.max(initial=0.0))))
+    if len(t):
+        thin_ticks(ax, labels)
+        _pad_limits(ax, float(min(down.min(initial=0.0), change.min(initial=0.0))),
+                    float(max(up.max(initial=0.0), change.max(initial=0.0))))
+    else:  # a log of one period: nothing to account for, an empty frame that says so
+        ax.set_xticks([])
+        ax.text(0.5, 0.5, "one period only: no change to account for", transform=ax.transAxes,
+                ha="center", va="center", color="grey")
     ax.set(ylabel=with_unit(ylabel, currency or None), title=title)
     money_axis(ax, currency)
     legend_outside(ax, handles, [h.get_label() for h in handles])
@@ -92,24 +97,26 @@ def bridge_bars(table: pd.DataFrame, title: str = "Revenue bridge per period", y
 
 def bridge_waterfall(table: pd.DataFrame, title: str = "Revenue bridge, first to last period",
                      ylabel: str = "revenue per period", *, currency: str = "", ax: Axes | None = None) -> Axes:
-    """Waterfall from the first period's revenue to the last period's.
+    """Waterfall from the first period's level (revenue, purchases, ...) to the last period's.
 
     Each component bar is the component summed over all periods after the
-    first; by the bridge identity they carry revenue(first) exactly to
-    revenue(last).  Every bar is labelled with its amount.
+    first; by the bridge identity they carry level(first) exactly to
+    level(last).  Every bar is labelled with its amount.
 
     Parameters
     ----------
     table : DataFrame
-        Output of :func:`helpers.revenue.growth_accounting`.
+        Output of :func:`helpers.revenue.growth_accounting` for any measure (the
+        level column is ``attrs["measure"]``, ``revenue`` by default).
     """
     t = table.iloc[1:]
-    first_rev = float(table["revenue"].iloc[0])
-    last_rev = float(table["revenue"].iloc[-1])
+    measure = table.attrs.get("measure", "revenue")
+    first_rev = float(table[measure].iloc[0])
+    last_rev = float(table[measure].iloc[-1])
     comps = [*_GAINS, *_LOSSES]
     steps = [float(t[c].sum()) for c in comps]
     ax = new_axes(ax, (8.5, 4.0))
-    names = [f"revenue\n{table.index[0]}"] + comps + [f"revenue\n{table.index[-1]}"]
+    names = [f"{measure}\n{table.index[0]}"] + comps + [f"{measure}\n{table.index[-1]}"]
     ax.bar(0, first_rev, 0.7, color=NEUTRAL)
     level = first_rev
     levels = [first_rev]

@@ -1,38 +1,62 @@
-"""Revenue accounting: growth bridges, cohorts, returning-customer revenue.
+"""Revenue accounting: growth bridges, cohorts, returning-customer shares, on any log.
 
 This module tests, on a transaction log, claims about *where revenue comes
-from*:
+from* (the source essays' claims, phrased as the claims they are):
 
-* market share grows by converting prospects (new customers) and by existing
-  customers buying more, and shrinks when customers buy less or leave --
-  :func:`growth_accounting` splits each period's revenue change exactly into
-  new, expansion, contraction, resurrected and churned revenue;
+* a common claim: market share grows by converting prospects (new customers)
+  and by existing customers buying more, and shrinks when customers buy less
+  or leave -- :func:`growth_accounting` splits each period's change exactly
+  into new, expansion, contraction, resurrected and churned;
 * who stays -- :func:`cohort_table` and :func:`retention_rates`;
-* 25-40 % of a stable company's revenue comes from returning customers --
-  :func:`returning_revenue_share`;
-* repeat customers buy more per purchase than new ones --
+* a common claim: 25-40 % of a stable company's revenue comes from returning
+  customers -- :func:`returning_revenue_share`;
+* a common claim: repeat customers buy more per purchase than new ones --
   :func:`order_value_repeat_effect` (within-customer comparison);
-* firms with 40 % of revenue from repeat customers earn 47 % more than firms
-  with 10 % -- :func:`repeat_share_revenue_regression` (cross-firm, on a
-  table of firms, e.g. from a simulator).
+* a common claim: firms with 40 % of revenue from repeat customers earn 47 %
+  more than firms with 10 % -- :func:`repeat_share_revenue_regression`
+  (cross-firm, on a table of firms), illustrated on a simulated market by
+  :func:`market_illustration`.
+
+:func:`revenue_dynamics` computes what the revenue-dynamics report needs in
+one call, on any log: with or without amounts, one or many acquisition
+cohorts, any length; a log whose purchases all fall in one period, or with a
+single customer, gives results with sentences that say what cannot be
+measured (:attr:`RevenueDynamics.limits`) instead of an error.
 
 Conventions
 -----------
 ``transactions`` is the clean purchase frame of
-:func:`helpers.data.load_transactions` (``customer_id``, ``date``,
-``amount``).  A customer is *active* in a period when it has at least one
-transaction dated in it (a zero-amount transaction counts as activity with
-zero revenue).  Periods are calendar months (``"M"``) or calendar quarters
-(``"Q"``) and are returned as a :class:`pandas.PeriodIndex` named
-``"period"`` covering every period from the first to the last transaction,
-including periods without any transaction (revenue 0).
+:func:`helpers.data.load_transactions` (``customer_id``, ``date`` and, when
+the log has amounts, ``amount``).  A customer is *active* in a period when it
+has at least one transaction dated in it (a zero-amount transaction counts as
+activity with zero revenue).  Periods are calendar months (``"M"``) or
+calendar quarters (``"Q"``) and are returned as a :class:`pandas.PeriodIndex`
+named ``"period"`` covering every period from the first to the last
+transaction, including periods without any transaction.
 
-Everything is vectorised with pandas group-bys and merges on the long
-(customer, period) table; no Python loop runs per customer.
+**Measures.**  The bridge identity holds for any measure that adds up over
+customers; the functions take ``measure``:
+
+``"revenue"``
+    the sum of amounts (needs amounts);
+``"purchases"``
+    purchase days: a customer's purchases on one day are one purchase, as in
+    :func:`helpers.summary.purchase_days` and the models;
+``"customers"``
+    active customers: each active (customer, period) counts 1 (expansion and
+    contraction are then 0, and the bridge is the growth accounting of the
+    active base).
+
+Every analysis derives from one aggregate of the log,
+:func:`customer_periods` (one row per customer and active period with its
+revenue and purchase days), so an engine that can produce that table can feed
+all of them.  Everything is vectorised with pandas group-bys and merges on
+that long table; no Python loop runs per customer.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -47,34 +71,61 @@ __all__ = [
     "strategic_functions",
     "order_value_profile",
     "PERIODS",
+    "MEASURES",
     "BRIDGE_COMPONENTS",
+    "RETENTION_AGES",
+    "resolve_period",
+    "customer_periods",
     "growth_accounting",
     "bridge_identity_error",
     "cohort_table",
     "retention_rates",
+    "retention_by_age",
+    "AcquisitionWindow",
+    "acquisition_window",
     "ReturningShare",
     "returning_revenue_share",
     "RepeatEffect",
     "order_value_repeat_effect",
+    "repeat_effect_unavailable",
     "RepeatShareRegression",
     "repeat_share_revenue_regression",
+    "MarketIllustration",
+    "market_illustration",
+    "RevenueDynamics",
+    "revenue_dynamics",
 ]
 
 #: Supported period codes: calendar month and calendar quarter.
 PERIODS = ("M", "Q")
 
-#: Components of the revenue bridge; they sum to ``change``.
+#: Additive measures of a bridge, a cohort table and a returning share (see the module docstring).
+MEASURES = ("revenue", "purchases", "customers")
+
+#: Components of the bridge; they sum to ``change``.
 BRIDGE_COMPONENTS = ("new", "expansion", "contraction", "resurrected", "churned")
+
+#: Ages (periods since acquisition) of the retention summary, per period code.
+RETENTION_AGES = {"M": (1, 2, 3, 6, 12, 24), "Q": (1, 2, 4, 8)}
+
+_PERIOD_NAME = {"M": "month", "Q": "quarter"}
+_MONTHS_PER_PERIOD = {"M": 1, "Q": 3}
 
 
 # ---------------------------------------------------------------------------
-# input checks and the (customer, period) revenue table
+# input checks and the (customer, period) table
 # ---------------------------------------------------------------------------
 
 def _check_period(period: str) -> str:
     if period not in PERIODS:
         raise ValueError(f"period must be one of {PERIODS} (month, quarter), got {period!r}")
     return period
+
+
+def _check_measure(measure: str, allowed: tuple[str, ...] = MEASURES) -> str:
+    if measure not in allowed:
+        raise ValueError(f"measure must be one of {allowed}, got {measure!r}")
+    return measure
 
 
 def _check_transactions(transactions, need_amount: bool = True) -> pd.DataFrame:
@@ -128,79 +179,132 @@ def _period_ordinals(dates: pd.Series, period: str) -> np.ndarray:
     return dates.dt.to_period(period).array.asi8.astype(np.int64)
 
 
-def _customer_period(transactions: pd.DataFrame, period: str) -> tuple[pd.DataFrame, int, int]:
-    """Long table: one row per (customer, active period) with its revenue.
-
-    Returns the table (columns ``customer_id``, ``p`` (ordinal), ``revenue``,
-    ``first_p`` (the customer's first period)) and the first and last
-    period ordinals of the log.
-    """
-    df = pd.DataFrame(
-        {
-            "customer_id": transactions["customer_id"].to_numpy(),
-            "p": _period_ordinals(transactions["date"], period),
-            "revenue": transactions["amount"].to_numpy(dtype=float),
-        }
-    )
-    cp = df.groupby(["customer_id", "p"], sort=True, observed=True)["revenue"].sum().reset_index()
-    cp["first_p"] = cp.groupby("customer_id", sort=False)["p"].transform("min")
-    return cp, int(cp["p"].min()), int(cp["p"].max())
-
-
 def _period_index(p0: int, p1: int, period: str) -> pd.PeriodIndex:
     idx = pd.PeriodIndex.from_ordinals(np.arange(p0, p1 + 1), freq=period)
     idx.name = "period"
     return idx
 
 
+def resolve_period(period: str, transactions: pd.DataFrame, max_periods: int = 48) -> str:
+    """The reporting period: ``period`` itself, or for ``"auto"`` months unless the log spans more
+    than ``max_periods`` months (then quarters), so a long log does not give hundreds of bars."""
+    if period != "auto":
+        return _check_period(period)
+    _check_transactions(transactions, need_amount=False)
+    p = transactions["date"].dt.to_period("M")
+    months = int((p.max() - p.min()).n) + 1
+    return "M" if months <= max_periods else "Q"
+
+
+def customer_periods(transactions: pd.DataFrame, period: str = "M", revenue: bool | None = None) -> pd.DataFrame:
+    """The per-period aggregate every analysis here derives from: one row per (customer, active period).
+
+    Parameters
+    ----------
+    transactions : DataFrame
+        Clean purchases (``customer_id``, ``date`` and optionally ``amount``).
+    period : {"M", "Q"}
+    revenue : bool, optional
+        Include the ``revenue`` column (needs ``amount``); default: when the
+        log has an ``amount`` column.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``customer_id``, ``p`` (period ordinal), ``purchases``
+        (distinct purchase days in the period), ``revenue`` (sum of amounts,
+        when included) and ``first_p`` (the customer's first period), sorted by
+        customer and period.  ``attrs``: ``period``, ``p0`` and ``p1`` (first
+        and last period ordinals of the log), ``n_days`` (distinct purchase
+        dates), ``first_day``.
+    """
+    period = _check_period(period)
+    if revenue is None:
+        revenue = "amount" in transactions.columns if isinstance(transactions, pd.DataFrame) else True
+    _check_transactions(transactions, need_amount=bool(revenue))
+    day = transactions["date"].dt.normalize()
+    df = pd.DataFrame({
+        "customer_id": transactions["customer_id"].to_numpy(),
+        "day": day.to_numpy(),
+        "p": _period_ordinals(transactions["date"], period),
+    })
+    keys = ["customer_id", "p"]
+    days = (df.drop_duplicates(["customer_id", "day"])
+            .groupby(keys, sort=True, observed=True).size().rename("purchases"))
+    if revenue:
+        rev = (df.assign(revenue=transactions["amount"].to_numpy(dtype=float))
+               .groupby(keys, sort=True, observed=True)["revenue"].sum())
+        cp = pd.concat([rev, days], axis=1).reset_index()
+    else:
+        cp = days.reset_index()
+    cp["purchases"] = cp["purchases"].astype(np.int64)
+    cp["first_p"] = cp.groupby("customer_id", sort=False, observed=True)["p"].transform("min")
+    cp.attrs.update(period=period, p0=int(cp["p"].min()), p1=int(cp["p"].max()),
+                    n_days=int(day.nunique()), first_day=day.min())
+    return cp
+
+
+def _values(cp: pd.DataFrame, measure: str) -> np.ndarray:
+    """The measure of each (customer, period) row."""
+    if measure == "customers":
+        return np.ones(len(cp))
+    if measure not in cp.columns:
+        raise ValueError(f"measure {measure!r} needs amounts: the log has no 'amount' column")
+    return cp[measure].to_numpy(dtype=float)
+
+
 # ---------------------------------------------------------------------------
 # 1. growth accounting
 # ---------------------------------------------------------------------------
 
-def growth_accounting(transactions: pd.DataFrame, period: str = "M") -> pd.DataFrame:
-    """Revenue growth accounting (a revenue "bridge") per period.
+def growth_accounting(transactions: pd.DataFrame, period: str = "M", measure: str = "revenue") -> pd.DataFrame:
+    """Growth accounting (a "bridge") per period, in any additive measure.
 
     Every customer active in period *t* or *t-1* is put in exactly one class:
 
     ``new``
-        first-ever purchase in *t* (whole revenue in *t*);
+        first-ever purchase in *t* (its whole measure in *t*);
     ``retained``
-        active in *t-1* and *t*; the change of its revenue versus *t-1* is
+        active in *t-1* and *t*; the change of its measure versus *t-1* is
         ``expansion`` (increase, >= 0) or ``contraction`` (decrease, <= 0);
     ``resurrected``
-        active in *t*, not in *t-1*, but in some earlier period (whole
-        revenue in *t*);
+        active in *t*, not in *t-1*, but in some earlier period (its whole
+        measure in *t*);
     ``churned``
-        active in *t-1*, not in *t* (minus its revenue in *t-1*, <= 0).
+        active in *t-1*, not in *t* (minus its measure in *t-1*, <= 0).
 
     Hence, for every period after the first, exactly (up to float rounding)::
 
         change = new + expansion + contraction + resurrected + churned
 
-    where ``change`` is revenue(t) - revenue(t-1); see
-    :func:`bridge_identity_error`.
+    where ``change`` is level(t) - level(t-1) and the level is the period's
+    total of the measure (the identity holds because the measure adds up over
+    customers); see :func:`bridge_identity_error`.
 
     Parameters
     ----------
     transactions : DataFrame
-        Clean purchases with ``customer_id``, ``date`` (datetime64) and
-        ``amount`` (>= 0), as in ``load_transactions(...).transactions``.
+        Clean purchases with ``customer_id``, ``date`` (datetime64) and, for
+        ``measure="revenue"``, ``amount`` (>= 0), as in
+        ``load_transactions(...).transactions``.
     period : {"M", "Q"}
         Calendar month or calendar quarter.
+    measure : {"revenue", "purchases", "customers"}
+        Revenue (sum of amounts), purchases (purchase days) or active
+        customers (see the module docstring).
 
     Returns
     -------
     DataFrame
         Indexed by a :class:`pandas.PeriodIndex` ``period`` covering every
         period from the first to the last transaction (periods without
-        transactions appear with revenue 0, so that customers active just
+        transactions appear with level 0, so that customers active just
         before them are recorded as churned).  Columns:
 
-        ``revenue``, ``new``, ``expansion``, ``contraction``,
-        ``resurrected``, ``churned``, ``change``
-            amounts as above; ``change`` is NaN in the first period (the
-            revenue before the log starts is not observed; all its customers
-            are ``new``);
+        ``<measure>`` (the level: ``revenue``, ``purchases`` or ``customers``),
+        ``new``, ``expansion``, ``contraction``, ``resurrected``, ``churned``, ``change``
+            as above; ``change`` is NaN in the first period (the level before
+            the log starts is not observed; all its customers are ``new``);
         ``n_new``, ``n_retained``, ``n_resurrected``, ``n_churned``, ``n_active``
             customer counts (``n_active = n_new + n_retained + n_resurrected``;
             ``n_churned`` counts customers active in *t-1* but not in *t*);
@@ -210,21 +314,32 @@ def growth_accounting(transactions: pd.DataFrame, period: str = "M") -> pd.DataF
             period); ``inf`` when there are gains but no losses; NaN when
             gains and losses are both zero (no movement).
 
+        ``attrs["period"]`` and ``attrs["measure"]`` record how it was made.
+        A log within one period gives a one-row table (nothing to account for).
+
     Raises
     ------
     ValueError
-        Missing columns, empty log, non-datetime ``date``, non-numeric,
-        non-finite or negative ``amount``, or an unknown ``period``.
+        Missing columns (``amount`` for revenue), empty log, non-datetime
+        ``date``, non-numeric, non-finite or negative ``amount``, or an
+        unknown ``period`` or ``measure``.
     """
     period = _check_period(period)
-    _check_transactions(transactions)
-    cp, p0, p1 = _customer_period(transactions, period)
+    measure = _check_measure(measure)
+    return _bridge(customer_periods(transactions, period, revenue=(measure == "revenue")), measure)
 
-    # previous-period revenue of each customer, keyed on the *next* period
-    prev = cp[["customer_id", "p", "revenue"]].rename(columns={"revenue": "prev_revenue"})
+
+def _bridge(cp: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """The bridge of :func:`growth_accounting` from the aggregate of :func:`customer_periods`."""
+    period, p0, p1 = cp.attrs["period"], cp.attrs["p0"], cp.attrs["p1"]
+    base = pd.DataFrame({"customer_id": cp["customer_id"].to_numpy(), "p": cp["p"].to_numpy(),
+                         "value": _values(cp, measure), "first_p": cp["first_p"].to_numpy()})
+
+    # previous-period measure of each customer, keyed on the *next* period
+    prev = base[["customer_id", "p", "value"]].rename(columns={"value": "prev_value"})
     prev["p"] = prev["p"] + 1
     prev = prev.loc[prev["p"] <= p1]
-    m = cp.merge(prev, on=["customer_id", "p"], how="outer", indicator=True, sort=False)
+    m = base.merge(prev, on=["customer_id", "p"], how="outer", indicator=True, sort=False)
 
     cur = m["_merge"].isin(["both", "left_only"]).to_numpy()
     retained = (m["_merge"] == "both").to_numpy()
@@ -234,19 +349,19 @@ def growth_accounting(transactions: pd.DataFrame, period: str = "M") -> pd.DataF
     new = cur & ~retained & (p == first_p)
     resurrected = cur & ~retained & (p != first_p)
 
-    rev = m["revenue"].fillna(0.0).to_numpy()
-    prev_rev = m["prev_revenue"].fillna(0.0).to_numpy()
-    diff = np.where(retained, rev - prev_rev, 0.0)
+    val = m["value"].fillna(0.0).to_numpy()
+    prev_val = m["prev_value"].fillna(0.0).to_numpy()
+    diff = np.where(retained, val - prev_val, 0.0)
 
     parts = pd.DataFrame(
         {
             "p": p,
-            "revenue": np.where(cur, rev, 0.0),
-            "new": np.where(new, rev, 0.0),
+            measure: np.where(cur, val, 0.0),
+            "new": np.where(new, val, 0.0),
             "expansion": np.maximum(diff, 0.0),
             "contraction": np.minimum(diff, 0.0),
-            "resurrected": np.where(resurrected, rev, 0.0),
-            "churned": np.where(churned, -prev_rev, 0.0),
+            "resurrected": np.where(resurrected, val, 0.0),
+            "churned": np.where(churned, -prev_val, 0.0),
             "n_new": new.astype(np.int64),
             "n_retained": retained.astype(np.int64),
             "n_resurrected": resurrected.astype(np.int64),
@@ -259,7 +374,7 @@ def growth_accounting(transactions: pd.DataFrame, period: str = "M") -> pd.DataF
     for c in ["n_new", "n_retained", "n_resurrected", "n_churned"]:
         out[c] = out[c].astype(np.int64)
     out["n_active"] = out["n_new"] + out["n_retained"] + out["n_resurrected"]
-    out["change"] = out["revenue"].diff()
+    out["change"] = out[measure].diff()
 
     gains = (out["new"] + out["resurrected"] + out["expansion"]).to_numpy()
     losses = (out["churned"].abs() + out["contraction"].abs()).to_numpy()
@@ -269,22 +384,32 @@ def growth_accounting(transactions: pd.DataFrame, period: str = "M") -> pd.DataF
     qr[0] = np.nan
     out["quick_ratio"] = qr
 
-    cols = ["revenue", *BRIDGE_COMPONENTS, "change",
+    cols = [measure, *BRIDGE_COMPONENTS, "change",
             "n_new", "n_retained", "n_resurrected", "n_churned", "n_active", "quick_ratio"]
     out = out[cols]
     out.attrs["period"] = period
+    out.attrs["measure"] = measure
     return out
 
 
+def _level_column(table: pd.DataFrame) -> str:
+    """The level column of a bridge: ``attrs["measure"]``, else the first measure present."""
+    m = table.attrs.get("measure")
+    if m in table.columns:
+        return m
+    return next((c for c in MEASURES if c in table.columns), "revenue")
+
+
 def bridge_identity_error(table: pd.DataFrame) -> float:
-    """Largest absolute error of the revenue-bridge identity.
+    """Largest absolute error of the bridge identity.
 
     For every period after the first, computes
-    ``|(revenue(t) - revenue(t-1)) - (new + expansion + contraction +
-    resurrected + churned)|`` (the change is recomputed from ``revenue`` so
-    the check does not trust the table's ``change`` column; where the table
-    has a ``change`` column its deviation from ``revenue.diff()`` is included
-    too) and returns the maximum.
+    ``|(level(t) - level(t-1)) - (new + expansion + contraction +
+    resurrected + churned)|`` (the change is recomputed from the level column
+    -- ``revenue``, ``purchases`` or ``customers`` -- so the check does not
+    trust the table's ``change`` column; where the table has a ``change``
+    column its deviation from the level's difference is included too) and
+    returns the maximum.
 
     Parameters
     ----------
@@ -304,17 +429,58 @@ def bridge_identity_error(table: pd.DataFrame) -> float:
     """
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"table must be a DataFrame from growth_accounting, got {type(table).__name__}")
-    missing = [c for c in ("revenue", *BRIDGE_COMPONENTS) if c not in table.columns]
+    level = _level_column(table)
+    missing = [c for c in (level, *BRIDGE_COMPONENTS) if c not in table.columns]
     if missing:
         raise ValueError(f"table: required column(s) {missing} missing (from growth_accounting)")
     if len(table) < 2:
         return 0.0
-    change = table["revenue"].astype(float).diff().iloc[1:]
+    change = table[level].astype(float).diff().iloc[1:]
     parts = table[list(BRIDGE_COMPONENTS)].astype(float).sum(axis=1).iloc[1:]
     err = (change - parts).abs()
     if "change" in table.columns:
         err = np.maximum(err, (table["change"].astype(float).iloc[1:] - change).abs())
     return float(np.nanmax(err.to_numpy())) if err.notna().any() else float("nan")
+
+
+@dataclass
+class AcquisitionWindow:
+    """When new customers arrived, from a bridge.
+
+    Attributes
+    ----------
+    first, last : str
+        First and last period with new customers (the first is the log's first period).
+    periods_with_new : int
+        Periods with at least one new customer.
+    window_periods : int
+        Periods from the log's first period to ``last`` (inclusive).
+    n_periods : int
+        Periods of the log.
+    period : str
+    """
+
+    first: str
+    last: str
+    periods_with_new: int
+    window_periods: int
+    n_periods: int
+    period: str
+
+    @property
+    def period_name(self) -> str:
+        return _PERIOD_NAME[self.period]
+
+
+def acquisition_window(bridge: pd.DataFrame) -> AcquisitionWindow:
+    """The acquisition window of a :func:`growth_accounting` table (any measure)."""
+    has_new = bridge["n_new"].to_numpy() > 0
+    pos = np.flatnonzero(has_new)
+    return AcquisitionWindow(
+        first=str(bridge.index[pos[0]]), last=str(bridge.index[pos[-1]]),
+        periods_with_new=int(has_new.sum()), window_periods=int(pos[-1]) + 1,
+        n_periods=int(len(bridge)), period=bridge.attrs.get("period", "M"),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -327,11 +493,12 @@ def cohort_table(transactions: pd.DataFrame, period: str = "M", value: str = "cu
     Parameters
     ----------
     transactions : DataFrame
-        Clean purchases (``customer_id``, ``date``, ``amount``).
+        Clean purchases (``customer_id``, ``date``; ``amount`` for revenue).
     period : {"M", "Q"}
         Calendar month or quarter.
-    value : {"customers", "revenue"}
-        Number of active customers of the cohort, or their revenue.
+    value : {"customers", "revenue", "purchases"}
+        Number of active customers of the cohort, their revenue, or their
+        purchases (purchase days).
 
     Returns
     -------
@@ -351,17 +518,16 @@ def cohort_table(transactions: pd.DataFrame, period: str = "M", value: str = "cu
         Bad ``period``/``value`` or invalid transactions.
     """
     period = _check_period(period)
-    if value not in ("customers", "revenue"):
-        raise ValueError(f"value must be 'customers' or 'revenue', got {value!r}")
-    _check_transactions(transactions, need_amount=(value == "revenue"))
-    if value == "customers" and "amount" not in transactions.columns:
-        tx = transactions.assign(amount=0.0)
-    else:
-        tx = transactions
-    cp, p0, p1 = _customer_period(tx, period)
-    cp["age"] = cp["p"] - cp["first_p"]
-    g = cp.groupby(["first_p", "age"], sort=True)
-    agg = g["customer_id"].size() if value == "customers" else g["revenue"].sum()
+    if value not in MEASURES:
+        raise ValueError(f"value must be 'customers', 'revenue' or 'purchases', got {value!r}")
+    return _cohorts(customer_periods(transactions, period, revenue=(value == "revenue")), value)
+
+
+def _cohorts(cp: pd.DataFrame, value: str) -> pd.DataFrame:
+    period, p0, p1 = cp.attrs["period"], cp.attrs["p0"], cp.attrs["p1"]
+    d = pd.DataFrame({"first_p": cp["first_p"].to_numpy(), "age": (cp["p"] - cp["first_p"]).to_numpy(),
+                      "v": _values(cp, value)})
+    agg = d.groupby(["first_p", "age"], sort=True)["v"].sum()
     n = p1 - p0 + 1
     tab = agg.unstack("age").reindex(index=np.arange(p0, p1 + 1), columns=np.arange(n)).fillna(0)
     cohort = np.arange(p0, p1 + 1)[:, None]
@@ -391,8 +557,8 @@ def retention_rates(cohort_counts: pd.DataFrame) -> pd.DataFrame:
     Raises
     ------
     ValueError
-        If the table is a revenue table (``attrs["value"] == "revenue"``),
-        has no column 0, or has negative values.
+        If the table is not a customers table (``attrs["value"]`` other than
+        ``"customers"``), has no column 0, or has negative values.
     """
     if not isinstance(cohort_counts, pd.DataFrame):
         raise TypeError(f"cohort_counts must be a DataFrame, got {type(cohort_counts).__name__}")
@@ -411,31 +577,87 @@ def retention_rates(cohort_counts: pd.DataFrame) -> pd.DataFrame:
     return rates
 
 
+def retention_by_age(cohort_counts: pd.DataFrame, cohort_values: pd.DataFrame | None = None,
+                     ages=None) -> pd.DataFrame:
+    """Retention and value per acquired customer at given ages, pooled over the cohorts observed there.
+
+    For each age *k*, the cohorts observed *k* periods after acquisition
+    (cohort + k <= last period, cohort size > 0) are pooled, weighted by
+    size: retention = customers active at age *k* / customers acquired, and
+    (with ``cohort_values``) value per acquired customer = the cohorts' value
+    at age *k* / customers acquired.
+
+    Parameters
+    ----------
+    cohort_counts : DataFrame
+        ``cohort_table(..., value="customers")``.
+    cohort_values : DataFrame, optional
+        ``cohort_table(..., value="revenue")`` or ``"purchases"``.
+    ages : sequence of int, optional
+        Default :data:`RETENTION_AGES` of the table's period.  Ages no cohort
+        was observed at are left out.
+
+    Returns
+    -------
+    DataFrame
+        Index: age (``periods_since_acquisition``); columns ``cohorts``
+        (observed cohorts, int), ``customers`` (acquired in them, int),
+        ``retention`` and, with values, ``<value>_per_customer``.  Empty
+        (no rows) when no age is observed.
+    """
+    period = cohort_counts.attrs.get("period", "M")
+    ages = RETENTION_AGES.get(period, RETENTION_AGES["M"]) if ages is None else ages
+    sizes = cohort_counts[0].astype(float)
+    rows = []
+    for a in ages:
+        if a not in cohort_counts.columns:
+            continue
+        seen = (cohort_counts[a].notna() & (sizes > 0)).to_numpy()
+        if not seen.any():
+            continue
+        n = float(sizes[seen].sum())
+        row = {"age": int(a), "cohorts": int(seen.sum()), "customers": int(n),
+               "retention": float(cohort_counts.loc[seen, a].sum() / n)}
+        if cohort_values is not None:
+            row[f"{cohort_values.attrs.get('value', 'value')}_per_customer"] = float(cohort_values.loc[seen, a].sum() / n)
+        rows.append(row)
+    cols = ["cohorts", "customers", "retention"]
+    if cohort_values is not None:
+        cols.append(f"{cohort_values.attrs.get('value', 'value')}_per_customer")
+    out = pd.DataFrame(rows, columns=["age", *cols]).set_index("age")
+    out.index.name = "periods_since_acquisition"
+    out.attrs["period"] = period
+    return out
+
+
 # ---------------------------------------------------------------------------
-# 3. returning-customer revenue share
+# 3. returning-customer share
 # ---------------------------------------------------------------------------
 
 @dataclass
 class ReturningShare:
-    """Per-period revenue share of returning customers and its summary.
+    """Per-period share of returning customers in a measure, and its summary.
 
     Attributes
     ----------
     table : DataFrame
-        Per period: ``revenue``, ``new_revenue``, ``returning_revenue``,
-        ``returning_share`` (NaN when revenue is 0), ``in_band`` (bool;
-        False when the share is NaN).
+        Per period: ``<measure>``, ``new_<measure>``, ``returning_<measure>``
+        (``revenue``, ``new_revenue``, ``returning_revenue`` for revenue),
+        ``returning_share`` (NaN when the period's total is 0), ``in_band``
+        (bool; False when the share is NaN).
     band : tuple of float
         The band tested (default 25-40 %).
     definition : str
         ``"period"`` or ``"purchase_day"`` (see
         :func:`returning_revenue_share`).
     mean, min, max, median : float
-        Unweighted statistics of ``returning_share`` over periods with revenue.
+        Unweighted statistics of ``returning_share`` over periods with activity.
     overall : float
-        Revenue-weighted share: total returning revenue / total revenue.
+        Weighted share: total returning / total.
     n_periods, n_in_band : int
-        Periods with revenue, and how many of them lie in the band.
+        Periods with activity, and how many of them lie in the band.
+    measure : str
+        ``"revenue"`` or ``"purchases"``.
     """
 
     table: pd.DataFrame
@@ -448,6 +670,7 @@ class ReturningShare:
     overall: float
     n_periods: int
     n_in_band: int
+    measure: str = "revenue"
 
     @property
     def summary(self) -> dict:
@@ -456,24 +679,44 @@ class ReturningShare:
         d.pop("table")
         return d
 
+    def recent(self, n: int) -> tuple[float, int]:
+        """Mean share over the last ``n`` periods with activity among the table's last ``n`` periods,
+        and how many periods that is (NaN, 0 when there are none)."""
+        if n <= 0:
+            return float("nan"), 0
+        s = self.table["returning_share"].iloc[-n:].dropna()
+        return (float(s.mean()), int(len(s))) if len(s) else (float("nan"), 0)
+
+
+def _check_band(band) -> tuple[float, float]:
+    try:
+        lo, hi = (float(band[0]), float(band[1]))
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"band must be a pair (low, high) of shares, got {band!r}") from None
+    if not (0.0 <= lo <= hi <= 1.0):
+        raise ValueError(f"band must satisfy 0 <= low <= high <= 1 (shares, not percent), got {band!r}")
+    return lo, hi
+
 
 def returning_revenue_share(
     transactions: pd.DataFrame,
     period: str = "M",
     band: tuple[float, float] = (0.25, 0.40),
     definition: str = "period",
+    measure: str = "revenue",
 ) -> ReturningShare:
-    """Share of each period's revenue that comes from returning customers.
+    """Share of each period's revenue (or purchases) that comes from returning customers.
 
     Definition (default ``"period"``): a customer is *returning* in a period
-    when its first purchase was in an **earlier** period; all revenue of a
-    customer in its acquisition period counts as new.  This is the standard
-    reporting definition (the "new vs returning customer revenue" split of
-    periodic e-commerce reports and of growth accounting): a customer is new
-    for the whole reporting period in which it was acquired.  It makes
-    ``returning_revenue = revenue - new`` of :func:`growth_accounting`
-    (retained + resurrected revenue), so the two analyses agree, and it does
-    not depend on how many orders a new customer places in its first period.
+    when its first purchase was in an **earlier** period; all of a customer's
+    revenue (purchases) in its acquisition period counts as new.  This is the
+    standard reporting definition (the "new vs returning customer revenue"
+    split of periodic e-commerce reports and of growth accounting): a
+    customer is new for the whole reporting period in which it was acquired.
+    It makes ``returning = level - new`` of :func:`growth_accounting` in the
+    same measure (retained + resurrected), so the two analyses agree, and it
+    does not depend on how many orders a new customer places in its first
+    period.
 
     The alternative ``definition="purchase_day"`` counts as returning every
     purchase day after the customer's first purchase day (including later
@@ -483,13 +726,16 @@ def returning_revenue_share(
     Parameters
     ----------
     transactions : DataFrame
-        Clean purchases (``customer_id``, ``date``, ``amount``).
+        Clean purchases (``customer_id``, ``date``; ``amount`` for revenue).
     period : {"M", "Q"}
         Reporting period.
     band : (low, high)
         Band for ``in_band`` (inclusive), default the claimed 25-40 %.
     definition : {"period", "purchase_day"}
         See above.
+    measure : {"revenue", "purchases"}
+        Share of revenue, or of purchases (purchase days) for a log without
+        amounts.
 
     Returns
     -------
@@ -503,38 +749,42 @@ def returning_revenue_share(
     share is 100 % by construction.
     """
     period = _check_period(period)
+    measure = _check_measure(measure, ("revenue", "purchases"))
     if definition not in ("period", "purchase_day"):
         raise ValueError(f"definition must be 'period' or 'purchase_day', got {definition!r}")
-    try:
-        lo, hi = (float(band[0]), float(band[1]))
-    except (TypeError, ValueError, IndexError):
-        raise ValueError(f"band must be a pair (low, high) of shares, got {band!r}") from None
-    if not (0.0 <= lo <= hi <= 1.0):
-        raise ValueError(f"band must satisfy 0 <= low <= high <= 1 (shares, not percent), got {band!r}")
-    _check_transactions(transactions)
-
+    band = _check_band(band)
     if definition == "period":
-        cp, p0, p1 = _customer_period(transactions, period)
-        is_new = (cp["p"] == cp["first_p"]).to_numpy()
-        p, amount = cp["p"].to_numpy(), cp["revenue"].to_numpy()
-    else:
-        daily = purchase_days(transactions)
-        p = _period_ordinals(daily["day"], period)
-        p0, p1 = int(p.min()), int(p.max())
-        is_new = daily["is_first"].to_numpy()
-        amount = daily["amount"].to_numpy(dtype=float)
+        return _returning(customer_periods(transactions, period, revenue=(measure == "revenue")), measure, band)
+    _check_transactions(transactions, need_amount=(measure == "revenue"))
+    tx = transactions if measure == "revenue" else transactions[["customer_id", "date"]]
+    daily = purchase_days(tx)
+    p = _period_ordinals(daily["day"], period)
+    amount = daily["amount"].to_numpy(dtype=float) if measure == "revenue" else np.ones(len(daily))
+    return _share_table(p, amount, daily["is_first"].to_numpy(), int(p.min()), int(p.max()), period,
+                        measure, band, "purchase_day")
+
+
+def _returning(cp: pd.DataFrame, measure: str, band: tuple[float, float]) -> ReturningShare:
+    return _share_table(cp["p"].to_numpy(), _values(cp, measure), (cp["p"] == cp["first_p"]).to_numpy(),
+                        cp.attrs["p0"], cp.attrs["p1"], cp.attrs["period"], measure, band, "period")
+
+
+def _share_table(p, amount, is_new, p0, p1, period, measure, band, definition) -> ReturningShare:
+    lo, hi = band
+    new_col, ret_col = f"new_{measure}", f"returning_{measure}"
     parts = pd.DataFrame(
-        {"p": p, "revenue": amount, "new_revenue": np.where(is_new, amount, 0.0)}
+        {"p": p, measure: amount, new_col: np.where(is_new, amount, 0.0)}
     ).groupby("p", sort=True).sum()
     tab = parts.reindex(np.arange(p0, p1 + 1), fill_value=0.0)
     tab.index = _period_index(p0, p1, period)
-    tab["returning_revenue"] = tab["revenue"] - tab["new_revenue"]
-    rev = tab["revenue"]
-    tab["returning_share"] = (tab["returning_revenue"] / rev.where(rev > 0)).astype(float)
+    tab[ret_col] = tab[measure] - tab[new_col]
+    level = tab[measure]
+    tab["returning_share"] = (tab[ret_col] / level.where(level > 0)).astype(float)
     share = tab["returning_share"]
     tab["in_band"] = share.between(lo, hi).fillna(False).astype(bool)
+    tab.attrs.update(period=period, measure=measure)
     ok = share.dropna()
-    total = float(rev.sum())
+    total = float(level.sum())
     return ReturningShare(
         table=tab,
         band=(lo, hi),
@@ -543,9 +793,10 @@ def returning_revenue_share(
         min=float(ok.min()) if len(ok) else float("nan"),
         max=float(ok.max()) if len(ok) else float("nan"),
         median=float(ok.median()) if len(ok) else float("nan"),
-        overall=float(tab["returning_revenue"].sum() / total) if total > 0 else float("nan"),
+        overall=float(tab[ret_col].sum() / total) if total > 0 else float("nan"),
         n_periods=int(len(ok)),
         n_in_band=int(tab["in_band"].sum()),
+        measure=measure,
     )
 
 
@@ -857,7 +1108,7 @@ class RepeatShareRegression:
         return asdict(self)
 
 
-#: Seed 000's four strategic functions, mapped onto the bridge components.
+#: The common claim's four strategic functions, mapped onto the bridge components.
 STRATEGIC_FUNCTIONS = {
     "new": "(1) convert prospects into customers",
     "expansion": "(2) existing customers buy more",
@@ -866,31 +1117,36 @@ STRATEGIC_FUNCTIONS = {
     "churned": "(3)+(4) avoid disappointing customers: they leave",
 }
 
+_GAINS = ("new", "expansion", "resurrected")
+_LOSSES = ("contraction", "churned")
+
 
 def strategic_functions(bridge: pd.DataFrame) -> pd.DataFrame:
-    """Seed 000's strategic functions on the revenue bridge, summed over the periods after the first.
+    """The claimed strategic functions on a bridge (any measure), summed over the periods after the first.
 
     Returns one row per bridge component (``new``, ``expansion``,
-    ``resurrected``, ``contraction``, ``churned``) with the seed-000 function
-    it measures, its sum, its share of all gains (new + expansion +
+    ``resurrected``, ``contraction``, ``churned``) with the strategic
+    function it measures, its sum, its share of all gains (new + expansion +
     resurrected) or of all losses (contraction + churned), and the number of
     periods in which it is non-zero.  The first period has no previous period
-    to compare with and is left out.
+    to compare with and is left out.  A share is NaN when there are no gains
+    (losses) to share, e.g. on a log within one period.
     """
     after_first = bridge.iloc[1:]
     order = list(STRATEGIC_FUNCTIONS)
-    totals = after_first[order].sum()
-    gains = totals[["new", "expansion", "resurrected"]].sum()
-    losses = totals[["contraction", "churned"]].sum()
-    share = pd.Series({k: totals[k] / (gains if k in ("new", "expansion", "resurrected") else losses)
-                       for k in order})
+    totals = after_first[order].sum().astype(float)
+    gains = float(totals[list(_GAINS)].sum())
+    losses = float(totals[list(_LOSSES)].sum())
+    denominator = {k: gains if k in _GAINS else losses for k in order}
+    share = pd.Series({k: totals[k] / denominator[k] if denominator[k] != 0 else float("nan") for k in order})
     out = pd.DataFrame({
-        "seed 000 function": pd.Series(STRATEGIC_FUNCTIONS),
+        "strategic function": pd.Series(STRATEGIC_FUNCTIONS),
         "sum over periods": totals,
         "share of gains or losses": share,
-        "periods with any": (after_first[order] != 0).sum(),
+        "periods with any": (after_first[order] != 0).sum().astype(np.int64),
     }).reindex(order)
     out.index.name = "bridge component"
+    out.attrs["measure"] = bridge.attrs.get("measure", _level_column(bridge))
     return out
 
 
@@ -915,6 +1171,8 @@ def order_value_profile(transactions: pd.DataFrame, max_order_number: int = 6) -
     table = frame.pivot_table(index="order_number", columns="customers", values="log_value",
                               aggfunc="mean", observed=True)
     return np.exp(table)
+
+
 
 
 def repeat_share_revenue_regression(
@@ -1000,4 +1258,341 @@ def repeat_share_revenue_regression(
         implied_difference=float(np.expm1(b * gap)), ci_low=lo_, ci_high=hi_,
         claimed=float(claimed), claim_in_ci=bool(lo_ <= claimed <= hi_),
         n_firms=int(len(firms)), r_squared=float(res.rsquared), cov_type=cov_type,
+    )
+
+
+def repeat_effect_unavailable(transactions: pd.DataFrame, min_customers: int = 3) -> str:
+    """Why :func:`order_value_repeat_effect` cannot run on a log ("" when it can).
+
+    It needs amounts, and at least ``min_customers`` customers with a
+    positive first order and a positive repeat order (purchase days).
+    """
+    if "amount" not in transactions.columns:
+        return ("the log has no amounts (no amount column mapped), and the test compares the value of repeat "
+                "orders with that of first orders")
+    d, _ = _orders(_check_transactions(transactions, need_amount=True))
+    n = int(d["customer_id"].nunique())
+    if n < min_customers:
+        return (f"only {n} customer{'s' if n != 1 else ''} bought on two different days with positive order "
+                f"values; the within-customer comparison needs at least {min_customers}")
+    return ""
+
+
+# ---------------------------------------------------------------------------
+# 6. the cross-firm claim on a simulated market
+# ---------------------------------------------------------------------------
+
+@dataclass
+class MarketIllustration:
+    """The cross-firm regression on simulated markets (:func:`market_illustration`).
+
+    Attributes
+    ----------
+    markets : dict of float -> DataFrame
+        :func:`helpers.simulate.simulate_market` per correlation of retention and acquisition.
+    fits, local_fits : dict of float -> RepeatShareRegression
+        The regression over all firms, and over firms with a repeat share in ``local_range``.
+    main_correlation : float
+        The correlation closest to 0 (retention and acquisition independent): the one shown.
+    benchmark : float
+        The accounting benchmark ``(1 - low) / (1 - high) - 1``: the revenue difference of two firms
+        with the same new-customer revenue at repeat shares ``high`` and ``low``.
+    low, high, claimed : float
+    local_range : tuple of float
+    seed, n_firms, measure_months : int
+    """
+
+    markets: dict
+    fits: dict
+    local_fits: dict
+    main_correlation: float
+    benchmark: float
+    low: float
+    high: float
+    claimed: float
+    local_range: tuple
+    seed: int
+    n_firms: int
+    measure_months: int
+
+    @property
+    def fit(self) -> RepeatShareRegression:
+        return self.fits[self.main_correlation]
+
+    @property
+    def local_fit(self) -> RepeatShareRegression:
+        return self.local_fits[self.main_correlation]
+
+    @property
+    def firms(self) -> pd.DataFrame:
+        return self.markets[self.main_correlation]
+
+    def headline(self) -> dict:
+        """The headline number of the illustration: the implied difference (percent, 0.1 precision)."""
+        return {"market_implied_difference_pct": _pct(self.fit.implied_difference, "the regression failed")}
+
+    def sensitivity(self) -> pd.DataFrame:
+        """One row per correlation: firms, share range, slope, p-value, R², implied difference and interval,
+        whether the claim is in it, and the same for the local fit."""
+        rows = {}
+        for c, f in self.fits.items():
+            m, lf = self.markets[c], self.local_fits[c]
+            rows[c] = {
+                "firms": f.n_firms, "share_low": float(m["repeat_share"].min()),
+                "share_high": float(m["repeat_share"].max()), "slope": f.slope, "p_value": f.p_value,
+                "r_squared": f.r_squared, "implied_difference": f.implied_difference, "ci_low": f.ci_low,
+                "ci_high": f.ci_high, "claim_in_ci": f.claim_in_ci, "local_firms": lf.n_firms,
+                "local_implied_difference": lf.implied_difference, "local_ci_low": lf.ci_low,
+                "local_ci_high": lf.ci_high, "local_claim_in_ci": lf.claim_in_ci,
+            }
+        out = pd.DataFrame.from_dict(rows, orient="index")
+        out.index.name = "correlation"
+        return out
+
+
+def market_illustration(n_firms: int = 200, months: int = 36, measure_months: int = 12,
+                        correlations=(-0.5, 0.0, 0.5), seed: int = 2024, low: float = 0.10,
+                        high: float = 0.40, claimed: float = 0.47, local_range=(0.05, 0.50),
+                        cov_type: str = "HC1") -> MarketIllustration:
+    """The cross-firm claim on simulated markets: one market per correlation of retention and acquisition.
+
+    Each market is :func:`helpers.simulate.simulate_market` (``n_firms`` firms
+    over ``months`` months, revenue and repeat share over the last
+    ``measure_months``; the same ``seed`` for every correlation); on each,
+    :func:`repeat_share_revenue_regression` over all firms and over the firms
+    with a repeat share in ``local_range``.  Independent of any transaction
+    log.
+    """
+    from .simulate import simulate_market  # noqa: PLC0415  (simulate sits beside this module)
+
+    correlations = [float(c) for c in correlations]
+    if not correlations:
+        raise ValueError("correlations: at least one correlation is needed")
+    lo_r, hi_r = float(local_range[0]), float(local_range[1])
+    markets = {c: simulate_market(n_firms, months=months, measure_months=measure_months, correlation=c,
+                                  seed=seed, show_progress=False) for c in correlations}
+    kw = dict(low=low, high=high, claimed=claimed, cov_type=cov_type)
+    fits = {c: repeat_share_revenue_regression(m, **kw) for c, m in markets.items()}
+    local = {c: repeat_share_revenue_regression(m.loc[m["repeat_share"].between(lo_r, hi_r)], **kw)
+             for c, m in markets.items()}
+    return MarketIllustration(
+        markets=markets, fits=fits, local_fits=local, main_correlation=min(correlations, key=abs),
+        benchmark=(1 - low) / (1 - high) - 1, low=float(low), high=float(high), claimed=float(claimed),
+        local_range=(lo_r, hi_r), seed=int(seed), n_firms=int(n_firms), measure_months=int(measure_months),
+    )
+
+
+# ---------------------------------------------------------------------------
+# 7. everything the revenue-dynamics report needs, on any log
+# ---------------------------------------------------------------------------
+
+@dataclass
+class RevenueDynamics:
+    """The revenue-dynamics analyses of one log (:func:`revenue_dynamics`).
+
+    Attributes
+    ----------
+    period : str
+        ``"M"`` or ``"Q"``.
+    measure : str
+        ``"revenue"`` with amounts, else ``"purchases"`` (purchase days).
+    has_amounts : bool
+    n_customers, n_periods, n_days : int
+        Customers, periods from the first to the last transaction, distinct purchase dates.
+    bridge : DataFrame
+        :func:`growth_accounting` in ``measure``.
+    customers_bridge : DataFrame
+        :func:`growth_accounting` of active customers (``measure="customers"``).
+    functions : DataFrame
+        :func:`strategic_functions` of ``bridge``.
+    window : AcquisitionWindow
+    cohort_counts, retention, cohort_values, value_per_customer : DataFrame
+        :func:`cohort_table` of customers, :func:`retention_rates`, the cohort table in ``measure`` and
+        that divided by the cohort size.
+    retention_summary : DataFrame
+        :func:`retention_by_age`.
+    returning : ReturningShare
+        In ``measure`` (share of revenue, or of purchases).
+    recent_periods : int
+        Periods of the "recent" summary of the returning share (the last ones, never the first period;
+        periods without activity among them have no share and are left out of the mean).
+    recent_share : float
+        Mean returning share over them (NaN when there are none).
+    repeat_effect : RepeatEffect or None
+        :func:`order_value_repeat_effect` (None when it cannot run).
+    repeat_effect_reason : str
+        Why it did not run ("" when it did): :func:`repeat_effect_unavailable`.
+    order_profile : DataFrame or None
+        :func:`order_value_profile` (None without amounts).
+    identity_error : float
+        :func:`bridge_identity_error` of ``bridge`` (max over it and ``customers_bridge``).
+    limits : list of str
+        Sentences on what this log cannot show (one period, one customer, no repeat buyers).
+    """
+
+    period: str
+    measure: str
+    has_amounts: bool
+    n_customers: int
+    n_periods: int
+    n_days: int
+    bridge: pd.DataFrame
+    customers_bridge: pd.DataFrame
+    functions: pd.DataFrame
+    window: AcquisitionWindow
+    cohort_counts: pd.DataFrame
+    retention: pd.DataFrame
+    cohort_values: pd.DataFrame
+    value_per_customer: pd.DataFrame
+    retention_summary: pd.DataFrame
+    returning: ReturningShare
+    recent_periods: int
+    recent_share: float
+    repeat_effect: RepeatEffect | None
+    repeat_effect_reason: str
+    order_profile: pd.DataFrame | None
+    identity_error: float
+    limits: list = field(default_factory=list)
+
+    @property
+    def period_name(self) -> str:
+        return _PERIOD_NAME[self.period]
+
+    @property
+    def after_first(self) -> int:
+        """Periods with a previous period to compare with (the bridge's rows after the first)."""
+        return max(self.n_periods - 1, 0)
+
+    def totals(self) -> dict[str, float]:
+        """Each bridge component summed over the periods after the first, and ``gains``/``losses``
+        (losses as a positive number)."""
+        t = {k: float(v) for k, v in self.functions["sum over periods"].items()}
+        t["gains"] = sum(t[k] for k in _GAINS)
+        t["losses"] = -sum(t[k] for k in _LOSSES)
+        return t
+
+    def share_of_gains(self, component: str) -> float:
+        """A component's share of gains (new, expansion, resurrected) or losses; NaN when there are none."""
+        return float(self.functions.loc[component, "share of gains or losses"])
+
+    def retention_at(self, age: int) -> float:
+        """Pooled retention at ``age`` periods since acquisition (NaN when no cohort was observed there)."""
+        s = self.retention_summary
+        return float(s.loc[age, "retention"]) if age in s.index else float("nan")
+
+    def headline(self) -> dict:
+        """The report's headline numbers of the log: shares in percent (``*_pct``, 0.1 precision), counts
+        as integers; a number the log cannot give is a string ``"n/a: <why>"``."""
+        if not self.has_amounts:
+            effect_why = "no amounts"
+        elif self.repeat_effect_reason:
+            effect_why = "fewer than 3 customers with a repeat order"
+        else:
+            effect_why = ""
+        return {
+            "gains_from_new_customers_pct": _pct(self.share_of_gains("new"), "no gains after the first period"),
+            "losses_from_churn_pct": _pct(self.share_of_gains("churned"), "no losses after the first period"),
+            "periods": int(self.n_periods),
+            "acquisition_periods": int(self.window.periods_with_new),
+            "returning_share_recent_pct": _pct(self.recent_share, "no period after the first with purchases"),
+            "retention_after_1_period_pct": _pct(self.retention_at(1), "no cohort observed one period later"),
+            "repeat_order_effect_pct": (_pct(self.repeat_effect.effect, "") if self.repeat_effect is not None
+                                        else f"n/a: {effect_why}"),
+        }
+
+
+def _pct(x: float, why: str):
+    """A share in percent with 0.1 precision, or ``"n/a: why"`` when it is undefined."""
+    return round(100 * float(x), 1) if x is not None and math.isfinite(float(x)) else f"n/a: {why}"
+
+
+def _limits(cp: pd.DataFrame, n_customers: int, period: str, reason: str, has_amounts: bool) -> list[str]:
+    name = _PERIOD_NAME[period]
+    out = []
+    if cp.attrs["n_days"] == 1:
+        day = pd.Timestamp(cp.attrs["first_day"]).date().isoformat()
+        out.append(f"Every purchase in the log falls on one day ({day}): there is no change from one {name} to "
+                   f"the next, so the bridge, retention and the returning-customer share have nothing to measure.")
+    elif cp.attrs["p0"] == cp.attrs["p1"]:
+        p = str(pd.Period(ordinal=cp.attrs["p0"], freq=period))
+        out.append(f"Every purchase in the log falls in one {name} ({p}): there is no change from one {name} to "
+                   f"the next, so the bridge, retention and the returning-customer share have nothing to measure.")
+    if n_customers == 1:
+        out.append("The log has a single customer: the bridge and the cohorts follow that one customer, not a "
+                   "customer base.")
+    if has_amounts and reason:
+        out.append(f"The first-vs-repeat order value test is not run: {reason}.")
+    return out
+
+
+def revenue_dynamics(transactions: pd.DataFrame, period: str = "auto", band: tuple[float, float] = (0.25, 0.40),
+                     recent_months: int = 12, repeat_method: str = "paired", max_order_number: int = 6,
+                     max_periods: int = 48) -> RevenueDynamics:
+    """Bridge, cohorts, returning share and order values of a log, in revenue or (without amounts) purchases.
+
+    One aggregate (:func:`customer_periods`) feeds the bridges (the measure
+    and active customers), the cohort tables and the returning share.  With
+    amounts the measure is revenue and the order-value analyses run; without
+    (no ``amount`` column) the measure is purchases (purchase days), the
+    returning share is the share of purchases, and the order-value analyses
+    are None with the reason.  Nothing assumes a shape of the log: any number
+    of cohorts and periods; a log within one period or with one customer
+    gives results and :attr:`RevenueDynamics.limits` sentences instead of an
+    error.
+
+    Parameters
+    ----------
+    transactions : DataFrame
+        Clean purchases (``customer_id``, ``date``, optionally ``amount``).
+    period : {"auto", "M", "Q"}
+        Reporting period; ``"auto"``: :func:`resolve_period` with ``max_periods``.
+    band : (low, high)
+        The claimed band of the returning share.
+    recent_months : int
+        The returning share is also summarised over the last periods covering
+        this many months (12 months = 12 monthly or 4 quarterly periods), but
+        never the log's first period (0 % returning by construction).
+    repeat_method : {"paired", "mixedlm", "mixedlm+mundlak"}
+        Method of :func:`order_value_repeat_effect`.
+    max_order_number : int
+        Orders shown in :func:`order_value_profile`.
+    """
+    if repeat_method not in ("paired", "mixedlm", "mixedlm+mundlak"):
+        raise ValueError(f"repeat_method must be 'paired', 'mixedlm' or 'mixedlm+mundlak', got {repeat_method!r}")
+    band = _check_band(band)
+    period = resolve_period(period, transactions, max_periods)
+    has_amounts = "amount" in transactions.columns
+    measure = "revenue" if has_amounts else "purchases"
+    cp = customer_periods(transactions, period, revenue=has_amounts)
+    n_customers = int(cp["customer_id"].nunique())
+    n_periods = cp.attrs["p1"] - cp.attrs["p0"] + 1
+
+    bridge = _bridge(cp, measure)
+    customers_bridge = _bridge(cp, "customers")
+    counts = _cohorts(cp, "customers")
+    values = _cohorts(cp, measure)
+    per_customer = values.div(counts[0].where(counts[0] > 0), axis=0)
+    per_customer.attrs = {**values.attrs, "value": f"{measure}_per_customer"}
+    returning = _returning(cp, measure, band)
+    recent = min(int(math.ceil(recent_months / _MONTHS_PER_PERIOD[period])), n_periods - 1)
+    recent_share, _ = returning.recent(recent)
+
+    reason = repeat_effect_unavailable(transactions)
+    effect = profile = None
+    if not reason:
+        method, mundlak = ("mixedlm", repeat_method.endswith("+mundlak")) if repeat_method.startswith("mixedlm") \
+            else (repeat_method, False)
+        effect = order_value_repeat_effect(transactions, method=method, mundlak=mundlak)
+    if has_amounts:
+        profile = order_value_profile(transactions, max_order_number=max_order_number)
+
+    return RevenueDynamics(
+        period=period, measure=measure, has_amounts=has_amounts, n_customers=n_customers,
+        n_periods=int(n_periods), n_days=int(cp.attrs["n_days"]), bridge=bridge, customers_bridge=customers_bridge,
+        functions=strategic_functions(bridge), window=acquisition_window(bridge), cohort_counts=counts,
+        retention=retention_rates(counts), cohort_values=values, value_per_customer=per_customer,
+        retention_summary=retention_by_age(counts, values), returning=returning, recent_periods=recent,
+        recent_share=recent_share, repeat_effect=effect, repeat_effect_reason=reason, order_profile=profile,
+        identity_error=max(bridge_identity_error(bridge), bridge_identity_error(customers_bridge)),
+        limits=_limits(cp, n_customers, period, reason, has_amounts),
     )

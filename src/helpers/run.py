@@ -44,7 +44,7 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
-import html
+import asyncio
 import json
 import os
 import platform
@@ -57,6 +57,8 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
 
 from . import __version__
 from .config import Config, ConfigError
@@ -65,7 +67,9 @@ from .preflight import (
     EXIT_CONFIG, EXIT_DATA, EXIT_NOTEBOOK, EXIT_OK, EXIT_STAGE, Preflight, notebook_parameters, preflight,
 )
 from .provenance import code_version
-from .report import extract_results, flatten, format_value, to_jsonable
+from .compare import add_compare_parser, run_compare
+from .dashboard import index_for_run_dir, inject_css
+from .report import extract_results, prepare_report, to_jsonable
 
 __all__ = ["run_config", "main", "KERNEL_NAME", "render_html", "package_versions", "create_run_dir",
            "update_latest", "EXIT_OK", "EXIT_NOTEBOOK", "EXIT_CONFIG", "EXIT_DATA", "EXIT_STAGE"]
@@ -73,7 +77,7 @@ __all__ = ["run_config", "main", "KERNEL_NAME", "render_html", "package_versions
 KERNEL_NAME = "clv-lab"
 
 PACKAGES = [
-    "clv-lab", "lifetimes", "numpy", "pandas", "scipy", "statsmodels", "matplotlib",
+    "clv-lab", "lifetimes", "numpy", "pandas", "scipy", "statsmodels", "matplotlib", "seaborn",
     "duckdb", "pyarrow", "papermill", "nbconvert", "nbformat", "ipykernel", "autograd", "pydantic",
 ]
 
@@ -127,89 +131,22 @@ def render_html(nb, provenance: dict[str, Any], parameters: dict[str, Any],
 
     Code is hidden, images are embedded (they are base64 in the notebook),
     any script or stylesheet that would be fetched from the internet is
-    removed, and a parameters-and-provenance table is placed right after the
-    notebook's title cell: provenance, then every parameter the notebook
+    removed, progress lines are dropped, the notebook's answer block comes first,
+    a print stylesheet fits tables to A4/Letter, and a parameters-and-provenance
+    table is placed at the end: provenance, then every parameter the notebook
     declares (``declared``, from ``papermill.inspect_notebook``) with its
     effective value, whether the configuration or the notebook's default set
     it, and its documentation.
     """
     from nbconvert import HTMLExporter  # noqa: PLC0415  (heavy import)
 
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # deep copy
-    cell = nbformat.v4.new_markdown_cell(_provenance_markdown(provenance, parameters, declared))
-    at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
-    nb.cells.insert(at, cell)
+    nb = prepare_report(nb, appendix_markdown=_provenance_markdown(provenance, parameters, declared))
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(nb)
-    return _REMOTE_INLINE_SCRIPT.sub("", _REMOTE_TAG.sub("", body))
-
-
-def _equity_html(run: dict[str, Any]) -> list[str]:
-    val, model = run.get("valuation"), run.get("model")
-    if not val or not model:
-        return []
-    return [
-        "<h2>Customer equity</h2>",
-        f"<p class='equity'><b>{html.escape(format_value(float(val['customer_equity'])))} "
-        f"{html.escape(str(val['units']))}</b> over {val['horizon_months']} months under "
-        f"<b>{html.escape(model['label'])}</b> ({html.escape(val['sentence'])}).</p>",
-        f"<p>Model: {html.escape(model['label'])}, {'chosen by the holdout rule' if model['chosen_by'] == 'auto' else 'configured'}: "
-        f"{html.escape(model['reason'])}</p>",
-    ]
-
-
-def _index_html(run: dict[str, Any]) -> str:
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>clv-lab: {html.escape(run['config']['name'])}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;"
-        "padding:.25em .6em;text-align:left}th{background:#f4f4f4}.failed{color:#b00}"
-        ".ok{color:#070}code{font-size:90%}.equity{font-size:120%}</style></head><body>",
-        f"<h1>clv-lab reports: {html.escape(run['config']['name'])}</h1>",
-        f"<p>{html.escape(run['config'].get('description', ''))}</p>",
-        "<table>",
-        f"<tr><th>status</th><td class='{run['status']}'>{run['status']}</td></tr>",
-        f"<tr><th>started</th><td>{run['started']}</td></tr>",
-        f"<tr><th>finished</th><td>{run.get('finished', '')}</td></tr>",
-        f"<tr><th>data</th><td><code>{html.escape(run['data_path'])}</code></td></tr>",
-        f"<tr><th>data SHA-256</th><td><code>{run['data_sha256']}</code></td></tr>",
-        f"<tr><th>code version</th><td><code>clv-lab {html.escape(str(run.get('clv_lab_version')))}, "
-        f"git {html.escape(str(run.get('git_commit')))}</code></td></tr>",
-        "</table>",
-    ]
-    parts += _equity_html(run)
-    stage = run.get("stage") or {}
-    if stage.get("status") == "failed":
-        parts.append(f"<p class='failed'>The shared analysis stage failed: {html.escape(stage.get('error', ''))}</p>")
-    for nb in run["notebooks"]:
-        name = html.escape(nb["name"])
-        parts.append(
-            f"<h2><a href='{name}/{name}.html'>{name}</a> "
-            f"<small class='{nb['status']}'>{nb['status']} in {nb['duration_s']:.1f} s</small></h2>"
-        )
-        if nb.get("error"):
-            parts.append(f"<p class='failed'>{html.escape(nb['error'])}</p>")
-        flat = flatten(nb.get("results") or {})
-        # one customer-equity figure per run (above); a report's own equity figures stay in the report
-        equity_keys = [k for k in flat if "equity" in k.lower()]
-        flat = {k: v for k, v in flat.items() if k not in equity_keys}
-        if flat:
-            parts.append("<table><tr><th>headline result</th><th>value</th></tr>")
-            for k, v in list(flat.items())[:25]:
-                v = format_value(v)
-                parts.append(f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(str(v))}</td></tr>")
-            if len(flat) > 25:
-                parts.append(f"<tr><td colspan=2>… {len(flat) - 25} more in results.json</td></tr>")
-            parts.append("</table>")
-        if equity_keys:
-            parts.append(f"<p><small>{len(equity_keys)} equity figure(s) of this report are not repeated here; "
-                         "the report says how each relates to the customer equity above.</small></p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return inject_css(_REMOTE_INLINE_SCRIPT.sub("", _REMOTE_TAG.sub("", body)))
 
 
 # ---------------------------------------------------------------------------
@@ -245,6 +182,35 @@ def _raising_line(traceback: list[str] | str | None, source: str) -> tuple[int |
         parts = Path(path).parts
         where = f"{'/'.join(parts[-2:]) if len(parts) >= 2 else path}:{lineno}"
     return line, code, where
+
+
+class QuietKernelManager(AsyncKernelManager):
+    """The kernel manager of unattended runs: encrypted transport, no stray SIGINT at shutdown.
+
+    * ``transport_encryption = "auto"``: jupyter_client provisions CurveZMQ keys when the kernelspec
+      declares ``supported_encryption: ["curve"]`` (the clv-lab kernelspec written by ipykernel 7
+      does), so the kernel does not warn "Kernel is running over TCP without encryption".
+    * ``shutdown_kernel`` interrupts the kernel (SIGINT) before it requests the shutdown.  papermill's
+      last message is a ``kernel_info_request`` whose reply it waits for; a SIGINT that lands after
+      the reply but before the kernel has left that handler is logged as "[IPKernelApp] ERROR |
+      KeyboardInterrupt caught in kernel.".  The interrupt is therefore sent
+      :attr:`interrupt_grace_s` seconds late when shutting down.  It is still sent: it is what stops
+      a cell that exceeded ``cell_timeout_s``.  (``_async_interrupt_kernel`` is jupyter_client 8's.)
+    """
+
+    #: Seconds an idle kernel gets to leave its last handler before the shutdown's SIGINT.
+    interrupt_grace_s = 0.25
+
+    @default("transport_encryption")
+    def _transport_encryption_default(self) -> str:
+        return "auto"
+
+    async def _async_interrupt_kernel(self) -> None:
+        if self.shutting_down:
+            await asyncio.sleep(self.interrupt_grace_s)
+        await super()._async_interrupt_kernel()
+
+    interrupt_kernel = _async_interrupt_kernel
 
 
 def _failed_cell(nb_path: Path) -> tuple[int | None, str, list[str] | None]:
@@ -294,6 +260,7 @@ def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provena
             str(spec.path), str(out_nb), parameters=params, kernel_name=kernel_name,
             cwd=str(spec.path.parent), progress_bar=False, log_output=False,
             execution_timeout=cfg.cell_timeout_s, request_save_on_cell_execute=True,
+            kernel_manager_class=QuietKernelManager,
         )
         entry["status"] = "ok"
     except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
@@ -510,7 +477,7 @@ def run_config(
         ok = run["stage"].get("status") == "ok" and all(nb["status"] == "ok" for nb in run["notebooks"])
         run["status"] = "ok" if ok else "failed"
         save()
-        (run_dir / "index.html").write_text(_index_html(to_jsonable(run)))
+        (run_dir / "index.html").write_text(index_for_run_dir(run_dir))
         if run["status"] == "ok":
             update_latest(base, stamp)
         run["run_dir"] = str(run_dir)
@@ -621,7 +588,10 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--jobs", type=int, default=None,
                        help=f"notebooks run at the same time (default: {default_jobs()}, one per core, at most 2)")
     p_run.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_compare_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        return run_compare(args)
 
     if args.command == "run":
         try:

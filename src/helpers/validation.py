@@ -99,20 +99,21 @@ def holdout_comparison(fits: dict[str, FittedModel], predictions: pd.DataFrame) 
     return pd.DataFrame(rows).set_index("model")
 
 
-def recommend_model(comparison: pd.DataFrame, tolerance: float = 0.01, same: float = 1e-6) -> tuple[str, str]:
+def recommend_model(comparison: pd.DataFrame, tolerance: float = 0.01,
+                    total_tolerance_pct: float = 0.1) -> tuple[str, str]:
     """Pick a model and say why.
 
     Rule: the lowest customer-level holdout MAE wins, since the models exist
     to forecast individual customers.  Models within ``tolerance`` (relative)
     of the best MAE count as tied; ties go to the smallest absolute error in
     *total* holdout purchases, because customer equity is a sum over customers
-    and inherits any aggregate bias one for one.  Models whose forecasts are
-    the same (MAE and total forecast equal to ``same`` relative to the MAE and to
-    the actual total, e.g. a CNBD-k
-    model that chose k = 1 and the BG/NBD it then is) are one candidate: the
-    one with fewer parameters (``n_params``, when the comparison has it; else
-    the first listed) stands for them.  The naive baseline is never
-    recommended, but every model is compared with it.
+    and inherits any aggregate bias one for one.  Totals within
+    ``total_tolerance_pct`` percentage points of the smallest error are equal
+    too (nested models at their common limit, e.g. GGompertz/NBD at b -> 0 and
+    Pareto/NBD, differ only by optimiser noise); among those the model with
+    fewer parameters wins (the column ``n_params``, when present), so the
+    choice does not hinge on the last digits of an optimiser.  The naive
+    baseline is never recommended, but every model is compared with it.
 
     Returns
     -------
@@ -121,13 +122,11 @@ def recommend_model(comparison: pd.DataFrame, tolerance: float = 0.01, same: flo
     models = comparison.drop(index="baseline", errors="ignore")
     best_mae = models["mae"].min()
     tied = models[models["mae"] <= best_mae * (1 + tolerance)]
-    err = tied["total_error_pct"].abs()
-    first = err.idxmin()
-    same_as = tied[(abs(tied["mae"] - tied.loc[first, "mae"]) <= same * tied.loc[first, "mae"])
-                   & (abs(err - err[first]) <= 100 * same)]   # total forecasts equal to `same` of the actual total
-    order = same_as.sort_values("n_params", kind="mergesort") if "n_params" in same_as.columns else same_as
-    choice = order.index[0]
-    twins = [n for n in same_as.index if n != choice]
+    abs_total = tied["total_error_pct"].abs()
+    close = tied[abs_total <= abs_total.min() + total_tolerance_pct]
+    if len(close) > 1 and "n_params" in close.columns:
+        close = close[close["n_params"] == close["n_params"].min()]
+    choice = close["total_error_pct"].abs().idxmin()
     row = comparison.loc[choice]
     if len(tied) == 1:
         reason = f"{choice} has the lowest customer-level holdout MAE ({row['mae']:.3f})"
@@ -135,10 +134,6 @@ def recommend_model(comparison: pd.DataFrame, tolerance: float = 0.01, same: flo
         reason = (f"{', '.join(tied.index)} are within {tolerance:.0%} of the best customer-level holdout MAE; "
                   f"of these, {choice} misses total holdout purchases by the least ({row['total_error_pct']:+.1f}%), "
                   f"which matters because customer equity sums over customers")
-    if twins:
-        reason += (f" ({', '.join(twins)} forecast{'s' if len(twins) == 1 else ''} the same; {choice} has {'fewer' if len(twins) == 1 else 'the fewest'} "
-                   "parameters)" if "n_params" in same_as.columns else
-                   f" ({', '.join(twins)} forecast{'s' if len(twins) == 1 else ''} the same)")
     if "baseline" in comparison.index:
         base = comparison.loc["baseline", "mae"]
         gain = 100 * (1 - row["mae"] / base)

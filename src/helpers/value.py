@@ -290,10 +290,15 @@ def bootstrap(
     and for each customer's CLV.  Replicates whose fit fails are dropped and
     counted (``n_failed``).
 
+    A summary without ``m_x`` (a log without amounts) bootstraps the
+    frequency model alone: no Gamma-Gamma draws, and "CLV" is ``margin`` times
+    the discounted expected purchases (a value of 1 per purchase, or
+    ``value_per_purchase``).
+
     Parameters
     ----------
     summary : DataFrame
-        ``x, t_x, T, m_x`` per customer (``m_x`` not needed with ``value_per_purchase``).
+        ``x, t_x, T`` and (with amounts) ``m_x`` per customer.
     model : str
         A registered frequency model (ignored when ``fit`` is given).
     n_boot : int
@@ -335,6 +340,8 @@ def bootstrap(
     if not 0 < level < 1:
         raise ValueError("level must be in (0, 1)")
     t_start = _time.perf_counter()
+    if value_per_purchase is None and "m_x" not in summary.columns:
+        value_per_purchase = 1.0   # a log without amounts: a value of 1 per purchase (times margin)
     with_spend = value_per_purchase is None
     x, t_x, T, m_x, xs = _summary_arrays(summary, spend_x, need_m_x=with_spend)
     (xu, txu, Tu, mu, xsu), inverse, counts = unique_rows(x, t_x, T, m_x, xs)

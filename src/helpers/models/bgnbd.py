@@ -7,7 +7,7 @@ module also holds what the BG family (BG/NBD and MBG/NBD, :mod:`.mbgnbd`)
 shares: the rearranged weighted likelihood with its exact gradient
 (:class:`_BGFamilyObjective`), the factorised conditional expectation, the
 generative process, and the exact retention lever of :mod:`helpers.economics`
-(:meth:`BGNBD.lever_expectations`).
+(:meth:`_BGFamily.lever_expectations`, for both models).
 """
 
 from __future__ import annotations
@@ -241,6 +241,91 @@ class _BGFamily(FrequencyModel):
         T = np.broadcast_to(np.asarray(horizon, dtype=float), (int(n_customers),))
         return _split(*self.draw_purchases(theta, latent, T, rng))
 
+    # -- the retention lever (helpers.economics) -----------------------------
+
+    def lever_expectations(self, theta, t, s, c, x=None, t_x=None, T=None, n_nodes=64, period=1.0):
+        """E[X] and P(alive) ``t`` ahead when each drop-out probability ``p`` becomes ``q = clip(s p + c, 0, 1)``.
+
+        Exact (see :mod:`helpers.economics`): given ``(lambda, q)`` and alive,
+        the purchases in the next ``t`` are ``min(J, N)`` with ``J ~
+        Geometric(q)`` and ``N ~ Poisson(lambda t)``, so ``E[X(t)] = (1 -
+        exp(-lambda q t)) / q`` and ``P(alive at t) = exp(-lambda q t)`` (FHL
+        2005a, section 4); ``lambda ~ Gamma(R, A)`` is integrated in closed form
+        and ``p ~ Beta(a, B)`` by Gauss-Jacobi quadrature (:func:`_lever_mixture`).
+
+        New customer (``x`` None), from the first purchase at time 0:
+        ``R, A, B = r, alpha, b``; returns ``(len(t),)`` arrays.  MBG/NBD
+        (Batislam et al. 2007) gives a new customer a drop-out chance right
+        after the first purchase, at time 0: a programme that runs from
+        acquisition lowers that chance too, so a new customer is alive after
+        it with probability ``1 - q`` and both expectations carry the factor
+        ``1 - q`` inside the Beta integral (with ``s, c = 1, 0``: Batislam et
+        al.'s unconditional E[X(t)]).
+
+        Existing customers: the posterior given alive at ``T``, ``lambda ~
+        Gamma(r + x, alpha + T)`` and ``p ~ Beta(a, b + x + k)`` (``k`` = 1 for
+        MBG/NBD, whose time-0 drop-out chance is in the past; the programme acts
+        on future drop-out chances only), times P(alive); ``(n, len(t))`` arrays.
+        With ``s, c = 1, 0`` this is FHL (2005a) eq. (9) and (10) (MBG/NBD: the
+        unconditional expectation and appendix eq. 6 of Batislam et al. 2007).
+        ``period`` is not used: the BG drop-out chances come with purchases.
+        """
+        r, alpha, a, b = theta
+        if x is None:
+            EX, S = _lever_mixture([r], [alpha], [b], t, a, s, c, n_nodes, first_chance=bool(self._k))
+            return EX[0], S[0]
+        x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+        pa = self.p_alive(theta, x, t_x, T)
+        # the integral depends on (x, T) only: evaluate once per distinct pair
+        (xu, Tu), inv, _ = unique_rows(x, T)
+        EX, S = _lever_mixture(r + xu, alpha + Tu, b + xu + float(self._k), t, a, s, c, n_nodes)
+        return pa[:, None] * EX[inv], pa[:, None] * S[inv]
+
+    def lever_totals(self, theta, t, s, c, x, t_x, T, spend_weight, count_weight, n_nodes=64, period=1.0):
+        """Weighted totals of :meth:`lever_expectations` over a base: ``(sum_i w_i E_i[X(t)], sum_i n_i P_i(alive at t))``.
+
+        ``spend_weight`` (e.g. expected spend x customers per row) weights the
+        purchases, ``count_weight`` (customers per row) the alive counts; the
+        quadrature runs once per distinct ``(x, T)``.
+        """
+        r, alpha, a, b = theta
+        x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+        pa = self.p_alive(theta, x, t_x, T)
+        (xu, Tu), inv, _ = unique_rows(x, T)
+        EX, S = _lever_mixture(r + xu, alpha + Tu, b + xu + float(self._k), t, a, s, c, n_nodes)
+        ws = np.bincount(inv, weights=pa * spend_weight, minlength=len(xu))
+        wc = np.bincount(inv, weights=pa * count_weight, minlength=len(xu))
+        return ws @ EX, wc @ S
+
+    def lever_continuation(self, theta, latent, t, s, c, rng, x=None, T=None, period=1.0):
+        """Simulated purchases in the next ``t`` of simulated customers, without and with the lever.
+
+        ``latent`` holds the traits of :meth:`draw_latent` (``lam``, ``p_drop``,
+        ``J``).  Existing customers (``x``: their purchases up to their ages
+        ``T``, from :meth:`draw_purchases` on the same ``latent``): alive when
+        ``x < J``; from now on an alive customer's purchases are
+        Poisson(``lambda t``) (memoryless) and the ``G``-th of them, ``G ~
+        Geometric(p)`` on 1, 2, ... (memoryless too), ends the relationship, so
+        the count is ``min(G, N)`` (FHL 2005a, section 3); under the lever ``p``
+        becomes ``q = clip(s p + c, 0, 1)``.  New customers (``x`` None), from
+        the first purchase on: ``min(G - k, N)``, the MBG/NBD time-0 drop-out
+        (``k`` = 1) drawn with ``q`` under the lever as well.  Common random
+        numbers: the same Poisson count and the same uniform drive both
+        geometric draws.  Dead customers make none.  Returns ``(base, lever)``.
+        """
+        lam, p_drop = (np.asarray(latent[k], dtype=float) for k in ("lam", "p_drop"))
+        N = rng.poisson(lam * t).astype(float)
+        U = rng.uniform(size=len(lam))
+        U = np.where(U <= 0, np.finfo(float).tiny, U)
+        q = np.clip(s * p_drop + c, 0.0, 1.0)
+        if x is None:
+            k = float(self._k)
+            return (np.minimum(_geometric(U, p_drop) - k, N), np.minimum(_geometric(U, q) - k, N))
+        alive = np.asarray(x, dtype=float) < np.asarray(latent["J"], dtype=float)
+        base = np.minimum(_geometric(U, p_drop), N)
+        lever = np.minimum(_geometric(U, q), N)
+        return np.where(alive, base, 0.0), np.where(alive, lever, 0.0)
+
 
 class BGNBD(_BGFamily):
     """BG/NBD of Fader, Hardie & Lee (2005a); parameters ``r, alpha`` (gamma purchase rate), ``a, b`` (beta drop-out)."""
@@ -291,67 +376,6 @@ class BGNBD(_BGFamily):
         nb = np.maximum(n, 1.0)
         second = np.where(n > 0, np.exp(betaln(a + 1.0, b + nb - 1.0) - betaln(a, b)) * (1.0 - cum_before), 0.0)
         return first + second
-
-    # -- the retention lever (helpers.economics) -----------------------------
-
-    def lever_expectations(self, theta, t, s, c, x=None, t_x=None, T=None, n_nodes=64):
-        """E[X] and P(alive) ``t`` ahead when each drop-out probability ``p`` becomes ``clip(s p + c, 0, 1)``.
-
-        Exact (see :mod:`helpers.economics`): given ``(lambda, p')`` and alive,
-        ``E[X(t)] = (1 - exp(-lambda p' t)) / p'`` and ``P(alive at t) =
-        exp(-lambda p' t)`` (FHL 2005a, section 4); ``lambda ~ Gamma(R, A)`` is
-        integrated in closed form and ``p ~ Beta(a, B)`` by Gauss-Jacobi
-        quadrature (:func:`_lever_mixture`).  New customer (``x`` None):
-        ``R, A, B = r, alpha, b``, returns ``(len(t),)`` arrays.  Existing
-        customers: the posterior given alive at ``T`` (``R, A, B = r + x,
-        alpha + T, b + x``) times P(alive), ``(n, len(t))`` arrays.
-        With ``s, c = 1, 0`` this is eq. (9) and eq. (10).
-        """
-        r, alpha, a, b = theta
-        if x is None:
-            EX, S = _lever_mixture([r], [alpha], [b], t, a, s, c, n_nodes)
-            return EX[0], S[0]
-        x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-        pa = self.p_alive(theta, x, t_x, T)
-        # the integral depends on (x, T) only: evaluate once per distinct pair
-        (xu, Tu), inv, _ = unique_rows(x, T)
-        EX, S = _lever_mixture(r + xu, alpha + Tu, b + xu, t, a, s, c, n_nodes)
-        return pa[:, None] * EX[inv], pa[:, None] * S[inv]
-
-    def lever_totals(self, theta, t, s, c, x, t_x, T, spend_weight, count_weight, n_nodes=64):
-        """Weighted totals of :meth:`lever_expectations` over a base: ``(sum_i w_i E_i[X(t)], sum_i n_i P_i(alive at t))``.
-
-        ``spend_weight`` (e.g. expected spend x customers per row) weights the
-        purchases, ``count_weight`` (customers per row) the alive counts; the
-        quadrature runs once per distinct ``(x, T)``.
-        """
-        r, alpha, a, b = theta
-        pa = self.p_alive(theta, x, t_x, T)
-        (xu, Tu), inv, _ = unique_rows(x, T)
-        EX, S = _lever_mixture(r + xu, alpha + Tu, b + xu, t, a, s, c, n_nodes)
-        ws = np.bincount(inv, weights=pa * spend_weight, minlength=len(xu))
-        wc = np.bincount(inv, weights=pa * count_weight, minlength=len(xu))
-        return ws @ EX, wc @ S
-
-    def lever_continuation(self, lam, p_drop, alive, t, s, c, rng):
-        """Simulated purchases in the next ``t`` of customers with known ``(lambda, p)``, without and with the lever.
-
-        From now on an alive customer's purchases are Poisson(``lambda t``)
-        (memoryless) and the ``J``-th of them, ``J ~ Geometric(p)``, ends the
-        relationship, so the count is ``min(J, N)`` (FHL 2005a, section 3); under
-        the lever ``p`` becomes ``clip(s p + c, 0, 1)``.  Common random numbers:
-        the same Poisson count and the same uniform drive both geometric draws.
-        Dead customers (``alive`` False) make none.  Returns ``(base, lever)``.
-        """
-        lam, p_drop, alive = (np.asarray(v) for v in (lam, p_drop, alive))
-        N = rng.poisson(lam * t).astype(float)
-        U = rng.uniform(size=len(lam))
-        U = np.where(U <= 0, np.finfo(float).tiny, U)
-        base = np.minimum(_geometric(U, p_drop), N)
-        lever = np.minimum(_geometric(U, np.clip(s * p_drop + c, 0.0, 1.0)), N)
-        alive = alive.astype(bool)
-        return np.where(alive, base, 0.0), np.where(alive, lever, 0.0)
-
 
 def _geometric(U, p):
     """Inverse-CDF geometric draws on 1, 2, ... (inf for p = 0)."""
@@ -438,12 +462,14 @@ def _beta_nodes(a: float, B: float, s: float, c: float, n: int) -> tuple[np.ndar
     return np.concatenate(qs), np.concatenate(ws)
 
 
-def _lever_mixture(R, A, B, t, a, s, c, n_nodes=64):
+def _lever_mixture(R, A, B, t, a, s, c, n_nodes=64, first_chance=False):
     """E[X(t)] and P(alive at t) of customers alive at time 0, (n_rows, n_t) arrays.
 
     Row ``i`` has ``lambda ~ Gamma(R_i, A_i)`` and ``p ~ Beta(a, B_i)``; the lever
     maps p to ``q = clip(s p + c, 0, 1)``; ``E[X(t) | q] = (1 - (A / (A + q t))^R) / q``
     (``R t / A`` for q = 0) and ``P(alive at t | q) = (A / (A + q t))^R``.
+    ``first_chance``: a drop-out chance ``q`` at time 0 comes first (the MBG/NBD
+    new customer), so both are multiplied by ``1 - q`` inside the integral.
     """
     R, A, B = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (R, A, B))
     t = np.atleast_1d(np.asarray(t, dtype=float))
@@ -452,6 +478,8 @@ def _lever_mixture(R, A, B, t, a, s, c, n_nodes=64):
     for Bu in np.unique(B):
         rows = np.flatnonzero(B == Bu)
         q, W = _beta_nodes(float(a), float(Bu), float(s), float(c), int(n_nodes))
+        if first_chance:
+            W = W * (1.0 - q)
         Rr, Ar = R[rows, None, None], A[rows, None, None]
         qt = q[None, None, :] * t[None, :, None]                 # (1, n_t, n_nodes)
         logS = -Rr * np.log1p(qt / Ar)                           # log P(alive | q)

@@ -8,7 +8,9 @@ lifetime is exponential with rate ``mu ~ Gamma(s, beta)``.  The fitter's fast
 path is an exact hypergeometric-series form of the likelihood with its
 analytic gradient (``_pnbd_ll_grad_sum``), evaluated per distinct ``x`` and
 distinct ``t_x``/``T``; where the series would need too many terms the hyp2f1
-likelihood with central differences is used instead.
+likelihood with central differences is used instead.  The module also holds the
+exact retention lever of :mod:`helpers.economics` for a drop-out *rate*
+(:meth:`ParetoNBD.lever_expectations`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import gammaln, hyp2f1, psi
+from scipy.special import gammainc, gammaincc, gammaln, hyp2f1, psi
 
 from . import base as _base
 from .base import FrequencyModel, _dot, _first_arrivals, _log_nbd_pmf, _split, unique_apply, unique_rows
@@ -442,3 +444,176 @@ class ParetoNBD(FrequencyModel):
         latent = self.draw_latent(theta, n_customers, rng)
         T = np.broadcast_to(np.asarray(horizon, dtype=float), (int(n_customers),))
         return _split(*self.draw_purchases(theta, latent, T, rng))
+
+    # -- the retention lever (helpers.economics) -----------------------------
+
+    def lever_expectations(self, theta, t, s, c, x=None, t_x=None, T=None, n_nodes=64, period=1.0):
+        """E[X] and P(alive) ``t`` ahead when a programme lowers each customer's drop-out rate ``mu``.
+
+        The Pareto/NBD drop-out is a rate (exponential lifetime, ``mu ~
+        Gamma(s, beta)``), not a chance per purchase, so the lever ``(s, c)``
+        of :func:`helpers.economics.dropout_map` acts on it as follows:
+
+        * ``c == 0`` (drop-out form): the rate is scaled, ``mu' = s_l mu``
+          (``s_l = 1 - delta``): a relative cut of the hazard, the same at
+          every moment.  For ``mu ~ Gamma(S, B)`` this is ``mu' ~ Gamma(S, B /
+          s_l)``.
+        * ``s + c == 1`` (retention form, ``s_l = 1 + delta``): the
+          probability of surviving one ``period`` (model time units; economics
+          passes one month), ``exp(-mu period)``, is multiplied by ``s_l`` and
+          capped at 1: ``mu' = max(0, mu - h)``, ``h = ln(s_l) / period``, an
+          absolute cut of the hazard (customers with ``mu <= h`` stop dropping
+          out).  It depends on the period; a rate has no retention probability
+          without one.
+
+        Given ``(lambda, mu')`` and alive, ``P(alive at t) = exp(-mu' t)`` and
+        ``E[X(t)] = lambda (1 - exp(-mu' t)) / mu'`` (SMC 1987, section 2);
+        ``lambda`` and ``mu`` are independent (prior and posterior given alive),
+        so with ``lambda ~ Gamma(R, A)``, ``mu ~ Gamma(S, B)``::
+
+            S(t) = E[exp(-mu' t)],   E[X(t)] = R / A * int_0^t S(u) du
+
+        Drop-out form: ``S(t) = (B' / (B' + t))^S`` and ``int_0^t S = B' / (S - 1)
+        (1 - (B' / (B' + t))^(S-1))`` with ``B' = B / s_l`` (SMC 1987 eq. 17
+        with ``beta`` replaced; ``R t / A`` for ``s_l = 0``).  Retention form:
+        ``S(t) = P(mu <= h) + exp(h t) (B / (B + t))^S Q(S, (B + t) h)``
+        (``Q`` the regularised upper incomplete gamma function), integrated over
+        ``u`` by Gauss-Legendre quadrature (``n_nodes`` per step of ``t``).
+
+        New customer (``x`` None): ``R, A, B = r, alpha, beta``, alive at time 0;
+        returns ``(len(t),)`` arrays.  Existing customers: the posterior given
+        alive at ``T`` is ``lambda ~ Gamma(r + x, alpha + T)`` and ``mu ~
+        Gamma(s, beta + T)`` (so with the drop-out form the survival becomes
+        ``((beta + T) / (beta + T + s_l t))^s``), times P(alive); ``(n,
+        len(t))`` arrays.  With ``s, c = 1, 0``: SMC (1987) eq. (17) and (22),
+        and :meth:`survival_given_alive`.
+        """
+        r, alpha, s_, beta = theta
+        if x is None:
+            EX, S = _rate_lever([r], [alpha], [beta], s_, t, s, c, period, n_nodes)
+            return EX[0], S[0]
+        x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+        pa = self.p_alive(theta, x, t_x, T)
+        (xu, Tu), inv, _ = unique_rows(x, T)
+        EX, S = _rate_lever(r + xu, alpha + Tu, beta + Tu, s_, t, s, c, period, n_nodes)
+        return pa[:, None] * EX[inv], pa[:, None] * S[inv]
+
+    def lever_totals(self, theta, t, s, c, x, t_x, T, spend_weight, count_weight, n_nodes=64, period=1.0):
+        """Weighted totals of :meth:`lever_expectations` over a base: ``(sum_i w_i E_i[X(t)], sum_i n_i P_i(alive at t))``.
+
+        ``spend_weight`` weights the purchases, ``count_weight`` (customers per
+        row) the alive counts; the lever is evaluated once per distinct ``(x, T)``.
+        """
+        r, alpha, s_, beta = theta
+        x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+        pa = self.p_alive(theta, x, t_x, T)
+        (xu, Tu), inv, _ = unique_rows(x, T)
+        EX, S = _rate_lever(r + xu, alpha + Tu, beta + Tu, s_, t, s, c, period, n_nodes)
+        ws = np.bincount(inv, weights=pa * spend_weight, minlength=len(xu))
+        wc = np.bincount(inv, weights=pa * count_weight, minlength=len(xu))
+        return ws @ EX, wc @ S
+
+    def lever_continuation(self, theta, latent, t, s, c, rng, x=None, T=None, period=1.0):
+        """Simulated purchases in the next ``t`` of simulated customers, without and with the lever.
+
+        ``latent`` holds the traits of :meth:`draw_latent` (``lam``, ``mu``,
+        ``tau``).  Existing customers (their ages ``T``; ``x`` is not needed):
+        alive when ``tau > T``, with remaining lifetime ``tau - T``; new
+        customers (``x`` None): remaining lifetime ``tau`` from time 0.  The
+        remaining lifetime times ``mu`` is Exp(1) (memoryless), and the lever
+        replaces ``mu`` by ``mu'`` (see :meth:`lever_expectations`), so on common
+        random numbers the lifetime under the lever is ``(tau - T) mu / mu'``
+        (infinite for ``mu' = 0``).  Purchases are one Poisson(``lambda``)
+        process: ``N ~ Poisson(lambda L)`` on the longer active span ``L`` of the
+        two, and the count on the shorter span ``l`` is ``Binomial(N, l / L)``.
+        Dead customers make none.  Returns ``(base, lever)``.
+        """
+        lam, mu, tau = (np.asarray(latent[k], dtype=float) for k in ("lam", "mu", "tau"))
+        start = np.zeros(len(lam)) if x is None else np.asarray(T, dtype=float)
+        alive = tau > start
+        rem = np.where(alive, tau - start, 0.0)
+        mu_l = _lever_rate(mu, s, c, period)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rem_l = np.where(mu_l > 0, rem * mu / np.where(mu_l > 0, mu_l, 1.0), np.inf)
+        rem_l = np.where(alive, rem_l, 0.0)
+        span_b, span_l = np.minimum(rem, t), np.minimum(rem_l, t)
+        long, short = np.maximum(span_b, span_l), np.minimum(span_b, span_l)
+        N = rng.poisson(lam * long)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(long > 0, short / np.where(long > 0, long, 1.0), 0.0)
+        n_short = rng.binomial(N, np.clip(frac, 0.0, 1.0))
+        base = np.where(span_b >= span_l, N, n_short).astype(float)
+        lever = np.where(span_l >= span_b, N, n_short).astype(float)
+        return base, lever
+
+
+
+# ---------------------------------------------------------------------------
+# the retention lever on a drop-out rate
+# ---------------------------------------------------------------------------
+
+def _lever_form(s, c):
+    """``("scale", s)`` for the drop-out form (``c == 0``), ``("shift", s)`` for the retention form (``s + c == 1``)."""
+    s, c = float(s), float(c)
+    if c == 0.0:
+        if s < 0:
+            raise ValueError(f"the drop-out rate cannot be scaled by a negative factor ({s})")
+        return "scale", s
+    if abs(s + c - 1.0) <= 1e-12:
+        if s <= 0:
+            raise ValueError(f"a retention factor must be > 0, got {s}")
+        return "shift", s
+    raise ValueError(f"a drop-out rate lever is either a scale (c = 0) or a retention factor (s + c = 1); "
+                     f"got s={s}, c={c}")
+
+
+def _lever_rate(mu, s, c, period):
+    """The drop-out rate under the lever (see :meth:`ParetoNBD.lever_expectations`)."""
+    form, f = _lever_form(s, c)
+    if form == "scale":
+        return f * np.asarray(mu, dtype=float)
+    return np.maximum(np.asarray(mu, dtype=float) - np.log(f) / float(period), 0.0)
+
+
+def _rate_lever(R, A, B, S, t, s, c, period, n_nodes=64):
+    """E[X(t)] and P(alive at t) of customers alive at time 0 with ``lambda ~ Gamma(R, A)``, ``mu ~ Gamma(S, B)``.
+
+    ``(n_rows, n_t)`` arrays; see :meth:`ParetoNBD.lever_expectations` for the formulas.
+    """
+    R, A, B = (np.atleast_1d(np.asarray(v, dtype=float))[:, None] for v in (R, A, B))
+    t = np.atleast_1d(np.asarray(t, dtype=float))
+    if np.any(t < 0):
+        raise ValueError("t must be >= 0")
+    form, f = _lever_form(s, c)
+    rate = R / A
+    if form == "scale":
+        if f == 0.0:                                             # nobody drops out
+            return rate * t[None, :], np.ones((len(B), len(t)))
+        Bp = B / f
+        surv = (Bp / (Bp + t[None, :])) ** S
+        if np.isclose(S, 1.0):
+            life = Bp * np.log1p(t[None, :] / Bp)
+        else:
+            life = -Bp / (S - 1.0) * np.expm1((S - 1.0) * np.log(Bp / (Bp + t[None, :])))
+        return rate * life, surv
+    h = np.log(f) / float(period)
+
+    def survival(u):
+        """S(u) = P(mu <= h) + exp(h u) (B / (B + u))^S Q(S, (B + u) h), u broadcasting against B."""
+        z = np.maximum((B + u) * h, 0.0)
+        with np.errstate(divide="ignore"):
+            tail = np.exp(h * u + S * np.log(B / (B + u)) + np.log(gammaincc(S, z)))
+        return (gammainc(S, B * h) if h > 0 else 0.0) + tail
+
+    # int_0^t S(u) du: Gauss-Legendre on each step between the sorted distinct t
+    order = np.argsort(t)
+    ts = t[order]
+    edges = np.concatenate([[0.0], ts])
+    nodes, wts = np.polynomial.legendre.leggauss(int(n_nodes))
+    lo, hi = edges[:-1], edges[1:]
+    u = (lo[:, None] + (hi - lo)[:, None] * 0.5 * (nodes[None, :] + 1.0))       # (n_t, n_nodes)
+    vals = survival(u.reshape(1, -1)).reshape(len(B), len(ts), len(nodes))
+    steps = (vals @ (0.5 * wts)) * (hi - lo)[None, :]
+    life = np.empty((len(B), len(t)))
+    life[:, order] = np.cumsum(steps, axis=1)
+    return rate * life, survival(t[None, :])

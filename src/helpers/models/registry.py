@@ -12,6 +12,7 @@ from .base import FrequencyModel
 from .bgbb import BGBB
 from .bgnbd import BGNBD
 from .cnbd_k import BGCNBDK, MBGCNBDK
+from .ggompertz_nbd import GGompertzNBD
 from .mbgnbd import MBGNBD
 from .pareto_nbd import ParetoNBD
 
@@ -22,6 +23,7 @@ REGISTRY: dict[str, type[FrequencyModel]] = {
     "bgnbd": BGNBD,
     "mbgnbd": MBGNBD,
     "pareto_nbd": ParetoNBD,
+    "ggompertz_nbd": GGompertzNBD,
     "bgcnbd_k": BGCNBDK,
     "mbgcnbd_k": MBGCNBDK,
     "bgbb": BGBB,
