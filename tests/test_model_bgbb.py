@@ -331,7 +331,7 @@ def test_donations_log_reproduces_the_donations_summary():
     data = load_data(cfg)
     assert len(data.transactions) == 35_719 and data.n_customers == 11_104
     s = discrete_summary(data.transactions, period=cfg.data["opportunity_period"],
-                         end=cfg.parameters["calibration_end"])
+                         end=cfg.data["observation_end"])  # 1996-2001, as in the paper
     assert (s["first_period"].astype(str) == "1995").all()
     got = s.groupby(["x", "t_x", "T"]).size().reset_index()
     got.columns = ["frequency", "recency", "periods", "weights"]

@@ -302,3 +302,241 @@ def test_get_stage_computes_once_then_reuses_the_cache(tmp_path, monkeypatch, pa
     paper.save(tmp_path / "run-stage")
     given = get_stage(cfg, stage_dir=str(tmp_path / "run-stage"))
     assert len(calls) == 1 and given.key == paper.key
+
+
+# --- every registered model that applies (issue #12) ----------------------------------------
+
+def test_every_registered_model_is_fitted_or_its_error_or_reason_recorded(paper):
+    from helpers.models import get_model, registered_models
+
+    for name in registered_models():
+        continuous = not get_model(name).discrete
+        if continuous:
+            assert name in paper.fits_cal or name in paper.fit_errors["cal"], name
+            assert name in paper.model_summaries and paper.model_summaries[name] == "continuous"
+        else:  # a discrete-time model on a continuous log does not apply, and says why
+            assert name not in paper.fits_cal and "opportunity_period" in paper.skipped[name]
+    # on CDNOW every continuous model fits both periods and is compared on the holdout
+    assert set(paper.fits_cal) == set(paper.fits_full) == {n for n in registered_models() if not get_model(n).discrete}
+    assert list(paper.comparison.index) == [*paper.fits_cal, "baseline"]
+    assert set(paper.predictions.columns) == {"actual", *paper.fits_cal, "baseline"}
+
+
+def test_a_model_that_fails_to_fit_is_recorded_and_the_stage_goes_on(tmp_path, monkeypatch, paper):
+    from helpers.models import ModelFitError, get_model
+
+    def broken(*args, **kwargs):
+        raise ModelFitError("MBG/NBD: no convergence (a test breaks it)")
+
+    monkeypatch.setattr(get_model("mbgnbd"), "fit", broken)
+    s = compute_stage(write_config(tmp_path, "broken"))
+    assert s.fit_errors["cal"]["mbgnbd"] == "ModelFitError: MBG/NBD: no convergence (a test breaks it)"
+    assert "mbgnbd" not in s.fits_cal and "mbgnbd" not in s.comparison.index and "mbgnbd" not in s.predictions
+    assert s.model_name == paper.model_name == "pareto_nbd"
+    pd.testing.assert_frame_equal(s.comparison, paper.comparison.drop(index="mbgnbd"))
+
+
+def test_ranking_metrics_equal_helpers_diagnostics_on_the_predictions(paper):
+    from scipy.stats import spearmanr
+
+    from helpers import diagnostics
+
+    actual = paper.predictions["actual"]
+    for name in [*paper.fits_cal, "baseline"]:
+        pred = paper.predictions[name]
+        row = paper.comparison.loc[name]
+        assert row["spearman"] == diagnostics.spearman(actual, pred), name
+        assert row["top_decile_capture"] == diagnostics.top_capture(actual, pred, 0.1), name
+        assert row["gini"] == diagnostics.gini(actual, pred), name
+        # and Spearman as scipy computes it (average ranks for ties)
+        assert row["spearman"] == pytest.approx(spearmanr(actual, pred).statistic, rel=1e-10), name
+    # the models rank CDNOW's customers better than the naive baseline by Gini
+    assert (paper.comparison.loc[list(paper.fits_cal), "gini"] > paper.comparison.loc["baseline", "gini"] - 0.01).all()
+
+
+def _simulated_log(path: Path, name: str, theta: tuple, n: int = 4000, seed: int = 1, weeks: int = 78,
+                   acquisition_days: int = 84) -> pd.Timestamp:
+    """A transaction log from ``name``'s own generative process: first purchases uniform over the first
+    ``acquisition_days`` days of 2020, repeat purchases at the model's times (weeks), dated to the day."""
+    from helpers.models import get_model
+
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, acquisition_days, n)
+    horizon = (weeks * 7 - first) / 7.0
+    times = get_model(name).simulate_purchase_times(theta, n, float(horizon.max()), rng)
+    start = pd.Timestamp("2020-01-01")
+    ids, days = [], []
+    for i, (f, ts) in enumerate(zip(first, times)):
+        ts = np.asarray(ts, dtype=float)
+        d = np.concatenate([[f], f + np.floor(ts[ts <= horizon[i]] * 7).astype(int)])
+        ids += [f"{i:05d}"] * len(d)
+        days.append(d)
+    dates = start + pd.to_timedelta(np.concatenate(days), unit="D")
+    pd.DataFrame({"customer_id": ids, "date": dates.strftime("%Y-%m-%d")}).to_csv(path, index=False)
+    return start + pd.Timedelta(days=weeks * 7 - 1)
+
+
+def test_auto_chooses_the_generating_model_on_a_simulated_pareto_nbd_log(tmp_path):
+    """Customers of a Pareto/NBD process (r=0.8, alpha=6, s=1, beta=20, weeks) drop out at any time, also
+    before a repeat purchase, which the BG models cannot express: the holdout rule picks Pareto/NBD out of every
+    fitted model.  Only GGompertz/NBD, which contains Pareto/NBD (b -> 0), comes within the rule's 1% tie band,
+    and the tie goes to Pareto/NBD."""
+    end = _simulated_log(tmp_path / "pnbd.csv", "pareto_nbd", (0.8, 6.0, 1.0, 20.0))
+    cfg = tmp_path / "pnbd.yaml"
+    cfg.write_text(f"name: pnbd\ndata:\n  path: {tmp_path / 'pnbd.csv'}\n  columns: {{customer_id: customer_id, date: date}}\n"
+                   f"  date_format: '%Y-%m-%d'\n  observation_end: '{end.date()}'\n"
+                   "parameters: {time_unit: W, calibration_end: '2020-09-29'}\n")
+    s = compute_stage(cfg)
+    assert s.model_name == s.auto_choice == "pareto_nbd" and s.chosen_by == "auto"
+    mae = s.comparison.drop(index="baseline")["mae"]
+    assert (mae.drop(["pareto_nbd", "ggompertz_nbd"]) > 1.01 * mae["pareto_nbd"]).all()
+    assert mae["ggompertz_nbd"] <= 1.01 * mae["pareto_nbd"]
+    assert s.comparison.loc["bgnbd", "mae"] > s.comparison.loc["pareto_nbd", "mae"]
+
+
+# --- a discrete-time log (donations, BG/BB) -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def donations():
+    """The donations stage with BG/BB and one continuous model (BG/NBD): the comparison logic is the same
+    for every continuous model, and Pareto/NBD's full-period fit on these yearly data is slow."""
+    import helpers.stage as hs
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hs, "frequency_model_names", lambda: ("bgnbd", "bgbb"))
+        return compute_stage(ROOT / "configs" / "donations.yaml")
+
+
+def test_discrete_log_fits_bgbb_on_the_discrete_summary_with_the_published_estimates(donations):
+    """Full period 1996-2001 = Fader, Hardie & Shang (2010): alpha 1.204, beta 0.750, gamma 0.657, delta 2.783."""
+    s = donations
+    assert s.discrete_period == "Y" and s.model_summaries == {"bgnbd": "continuous", "bgbb": "discrete"}
+    assert {k: round(v, 2) for k, v in s.fits_full["bgbb"].params.items()} == {
+        "alpha": 1.20, "beta": 0.75, "gamma": 0.66, "delta": 2.78}
+    assert s.fits_full["bgbb"].time_unit == "Y" and s.fits_full["bgnbd"].time_unit == "W"
+    assert (s.full_discrete["T"] == 6).all() and (s.cal_discrete["T"] == 3).all()
+    assert s.summary_of("bgbb", "cal") is s.cal_discrete and s.summary_of("bgnbd", "cal") is s.cal
+
+
+def test_discrete_log_compares_every_model_on_transactions_in_the_holdout_opportunities(donations):
+    """Actual = donations in 1999-2001 (3,638 + 3,415 + 3,163 in the log); BG/BB's prediction is lifetimes'
+    E[X(3)] at the stage's estimates; BG/NBD's is its expectation over the holdout's length in weeks."""
+    from lifetimes import BetaGeoBetaBinomFitter
+
+    s = donations
+    cal_d, p = s.cal_discrete, s.predictions
+    assert (cal_d["t_star"] == 3).all() and int(p["actual"].sum()) == 3638 + 3415 + 3163
+    assert s.facts["holdout_transactions_discrete"] == 10216 and s.facts["holdout_opportunities"] == 3
+    lt = BetaGeoBetaBinomFitter()
+    lt.params_ = s.fits_cal["bgbb"].params.copy()
+    ref = lt.conditional_expected_number_of_purchases_up_to_time(3, cal_d["x"], cal_d["t_x"], cal_d["T"])
+    np.testing.assert_allclose(p["bgbb"], np.asarray(ref, float), rtol=1e-9)
+    weeks = float(s.cal["t_star"].iloc[0])
+    assert weeks == pytest.approx((pd.Timestamp("2001-12-31") - pd.Timestamp("1998-12-31")).days / 7)
+    np.testing.assert_allclose(p["bgnbd"], s.fits_cal["bgnbd"].expected_purchases(weeks, s.cal.reindex(p.index)))
+    np.testing.assert_allclose(p["baseline"], cal_d["x"] / 3 * 3)          # naive x / n * n*, in opportunities
+    assert list(s.comparison["summary"]) == ["continuous", "discrete", "discrete"]
+    assert "opportunit" in s.holdout_basis
+    # the holdout rule over both kinds: BG/BB, which knows there is at most one donation a year
+    assert s.model_name == "bgbb" and s.chosen_by == "auto"
+    assert s.comparison.loc["bgbb", "mae"] < s.comparison.loc["bgnbd", "mae"]
+
+
+def test_discrete_model_values_whole_opportunities_at_their_month(donations):
+    """12 months = one yearly opportunity: expected purchases = lifetimes' E[X(1)] and the value is that
+    purchase discounted over 12 months (no amounts: in purchases)."""
+    from lifetimes import BetaGeoBetaBinomFitter
+
+    s = donations
+    full_d = s.full_discrete.reindex(s.full.index)
+    lt = BetaGeoBetaBinomFitter()
+    lt.params_ = s.model.params.copy()
+    e1 = np.asarray(lt.conditional_expected_number_of_purchases_up_to_time(1, full_d["x"], full_d["t_x"],
+                                                                           full_d["T"]), float)
+    np.testing.assert_allclose(s.valuation["expected_purchases"], e1, rtol=1e-9)
+    np.testing.assert_allclose(s.valuation["discounted_purchases"], e1 / 1.01 ** 12, rtol=1e-9)
+    assert s.units == "purchases" and s.equity == pytest.approx(float((e1 / 1.01 ** 12).sum()), rel=1e-9)
+    boot = s.bootstrap(n_boot=4, seed=3)
+    assert boot.equity["estimate"] == pytest.approx(s.equity, rel=1e-9)
+    assert list(boot.params.index.get_level_values("model").unique()) == ["BG/BB"]
+
+
+def test_discrete_stage_round_trip(tmp_path, donations):
+    donations.save(tmp_path / "d")
+    back = Stage.load(tmp_path / "d")
+    for name in ("cal_discrete", "full_discrete", "predictions", "comparison", "valuation"):
+        pd.testing.assert_frame_equal(getattr(back, name), getattr(donations, name), check_exact=True)
+    assert back.model_summaries == donations.model_summaries and back.discrete_period == "Y"
+    np.testing.assert_array_equal(back.model.p_alive(back.full_discrete), donations.model.p_alive(donations.full_discrete))
+
+
+# --- the bootstrap around the stage's equity ---------------------------------------------------
+
+def test_bootstrap_estimate_equals_the_stage_equity(paper, paper_no_amounts):
+    boot = paper.bootstrap(n_boot=5, seed=1)
+    assert boot.equity["estimate"] == pytest.approx(paper.equity, rel=1e-10)
+    np.testing.assert_allclose(boot.clv["clv"], paper.valuation["clv"], rtol=1e-10)
+    assert boot.model == paper.model_name and set(boot.params.index.get_level_values("model")) == {
+        paper.model_label, "Gamma-Gamma"}
+    # without amounts: discounted purchases, only the frequency model is resampled
+    b2 = paper_no_amounts.bootstrap(n_boot=5, seed=1)
+    assert b2.equity["estimate"] == pytest.approx(paper_no_amounts.equity, rel=1e-10)
+    assert set(b2.params.index.get_level_values("model")) == {paper_no_amounts.model_label}
+    np.testing.assert_allclose(b2.clv["clv"], paper_no_amounts.valuation["discounted_purchases"], rtol=1e-10)
+
+
+def _simulated_config(tmp_path: Path, name: str, theta: tuple, extra_data: str = "", **kw) -> Path:
+    end = _simulated_log(tmp_path / f"{name}.csv", name, theta, **kw)
+    cfg = tmp_path / f"{name}{'-' + extra_data.split(':')[-1].strip() if extra_data else ''}.yaml"
+    cfg.write_text(f"name: {cfg.stem}\ndata:\n  path: {tmp_path / f'{name}.csv'}\n"
+                   "  columns: {customer_id: customer_id, date: date}\n"
+                   f"  date_format: '%Y-%m-%d'\n  observation_end: '{end.date()}'\n{extra_data}"
+                   "parameters: {time_unit: W, calibration_end: '2020-09-29'}\n")
+    return cfg
+
+
+def _without_pareto_nbd(monkeypatch):
+    """Every registered continuous model but Pareto/NBD and GGompertz/NBD, whose fits on very regular purchases
+    are slow (Pareto/NBD leaves its fast series path: minutes); the choice logic is the same for every model."""
+    import helpers.stage as hs
+    from helpers.models import registered_models
+
+    monkeypatch.setattr(hs, "frequency_model_names", lambda: tuple(
+        n for n in registered_models() if n not in ("pareto_nbd", "ggompertz_nbd", "bgbb")))
+
+
+def test_auto_chooses_bgcnbd_k_on_a_simulated_regular_log_with_litt_from_the_log(tmp_path, monkeypatch):
+    """Erlang-3 gaps (BG/CNBD-k, k=3, r=2, alpha=4, a=0.5, b=4, weeks): the stage computes litt from the log,
+    the CNBD-k fits find k = 3, and the holdout rule picks BG/CNBD-k over BG/NBD and MBG/NBD by more than 10%."""
+    from helpers.config import load_data
+    from helpers.models.cnbd_k import litt_from_transactions
+
+    _without_pareto_nbd(monkeypatch)
+    cfg = _simulated_config(tmp_path, "bgcnbd_k", (3.0, 2.0, 4.0, 0.5, 4.0))
+    s = compute_stage(cfg)
+    tx = load_data(cfg).transactions
+    litt = litt_from_transactions(tx, "2020-09-29", "W").reindex(s.cal.index)
+    np.testing.assert_array_equal(s.cal["litt"], litt.to_numpy())
+    np.testing.assert_array_equal(s.full["litt"], litt_from_transactions(tx, s.observation_end, "W")
+                                  .reindex(s.full.index).to_numpy())
+    for name in ("bgcnbd_k", "mbgcnbd_k"):
+        f = s.fits_cal[name]
+        assert f.params["k"] == 3 and "with litt" in f.message, (name, f.message)
+    assert not s.fit_notes
+    assert s.model_name == "bgcnbd_k" and s.chosen_by == "auto"
+    mae = s.comparison["mae"]
+    assert (mae[["bgnbd", "mbgnbd"]] > 1.1 * mae["bgcnbd_k"]).all()
+    # the bootstrap holds k at the chosen 3
+    boot = s.bootstrap(n_boot=3, seed=0)
+    assert (boot.param_draws[("BG/CNBD-k", "k")] == 3).all()
+    assert boot.equity["estimate"] == pytest.approx(s.equity, rel=1e-10)
+
+
+def test_without_the_log_in_memory_cnbd_k_is_fitted_on_x_t_x_T_and_says_so(tmp_path, monkeypatch):
+    _without_pareto_nbd(monkeypatch)
+    cfg = _simulated_config(tmp_path, "bgcnbd_k", (3.0, 2.0, 4.0, 0.5, 4.0), extra_data="  engine: duckdb\n")
+    s = compute_stage(cfg)
+    assert "litt" not in s.cal.columns
+    for name in ("bgcnbd_k", "mbgcnbd_k"):
+        assert name in s.fits_cal and "no litt given" in s.fits_cal[name].message
+        assert s.fit_notes[name].startswith("fitted on x, t_x, T alone") and "duckdb" in s.fit_notes[name]

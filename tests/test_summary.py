@@ -126,3 +126,22 @@ def test_period_names():
     assert [period_name(u) for u in ("D", "W", "M", "Q")] == ["day", "week", "month", "quarter"]
     with pytest.raises(ValueError, match="fortnight"):
         period_name("fortnight")
+
+
+def test_discrete_calibration_holdout_counts_opportunities_after_the_calibration_end():
+    """Counted by hand: yearly opportunities, calibration to 2020, holdout 2021-2022."""
+    from helpers.summary_discrete import discrete_calibration_holdout
+
+    log = pd.DataFrame({"customer_id": ["A", "A", "A", "A", "B", "B", "C"],
+                        "date": pd.to_datetime(["2019-03-01", "2020-05-05", "2020-07-07", "2022-01-01",
+                                                "2020-02-02", "2021-06-01", "2021-03-03"])})
+    s = discrete_calibration_holdout(log, "Y", "2020-12-31", "2022-12-31")
+    assert list(s.index) == ["A", "B"]                       # C arrived after the calibration end
+    assert s[["x", "t_x", "T", "x_star", "t_star"]].to_dict("index") == {
+        "A": {"x": 1, "t_x": 1, "T": 1, "x_star": 1, "t_star": 2},   # 2020 (twice = once); 2022
+        "B": {"x": 0, "t_x": 0, "T": 0, "x_star": 1, "t_star": 2},   # first in 2020; 2021
+    }
+    with pytest.raises(ValueError, match="last day of its period"):
+        discrete_calibration_holdout(log, "Y", "2020-06-30", "2022-12-31")
+    with pytest.raises(ValueError, match="no holdout opportunity"):
+        discrete_calibration_holdout(log, "Y", "2022-12-31", "2022-12-31")

@@ -84,3 +84,10 @@ def test_concentration_measures():
     assert concentration.top_overlap(v, past, 0.4) == pytest.approx(0.5)
     # ranking by the wrong score captures less of the value
     assert concentration.top_share(v, 0.2, score=past) == pytest.approx(0.3)
+
+
+def test_recommend_model_says_when_the_choice_is_worse_than_the_baseline():
+    comp = pd.DataFrame({"mae": [1.10, 1.20, 1.00], "total_error_pct": [-5.0, 3.0, 40.0]},
+                        index=["bgnbd", "pareto_nbd", "baseline"])
+    _, reason = validation.recommend_model(comp)
+    assert "its MAE (1.100) is 10% above the naive baseline's (1.000)" in reason

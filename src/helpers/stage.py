@@ -11,11 +11,27 @@ What the stage holds (see :class:`Stage`):
 
 * the data-quality table and facts of the validated log;
 * the calibration/holdout summary (``cal``) and the full-period summary (``full``);
-* a calibration fit of every frequency model, their holdout predictions and
-  the comparison table (:func:`helpers.validation.holdout_comparison`);
+  on a discrete-time log (``data.opportunity_period`` set) also their
+  discrete-time versions (``cal_discrete``, ``full_discrete``,
+  :func:`helpers.summary_discrete.discrete_calibration_holdout`);
+* a calibration fit of every registered frequency model that applies to the
+  log (:func:`applicable_models`): the continuous-time models on the
+  continuous summary, the discrete-time models (BG/BB) on the discrete one; a
+  model that fails to fit is recorded with its error (``fit_errors``), one that
+  does not apply with the reason (``skipped``).  Statistics a model declares in
+  ``summary_columns`` beyond ``x, t_x, T`` (``litt`` of the CNBD-k models) are
+  computed once here from the log (pandas engine; otherwise the model is fitted
+  on ``x, t_x, T`` alone and ``fit_notes`` says so);
+* their holdout predictions and the comparison table
+  (:func:`helpers.validation.holdout_comparison` plus the ranking metrics of
+  :mod:`helpers.diagnostics`, for every model and the naive baseline).  On a
+  discrete-time log every model predicts the same quantity, the transactions
+  in the holdout opportunities (at most one per opportunity): BG/BB from the
+  discrete summary, the continuous models as expected purchase days in the
+  holdout's length of time;
 * the chosen model: configured (``model: <name>``) or chosen by the holdout
-  rule (``model: auto``, :func:`helpers.validation.recommend_model`), with the
-  reason;
+  rule over every fitted model (``model: auto``,
+  :func:`helpers.validation.recommend_model`), with the reason;
 * a full-period fit of every model; the Gamma-Gamma spend model (calibration
   and full period) when the log has amounts;
 * the valuation of every customer with the chosen model's full-period fit and
@@ -28,6 +44,7 @@ Usage in a notebook::
     from helpers.stage import get_stage
     stage = get_stage(config, stage_dir)   # stage_dir: "" unless the runner passes it
     stage.model.params, stage.equity, stage.units, stage.valuation["clv"]
+    boot = stage.bootstrap(n_boot=50, seed=42)   # the equity's interval; boot.equity["estimate"] == stage.equity
 """
 
 from __future__ import annotations
@@ -61,18 +78,25 @@ __all__ = [
     "stage_inputs",
     "stage_key",
     "frequency_model_names",
+    "applicable_models",
     "default_cache_dir",
     "STAGE_FORMAT",
 ]
 
 #: Version of the on-disk layout of a stage folder.
-STAGE_FORMAT = 1
+STAGE_FORMAT = 2
 
 #: Registry entries that are spend models, not frequency models.
 SPEND_MODELS = ("gamma_gamma",)
 
 #: The tables of a stage folder (``<name>.parquet``), by attribute name.
 TABLES = ("quality", "cal", "full", "predictions", "comparison", "valuation")
+#: Tables only a discrete-time log has (None otherwise; no file).
+OPTIONAL_TABLES = ("cal_discrete", "full_discrete")
+
+#: Per-customer statistics beyond ``x, t_x, T`` that a model may declare in ``summary_columns``, and the
+#: function (module, name) that computes each from a transaction log: ``f(transactions, end, time_unit)``.
+STATISTICS = {"litt": ("helpers.models.cnbd_k", "litt_from_transactions")}
 
 
 class StageError(RuntimeError):
@@ -90,6 +114,39 @@ def frequency_model_names() -> tuple[str, ...]:
         found = reg() if callable(reg) else reg
         names = [getattr(n, "name", n) for n in (found.keys() if isinstance(found, dict) else found)]
     return tuple(str(n) for n in names if n not in SPEND_MODELS)
+
+
+def applicable_models(discrete_period: str | None, engine: str = "pandas",
+                      names: tuple[str, ...] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """Which registered frequency models the stage fits on a log, and on which summary.
+
+    Continuous-time models apply to every log (on a discrete-time log they
+    are fitted on its continuous summary, purchases counted per day);
+    discrete-time models (``FrequencyModel.discrete``, BG/BB) apply only to a
+    log declared discrete-time (``data.opportunity_period``), whose discrete
+    summary the stage builds from the log in memory (pandas engine).
+
+    Returns
+    -------
+    (applies, skipped)
+        ``{name: "continuous" | "discrete"}`` (the summary each model is fitted
+        on) and ``{name: reason}`` for the models that do not apply.
+    """
+    from .models import get_model  # noqa: PLC0415
+
+    applies, skipped = {}, {}
+    for name in names if names is not None else frequency_model_names():
+        if not getattr(get_model(name), "discrete", False):
+            applies[name] = "continuous"
+        elif discrete_period is None:
+            skipped[name] = ("a discrete-time model (x transactions in T transaction opportunities); the log is "
+                             "not declared discrete-time (the configuration sets no data.opportunity_period)")
+        elif engine != "pandas":
+            skipped[name] = (f"a discrete-time model: its summary is built from the log in memory, which the "
+                             f"{engine} engine does not keep (use engine: pandas)")
+        else:
+            applies[name] = "discrete"
+    return applies, skipped
 
 
 def default_cache_dir() -> Path:
@@ -167,17 +224,6 @@ def _decode(v: Any) -> Any:
 # the stage
 # ---------------------------------------------------------------------------
 
-class _PerPurchase:
-    """A constant value per purchase in place of a spend model, so that :func:`helpers.value.clv`
-    (the one discounting formula) values a log without amounts: ``value`` per expected purchase."""
-
-    def __init__(self, value: float):
-        self.value = float(value)
-
-    def expected_spend(self, x, m_x=None) -> np.ndarray:
-        return np.full(np.shape(np.asarray(x, dtype=float)), self.value)
-
-
 @dataclass(repr=False)
 class Stage:
     """The shared analysis stage of a run (see the module docstring).
@@ -209,14 +255,19 @@ class Stage:
     full : DataFrame
         Full-period summary (``x, t_x, T[, m_x, total_spend], first_purchase``).
     fits_cal, fits_full : dict of str -> FittedModel
-        Every frequency model fitted on the calibration period / the full period.
+        Every applicable frequency model fitted on the calibration period / the full period.
     fit_errors : dict
-        ``{"cal": {name: message}, "full": {name: message}}`` for models that failed to fit.
+        ``{"cal": {name: message}, "full": {name: message}}`` for models that failed to fit
+        (or whose holdout predictions were not finite).
     predictions : DataFrame
-        Holdout purchases per calibration customer: ``actual``, one column per model, ``baseline``.
+        Holdout purchases per calibration customer: ``actual``, one column per model, ``baseline``
+        (discrete-time log: transactions in the holdout opportunities, see :attr:`holdout_basis`).
     comparison : DataFrame
-        :func:`helpers.validation.holdout_comparison`, indexed by model name (and ``baseline``),
-        with a ``label`` column.
+        :func:`helpers.validation.holdout_comparison` with the ranking metrics of
+        :func:`helpers.diagnostics.ranking_table` (``spearman``, ``top_decile_capture``, ``gini``),
+        indexed by model name (and ``baseline``), with ``label`` and ``summary`` columns
+        (``continuous``/``discrete``: the summary the model was fitted on; log-likelihoods and BIC
+        compare only within one summary).
     model_name : str
         The chosen model.
     chosen_by : str
@@ -243,6 +294,19 @@ class Stage:
         ``"spend model"``, ``"value per purchase"`` or ``"purchases"``.
     timings : dict
         Seconds per step.
+    discrete_period : str or None
+        ``data.opportunity_period`` of a discrete-time log (e.g. ``"Y"``), else None.
+    cal_discrete, full_discrete : DataFrame or None
+        Discrete-time summaries (``x, t_x, T`` in opportunities; ``cal_discrete`` with
+        ``x_star``, ``t_star``), indexed like ``cal`` / ``full``; None on a continuous log.
+    model_summaries : dict
+        Model name -> ``"continuous"`` or ``"discrete"``: the summary it was fitted on.
+    skipped : dict
+        Registered models that do not apply to this log -> the reason.
+    fit_notes : dict
+        Model name -> how it was fitted when that differs from the rest (e.g. without ``litt``).
+    holdout_basis : str
+        What ``predictions["actual"]`` counts.
     """
 
     config_name: str
@@ -277,6 +341,13 @@ class Stage:
     units: str
     value_basis: str
     timings: dict = field(default_factory=dict)
+    discrete_period: str | None = None
+    cal_discrete: pd.DataFrame | None = None
+    full_discrete: pd.DataFrame | None = None
+    model_summaries: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+    fit_notes: dict = field(default_factory=dict)
+    holdout_basis: str = "repeat purchase days in the holdout period"
 
     # --- convenient views ----------------------------------------------------
     @property
@@ -302,6 +373,54 @@ class Stage:
     def labels(self) -> dict[str, str]:
         """Model name -> display label (``"pareto_nbd"`` -> ``"Pareto/NBD"``)."""
         return {name: f.label for name, f in {**self.fits_full, **self.fits_cal}.items()}
+
+    def summary_of(self, name: str, period: str = "full") -> pd.DataFrame:
+        """The summary model ``name`` was fitted on: ``period="full"`` or ``"cal"``
+        (the discrete-time one for a discrete-time model)."""
+        if period not in ("full", "cal"):
+            raise ValueError(f"period must be 'full' or 'cal', got {period!r}")
+        discrete = self.model_summaries.get(name) == "discrete"
+        return getattr(self, f"{period}_discrete" if discrete else period)
+
+    @property
+    def model_time_unit(self) -> str:
+        """Time unit of the chosen model: the configured one, or the opportunity period of a discrete-time model."""
+        return self.model.time_unit or self.time_unit
+
+    def bootstrap(self, n_boot: int = 200, seed: int = 0, level: float = 0.90, show_progress: bool = False):
+        """Bootstrap interval of the customer equity (and per-customer CLV) under the chosen model.
+
+        :func:`helpers.value.bootstrap` on the chosen model's full-period
+        summary, starting from the stage's own fits (the chosen model's and the
+        Gamma-Gamma spend fit), with the stage's valuation settings and value
+        basis, so that ``result.equity["estimate"]`` equals :attr:`equity` (up
+        to the order of summation) and the interval is around it.
+        """
+        from . import value  # noqa: PLC0415
+
+        model = self.model
+        summary, kw = self._valuation_summary(self.model_name)
+        if self.value_basis == "spend model":
+            kw.update(spend_fit=self.spend_full, margin=self.margin)
+        elif self.value_basis == "value per purchase":
+            kw.update(value_per_purchase=float(self.valuation_settings["value_per_purchase"]), margin=self.margin)
+        else:
+            kw.update(value_per_purchase=1.0, margin=1.0)
+        return value.bootstrap(summary, n_boot=n_boot, seed=seed, horizon_months=self.horizon_months,
+                               monthly_discount_rate=self.monthly_discount_rate, time_unit=self.model_time_unit,
+                               level=level, penalizer=model.penalizer, show_progress=show_progress, fit=model, **kw)
+
+    def _valuation_summary(self, name: str) -> tuple[pd.DataFrame, dict]:
+        """The full-period summary that values customers under ``name`` (with ``m_x`` and, for a
+        discrete-time model, the spend model's count ``x_days``) and the matching ``spend_x``."""
+        summary = self.summary_of(name, "full")
+        if summary is self.full:
+            return self.full, {}
+        out = summary[["x", "t_x", "T"]].reindex(self.full.index)
+        out["x_days"] = self.full["x"]
+        if "m_x" in self.full.columns:
+            out["m_x"] = self.full["m_x"]
+        return out, {"spend_x": "x_days"}
 
     @property
     def horizon_months(self) -> int:
@@ -361,11 +480,13 @@ class Stage:
         (written last, so its presence marks a complete stage)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name in TABLES:
+        tables = [name for name in (*TABLES, *OPTIONAL_TABLES) if getattr(self, name) is not None]
+        for name in tables:
             getattr(self, name).to_parquet(folder / f"{name}.parquet")
-        meta = {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in TABLES}
+        meta = {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name not in TABLES + OPTIONAL_TABLES}
         meta["format"] = STAGE_FORMAT
-        meta["tables"] = {name: f"{name}.parquet" for name in TABLES}
+        meta["tables"] = {name: f"{name}.parquet" for name in tables}
         tmp = folder / f".stage.json.{uuid.uuid4().hex}"
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, folder / "stage.json")
@@ -381,9 +502,12 @@ class Stage:
         meta = json.loads(path.read_text())
         if meta.get("format") != STAGE_FORMAT:
             raise ValueError(f"{path}: stage format {meta.get('format')!r}, this code reads {STAGE_FORMAT}")
-        values = {f.name: _decode(meta[f.name]) for f in dataclasses.fields(cls) if f.name not in TABLES}
+        values = {f.name: _decode(meta[f.name]) for f in dataclasses.fields(cls)
+                  if f.name not in TABLES + OPTIONAL_TABLES}
         for name in TABLES:
             values[name] = pd.read_parquet(folder / f"{name}.parquet")
+        for name in OPTIONAL_TABLES:
+            values[name] = pd.read_parquet(folder / f"{name}.parquet") if name in meta.get("tables", {}) else None
         return cls(**values)
 
 
@@ -449,26 +573,86 @@ def _facts(check, cal: pd.DataFrame, full: pd.DataFrame, time_unit: str, cal_end
     return facts
 
 
-def _fit_all(names, summary, penalizer, time_unit) -> tuple[dict, dict]:
-    from .models import ModelFitError, fit_model  # noqa: PLC0415
+def _fit_all(names, summaries: dict, penalizer, time_units: dict) -> tuple[dict, dict]:
+    """Fit every model of ``names`` ({name: summary key}) on ``summaries[key]``; errors recorded, never raised."""
+    from .models import fit_model  # noqa: PLC0415
 
     fits, errors = {}, {}
-    for name in names:
+    for name, which in names.items():
         try:
-            fits[name] = fit_model(name, summary, penalizer=penalizer, time_unit=time_unit)
-        except (ModelFitError, ValueError, FloatingPointError) as e:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                # fit_model passes the statistics a model declares in summary_columns (litt) when present
+                fits[name] = fit_model(name, summaries[which], penalizer=penalizer, time_unit=time_units[which])
+        except Exception as e:  # noqa: BLE001  (a model that fails is recorded; the run goes on)
             errors[name] = f"{type(e).__name__}: {e}"
     return fits, errors
 
 
-def _choose(cfg: Config, fits_cal: dict, comparison: pd.DataFrame) -> tuple[str, str, str, str]:
-    """(model name, chosen_by, reason, auto choice)."""
+def _statistics(names, tx, ends: dict, time_unit: str, engine: str) -> tuple[dict, dict]:
+    """The extra per-customer statistics the models declare, from the log: ({key: {column: Series}}, notes)."""
+    from .models import get_model  # noqa: PLC0415
+
+    wanted: dict[str, list[str]] = {}
+    for name in names:
+        for col in getattr(get_model(name), "summary_columns", ()):
+            wanted.setdefault(col, []).append(name)
+    out: dict = {key: {} for key in ends}
+    notes: dict[str, str] = {}
+    for col, users in wanted.items():
+        if col not in STATISTICS:
+            why = f"the stage does not know how to compute {col!r} from the log"
+        elif tx is None:
+            why = (f"{col} (a per-customer statistic of the purchase times) is computed from the log in memory, "
+                   f"which the {engine} engine does not keep")
+        else:
+            module, func = STATISTICS[col]
+            compute = getattr(importlib.import_module(module), func)
+            for key, end in ends.items():
+                out[key][col] = compute(tx, end, time_unit)
+            continue
+        for name in users:
+            notes[name] = f"fitted on x, t_x, T alone: {why}"
+    return out, notes
+
+
+def _predictions(fits: dict, summaries: dict, which: dict, actual_from: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Holdout predictions of every fit on its own calibration summary, on the customers of ``actual_from``
+    (``actual`` = its ``x_star``, ``baseline`` = its naive forecast); models with non-finite predictions are
+    returned as errors."""
+    from .value import naive_baseline_holdout  # noqa: PLC0415
+
+    out = pd.DataFrame({"actual": actual_from["x_star"].to_numpy(float)}, index=actual_from.index)
+    errors = {}
+    for name, fit in fits.items():
+        summary = summaries[which[name]].reindex(actual_from.index)
+        t_star = float(summary["t_star"].iloc[0])
+        with np.errstate(all="ignore"):
+            pred = np.asarray(fit.expected_purchases(t_star, summary), dtype=float)
+        if not np.all(np.isfinite(pred)):
+            errors[name] = (f"holdout predictions not finite for {int((~np.isfinite(pred)).sum()):,} customer(s); "
+                            "the model is left out of the comparison")
+            continue
+        out[name] = pred
+    out["baseline"] = naive_baseline_holdout(actual_from).to_numpy()
+    return out, errors
+
+
+def _choose(cfg: Config, fits_cal: dict, fits_full: dict, comparison: pd.DataFrame) -> tuple[str, str, str, str]:
+    """(model name, chosen_by, reason, auto choice): the holdout rule over every model fitted on both periods."""
     from .validation import recommend_model  # noqa: PLC0415
 
     labels = {name: f.label for name, f in fits_cal.items()}
-    by_label = comparison.drop(columns="label").rename(index=labels)
+    candidates = [n for n in comparison.index if n == "baseline" or (n in fits_cal and n in fits_full)]
+    if len(candidates) < 2:
+        raise StageError("no frequency model could be fitted on both the calibration and the full period")
+    by_label = comparison.loc[candidates].drop(columns=["label", "summary"], errors="ignore").rename(index=labels)
     auto_label, auto_reason = recommend_model(by_label)
     auto = next(name for name, label in labels.items() if label == auto_label)
+    left_out = [labels[n] for n in comparison.index if n != "baseline" and n not in candidates]
+    if left_out:
+        auto_reason = (auto_reason[:-1] + f" ({', '.join(left_out)} could not be fitted on the full period and "
+                       "cannot be chosen).")
     if cfg.model == "auto":
         return auto, "auto", auto_reason, auto
     name = cfg.model
@@ -481,6 +665,17 @@ def _choose(cfg: Config, fits_cal: dict, comparison: pd.DataFrame) -> tuple[str,
         reason = (f"{label} is the configured model (model: {name}); the holdout rule would choose "
                   f"{auto_label}: {auto_reason}")
     return name, "configured", reason, auto
+
+
+def _discrete_summaries(cfg: Config, tx: pd.DataFrame, period: str, cal_end, obs_end) -> tuple[pd.DataFrame, ...]:
+    from .summary_discrete import discrete_calibration_holdout, discrete_summary  # noqa: PLC0415
+
+    try:
+        cal_d = discrete_calibration_holdout(tx, period, cal_end, obs_end)
+        full_d = discrete_summary(tx, period=period, end=obs_end)
+    except ValueError as e:
+        raise ConfigError(f"{cfg.path}: data.opportunity_period {period!r}: {e}", key="data.opportunity_period") from None
+    return cal_d, full_d
 
 
 def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False) -> Stage:
@@ -498,13 +693,15 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
     Raises
     ------
     ConfigError
-        ``parameters.calibration_end`` missing or outside the data.
+        ``parameters.calibration_end`` missing or outside the data; on a
+        discrete-time log, a calibration or observation end that is not the
+        last day of an opportunity period.
     DataValidationError
         The data break a validation rule (when not pre-checked).
     StageError
         No frequency model, or not the configured one, could be fitted.
     """
-    from . import validation, value  # noqa: PLC0415
+    from . import diagnostics, validation, value  # noqa: PLC0415
     from .engines import summarise  # noqa: PLC0415
     from .models import IndependenceWarning, fit_gamma_gamma  # noqa: PLC0415
     from .preflight import DataCheck, Preflight, check_calibration, validate_data  # noqa: PLC0415
@@ -533,31 +730,56 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
     time_unit, cal_end, penalizer = s.time_unit, s.calibration_end, float(s.penalizer)
     if cal_end is None:
         raise ConfigError(f"{cfg.path}: parameters.calibration_end: required key missing", key="parameters.calibration_end")
+    period = cfg.data.get("opportunity_period")
 
     # summaries, with the configured engine
-    if check.engine == "pandas":
-        tx = check.data.transactions
+    tx = check.data.transactions if check.engine == "pandas" else None
+    if tx is not None:
         cal = summarise(cfg, cal_end, time_unit=time_unit, transactions=tx)
         full = summarise(cfg, time_unit=time_unit, transactions=tx)
     else:
         cal = summarise(cfg, cal_end, time_unit=time_unit, engine=check.engine, validate=False)
         full = check.full if check.full is not None else summarise(cfg, time_unit=time_unit, engine=check.engine,
                                                                    validate=False)
+    applies, skipped = applicable_models(period, check.engine)
+    cal_d = full_d = None
+    if "discrete" in applies.values():
+        cal_d, full_d = _discrete_summaries(cfg, tx, period, cal_end, check.observation_end)
+    continuous = [n for n, w in applies.items() if w == "continuous"]
+    stats, fit_notes = _statistics(continuous, tx, {"cal": cal_end, "full": check.observation_end}, time_unit,
+                                   check.engine)
+    for key, frame in (("cal", cal), ("full", full)):
+        for col, values in stats[key].items():
+            frame[col] = values.reindex(frame.index).fillna(0.0).to_numpy(float)
     step("summaries")
 
     # frequency models: calibration fits, holdout comparison, choice
-    names = frequency_model_names()
-    fits_cal, errors_cal = _fit_all(names, cal, penalizer, time_unit)
+    summaries_cal = {"continuous": cal, "discrete": cal_d}
+    units = {"continuous": time_unit, "discrete": period}
+    fits_cal, errors_cal = _fit_all(applies, summaries_cal, penalizer, units)
     if not fits_cal:
         raise StageError("no frequency model could be fitted on the calibration period: "
                          + "; ".join(f"{k}: {v}" for k, v in errors_cal.items()))
-    predictions = validation.holdout_predictions(fits_cal, cal)
+    actual_from = cal_d if cal_d is not None else cal
+    predictions, bad = _predictions(fits_cal, summaries_cal, applies, actual_from)
+    for name, why in bad.items():
+        errors_cal[name] = why
+        del fits_cal[name]
+    if not fits_cal:
+        raise StageError("no frequency model gave finite holdout predictions: "
+                         + "; ".join(f"{k}: {v}" for k, v in errors_cal.items()))
     comparison = validation.holdout_comparison(fits_cal, predictions)
+    ranking = diagnostics.ranking_table(predictions["actual"], predictions[[*fits_cal, "baseline"]])
+    comparison = comparison.join(ranking)
     comparison.insert(0, "label", [fits_cal[n].label if n in fits_cal else "naive baseline"
                                    for n in comparison.index])
-    model_name, chosen_by, reason, auto = _choose(cfg, fits_cal, comparison)
+    comparison.insert(1, "summary", [applies[n] if n in fits_cal else ("discrete" if cal_d is not None
+                                                                       else "continuous")
+                                     for n in comparison.index])
     step("calibration fits and holdout comparison")
-    fits_full, errors_full = _fit_all(names, full, penalizer, time_unit)
+    fits_full, errors_full = _fit_all({n: applies[n] for n in fits_cal},
+                                      {"continuous": full, "discrete": full_d}, penalizer, units)
+    model_name, chosen_by, reason, auto = _choose(cfg, fits_cal, fits_full, comparison)
     if model_name not in fits_full:
         raise StageError(f"the chosen model {model_name!r} could not be fitted on the full period: "
                          f"{errors_full.get(model_name)}")
@@ -576,31 +798,7 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
             spend_full = fit_gamma_gamma(full, corr_threshold=s.corr_threshold)
         step("spend fits")
 
-    # valuation with the chosen model's full-period fit
-    v = cfg.valuation
-    model = fits_full[model_name]
-    horizon = value.month_grid(v.horizon_months, time_unit)[-1]
-    kw = dict(horizon_months=v.horizon_months, monthly_discount_rate=v.monthly_discount_rate, time_unit=time_unit)
-    no_spend = full if "m_x" in full.columns else full.assign(m_x=0.0)
-    out = pd.DataFrame(index=full.index)
-    out["expected_purchases"] = model.expected_purchases(horizon, full)
-    out["discounted_purchases"] = value.clv(model, _PerPurchase(1.0), no_spend, margin=1.0, **kw).to_numpy()
-    out["p_alive"] = model.p_alive(full)
-    if check.has_amounts:
-        out["expected_spend"] = spend_full.expected_spend(full)
-        out["clv"] = value.clv(model, spend_full, full, margin=v.margin, **kw).to_numpy()
-        units, basis = v.currency, "spend model"
-    elif v.value_per_purchase is not None:
-        out["clv"] = value.clv(model, _PerPurchase(v.value_per_purchase), no_spend, margin=v.margin,
-                               **kw).to_numpy()
-        units, basis = v.currency, "value per purchase"
-    else:
-        out["clv"] = out["discounted_purchases"]
-        units, basis = "purchases", "purchases"
-    equity = value.customer_equity(out["clv"])
-    step("valuation")
-
-    return Stage(
+    stage = Stage(
         config_name=cfg.name, key=stage_key(cfg, check.sha256), inputs=stage_inputs(cfg),
         data_sha256=check.sha256, code_version=code_version(), engine=check.engine, time_unit=time_unit,
         calibration_end=pd.Timestamp(cal_end), observation_end=check.observation_end,
@@ -609,9 +807,68 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
         fits_cal=fits_cal, fits_full=fits_full, fit_errors={"cal": errors_cal, "full": errors_full},
         predictions=predictions, comparison=comparison, model_name=model_name, chosen_by=chosen_by,
         choice_reason=reason, auto_choice=auto, spend_cal=spend_cal, spend_full=spend_full,
-        spend_warnings=spend_warnings, valuation_settings=v.model_dump(), valuation=out, equity=equity,
-        units=units, value_basis=basis, timings=timings,
+        spend_warnings=spend_warnings, valuation_settings=cfg.valuation.model_dump(), valuation=pd.DataFrame(),
+        equity=float("nan"), units="", value_basis="", timings=timings, discrete_period=period,
+        cal_discrete=cal_d, full_discrete=full_d, model_summaries=dict(applies), skipped=skipped,
+        fit_notes=fit_notes,
+        holdout_basis=("transactions in the holdout opportunities (at most one per "
+                       f"{_period_word(period)})" if cal_d is not None else "repeat purchase days in the holdout period"),
     )
+    if cal_d is not None:
+        stage.facts.update(_discrete_facts(cal_d, full_d, period))
+    _value(stage, cfg)
+    step("valuation")
+    return stage
+
+
+def _period_word(period: str | None) -> str:
+    from .summary import period_name  # noqa: PLC0415
+
+    return period_name(period) if period else ""
+
+
+def _discrete_facts(cal_d: pd.DataFrame, full_d: pd.DataFrame, period: str) -> dict[str, Any]:
+    return {
+        "opportunity_period": period,
+        "calibration_opportunities_max": int(cal_d["T"].max()),
+        "holdout_opportunities": int(cal_d["t_star"].iloc[0]),
+        "calibration_transactions_discrete": int(cal_d["x"].sum()),
+        "holdout_transactions_discrete": int(cal_d["x_star"].sum()),
+        "repeat_transactions_discrete": int(full_d["x"].sum()),
+    }
+
+
+def _value(stage: Stage, cfg: Config) -> None:
+    """Value every customer with the chosen model's full-period fit (sets ``valuation``, ``equity``,
+    ``units``, ``value_basis``)."""
+    from . import value  # noqa: PLC0415
+
+    v = cfg.valuation
+    model = stage.model
+    unit = stage.model_time_unit
+    summary, kw = stage._valuation_summary(stage.model_name)
+    horizon = value.month_grid(v.horizon_months, unit)[-1]
+    kw.update(horizon_months=v.horizon_months, monthly_discount_rate=v.monthly_discount_rate, time_unit=unit)
+    no_spend = summary if "m_x" in summary.columns else summary.assign(m_x=0.0)
+    out = pd.DataFrame(index=stage.full.index)
+    with np.errstate(all="ignore"):
+        out["expected_purchases"] = np.asarray(model.expected_purchases(horizon, summary), float)
+        out["discounted_purchases"] = value.clv(model, value.ConstantSpend(1.0), no_spend, margin=1.0,
+                                                **kw).to_numpy()
+        out["p_alive"] = np.asarray(model.p_alive(summary), float)
+        if stage.has_amounts:
+            out["expected_spend"] = stage.spend_full.expected_spend(stage.full)
+            out["clv"] = value.clv(model, stage.spend_full, summary, margin=v.margin, **kw).to_numpy()
+            units, basis = v.currency, "spend model"
+        elif v.value_per_purchase is not None:
+            out["clv"] = value.clv(model, value.ConstantSpend(v.value_per_purchase), no_spend, margin=v.margin,
+                                   **kw).to_numpy()
+            units, basis = v.currency, "value per purchase"
+        else:
+            out["clv"] = out["discounted_purchases"]
+            units, basis = "purchases", "purchases"
+    stage.valuation, stage.units, stage.value_basis = out, units, basis
+    stage.equity = value.customer_equity(out["clv"])
 
 
 def get_stage(config: Config | str | Path, stage_dir: str | Path = "", cache_dir: str | Path | None = None,

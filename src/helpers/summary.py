@@ -48,12 +48,13 @@ __all__ = [
     "period_name",
 ]
 
-#: Length of one time unit in days.  "M" is an average Gregorian month.
-DAYS_PER_UNIT = {"D": 1.0, "W": 7.0, "M": 365.25 / 12}
+#: Length of one time unit in days.  "M", "Q" and "Y" are average Gregorian months, quarters and years
+#: (a discrete-time model's opportunity period, e.g. "Y", is its time unit when it values customers).
+DAYS_PER_UNIT = {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Q": 365.25 / 4, "Y": 365.25}
 
 
 def days_per_unit(time_unit: str) -> float:
-    """Days in one time unit ("D", "W" or "M" = 365.25/12 days)."""
+    """Days in one time unit ("D", "W", "M" = 365.25/12 days, "Q" = 365.25/4, "Y" = 365.25)."""
     try:
         return DAYS_PER_UNIT[time_unit]
     except KeyError:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .data import DataValidationError
 
-__all__ = ["discrete_summary"]
+__all__ = ["discrete_summary", "discrete_calibration_holdout"]
 
 
 def _period_end(period: pd.Period) -> pd.Timestamp:
@@ -114,4 +114,59 @@ def discrete_summary(
     out["T"] = (end_p.ordinal - first).astype(np.int64)
     out["first_period"] = pd.PeriodIndex.from_ordinals(first.to_numpy(), freq=end_p.freq)
     out.index.name = "customer_id"
+    return out
+
+
+def discrete_calibration_holdout(
+    transactions: pd.DataFrame,
+    period: str,
+    calibration_end: str | pd.Timestamp,
+    end: str | pd.Timestamp,
+    start: str | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Discrete-time calibration summary with the holdout: ``x, t_x, T`` up to ``calibration_end``,
+    ``x_star`` transactions (opportunities with a transaction) in the ``t_star`` opportunities after it.
+
+    The counting rule is :func:`discrete_summary`'s, applied twice: once with
+    ``end=calibration_end`` (customers whose first transaction is in a period up
+    to it) and once with ``end``; for those customers the opportunities are
+    numbered from the same first period, so ``x_star = x(end) - x(calibration_end)``
+    and ``t_star = T(end) - T(calibration_end)``, the same for everyone.
+
+    Parameters
+    ----------
+    transactions : DataFrame
+        ``customer_id`` and ``date``.
+    period : str
+        Length of one opportunity (pandas period alias, see :func:`discrete_summary`).
+    calibration_end, end : date
+        Last days of the calibration and of the observation; each must be the
+        last day of a period, and ``end`` must be at least one period later.
+    start : date, optional
+        As in :func:`discrete_summary`.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``customer_id``: ``x, t_x, T`` (calibration), ``x_star``,
+        ``t_star`` (integers) and ``first_period``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`discrete_summary`, or no holdout opportunity after ``calibration_end``.
+    """
+    cal = discrete_summary(transactions, period=period, start=start, end=calibration_end)
+    full = discrete_summary(transactions, period=period, start=start, end=end)
+    t_star = pd.Period(pd.Timestamp(end), freq=period).ordinal - pd.Period(pd.Timestamp(calibration_end),
+                                                                           freq=period).ordinal
+    if t_star < 1:
+        raise ValueError(f"no holdout opportunity: calibration_end {pd.Timestamp(calibration_end).date()} and "
+                         f"end {pd.Timestamp(end).date()} fall in the same period (period={period!r}); the "
+                         "holdout needs at least one whole period after the calibration end")
+    later = full.reindex(cal.index)
+    out = cal[["x", "t_x", "T"]].copy()
+    out["x_star"] = (later["x"] - cal["x"]).astype(np.int64)
+    out["t_star"] = np.int64(t_star)
+    out["first_period"] = cal["first_period"]
     return out

@@ -136,7 +136,9 @@ def recommend_model(comparison: pd.DataFrame, tolerance: float = 0.01,
                   f"which matters because customer equity sums over customers")
     if "baseline" in comparison.index:
         base = comparison.loc["baseline", "mae"]
-        reason += f"; its MAE ({row['mae']:.3f}) is {100 * (1 - row['mae'] / base):.0f}% below the naive baseline's ({base:.3f})"
+        gain = 100 * (1 - row["mae"] / base)
+        side = f"{gain:.0f}% below" if round(gain) > 0 else (f"{-gain:.0f}% above" if round(gain) < 0 else "equal to")
+        reason += f"; its MAE ({row['mae']:.3f}) is {side} the naive baseline's ({base:.3f})"
     if len(tied) == 1:
         reason += f", and it misses total holdout purchases by {row['total_error_pct']:+.1f}%"
     return choice, reason + "."

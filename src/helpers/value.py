@@ -60,6 +60,7 @@ __all__ = [
     "p_alive_future",
     "monthly_expectations",
     "clv_kernel",
+    "ConstantSpend",
 ]
 
 #: Average Gregorian month in days.
@@ -133,17 +134,25 @@ def _discounted_purchases(model_fit, x, t_x, T, t_grid, monthly_discount_rate):
     return clv_kernel(np.diff(G, axis=1), monthly_discount_rate)[inv] * h
 
 
-def _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin):
-    """CLV for (unique) rows: (n,) arrays -> (n,) CLV; vectorised over months."""
-    spend = spend_fit.expected_spend(x, m_x)
+def _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin, x_spend=None):
+    """CLV for (unique) rows: (n,) arrays -> (n,) CLV; vectorised over months.
+
+    The spend model conditions on ``(x_spend, m_x)`` (``x_spend`` defaults to ``x``).
+    """
+    spend = spend_fit.expected_spend(x if x_spend is None else x_spend, m_x)
     return margin * spend * _discounted_purchases(model_fit, x, t_x, T, t_grid, monthly_discount_rate)
 
 
-def _summary_arrays(summary):
-    missing = [c for c in ("x", "t_x", "T", "m_x") if c not in summary.columns]
+def _summary_arrays(summary, spend_x: str = "x", need_m_x: bool = True):
+    """``x, t_x, T, m_x, x_spend`` of a summary (``m_x`` zeros when not ``need_m_x`` and absent)."""
+    need = ["x", "t_x", "T"] + (["m_x"] if need_m_x else []) + ([spend_x] if spend_x != "x" else [])
+    missing = [c for c in need if c not in summary.columns]
     if missing:
-        raise ValueError(f"summary is missing column(s) {missing}; CLV needs x, t_x, T and m_x")
-    return tuple(summary[c].to_numpy(dtype=float) for c in ("x", "t_x", "T", "m_x"))
+        raise ValueError(f"summary is missing column(s) {missing}; CLV needs x, t_x, T and m_x"
+                         + (f" (and {spend_x!r}, the count the spend model conditions on)" if spend_x != "x" else ""))
+    x, t_x, T = (summary[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
+    m_x = summary["m_x"].to_numpy(dtype=float) if "m_x" in summary.columns else np.zeros(len(summary))
+    return x, t_x, T, m_x, summary[spend_x].to_numpy(dtype=float)
 
 
 def clv(
@@ -155,6 +164,7 @@ def clv(
     margin: float = 1.0,
     time_unit: str | None = "W",
     days_per_month: float = DAYS_PER_MONTH,
+    spend_x: str = "x",
 ) -> pd.Series:
     """Discounted expected customer lifetime value per customer.
 
@@ -180,6 +190,12 @@ def clv(
     days_per_month : float
         Month length in days (default 365.25/12; 30 reproduces lifetimes'
         ``freq="D"``).
+    spend_x : str
+        Column with the repeat-purchase count the spend model conditions on
+        (``E[M | x, m_x]``); default ``"x"``.  A discrete-time model's summary
+        counts opportunities with a transaction in ``x``; it passes the count of
+        repeat purchase days from the continuous summary here, the ``x`` the
+        Gamma-Gamma model was fitted on.
 
     Returns
     -------
@@ -192,10 +208,10 @@ def clv(
     if monthly_discount_rate <= -1:
         raise ValueError("monthly_discount_rate must be > -1")
     t_grid = month_grid(horizon_months, time_unit, days_per_month)
-    x, t_x, T, m_x = _summary_arrays(summary)
+    x, t_x, T, m_x, x_spend = _summary_arrays(summary, spend_x)
     # CLV = margin x E[spend | x, m_x] x (discounted purchases | x, t_x, T); the hypergeometric
     # part of the purchases is evaluated once per distinct (x, T), the rest in closed form per customer
-    vals = _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin)
+    vals = _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin, x_spend)
     return pd.Series(vals, index=summary.index, name="clv")
 
 
@@ -257,6 +273,11 @@ def bootstrap(
     level: float = 0.90,
     penalizer: float = 0.0,
     show_progress: bool = True,
+    *,
+    fit: FittedModel | None = None,
+    spend_fit: GammaGammaFit | None = None,
+    value_per_purchase: float | None = None,
+    spend_x: str = "x",
 ) -> BootstrapResult:
     """Nonparametric bootstrap of the frequency and Gamma-Gamma models and of CLV.
 
@@ -271,14 +292,15 @@ def bootstrap(
 
     A summary without ``m_x`` (a log without amounts) bootstraps the
     frequency model alone: no Gamma-Gamma draws, and "CLV" is ``margin`` times
-    the discounted expected purchases (a value of 1 per purchase).
+    the discounted expected purchases (a value of 1 per purchase, or
+    ``value_per_purchase``).
 
     Parameters
     ----------
     summary : DataFrame
         ``x, t_x, T`` and (with amounts) ``m_x`` per customer.
     model : str
-        A registered frequency model (``helpers.models.registered_models``).
+        A registered frequency model (ignored when ``fit`` is given).
     n_boot : int
         Number of replicates.
     seed : int
@@ -291,38 +313,61 @@ def bootstrap(
     show_progress : bool
         Show the count of resamples fitted (notebook: a line updated in place;
         terminal: a progress bar; otherwise nothing).
+    fit : FittedModel, optional
+        The full-data fit to start from (default: fitted here on ``summary``);
+        it is the point estimate, so the equity estimate equals :func:`clv`
+        under it.  Its integer parameters (the ``k`` of the CNBD-k models) are
+        held at its values in every replicate.
+    spend_fit : GammaGammaFit, optional
+        The full-data spend fit (default: fitted here); ignored with ``value_per_purchase``.
+    value_per_purchase : float, optional
+        Value every expected purchase at this constant instead of the
+        Gamma-Gamma spend (a log without amounts: 1 counts discounted
+        purchases, or the configured money per purchase); only the frequency
+        model is resampled.
+    spend_x : str
+        Column with the count the spend model conditions on (see :func:`clv`).
 
     Returns
     -------
     BootstrapResult
     """
+    from .models import get_model  # noqa: PLC0415
+    from .models.fit import fit as _generic_fit  # noqa: PLC0415
+
     if n_boot < 1:
         raise ValueError("n_boot must be >= 1")
     if not 0 < level < 1:
         raise ValueError("level must be in (0, 1)")
     t_start = _time.perf_counter()
-    with_spend = "m_x" in summary.columns
-    if with_spend:
-        x, t_x, T, m_x = _summary_arrays(summary)
-    else:
-        x, t_x, T = (summary[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
-        m_x = np.zeros(len(x))
-    (xu, txu, Tu, mu), inverse, counts = unique_rows(x, t_x, T, m_x)
+    if value_per_purchase is None and "m_x" not in summary.columns:
+        value_per_purchase = 1.0   # a log without amounts: a value of 1 per purchase (times margin)
+    with_spend = value_per_purchase is None
+    x, t_x, T, m_x, xs = _summary_arrays(summary, spend_x, need_m_x=with_spend)
+    (xu, txu, Tu, mu, xsu), inverse, counts = unique_rows(x, t_x, T, m_x, xs)
     n = int(counts.sum())
     t_grid = month_grid(horizon_months, time_unit, days_per_month)
 
-    def rows_clv(f, g):
-        if g is None:   # no amounts: a value of 1 per purchase
-            return margin * _discounted_purchases(f, xu, txu, Tu, t_grid, monthly_discount_rate)
-        return _clv_rows(f, g, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin)
-
-    base = fit_model(model, x=xu, t_x=txu, T=Tu, weights=counts, penalizer=penalizer, time_unit=time_unit)
-    base_gg = None
+    base = fit if fit is not None else fit_model(model, x=xu, t_x=txu, T=Tu, weights=counts, penalizer=penalizer,
+                                                 time_unit=time_unit)
+    freq_model = get_model(base.name)
+    fixed = {k: float(base.params[k]) for k in freq_model.integer_params}
     if with_spend:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            base_gg = fit_gamma_gamma(x=xu, m_x=mu, weights=counts, warn=False)
-    clv_base = rows_clv(base, base_gg)
+        base_gg = spend_fit
+        if base_gg is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                base_gg = fit_gamma_gamma(x=xsu, m_x=mu, weights=counts, warn=False)
+    else:
+        base_gg = ConstantSpend(value_per_purchase)
+    clv_base = _clv_rows(base, base_gg, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin, xsu)
+
+    def refit(w):
+        if fixed:
+            return _generic_fit(freq_model, xu, txu, Tu, w, penalizer=penalizer, initial_params=base.params,
+                                time_unit=time_unit, se=False, fixed=fixed)
+        return fit_model(base.name, x=xu, t_x=txu, T=Tu, weights=w, penalizer=penalizer,
+                         initial_params=base.params, time_unit=time_unit, _se=False, _rows_unique=True)
 
     rng = np.random.default_rng(seed)
     probs = counts / n
@@ -332,23 +377,25 @@ def bootstrap(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                f = fit_model(model, x=xu, t_x=txu, T=Tu, weights=w, penalizer=penalizer,
-                              initial_params=base.params, time_unit=time_unit, _se=False, _rows_unique=True)
-                g = None if base_gg is None else fit_gamma_gamma(x=xu, m_x=mu, weights=w,
-                                                                 initial_params=base_gg.params, warn=False, _se=False)
+                f = refit(w)
+                g = (fit_gamma_gamma(x=xsu, m_x=mu, weights=w, initial_params=base_gg.params, warn=False, _se=False)
+                     if with_spend else base_gg)
         except (ModelFitError, ValueError):
             failed += 1
             continue
-        draws.append(np.concatenate([f.params.to_numpy()] + ([] if g is None else [g.params.to_numpy()])))
-        clv_draws.append(rows_clv(f, g))
+        draws.append(np.concatenate([f.params.to_numpy(), g.params.to_numpy()]) if with_spend
+                     else f.params.to_numpy())
+        clv_draws.append(_clv_rows(f, g, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin, xsu))
     if not draws:
         raise ModelFitError("every bootstrap replicate failed to fit; try a penalizer such as 0.001")
-    gg_params = [] if base_gg is None else [("Gamma-Gamma", k) for k in base_gg.params.index]
-    names = [(base.label, k) for k in base.params.index] + gg_params
+    names = [(base.label, k) for k in base.params.index]
+    est = base.params.to_numpy(dtype=float)
+    if with_spend:
+        names += [("Gamma-Gamma", k) for k in base_gg.params.index]
+        est = np.concatenate([est, base_gg.params.to_numpy(dtype=float)])
     D = np.vstack(draws)
     C = np.vstack(clv_draws)                                   # (n_ok, n_unique)
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    est = np.concatenate([base.params.to_numpy()] + ([] if base_gg is None else [base_gg.params.to_numpy()]))
     idx = pd.MultiIndex.from_tuples(names, names=["model", "parameter"])
     params = pd.DataFrame({"estimate": est, "lower": np.quantile(D, lo_q, axis=0),
                            "upper": np.quantile(D, hi_q, axis=0), "se": D.std(axis=0, ddof=1) if len(D) > 1
@@ -365,6 +412,19 @@ def bootstrap(
         n_boot=n_boot, n_failed=failed, seed=seed, seconds=_time.perf_counter() - t_start,
         model=base.name,
     )
+
+
+class ConstantSpend:
+    """A constant value per purchase in place of a spend model, so that :func:`clv` and
+    :func:`bootstrap` (the one discounting formula) value a log without amounts: ``expected_spend``
+    is ``value`` for every customer (1 counts discounted purchases)."""
+
+    def __init__(self, value: float):
+        self.value = float(value)
+        self.params = pd.Series(dtype=float)
+
+    def expected_spend(self, x, m_x=None) -> np.ndarray:
+        return np.full(np.shape(np.asarray(x, dtype=float)), self.value)
 
 
 # ---------------------------------------------------------------------------
