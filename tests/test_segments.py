@@ -302,6 +302,7 @@ from helpers import claims, summary  # noqa: E402
 from helpers.models import fit_gamma_gamma, fit_model  # noqa: E402
 from helpers.segments import (  # noqa: E402
     capture_difference,
+    ensemble_interval,
     export_segment_table,
     holdout_forecast,
     holdout_interval,
@@ -354,8 +355,7 @@ def _coverage(rows, level, widen=1.0):
     """Share of realised values inside the central ``level`` of the draws (spread around the forecast x ``widen``)."""
     inside = []
     for r in rows:
-        d = r["forecast"] + widen * (r["draws"] - r["forecast"])
-        lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
+        lo, hi = ensemble_interval(r["forecast"] + widen * (r["draws"] - r["forecast"]), level)
         inside.append(lo <= r["realised"] <= hi)
     return float(np.mean(inside))
 
@@ -488,3 +488,21 @@ def test_segment_results_leave_out_undefined_numbers():
     assert "holdout_lower" not in r["MGC"] and r["MVC"]["holdout_lower"] == 4.0
     assert r["MVC"]["customers"] == 2 and isinstance(r["MVC"]["customers"], int)
     assert r["MVC"]["holdout_value"] == 5.5 and r["BZ"]["share_equity"] == -0.1
+
+
+def test_ensemble_interval_holds_a_new_draw_with_the_level():
+    """Independent check of the finite-ensemble correction: over many ensembles of m draws, a new draw from the
+    same distribution lies inside the interval with probability `level` (plain quantiles would give less)."""
+    rng = np.random.default_rng(3)
+    for m, level in ((20, 0.9), (40, 0.5), (200, 0.9)):
+        inside = []
+        for _ in range(4000):
+            d = rng.gamma(2.0, 1.0, m + 1)
+            lo, hi = ensemble_interval(d[:m], level)
+            inside.append(lo <= d[m] <= hi)
+        assert np.mean(inside) == pytest.approx(level, abs=0.02), (m, level)
+    d = rng.normal(size=20)
+    plain = np.quantile(d, [0.05, 0.95])
+    lo, hi = ensemble_interval(d, 0.9)
+    assert lo < plain[0] and hi > plain[1]
+    assert np.isnan(ensemble_interval([1.0], 0.9)[0])

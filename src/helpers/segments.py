@@ -110,6 +110,7 @@ __all__ = [
     "realised_holdout_value",
     "HoldoutInterval",
     "holdout_interval",
+    "ensemble_interval",
     "export_segment_table",
     "segment_results",
     "EXPORT_COLUMNS",
@@ -846,6 +847,9 @@ class HoldoutInterval:
         forecast distribution the bounds are quantiles of.
     draws_purchases : DataFrame
         The same for holdout purchases.
+    ratios : DataFrame
+        Per replicate and segment (columns ``(quantity, segment)``, quantity
+        ``purchases`` or ``spend``): realised over forecast in the simulated base.
     level : float
     n_sim, n_failed, seed : int
         Replicates asked for, dropped (a parameter draw without a finite mean spend), seed.
@@ -856,6 +860,7 @@ class HoldoutInterval:
     table: pd.DataFrame
     draws: pd.DataFrame
     draws_purchases: pd.DataFrame
+    ratios: pd.DataFrame
     level: float
     n_sim: int
     n_failed: int
@@ -914,6 +919,24 @@ def _simulated_base(model_fit, spend_fit, cal: pd.DataFrame, t_star: float, time
     return sim
 
 
+def ensemble_interval(draws, level: float = 0.9) -> tuple[float, float]:
+    """Central interval of ``m`` simulated draws that holds a new value from their distribution with probability ``level``.
+
+    A new value falls between the interpolated ``p``- and ``q``-quantiles of
+    ``m`` draws (``numpy.quantile``'s default, order statistic ``1 + p (m - 1)``)
+    with probability ``(q - p)(m - 1) / (m + 1)``, so the quantiles are
+    ``0.5 -+ level (m + 1) / (2 (m - 1))`` (capped at the extremes).
+    """
+    d = np.asarray(draws, dtype=float)
+    d = d[np.isfinite(d)]
+    m = len(d)
+    if m < 2:
+        return float("nan"), float("nan")
+    half = min(1.0, level * (m + 1) / (m - 1)) / 2
+    lo, hi = np.quantile(d, [0.5 - half, 0.5 + half])
+    return float(lo), float(hi)
+
+
 def _segment_sums(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.bincount(codes, weights=values, minlength=len(SEGMENT_ORDER))
 
@@ -943,8 +966,9 @@ def holdout_interval(
     forecast spend (with a spend model; else ``rho_S = rho_X``).  A real
     segment with forecast parts ``A`` (value of purchases), ``C`` (order costs)
     and ``D`` (fixed costs) then has the simulated holdout values
-    ``A rho_S - C rho_X - D``; the bounds are their ``(1 - level) / 2`` and
-    ``(1 + level) / 2`` quantiles.
+    ``A rho_S - C rho_X - D``; the bounds are their central quantiles, widened
+    for the finite number ``m`` of replicates (``level (m + 1) / (m - 1)``) so
+    that a value from the same distribution lies inside with probability ``level``.
 
     Parameters
     ----------
@@ -1053,14 +1077,13 @@ def holdout_interval(
     n = np.bincount(seg, minlength=len(SEGMENT_ORDER))
     V = A * RS - C * RX - D                                  # (replicates, segments)
     X = FX * RX
-    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
     ok = np.isfinite(V)
     used = ok.sum(axis=0)
     enough = (used >= min_replicates * len(V)) & (n > 0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns of empty segments
-        lo, hi = np.nanquantile(V, [lo_q, hi_q], axis=0)
-        xlo, xhi = np.nanquantile(X, [lo_q, hi_q], axis=0)
+    lo, hi, xlo, xhi = (np.full(len(SEGMENT_ORDER), np.nan) for _ in range(4))
+    for j in np.flatnonzero(enough):
+        lo[j], hi[j] = ensemble_interval(V[ok[:, j], j], level)
+        xlo[j], xhi[j] = ensemble_interval(X[ok[:, j], j], level)
     table = pd.DataFrame({
         "customers": n,
         "forecast": A - C - D,
@@ -1075,7 +1098,10 @@ def holdout_interval(
              "replicates, too few for an interval" for s in SEGMENT_ORDER if n[code[s]] > 0 and not enough[code[s]]]
     cols = pd.Index(SEGMENT_ORDER, name="segment")
     return HoldoutInterval(table=table, draws=pd.DataFrame(V, columns=cols),
-                           draws_purchases=pd.DataFrame(X, columns=cols), level=level, n_sim=int(n_sim),
+                           draws_purchases=pd.DataFrame(X, columns=cols),
+                           ratios=pd.concat({"purchases": pd.DataFrame(RX, columns=cols),
+                                             "spend": pd.DataFrame(RS, columns=cols)}, axis=1),
+                           level=level, n_sim=int(n_sim),
                            n_failed=failed, seed=seed, parameter_uncertainty=bool(mode != "fixed" and drawn_any),
                            notes=notes)
 
