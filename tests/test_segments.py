@@ -506,3 +506,23 @@ def test_ensemble_interval_holds_a_new_draw_with_the_level():
     lo, hi = ensemble_interval(d, 0.9)
     assert lo < plain[0] and hi > plain[1]
     assert np.isnan(ensemble_interval([1.0], 0.9)[0])
+
+
+def test_holdout_intervals_plot_draws_what_the_table_says():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.plots_segments import holdout_intervals
+
+    t = pd.DataFrame({"customers": [3, 0, 5, 2], "forecast": [100.0, 0.0, -10.0, -2.0],
+                      "lower": [90.0, np.nan, -15.0, np.nan], "upper": [110.0, np.nan, -5.0, np.nan],
+                      "realised": [120.0, 0.0, -12.0, 1.0]}, index=SEGMENT_ORDER)
+    axes = holdout_intervals(t, "USD", 0.9)
+    assert [a.get_yticklabels()[0].get_text() for a in axes] == ["MVC", "Maintain", "BZ"]   # MGC has no customers
+    lines = {a.get_yticklabels()[0].get_text(): {ln.get_label(): ln.get_xdata() for ln in a.get_lines()} for a in axes}
+    assert list(lines["MVC"]["90% forecast interval"]) == [90.0, 110.0] and list(lines["MVC"]["realised"]) == [120.0]
+    assert "90% forecast interval" not in lines["BZ"] and list(lines["BZ"]["forecast"]) == [-2.0]
+    assert "USD" in axes[-1].get_xlabel()
+    plt.close("all")
