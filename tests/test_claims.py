@@ -235,3 +235,35 @@ def test_recommend_model_prefers_the_simpler_of_two_nested_models_at_their_limit
     # a real difference in the total error still decides
     comp.loc["ggompertz_nbd", "total_error_pct"] = -11.0
     assert recommend_model(comp)[0] == "ggompertz_nbd"
+
+
+def test_holds_out_of_sample_both_sides():
+    """Apparel-like: MVC forecast interval around 6,699 with 4,683 realised -> the segmentation does not hold."""
+    ok = claims.holds_out_of_sample({"MVC": (6500.0, 6100.0, 7300.0), "BZ": (-40.0, -60.0, -20.0)}, unit="USD")
+    assert ok.holds is True and ok.text.startswith("The segmentation holds out of sample")
+    bad = claims.holds_out_of_sample({"MVC": (4683.0, 6100.0, 7300.0), "BZ": (-40.0, -60.0, -20.0)}, unit="USD")
+    assert bad.holds is False and "holds out of sample:" not in bad.text
+    assert "MVC below it (realised 4,683 USD, interval 6,100 to 7,300)" in bad.text and "within it: BZ" in bad.text
+    assert "1 of 2 segments" in bad.text
+    above = claims.holds_out_of_sample({"MGC": (10.0, 1.0, 2.0)})
+    assert above.holds is False and "MGC above it" in above.text
+    # at the bounds it holds; a group without an interval is not judged
+    edge = claims.holds_out_of_sample({"MVC": (6100.0, 6100.0, 7300.0), "MGC": (5.0, math.nan, math.nan)})
+    assert edge.holds is True and "MGC" not in edge.text
+    assert claims.holds_out_of_sample({"MGC": (5.0, math.nan, math.nan)}).holds is None
+
+
+def test_ranking_beats_all_both_sides():
+    # CDNOW: RFM 94.6% vs net CLV 92.7% -> no "gain in the order within that group"
+    c = claims.ranking_beats_all(0.927, {"RFM score": 0.946, "past spend": 0.90}, "net CLV")
+    assert c.holds is False and "order within that group" not in c.text
+    assert "Ranking by RFM score captures more than ranking by net CLV (94.6% vs 92.7%)" in c.text
+    win = claims.ranking_beats_all(0.95, {"RFM score": 0.92, "past spend": 0.90}, "net CLV")
+    assert win.holds is True and "order within that group" in win.text
+    # beating one but tying the other is not beating all
+    assert claims.ranking_beats_all(0.95, {"RFM score": 0.948, "past spend": 0.90}, "net CLV").holds is False
+    assert claims.ranking_beats_all(math.nan, {"RFM score": 0.9}, "net CLV").holds is None
+    # a margin per alternative: 0.7 points ahead is not enough against a difference with SE 0.5 points
+    tol = {"RFM score": 2 * 0.005, "past spend": 0.005}
+    noisy = claims.ranking_beats_all(0.929, {"RFM score": 0.922, "past spend": 0.909}, "net CLV", tol)
+    assert noisy.holds is False and "about as much as ranking by RFM score" in noisy.text

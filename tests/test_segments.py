@@ -290,3 +290,239 @@ def test_top_k_equals_stable_descending_sort():
     for k in (0, 1, 7, 100, 250, 469, 470, 480, 500, 600):
         ref = pd.Series(v).sort_values(ascending=False, kind="mergesort").index[:k].to_numpy()
         assert set(_top_k(v, k)) == set(ref), k
+
+
+# ---------------------------------------------------------------------------
+# logs without amounts, the holdout forecast and its interval, the CRM export
+# ---------------------------------------------------------------------------
+
+import warnings  # noqa: E402
+
+from helpers import claims, summary  # noqa: E402
+from helpers.models import fit_gamma_gamma, fit_model  # noqa: E402
+from helpers.segments import (  # noqa: E402
+    capture_difference,
+    ensemble_interval,
+    export_segment_table,
+    holdout_forecast,
+    holdout_interval,
+    realised_holdout_value,
+    segment_results,
+    value_basis,
+)
+from helpers.simulate import simulate_bgnbd  # noqa: E402
+
+CDNOW = dict(r=0.243, alpha=4.414, a=0.793, b=2.426)          # FHL (2005a) BG/NBD estimates (weeks)
+CDNOW_GG = dict(p=6.25, q=3.74, gamma=15.44)                  # FHL (2005b) Gamma-Gamma estimates
+COSTS = CostModel(cost_per_order=3.0, cost_per_active_month=0.25)
+
+
+def _simulated_holdout(n, seed, amounts=True):
+    """A simulated CDNOW-like log (day resolution) -> calibration/holdout summary, its BG/NBD and Gamma-Gamma fits."""
+    sim = simulate_bgnbd(n, **CDNOW, **(CDNOW_GG if amounts else {}), observation_days=546, acquisition_days=84,
+                         seed=seed, resolution="day", start="2020-01-01")
+    cal = summary.calibration_holdout(sim.transactions, "2020-09-30", "2021-06-29", time_unit="W")
+    f = fit_model("bgnbd", cal, time_unit="W")
+    g = None
+    if amounts:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = fit_gamma_gamma(cal, warn=False)
+    return cal, f, g
+
+
+def _holdout_pits(n_logs=24, n=1500, n_sim=40):
+    """Position of each segment's realised holdout value within its simulated forecast distribution (PIT)."""
+    rows = []
+    for seed in range(n_logs):
+        cal, f, g = _simulated_holdout(n, 100 + seed)
+        months = float(cal["t_star"].iloc[0]) * 7 / (365.25 / 12)
+        rules = dict(horizon_months=round(months), margin=0.3, monthly_discount_rate=0.01, costs=COSTS,
+                     time_unit="W")
+        seg = segment_customers(f, g, cal, **rules)[0]["segment"]
+        fc = holdout_forecast(f, g, cal, months, 0.3, COSTS)
+        realised = realised_holdout_value(cal, months, 0.3, COSTS, "spend model").groupby(seg, observed=False).sum()
+        hi = holdout_interval(f, g, cal, seg, fc, rules, months, n_sim=n_sim, seed=seed)
+        for s in SEGMENT_ORDER:
+            d = hi.draws[s].dropna().to_numpy()
+            if np.isfinite(hi.table.loc[s, "lower"]):
+                rows.append({"segment": s, "realised": realised[s], "forecast": hi.table.loc[s, "forecast"],
+                             "draws": d})
+    return rows
+
+
+def _coverage(rows, level, widen=1.0):
+    """Share of realised values inside the central ``level`` of the draws (spread around the forecast x ``widen``)."""
+    inside = []
+    for r in rows:
+        lo, hi = ensemble_interval(r["forecast"] + widen * (r["draws"] - r["forecast"]), level)
+        inside.append(lo <= r["realised"] <= hi)
+    return float(np.mean(inside))
+
+
+@pytest.fixture(scope="module")
+def holdout_pits():
+    return _holdout_pits()
+
+
+def test_holdout_interval_coverage_on_simulated_logs(holdout_pits):
+    """On logs simulated from BG/NBD + Gamma-Gamma (the fitted model is the true one) each segment's realised
+    holdout value lies within its 90% forecast interval about 90% of the time and within its 50% interval about
+    half the time: the intervals are neither too narrow nor too wide."""
+    rows = holdout_pits
+    assert len(rows) >= 80 and {r["segment"] for r in rows} == set(SEGMENT_ORDER)
+    assert 0.80 <= _coverage(rows, 0.9) <= 0.97
+    assert 0.35 <= _coverage(rows, 0.5) <= 0.65
+    # the check is sharp: intervals twice as wide, or 40% as wide, fail it
+    assert _coverage(rows, 0.5, widen=2.0) > 0.65
+    assert _coverage(rows, 0.9, widen=0.4) < 0.80
+
+
+def test_holdout_interval_table_and_forecast_by_hand():
+    cal, f, g = _simulated_holdout(800, 7)
+    months = float(cal["t_star"].iloc[0]) * 7 / (365.25 / 12)
+    fc = holdout_forecast(f, g, cal, months, 0.3, COSTS)
+    # forecast = (margin E[M] - c_order) E[X(t_star)] - c_month * months
+    E = f.expected_purchases(float(cal["t_star"].iloc[0]), cal)
+    np.testing.assert_allclose(fc["forecast"], (0.3 * g.expected_spend(cal) - 3.0) * E - 0.25 * months, rtol=1e-12)
+    real = realised_holdout_value(cal, months, 0.3, COSTS, "spend model")
+    np.testing.assert_allclose(real, 0.3 * cal["holdout_spend"] - 3.0 * cal["x_star"] - 0.25 * months)
+    rules = dict(horizon_months=round(months), margin=0.3, monthly_discount_rate=0.01, costs=COSTS, time_unit="W")
+    seg = segment_customers(f, g, cal, **rules)[0]["segment"]
+    hi = holdout_interval(f, g, cal, seg, fc, rules, months, n_sim=20, seed=1)
+    t = hi.table
+    assert list(t.index) == SEGMENT_ORDER and hi.parameter_uncertainty and hi.n_failed == 0
+    ok = t["customers"] > 0
+    assert (t.loc[ok, "lower"] < t.loc[ok, "forecast"]).all() and (t.loc[ok, "forecast"] < t.loc[ok, "upper"]).all()
+    np.testing.assert_allclose(t["forecast"], fc["forecast"].groupby(seg, observed=False).sum().to_numpy())
+    assert hi.draws.shape == (20, 4)
+    # the same seed gives the same interval; without parameter draws it is narrower for the largest segment
+    again = holdout_interval(f, g, cal, seg, fc, rules, months, n_sim=20, seed=1)
+    pd.testing.assert_frame_equal(again.table, t)
+    fixed = holdout_interval(f, g, cal, seg, fc, rules, months, n_sim=20, seed=1, parameter_uncertainty=False)
+    assert not fixed.parameter_uncertainty
+    width = (t["upper"] - t["lower"])["MVC"]
+    assert (fixed.table["upper"] - fixed.table["lower"])["MVC"] < width
+
+
+def test_apparel_like_holdout_does_not_print_holds():
+    """A segment whose realised value is far below its interval (MVC forecast 6,699, realised 4,683) fails the claim."""
+    c = claims.holds_out_of_sample({"MVC": (4683.0, 6300.0, 7100.0)}, unit="USD")
+    assert c.holds is False and "does not hold out of sample" in c.text
+
+
+def test_segments_without_amounts_in_purchases():
+    """No amounts: values in (discounted) purchases, no costs, no growth gap (no MGC), nobody below zero."""
+    cal, f, g = _simulated_holdout(1500, 3, amounts=False)
+    assert g is None and "m_x" not in cal.columns and value_basis(None) == "purchases"
+    t, P, A = segment_customers(f, None, cal, 9, 0.3, 0.01, CostModel(), 0.2, 0.2, time_unit="W")
+    assert set(t["segment"].unique()) == {"MVC", "Maintain"}
+    assert (t["segment"] == "MVC").sum() == round(0.2 * len(cal))
+    np.testing.assert_allclose(t["gross_margin"], t["net_clv"])
+    from helpers.value import clv_kernel
+    np.testing.assert_allclose(t["net_clv"], clv_kernel(P.to_numpy(), 0.01))   # margin 1, one purchase each
+    with pytest.raises(ValueError, match="cannot be charged"):
+        segment_customers(f, None, cal, 9, 0.3, 0.01, COSTS, time_unit="W")
+    # a value per purchase: money again, costs apply, still no growth gap
+    tv = segment_customers(f, None, cal, 9, 0.3, 0.01, COSTS, time_unit="W", value_per_purchase=35.0)[0]
+    np.testing.assert_allclose(tv["gross_margin"], 0.3 * 35.0 * t["gross_margin"], rtol=1e-12)
+    assert (tv["segment"] == "MGC").sum() == 0 and (tv["segment"] == "BZ").sum() > 0
+    # holdout: forecast, realised and the interval in purchases
+    months = float(cal["t_star"].iloc[0]) * 7 / (365.25 / 12)
+    fc = holdout_forecast(f, None, cal, months, 0.3, CostModel())
+    np.testing.assert_allclose(fc["forecast"], f.expected_purchases(float(cal["t_star"].iloc[0]), cal))
+    real = realised_holdout_value(cal, months, 0.3, CostModel(), "purchases")
+    assert (real == cal["x_star"]).all()
+    rules = dict(horizon_months=9, margin=0.3, monthly_discount_rate=0.01, costs=CostModel(), time_unit="W")
+    hi = holdout_interval(f, None, cal, t["segment"], fc, rules, months, n_sim=20, seed=0)
+    assert np.isnan(hi.table.loc["MGC", "lower"]) and np.isfinite(hi.table.loc["MVC", "lower"])
+    np.testing.assert_allclose(hi.table["lower"].dropna(), hi.table["lower_purchases"].dropna())
+
+
+def test_capture_difference_se_is_the_spread_of_resampled_differences():
+    rng = np.random.default_rng(0)
+    n = 4000
+    idx = pd.RangeIndex(n)
+    value = pd.Series(rng.gamma(0.5, 10, n), index=idx)
+    good = value + pd.Series(rng.normal(0, 5, n), index=idx)
+    worse = value + pd.Series(rng.normal(0, 15, n), index=idx)
+    d = capture_difference(good, worse, value, 0.2, n_boot=300, seed=1)
+    assert d["estimate"] == pytest.approx(top_share_captured(good, value) - top_share_captured(worse, value))
+    assert d["estimate"] > 3 * d["se"] > 0
+    # an independent check of the SE: the spread of the difference over fresh samples of customers
+    diffs = []
+    for k in range(60):
+        r = np.random.default_rng(100 + k)
+        v = pd.Series(r.gamma(0.5, 10, n))
+        diffs.append(top_share_captured(v + r.normal(0, 5, n), v) - top_share_captured(v + r.normal(0, 15, n), v))
+    assert d["se"] == pytest.approx(np.std(diffs, ddof=1), rel=0.35)
+    # a ranking against itself: no difference
+    assert capture_difference(good, good, value, 0.2, n_boot=50)["se"] == 0
+
+
+def test_export_segment_table_for_the_crm(tmp_path):
+    cal, f, g = _simulated_holdout(600, 5)
+    t = segment_customers(f, g, cal, 12, 0.3, 0.01, COSTS, time_unit="W")[0]
+    t["recency_days"] = t["recency"] * 7
+    paths = export_segment_table(t, tmp_path / "04", "bgnbd", 12, "USD")
+    table = pd.read_parquet(paths[0])
+    csv = pd.read_csv(paths[1], dtype={"customer_id": str})
+    assert len(table) == len(csv) == len(cal)
+    assert list(csv["customer_id"]) == list(cal.index.astype(str))                  # raw ids, for the CRM
+    assert set(table["segment"]) <= set(SEGMENT_ORDER) and (table["model"] == "bgnbd").all()
+    assert sorted(table["rank_net_clv"]) == list(range(1, len(cal) + 1))
+    assert table.loc[table["rank_net_clv"] == 1, "net_clv"].iloc[0] == table["net_clv"].max()
+    with pytest.raises(ValueError, match="segment"):
+        export_segment_table(t.drop(columns="segment"), tmp_path, "bgnbd", 12, "USD")
+
+
+def test_segment_results_leave_out_undefined_numbers():
+    prof = pd.DataFrame({"customers": [2, 0, 1, 1], "share_customers": [0.5, 0, 0.25, 0.25],
+                         "share_equity": [0.9, 0.0, 0.2, -0.1], "net_clv_total": [9.0, 0.0, 2.0, -1.0]},
+                        index=SEGMENT_ORDER)
+    val = pd.DataFrame({"customers": [2, 0, 1, 1], "forecast": [5.0, 0.0, 1.0, -1.0],
+                        "lower": [4.0, np.nan, 0.5, -2.0], "upper": [6.0, np.nan, 1.5, 0.0],
+                        "realised": [5.5, 0.0, 1.2, -0.5]}, index=SEGMENT_ORDER)
+    r = segment_results(prof, val, pd.Series({"MVC": 9.0, "MGC": 0.0, "Maintain": 2.0, "BZ": 1.0}))
+    assert set(r) == set(SEGMENT_ORDER)
+    assert "holdout_lower" not in r["MGC"] and r["MVC"]["holdout_lower"] == 4.0
+    assert r["MVC"]["customers"] == 2 and isinstance(r["MVC"]["customers"], int)
+    assert r["MVC"]["holdout_value"] == 5.5 and r["BZ"]["share_equity"] == -0.1
+
+
+def test_ensemble_interval_holds_a_new_draw_with_the_level():
+    """Independent check of the finite-ensemble correction: over many ensembles of m draws, a new draw from the
+    same distribution lies inside the interval with probability `level` (plain quantiles would give less)."""
+    rng = np.random.default_rng(3)
+    for m, level in ((20, 0.9), (40, 0.5), (200, 0.9)):
+        inside = []
+        for _ in range(4000):
+            d = rng.gamma(2.0, 1.0, m + 1)
+            lo, hi = ensemble_interval(d[:m], level)
+            inside.append(lo <= d[m] <= hi)
+        assert np.mean(inside) == pytest.approx(level, abs=0.02), (m, level)
+    d = rng.normal(size=20)
+    plain = np.quantile(d, [0.05, 0.95])
+    lo, hi = ensemble_interval(d, 0.9)
+    assert lo < plain[0] and hi > plain[1]
+    assert np.isnan(ensemble_interval([1.0], 0.9)[0])
+
+
+def test_holdout_intervals_plot_draws_what_the_table_says():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.plots_segments import holdout_intervals
+
+    t = pd.DataFrame({"customers": [3, 0, 5, 2], "forecast": [100.0, 0.0, -10.0, -2.0],
+                      "lower": [90.0, np.nan, -15.0, np.nan], "upper": [110.0, np.nan, -5.0, np.nan],
+                      "realised": [120.0, 0.0, -12.0, 1.0]}, index=SEGMENT_ORDER)
+    axes = holdout_intervals(t, "USD", 0.9)
+    assert [a.get_yticklabels()[0].get_text() for a in axes] == ["MVC", "Maintain", "BZ"]   # MGC has no customers
+    lines = {a.get_yticklabels()[0].get_text(): {ln.get_label(): ln.get_xdata() for ln in a.get_lines()} for a in axes}
+    assert list(lines["MVC"]["90% forecast interval"]) == [90.0, 110.0] and list(lines["MVC"]["realised"]) == [120.0]
+    assert "90% forecast interval" not in lines["BZ"] and list(lines["BZ"]["forecast"]) == [-2.0]
+    assert "USD" in axes[-1].get_xlabel()
+    plt.close("all")

@@ -39,6 +39,10 @@ __all__ = [
     "price_cut_recoverable",
     "lever_choice_robust",
     "agrees_with_simulation",
+
+
+    "holds_out_of_sample",
+    "ranking_beats_all",
 ]
 
 
@@ -440,3 +444,62 @@ def agrees_with_simulation(max_abs_z: float, threshold: float = 4.0) -> Claim:
     return Claim("agrees_with_simulation", False, f"The exact lever deviates from a simulation of the model's "
                  f"generative process by {max_abs_z:.1f} Monte-Carlo standard errors (threshold {threshold:g}): "
                  f"its results are suspect.", ev)
+
+
+def holds_out_of_sample(checks: dict, level: float = 0.9, unit: str = "") -> Claim:
+    """Does every group's realised holdout value lie within its forecast interval?
+
+    ``checks`` maps a group (segment) name to ``(realised, lower, upper)``; each
+    is decided by :func:`within_interval`.  Holds when every group with an
+    interval is inside it; ``None`` when no group has one.  The sentence names
+    every group outside its interval, with the side.
+    """
+    verdicts = {name: within_interval(*v, what=f"the realised holdout value of {name}") for name, v in checks.items()}
+    ev = {"level": level, "unit": unit, "groups": {k: c.evidence | {"holds": c.holds} for k, c in verdicts.items()}}
+    judged = {k: c for k, c in verdicts.items() if c.holds is not None}
+    u = f" {unit}" if unit else ""
+    if not judged:
+        return Claim("holds_out_of_sample", None,
+                     "No segment has a forecast interval, so the holdout cannot test the segmentation.", ev)
+
+    def span(c: Claim) -> str:
+        e = c.evidence
+        return f"realised {e['realised']:,.0f}{u}, interval {e['lower']:,.0f} to {e['upper']:,.0f}"
+
+    if all(c.holds for c in judged.values()):
+        inside = "; ".join(f"{k} {span(c)}" for k, c in judged.items())
+        return Claim("holds_out_of_sample", True,
+                     f"The segmentation holds out of sample: every segment's realised holdout value lies within its "
+                     f"{level:.0%} forecast interval ({inside}).", ev)
+    out = {k: c for k, c in judged.items() if not c.holds}
+    outside = "; ".join(f"{k} {'below' if c.evidence['realised'] < c.evidence['lower'] else 'above'} it "
+                        f"({span(c)})" for k, c in out.items())
+    inside = [k for k, c in judged.items() if c.holds]
+    rest = f"; within it: {', '.join(inside)}" if inside else ""
+    return Claim("holds_out_of_sample", False,
+                 f"The segmentation does not hold out of sample: the realised holdout value of {len(out)} of "
+                 f"{len(judged)} segments lies outside its {level:.0%} forecast interval, {outside}{rest}.", ev)
+
+
+def ranking_beats_all(score: float, alternatives: dict, score_name: str, tolerance: float | dict = 0.005) -> Claim:
+    """Does ranking by ``score_name`` capture more than every alternative ranking (each by :func:`ranking_beats`)?
+
+    Only then is the model's gain said to be in the order within the group of
+    customers that every ranking puts first.  ``tolerance`` is one margin or one
+    per alternative (e.g. twice the bootstrap SE of each difference,
+    :func:`helpers.segments.capture_difference`).
+    """
+    tol = tolerance if isinstance(tolerance, dict) else {k: tolerance for k in alternatives}
+    verdicts = {name: ranking_beats(score, v, score_name, name, tol[name]) for name, v in alternatives.items()}
+    ev = {score_name: score, **{k: v for k, v in alternatives.items()}, "tolerance": tol}
+    if not verdicts or any(c.holds is None for c in verdicts.values()):
+        return Claim("ranking_beats_all", None, f"The rankings by {score_name} and the alternatives cannot be "
+                                                f"compared here.", ev)
+    if all(c.holds for c in verdicts.values()):
+        others = " and ".join(f"{k} ({v:.1%})" for k, v in alternatives.items())
+        return Claim("ranking_beats_all", True,
+                     f"Ranking by {score_name} ({score:.1%}) captures more than ranking by {others}: the usual "
+                     f"rankings also put frequent, recent customers first, and the model's gain is in the order "
+                     f"within that group.", ev)
+    return Claim("ranking_beats_all", False, " ".join(c.text for c in verdicts.values())
+                 + f" So ranking by {score_name} does not beat every usual ranking here.", ev)

@@ -19,7 +19,8 @@ from .plots import BLUE, GREEN, NEUTRAL, PALETTE, VERMILLION, legend_outside, mo
 from .report import fmt_money, fmt_share
 from .segments import SEGMENT_ORDER
 
-__all__ = ["SEGMENT_COLORS", "segment_overview", "capture_curves", "sensitivity", "money_at_stake"]
+__all__ = ["SEGMENT_COLORS", "segment_overview", "capture_curves", "sensitivity", "money_at_stake",
+           "holdout_intervals"]
 
 #: One colour per segment, the same in every figure (Okabe-Ito: blue, green, grey, vermillion).
 SEGMENT_COLORS = {"MVC": BLUE, "MGC": GREEN, "Maintain": "#999999", "BZ": VERMILLION}
@@ -157,3 +158,52 @@ def money_at_stake(amounts: pd.Series, title: str, xlabel: str = "money at stake
     money_axis(ax, currency, axis="x")
     ax.margins(x=0.2)
     return ax
+
+
+def holdout_intervals(table: pd.DataFrame, unit: str, level: float = 0.9, axes=None):
+    """Each segment's forecast holdout value with its forecast interval, and what it realised.
+
+    One panel per segment, each with its own value scale (segment values differ
+    by orders of magnitude).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Indexed by segment, columns ``forecast``, ``lower``, ``upper``, ``realised``;
+        segments without customers are left out, segments without an interval
+        (NaN bounds) get the forecast and the realised point only.
+    unit : str
+        Unit of the values (currency or ``"purchases"``), for the axis label.
+    level : float
+        Interval level, for the legend.
+    axes : array of Axes, optional
+        One per segment drawn.
+
+    Returns
+    -------
+    ndarray of Axes
+    """
+    segs = [s for s in _segments(table.index) if np.isfinite(table.loc[s, "forecast"])
+            and ("customers" not in table.columns or table.loc[s, "customers"] > 0)]
+    t = table.reindex(segs)
+    if axes is None:
+        fig, axes = plt.subplots(len(segs), 1, figsize=(7.0, 1.05 * len(segs) + 0.9), squeeze=False)
+        axes = axes[:, 0]
+    axes = np.asarray(axes).ravel()
+    for ax, s in zip(axes, segs):
+        lo, hi, f, r = (float(t.loc[s, c]) for c in ("lower", "upper", "forecast", "realised"))
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo, hi], [0, 0], color=SEGMENT_COLORS[s], lw=8, alpha=0.35, solid_capstyle="butt",
+                    label=f"{level:.0%} forecast interval")
+        ax.plot([f], [0], marker="|", ms=18, mew=2.5, color=SEGMENT_COLORS[s], ls="none", label="forecast")
+        ax.plot([r], [0], marker="o", ms=7, color="black", ls="none", label="realised")
+        ax.set_yticks([0], [s])
+        ax.set_ylim(-1, 1)
+        ax.margins(x=0.15)
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.locator_params(axis="x", nbins=5)
+    axes[0].set_title("Holdout value per segment: forecast, interval and realised")
+    axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    axes[len(segs) - 1].set_xlabel(f"holdout value ({unit}); each panel on its own scale")
+    axes[0].figure.tight_layout()
+    return axes[: len(segs)]

@@ -1,10 +1,11 @@
 """Customer segments: Most Valuable, Most Growable and Below-Zero customers.
 
-Seed 004's relationship-marketing steps: identify the customers, differentiate
-them into Most Valuable Customers (MVC), Most Growable Customers (MGC) and
-Below Zeros (BZ, whose cost to serve exceeds their value), then serve the MVCs
-customer-centrically.  This module turns that into explicit, parameterised
-rules on model-based net customer lifetime value.
+A common claim of the relationship-marketing essays: a firm should identify
+its customers, differentiate them into Most Valuable Customers (MVC), Most
+Growable Customers (MGC) and Below Zeros (BZ, whose cost to serve exceeds
+their value), and serve the MVCs customer-centrically.  This module turns that
+into explicit, parameterised rules on model-based net customer lifetime value,
+with any frequency model of :mod:`helpers.models` (the run's chosen one).
 
 Cost to serve
     Three documented components (:class:`CostModel`):
@@ -25,6 +26,17 @@ Net CLV
     discounted gross margin on expected spend minus discounted expected cost
     to serve over the same horizon.
 
+Value basis (:func:`value_basis`, as in :mod:`helpers.stage`)
+    ``"spend model"`` (the log has amounts): the value of a purchase is the
+    margin on the Gamma-Gamma expected spend ``E[M | x, m_x]``.
+    ``"value per purchase"`` (no amounts, the configuration gives a money value
+    per purchase): ``margin * value_per_purchase``; costs apply in the same money.
+    ``"purchases"`` (no amounts, no value per purchase): value is counted in
+    (discounted) expected purchases; a cost in money cannot be set against a
+    count, so the costs must be zero and nobody is below zero.  Without amounts
+    there is no spend per order to raise, so nobody has a growth gap and the
+    MGC segment is empty (:func:`spend_uplift_potential` needs amounts).
+
 Segments (every customer gets exactly one, in this priority order)
     ``BZ``  net CLV < 0;
     ``MVC`` the top ``mvc_share`` of all customers by net CLV (among those
@@ -32,11 +44,39 @@ Segments (every customer gets exactly one, in this priority order)
     ``MGC`` among the rest, the top ``mgc_share`` of all customers by growth
             gap = potential net CLV - net CLV;
     ``Maintain`` everybody else: positive, neither top nor growable.
+
+Holdout validation and its forecast interval (:func:`holdout_interval`)
+    The segments are formed at the calibration end with the calibration fits;
+    each segment's forecast holdout value (:func:`holdout_forecast`) is set
+    against what its customers realised (:func:`realised_holdout_value`).  The
+    interval of that forecast is a parametric bootstrap of the whole procedure
+    from the models' own generative processes: a look-alike base (the
+    calibration customers' ages ``T``) is simulated from the fitted frequency
+    model (``simulate_summary``: calibration history and holdout purchases) and
+    the fitted Gamma-Gamma model (per customer ``nu ~ Gamma(q, gamma)``,
+    calibration mean spend from ``Gamma(p x, nu) / x``, holdout spend
+    ``Gamma(p x*, nu)``); it is segmented by the same rules with parameters
+    drawn from the estimates' asymptotic normal distribution on the log scale
+    (estimation error; the fits' ``cov``), and each segment's realised over
+    forecast ratio of purchases and of spend is recorded.  The real segment's
+    interval applies those ratios' joint quantiles to its own forecast parts.
+    So the interval holds the Poisson-Gamma noise of purchases (including
+    drop-out during the holdout), the Gamma spend noise, the selection of the
+    segments by the forecast itself and the parameter uncertainty; it assumes
+    the model (a misfitting model shows as a realised value outside it).  An
+    analytic predictive variance (mixed Poisson with a Gamma posterior rate)
+    was not used: it needs each model's second conditional moment, which the
+    model interface does not have, and it misses the drop-out within the
+    holdout and the parameter uncertainty.  The tests check the coverage on
+    simulated logs: neither too narrow nor too wide.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,6 +94,7 @@ __all__ = [
     "rfm_score",
     "capture_curve",
     "top_share_captured",
+    "capture_difference",
     "realised_net_value",
     "segment_profile",
     "customer_values",
@@ -64,6 +105,15 @@ __all__ = [
     "return_counts",
     "read_customer_costs",
     "segment_validation",
+    "value_basis",
+    "holdout_forecast",
+    "realised_holdout_value",
+    "HoldoutInterval",
+    "holdout_interval",
+    "ensemble_interval",
+    "export_segment_table",
+    "segment_results",
+    "EXPORT_COLUMNS",
 ]
 
 SEGMENT_ORDER = ["MVC", "MGC", "Maintain", "BZ"]
@@ -151,10 +201,10 @@ def spend_uplift_potential(
     bins of the *values* of ``frequency``; customers with the same frequency
     always share a group, so when most customers bought once they form one
     group); a customer's potential spend is the ``quantile`` of the expected
-    spend in their group, or their own spend if that is higher.  It is the
-    up-sell/cross-sell lever of seed 002 made concrete: what this customer
-    would be worth if they bought like the better customers who buy as often
-    as they do.
+    spend in their group, or their own spend if that is higher: what this
+    customer would be worth if they bought like the better customers who buy
+    as often as they do (the up-sell/cross-sell lever, a bigger basket per
+    order).  It needs amounts: without them spend per order is unknown.
     """
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
@@ -240,17 +290,20 @@ def _top_k(values: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([above, ok[v == cut][: k - len(above)]])
 
 
-def rfm_score(recency_days_ago: pd.Series, frequency: pd.Series, monetary: pd.Series, bins: int = 5) -> pd.Series:
+def rfm_score(recency_days_ago: pd.Series, frequency: pd.Series, monetary: pd.Series | None = None,
+              bins: int = 5) -> pd.Series:
     """Classic RFM score: quintile scores 1-5 of recency, frequency and monetary value, summed.
 
     Recency is "days since last purchase" (fewer is better); ties are broken by
-    rank so each quintile has the same size.
+    rank so each quintile has the same size.  Without ``monetary`` (a log
+    without amounts) the score is the RF score, recency plus frequency.
     """
     def score(s: pd.Series, ascending: bool) -> pd.Series:
         r = s.rank(method="first", ascending=ascending)
         return pd.qcut(r, bins, labels=False) + 1
 
-    return score(-recency_days_ago, True) + score(frequency, True) + score(monetary, True)
+    out = score(-recency_days_ago, True) + score(frequency, True)
+    return out if monetary is None else out + score(monetary, True)
 
 
 def capture_curve(score: pd.Series, value: pd.Series, points: int = 101) -> pd.DataFrame:
@@ -265,6 +318,46 @@ def capture_curve(score: pd.Series, value: pd.Series, points: int = 101) -> pd.D
 def top_share_captured(score: pd.Series, value: pd.Series, share: float = 0.2) -> float:
     """Share of total ``value`` held by the top ``share`` of customers ranked by ``score``."""
     return top_share(value, share, score=score)
+
+
+def capture_difference(score: pd.Series, alternative: pd.Series, value: pd.Series, share: float = 0.2,
+                       n_boot: int = 200, seed: int = 0) -> dict:
+    """Top-``share`` capture of ``value`` by ``score`` minus that by ``alternative``, with its bootstrap SE.
+
+    The customers are resampled with replacement (paired: the same draw for
+    both rankings, each ranking's order fixed); in each replicate the top
+    ``share`` of the resampled customers by each ranking captures its share of
+    the resampled total.  The SE is the replicates' standard deviation: how
+    much the difference between two rankings moves with the customers who
+    happen to be in the data, the margin a ranking must beat another by before
+    a report says it captures more (:func:`helpers.claims.ranking_beats`).
+
+    Returns
+    -------
+    dict with ``estimate`` (the difference on the data), ``se``, ``n_boot``.
+    """
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    if int(n_boot) < 2:
+        raise ValueError(f"n_boot must be at least 2, got {n_boot}")
+    v = value.to_numpy(dtype=float)
+    n = len(v)
+    pos = pd.Series(np.arange(n), index=value.index)
+    orders = [pos.reindex(s.reindex(value.index).sort_values(ascending=False, kind="mergesort").index).to_numpy()
+              for s in (score, alternative)]
+    k = share * n
+    W = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=int(n_boot)).astype(float)
+    total = W @ v
+    caps = []
+    for order in orders:
+        Wo = W[:, order]
+        top = np.cumsum(Wo, axis=1) <= k
+        caps.append((Wo * v[order] * top).sum(axis=1) / total)
+    with np.errstate(all="ignore"):
+        d = caps[0] - caps[1]
+    d = d[np.isfinite(d)]
+    est = top_share_captured(score, value, share) - top_share_captured(alternative, value, share)
+    return {"estimate": float(est), "se": float(d.std(ddof=1)) if len(d) > 1 else float("nan"), "n_boot": int(n_boot)}
 
 
 def realised_net_value(
@@ -409,6 +502,35 @@ def value_and_segment(
     return vals
 
 
+def value_basis(spend_fit, value_per_purchase: float | None = None) -> str:
+    """What a purchase is worth: ``"spend model"``, ``"value per purchase"`` or ``"purchases"`` (module docstring)."""
+    if spend_fit is not None:
+        return "spend model"
+    return "purchases" if value_per_purchase is None else "value per purchase"
+
+
+def _per_purchase(spend_fit, summary: pd.DataFrame, margin: float, costs: CostModel,
+                  value_per_purchase: float | None, extra_cost=0.0) -> tuple[np.ndarray, float]:
+    """Expected value of a purchase per customer (before the margin) and the margin that applies.
+
+    Checks that a cost in money is not set against a value in purchases.
+    """
+    basis = value_basis(spend_fit, value_per_purchase)
+    n = len(summary)
+    if basis == "spend model":
+        if "m_x" not in summary.columns:
+            raise ValueError("summary is missing column 'm_x' (mean spend per repeat purchase), which the spend "
+                             "model needs; without amounts pass spend_fit=None")
+        return np.asarray(spend_fit.expected_spend(summary["x"], summary["m_x"]), dtype=float), margin
+    if basis == "value per purchase":
+        return np.full(n, float(value_per_purchase)), margin
+    if any(v > 0 for v in asdict(costs).values()) or np.any(np.asarray(extra_cost, dtype=float) > 0):
+        raise ValueError(
+            "values are in purchases (no amounts, no value_per_purchase), so a cost to serve in money cannot be "
+            f"charged against them: got {costs}; set valuation.value_per_purchase, or use zero costs")
+    return np.ones(n), 1.0
+
+
 def segment_customers(
     model_fit,
     spend_fit,
@@ -424,48 +546,57 @@ def segment_customers(
     uplift_groups: int = 5,
     return_rate=0.0,
     extra_cost_per_active_month=0.0,
+    value_per_purchase: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Net CLV, potential and segment of every customer at the end of ``summary``'s period.
 
     Parameters
     ----------
     model_fit : FittedModel
-        Frequency model fitted on ``summary`` (time unit ``time_unit``).
-    spend_fit : GammaGammaFit
+        Frequency model fitted on ``summary`` (time unit ``time_unit``), any registered model.
+    spend_fit : GammaGammaFit or None
+        None for a log without amounts: then a purchase is worth
+        ``value_per_purchase`` (money) or, without it, one purchase (see the
+        module docstring, "Value basis").
     summary : DataFrame
-        ``x, t_x, T, m_x`` per customer (``total_spend`` optional).
+        ``x, t_x, T`` per customer, ``m_x`` with a spend model (``total_spend`` optional).
     horizon_months : int
     margin, monthly_discount_rate, costs
-        As in :func:`customer_values`.
+        As in :func:`customer_values` (in purchases the margin is 1 and the costs must be zero).
     mvc_share, mgc_share
         As in :func:`assign_segments`.
     time_unit : str
     uplift_quantile, uplift_groups
-        Potential spend per order, see :func:`spend_uplift_potential`.
+        Potential spend per order, see :func:`spend_uplift_potential` (only with a spend model).
     return_rate, extra_cost_per_active_month
         Per-customer cost inputs (Series aligned with ``summary`` or scalars).
+    value_per_purchase : float, optional
+        Money per purchase when there is no spend model.
 
     Returns
     -------
     table : DataFrame
         Per customer: the history (``x``, ``t_x``, ``T``, ``recency`` = ``T - t_x``,
-        ``m_x``), ``p_alive`` now, the columns of :func:`customer_values` and ``segment``.
+        ``m_x`` when present), ``p_alive`` now, the columns of :func:`customer_values` and ``segment``.
     purchases_by_month, p_alive_by_month : DataFrame
         The month-by-month expectations (for sensitivity analyses).
     """
     from .value import monthly_expectations  # noqa: PLC0415  (value does not import segments)
 
-    purchases, alive = monthly_expectations(model_fit, summary, horizon_months, time_unit=time_unit)
-    spend = pd.Series(spend_fit.expected_spend(summary["x"], summary["m_x"]), index=summary.index)
-    potential = spend_uplift_potential(summary["x"], spend, quantile=uplift_quantile, n_groups=uplift_groups)
     rr = return_rate.reindex(summary.index).fillna(0.0) if isinstance(return_rate, pd.Series) else return_rate
     ec = (extra_cost_per_active_month.reindex(summary.index).fillna(0.0)
           if isinstance(extra_cost_per_active_month, pd.Series) else extra_cost_per_active_month)
+    per_purchase, margin = _per_purchase(spend_fit, summary, margin, costs, value_per_purchase, ec)
+    purchases, alive = monthly_expectations(model_fit, summary, horizon_months, time_unit=time_unit)
+    spend = pd.Series(per_purchase, index=summary.index)
+    potential = (spend_uplift_potential(summary["x"], spend, quantile=uplift_quantile, n_groups=uplift_groups)
+                 if spend_fit is not None else spend)
     vals = value_and_segment(purchases, alive, spend, potential, margin, monthly_discount_rate, costs,
                              mvc_share, mgc_share, return_rate=rr, extra_cost_per_active_month=ec)
     table = pd.DataFrame({
         "x": summary["x"], "t_x": summary["t_x"], "T": summary["T"],
-        "recency": summary["T"] - summary["t_x"], "m_x": summary["m_x"],
+        "recency": summary["T"] - summary["t_x"],
+        **({"m_x": summary["m_x"]} if "m_x" in summary.columns else {}),
         "p_alive": model_fit.p_alive(summary),
     }, index=summary.index)
     table = table.join(vals)
@@ -606,3 +737,432 @@ def segment_validation(segment: pd.Series, forecast: pd.Series, realised: dict[s
         out[f"{name}_share"] = tot / v.sum() if v.sum() != 0 else np.nan
         out[f"{name}_per_customer"] = tot / out["customers"].replace(0, np.nan)
     return out.reindex(SEGMENT_ORDER)
+
+
+# ---------------------------------------------------------------------------
+# holdout: the model's forecast per segment, what customers realised, and the forecast's interval
+# ---------------------------------------------------------------------------
+
+def holdout_forecast(
+    model_fit,
+    spend_fit,
+    cal: pd.DataFrame,
+    holdout_months: float,
+    margin: float,
+    costs: CostModel,
+    value_per_purchase: float | None = None,
+    return_rate=0.0,
+    extra_cost_per_active_month=0.0,
+) -> pd.DataFrame:
+    """The model's forecast of each calibration customer's (undiscounted) holdout value.
+
+    ``forecast = (v - c) * E[X(t_star) | x, t_x, T] - (cost_per_active_month + c_i) * holdout_months``
+
+    with ``v`` the value of a purchase (``margin * E[M | x, m_x]``, ``margin *
+    value_per_purchase`` or 1 purchase, see :func:`value_basis`), ``c =
+    cost_per_order + return_rate * cost_per_return`` and the months served
+    charged for the whole holdout (the firm served every customer in it), the
+    same convention as :func:`realised_holdout_value`.
+
+    Parameters
+    ----------
+    model_fit, spend_fit
+        Calibration fits (``spend_fit`` None without amounts).
+    cal : DataFrame
+        Calibration summary with ``t_star`` (holdout length in the model's time unit, the same for everyone).
+    holdout_months : float
+        Holdout length in months (for the monthly costs).
+    margin, costs, value_per_purchase, return_rate, extra_cost_per_active_month
+        As in :func:`segment_customers`.
+
+    Returns
+    -------
+    DataFrame per customer: ``expected_purchases``, ``value_per_purchase`` (``v``),
+    ``order_cost`` (``c``), ``fixed_cost`` and ``forecast``.
+    """
+    t_star = np.unique(cal["t_star"].to_numpy(float))
+    if len(t_star) != 1:
+        raise ValueError(f"cal['t_star'] must be one holdout length for everybody, got {len(t_star)} values")
+    rr = return_rate.reindex(cal.index).fillna(0.0) if isinstance(return_rate, pd.Series) else return_rate
+    ec = (extra_cost_per_active_month.reindex(cal.index).fillna(0.0)
+          if isinstance(extra_cost_per_active_month, pd.Series) else extra_cost_per_active_month)
+    per_purchase, m = _per_purchase(spend_fit, cal, margin, costs, value_per_purchase, ec)
+    E = np.asarray(model_fit.expected_purchases(float(t_star[0]), cal), dtype=float)
+    v = m * per_purchase
+    c = costs.cost_per_order + np.asarray(rr, dtype=float) * costs.cost_per_return
+    fixed = (costs.cost_per_active_month + np.asarray(ec, dtype=float)) * float(holdout_months)
+    out = pd.DataFrame({"expected_purchases": E, "value_per_purchase": v}, index=cal.index)
+    out["order_cost"] = np.broadcast_to(c, E.shape)
+    out["fixed_cost"] = np.broadcast_to(fixed, E.shape)
+    out["forecast"] = (out["value_per_purchase"] - out["order_cost"]) * E - out["fixed_cost"]
+    return out
+
+
+def realised_holdout_value(
+    cal: pd.DataFrame,
+    months_served,
+    margin: float,
+    costs: CostModel,
+    basis: str,
+    value_per_purchase: float | None = None,
+    holdout_returns=0.0,
+    extra_cost_per_active_month=0.0,
+) -> pd.Series:
+    """What each calibration customer realised in the holdout, in the units of :func:`holdout_forecast`.
+
+    ``basis`` (:func:`value_basis`): ``"spend model"`` ``margin * holdout_spend``,
+    ``"value per purchase"`` ``margin * value_per_purchase * x_star``, each minus
+    the costs of :func:`realised_net_value` (and ``extra_cost_per_active_month``
+    per month served); ``"purchases"``: ``x_star``, the holdout purchases.
+    """
+    if basis == "purchases":
+        return cal["x_star"].astype(float).rename("realised")
+    if basis == "spend model":
+        if "holdout_spend" not in cal.columns:
+            raise ValueError("cal is missing column 'holdout_spend' (the log has no amounts?)")
+        spend = cal["holdout_spend"]
+    elif basis == "value per purchase":
+        spend = float(value_per_purchase) * cal["x_star"]
+    else:
+        raise ValueError(f"basis must be 'spend model', 'value per purchase' or 'purchases', got {basis!r}")
+    v = realised_net_value(spend, cal["x_star"], months_served, margin, costs, holdout_returns)
+    v = v - np.asarray(extra_cost_per_active_month, dtype=float) * months_served
+    return pd.Series(np.asarray(v, dtype=float), index=cal.index, name="realised")
+
+
+@dataclass
+class HoldoutInterval:
+    """Forecast intervals of each segment's holdout value (:func:`holdout_interval`).
+
+    Attributes
+    ----------
+    table : DataFrame
+        Per segment (:data:`SEGMENT_ORDER`): ``customers``, ``forecast``, ``lower``,
+        ``upper`` (value), ``forecast_purchases``, ``lower_purchases``,
+        ``upper_purchases`` and ``replicates`` (simulations in which the
+        segment had customers).  Bounds are NaN for a segment without customers
+        or with too few replicates.
+    draws : DataFrame
+        Simulated holdout value of each segment (one row per replicate): the
+        forecast distribution the bounds are quantiles of.
+    draws_purchases : DataFrame
+        The same for holdout purchases.
+    ratios : DataFrame
+        Per replicate and segment (columns ``(quantity, segment)``, quantity
+        ``purchases`` or ``spend``): realised over forecast in the simulated base.
+    level : float
+    n_sim, n_failed, seed : int
+        Replicates asked for, dropped (a parameter draw without a finite mean spend), seed.
+    parameter_uncertainty : bool
+        Whether parameters were drawn from their estimates' distribution.
+    """
+
+    table: pd.DataFrame
+    draws: pd.DataFrame
+    draws_purchases: pd.DataFrame
+    ratios: pd.DataFrame
+    level: float
+    n_sim: int
+    n_failed: int
+    seed: int
+    parameter_uncertainty: bool = True
+    notes: list = field(default_factory=list)
+
+
+def _perturbed(fit, rng: np.random.Generator):
+    """``fit`` with parameters drawn from the asymptotic normal of the log estimates (``fit.cov``).
+
+    Parameters without a finite variance (structural integer ones such as CNBD-k's
+    ``k``) stay at their estimates.  Returns ``(fit, drawn)``.
+    """
+    names = list(fit.params.index)
+    theta = fit.params.to_numpy(dtype=float)
+    cov = fit.cov.reindex(index=names, columns=names).to_numpy(dtype=float)
+    free = (theta > 0) & np.isfinite(np.diag(cov)) & (np.diag(cov) > 0)
+    free &= np.all(np.isfinite(cov[:, free]), axis=1) if free.any() else free
+    if not free.any():
+        return fit, False
+    c = cov[np.ix_(free, free)] / np.outer(theta[free], theta[free])     # log scale (delta method)
+    w, V = np.linalg.eigh((c + c.T) / 2)
+    root = V * np.sqrt(np.clip(w, 0.0, None))
+    draw = theta.copy()
+    draw[free] = theta[free] * np.exp(root @ rng.standard_normal(int(free.sum())))
+    return dataclasses.replace(fit, params=pd.Series(draw, index=names, name=fit.params.name)), True
+
+
+def _simulated_base(model_fit, spend_fit, cal: pd.DataFrame, t_star: float, time_unit: str,
+                    rng: np.random.Generator) -> pd.DataFrame:
+    """A look-alike of the calibration base from the fitted models: ``x, t_x, T[, m_x], x_star[, holdout_spend]``.
+
+    Ages ``T`` are the real customers'; recency is rounded to whole days, as the
+    summaries count purchases per day.
+    """
+    from .summary import days_per_unit  # noqa: PLC0415
+
+    model = model_fit.model
+    T = cal["T"].to_numpy(dtype=float)
+    sim = model.simulate_summary(model_fit.theta, T, rng, t_star)
+    x = sim["x"].to_numpy(dtype=float)
+    if not getattr(model, "discrete", False):
+        ud = days_per_unit(time_unit)
+        t_x = np.minimum(np.maximum(np.round(sim["t_x"].to_numpy(float) * ud) / ud, 1.0 / ud), T)
+        sim["t_x"] = np.where(x > 0, t_x, 0.0)
+    sim.index = cal.index
+    sim["t_star"] = t_star
+    if spend_fit is not None:
+        p, q, gamma = spend_fit.theta
+        nu = rng.gamma(q, 1.0 / gamma, size=len(sim))
+        xs = sim["x_star"].to_numpy(dtype=float)
+        # the sum of n Gamma(p, nu) amounts is Gamma(n p, nu)
+        sim["m_x"] = np.where(x > 0, rng.gamma(np.maximum(p * x, 1e-12)) / nu / np.maximum(x, 1.0), 0.0)
+        sim["holdout_spend"] = np.where(xs > 0, rng.gamma(np.maximum(p * xs, 1e-12)) / nu, 0.0)
+    return sim
+
+
+def ensemble_interval(draws, level: float = 0.9) -> tuple[float, float]:
+    """Central interval of ``m`` simulated draws that holds a new value from their distribution with probability ``level``.
+
+    A new value falls between the interpolated ``p``- and ``q``-quantiles of
+    ``m`` draws (``numpy.quantile``'s default, order statistic ``1 + p (m - 1)``)
+    with probability ``(q - p)(m - 1) / (m + 1)``, so the quantiles are
+    ``0.5 -+ level (m + 1) / (2 (m - 1))`` (capped at the extremes).
+    """
+    d = np.asarray(draws, dtype=float)
+    d = d[np.isfinite(d)]
+    m = len(d)
+    if m < 2:
+        return float("nan"), float("nan")
+    half = min(1.0, level * (m + 1) / (m - 1)) / 2
+    lo, hi = np.quantile(d, [0.5 - half, 0.5 + half])
+    return float(lo), float(hi)
+
+
+def _segment_sums(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return np.bincount(codes, weights=values, minlength=len(SEGMENT_ORDER))
+
+
+def holdout_interval(
+    model_fit,
+    spend_fit,
+    cal: pd.DataFrame,
+    segment: pd.Series,
+    forecast: pd.DataFrame,
+    rules: dict,
+    holdout_months: float,
+    level: float = 0.9,
+    n_sim: int = 200,
+    seed: int = 0,
+    parameter_uncertainty: bool = True,
+    min_replicates: float = 0.8,
+) -> HoldoutInterval:
+    """Forecast interval of each segment's holdout value: a parametric bootstrap of the procedure.
+
+    See the module docstring ("Holdout validation and its forecast interval").
+    Each replicate simulates a look-alike base from ``model_fit`` and
+    ``spend_fit`` (the fits the segments were formed with), draws parameters
+    from their estimates' distribution, segments the base with ``rules`` and
+    forecasts its holdout (:func:`holdout_forecast`), and records per segment
+    ``rho_X`` = realised / forecast purchases and ``rho_S`` = realised /
+    forecast spend (with a spend model; else ``rho_S = rho_X``).  A real
+    segment with forecast parts ``A`` (value of purchases), ``C`` (order costs)
+    and ``D`` (fixed costs) then has the simulated holdout values
+    ``A rho_S - C rho_X - D``; the bounds are their central quantiles, widened
+    for the finite number ``m`` of replicates (``level (m + 1) / (m - 1)``) so
+    that a value from the same distribution lies inside with probability ``level``.
+
+    Parameters
+    ----------
+    model_fit, spend_fit
+        Calibration fits (``spend_fit`` None without amounts).
+    cal : DataFrame
+        Calibration summary with ``t_star``.
+    segment : Series
+        The real customers' segments (index as ``cal``).
+    forecast : DataFrame
+        :func:`holdout_forecast` of the real customers.
+    rules : dict
+        Keyword arguments of :func:`segment_customers` that formed ``segment``
+        (``horizon_months``, ``margin``, ``monthly_discount_rate``, ``costs``, ...);
+        ``return_rate`` and ``extra_cost_per_active_month`` are applied to the
+        simulated customers position by position.
+    holdout_months : float
+    level : float
+        Central interval level.
+    n_sim : int
+        Replicates.
+    seed : int
+    parameter_uncertainty : bool
+        Draw the parameters of each replicate (True) or keep the estimates.
+    min_replicates : float
+        Share of replicates in which a segment must have customers for its bounds.
+
+    Returns
+    -------
+    HoldoutInterval
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    mode = {True: "draw", False: "fixed"}.get(parameter_uncertainty, parameter_uncertainty)
+    if mode not in ("draw", "refit", "fixed"):
+        raise ValueError(f"parameter_uncertainty must be True, False, 'draw', 'refit' or 'fixed', got {mode!r}")
+    if int(n_sim) < 2:
+        raise ValueError(f"n_sim must be at least 2, got {n_sim}")
+    if not forecast.index.equals(cal.index) or not segment.index.equals(cal.index):
+        raise ValueError("segment, forecast and cal must have the same index")
+    rng = np.random.default_rng(seed)
+    t_star = float(cal["t_star"].iloc[0])
+    time_unit = rules.get("time_unit", "W")
+    positional = {k: (np.asarray(rules[k], dtype=float) if isinstance(rules.get(k), pd.Series) else rules.get(k, 0.0))
+                  for k in ("return_rate", "extra_cost_per_active_month")}
+    seg_rules = {**rules, **positional}
+    fc_keys = ("margin", "costs", "value_per_purchase", "return_rate", "extra_cost_per_active_month")
+    fc_rules = {k: seg_rules[k] for k in fc_keys if k in seg_rules}
+    code = {s: i for i, s in enumerate(SEGMENT_ORDER)}
+
+    rho_x, rho_s, failed, drawn_any = [], [], 0, False
+    for _ in range(int(n_sim)):
+        fit_b, gg_b = model_fit, spend_fit
+        if mode == "draw":
+            fit_b, d1 = _perturbed(model_fit, rng)
+            d2 = False
+            if spend_fit is not None:
+                gg_b, d2 = _perturbed(spend_fit, rng)
+                if not np.isfinite(gg_b.population_mean_spend()):
+                    failed += 1
+                    continue
+            drawn_any |= d1 or d2
+        sim = _simulated_base(model_fit, spend_fit, cal, t_star, time_unit, rng)
+        if mode == "refit":
+            from .models import ModelFitError, fit_gamma_gamma, fit_model  # noqa: PLC0415
+
+            try:
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore")
+                    fit_b = fit_model(model_fit.name, sim, initial_params=model_fit.params, time_unit=time_unit,
+                                      penalizer=model_fit.penalizer, _se=False)
+                    if spend_fit is not None:
+                        gg_b = fit_gamma_gamma(sim, initial_params=spend_fit.params, warn=False, _se=False,
+                                               penalizer=spend_fit.penalizer)
+            except (ModelFitError, ValueError):
+                failed += 1
+                continue
+            if spend_fit is not None and not np.isfinite(gg_b.population_mean_spend()):
+                failed += 1
+                continue
+            drawn_any = True
+        with np.errstate(all="ignore"):
+            tab = segment_customers(fit_b, gg_b, sim, **seg_rules)[0]
+            fc = holdout_forecast(fit_b, gg_b, sim, holdout_months, **fc_rules)
+        codes = tab["segment"].cat.codes.to_numpy()
+        E = fc["expected_purchases"].to_numpy(float)
+        fx, rx = _segment_sums(codes, E), _segment_sums(codes, sim["x_star"].to_numpy(float))
+        with np.errstate(all="ignore"):
+            rho_x.append(np.where(fx > 0, rx / fx, np.nan))
+            if spend_fit is not None:
+                spend = gg_b.expected_spend(sim["x"], sim["m_x"])
+                fs = _segment_sums(codes, spend * E)
+                rs = _segment_sums(codes, sim["holdout_spend"].to_numpy(float))
+                rho_s.append(np.where(fs > 0, rs / fs, np.nan))
+    if not rho_x:
+        raise ValueError("every replicate failed: the spend model's parameter draws have no finite mean spend")
+    RX = np.vstack(rho_x)
+    RS = np.vstack(rho_s) if rho_s else RX
+
+    seg = segment.astype(pd.CategoricalDtype(SEGMENT_ORDER)).cat.codes.to_numpy()
+    E = forecast["expected_purchases"].to_numpy(float)
+    A = _segment_sums(seg, forecast["value_per_purchase"].to_numpy(float) * E)
+    C = _segment_sums(seg, forecast["order_cost"].to_numpy(float) * E)
+    D = _segment_sums(seg, forecast["fixed_cost"].to_numpy(float))
+    FX = _segment_sums(seg, E)
+    n = np.bincount(seg, minlength=len(SEGMENT_ORDER))
+    V = A * RS - C * RX - D                                  # (replicates, segments)
+    X = FX * RX
+    ok = np.isfinite(V)
+    used = ok.sum(axis=0)
+    enough = (used >= min_replicates * len(V)) & (n > 0)
+    lo, hi, xlo, xhi = (np.full(len(SEGMENT_ORDER), np.nan) for _ in range(4))
+    for j in np.flatnonzero(enough):
+        lo[j], hi[j] = ensemble_interval(V[ok[:, j], j], level)
+        xlo[j], xhi[j] = ensemble_interval(X[ok[:, j], j], level)
+    table = pd.DataFrame({
+        "customers": n,
+        "forecast": A - C - D,
+        "lower": np.where(enough, lo, np.nan),
+        "upper": np.where(enough, hi, np.nan),
+        "forecast_purchases": FX,
+        "lower_purchases": np.where(enough, xlo, np.nan),
+        "upper_purchases": np.where(enough, xhi, np.nan),
+        "replicates": used,
+    }, index=pd.Index(SEGMENT_ORDER, name="segment"))
+    notes = [f"{s}: the simulated bases had customers in this segment in only {used[code[s]]} of {len(V)} "
+             "replicates, too few for an interval" for s in SEGMENT_ORDER if n[code[s]] > 0 and not enough[code[s]]]
+    cols = pd.Index(SEGMENT_ORDER, name="segment")
+    return HoldoutInterval(table=table, draws=pd.DataFrame(V, columns=cols),
+                           draws_purchases=pd.DataFrame(X, columns=cols),
+                           ratios=pd.concat({"purchases": pd.DataFrame(RX, columns=cols),
+                                             "spend": pd.DataFrame(RS, columns=cols)}, axis=1),
+                           level=level, n_sim=int(n_sim),
+                           n_failed=failed, seed=seed, parameter_uncertainty=bool(mode != "fixed" and drawn_any),
+                           notes=notes)
+
+
+# ---------------------------------------------------------------------------
+# export for the CRM system
+# ---------------------------------------------------------------------------
+
+#: Columns of the exported segment table, in this order (those present).
+EXPORT_COLUMNS = ("segment", "net_clv", "gross_margin", "cost_to_serve", "potential_net_clv", "growth_gap",
+                  "p_alive", "expected_purchases", "alive_months", "expected_spend", "potential_spend",
+                  "x", "recency_days", "T", "total_spend")
+
+
+def export_segment_table(table: pd.DataFrame, folder: str | Path, model: str, horizon_months: int,
+                         units: str) -> list[Path]:
+    """Write the per-customer segment table for the CRM system: ``customer_segments.parquet`` and ``.csv``.
+
+    Raw customer identifiers (index ``customer_id``), the columns of
+    :data:`EXPORT_COLUMNS` that ``table`` has, plus ``model``, ``horizon_months``,
+    ``units`` and ``rank_net_clv`` (1 = highest net CLV).  Returns the two paths.
+    """
+    cols = [c for c in EXPORT_COLUMNS if c in table.columns]
+    if "segment" not in cols or "net_clv" not in cols:
+        raise ValueError(f"the segment table needs columns 'segment' and 'net_clv'; it has {list(table.columns)}")
+    out = table[cols].assign(segment=table["segment"].astype(str), model=model, horizon_months=int(horizon_months),
+                             units=units)
+    out["rank_net_clv"] = out["net_clv"].rank(ascending=False, method="first").astype(int)
+    out.index = pd.Index(table.index, name="customer_id")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "customer_segments.parquet", folder / "customer_segments.csv"]
+    out.to_parquet(paths[0])
+    out.to_csv(paths[1])
+    return paths
+
+
+def segment_results(profile: pd.DataFrame, validation: pd.DataFrame, at_stake: pd.Series) -> dict:
+    """The per-segment numbers a report records (``segments.<name>.*`` of ``results.json``).
+
+    ``profile`` from :func:`segment_profile`, ``validation`` from
+    :func:`segment_validation` joined with :attr:`HoldoutInterval.table`,
+    ``at_stake`` the value at stake per segment.  Undefined numbers (a segment
+    without customers, an interval that could not be formed) are left out
+    rather than recorded as null.
+    """
+    keys = {"customers": ("p", "customers"), "share_customers": ("p", "share_customers"),
+            "share_equity": ("p", "share_equity"), "net_clv_total": ("p", "net_clv_total"),
+            "holdout_customers": ("v", "customers"), "holdout_forecast": ("v", "forecast"),
+            "holdout_lower": ("v", "lower"), "holdout_upper": ("v", "upper"), "holdout_value": ("v", "realised"),
+            "holdout_purchases": ("v", "purchases"), "holdout_purchases_forecast": ("v", "forecast_purchases"),
+            "holdout_purchases_lower": ("v", "lower_purchases"), "holdout_purchases_upper": ("v", "upper_purchases")}
+    out = {}
+    for s in SEGMENT_ORDER:
+        row = {}
+        for key, (table, col) in keys.items():
+            t = profile if table == "p" else validation
+            if col in t.columns and s in t.index:
+                row[key] = t.loc[s, col]
+        row["money_at_stake"] = at_stake.get(s, np.nan)
+        row = {k: (int(x) if k.endswith("customers") and k != "share_customers" else float(x)) for k, x in row.items()
+               if np.isfinite(float(x))}
+        out[s] = row
+    return out
