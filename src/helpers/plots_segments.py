@@ -160,7 +160,7 @@ def money_at_stake(amounts: pd.Series, title: str, xlabel: str = "money at stake
     return ax
 
 
-def holdout_intervals(table: pd.DataFrame, unit: str, level: float = 0.9, axes=None):
+def holdout_intervals(table: pd.DataFrame, unit: str, level: float = 0.9, *, ax=None):
     """Each segment's forecast holdout value with its forecast interval, and what it realised.
 
     One panel per segment, each with its own value scale (segment values differ
@@ -176,8 +176,8 @@ def holdout_intervals(table: pd.DataFrame, unit: str, level: float = 0.9, axes=N
         Unit of the values (currency or ``"purchases"``), for the axis label.
     level : float
         Interval level, for the legend.
-    axes : array of Axes, optional
-        One per segment drawn.
+    ax : sequence of Axes, optional
+        One per segment drawn (multi-panel, as :func:`sensitivity`).
 
     Returns
     -------
@@ -186,6 +186,7 @@ def holdout_intervals(table: pd.DataFrame, unit: str, level: float = 0.9, axes=N
     segs = [s for s in _segments(table.index) if np.isfinite(table.loc[s, "forecast"])
             and ("customers" not in table.columns or table.loc[s, "customers"] > 0)]
     t = table.reindex(segs)
+    axes = ax
     if axes is None:
         fig, axes = plt.subplots(len(segs), 1, figsize=(7.0, 1.05 * len(segs) + 0.9), squeeze=False)
         axes = axes[:, 0]
