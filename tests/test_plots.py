@@ -171,10 +171,13 @@ def calls():
          {"currency": "USD"}),
         (plots.tracking, (actual, models), {"split": 10.0}),
         (plots_segments.sensitivity, (sensitivity_table(), {"margin": 0.3}), {}),
+        (plots_segments.holdout_intervals,
+         (pd.DataFrame({"forecast": [100.0, 20.0], "lower": [80.0, 10.0], "upper": [120.0, 30.0],
+                        "realised": [95.0, 35.0]}, index=["MVC", "BZ"]), "USD"), {}),
     ]
 
 
-MULTI_PANEL = {plots.tracking: 2, plots_segments.sensitivity: 2}
+MULTI_PANEL = {plots.tracking: 2, plots_segments.sensitivity: 2, plots_segments.holdout_intervals: 2}
 CALLS = calls()
 
 
