@@ -243,21 +243,21 @@ def test_a_rule_key_the_reader_cannot_apply_is_an_error(tmp_path, monkeypatch):
     import helpers.config as hc
 
     p = tmp_path / "c.yaml"
-    p.write_text(f"data: {{path: {SAMPLE}, date_format: '%Y%m%d', min_customers: 50}}\n")
+    p.write_text(f"data: {{path: {SAMPLE}, date_format: '%Y%m%d', max_abs_amount: 50}}\n")
     cfg = load_config(p)
 
     def reader(source, *, customer_id, date, amount, date_format, observation_end, negative_amounts,
                duplicates, after_observation_end):
         """A reader without the rule keys."""
 
-    with pytest.raises(ConfigError, match=r"data\.min_customers: 50 is not supported"):
+    with pytest.raises(ConfigError, match=r"data\.max_abs_amount: 50(\.0)? is not supported"):
         hc.load_options(cfg, reader)
     p.write_text(f"data: {{path: {SAMPLE}, date_format: '%Y%m%d'}}\n")
-    assert "min_customers" not in hc.load_options(load_config(p), reader)  # defaults pass quietly
+    assert "max_abs_amount" not in hc.load_options(load_config(p), reader)  # defaults pass quietly
 
-    def reader_with_rules(source, *, min_customers=10, max_date=None, **policies):
+    def reader_with_rules(source, *, max_abs_amount=1e9, max_date=None, **policies):
         """A reader that applies two of the rules."""
 
     opts = hc.load_options(cfg, reader_with_rules)
-    assert opts["min_customers"] == 50 and opts["max_date"] == cfg.data["max_date"]
+    assert opts["max_abs_amount"] == 50 and opts["max_date"] == cfg.data["max_date"]
     assert "implausible_dates" not in opts
