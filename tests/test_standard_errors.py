@@ -119,7 +119,7 @@ def xtw(cdnow):
 
 @pytest.fixture(scope="module")
 def fits(cdnow):
-    out = {m: fit_model(m, cdnow, time_unit="W") for m in MODELS}
+    out = {m: fit_model(m, cdnow, time_unit="W") for m in NUMERICAL_HESSIAN_MODELS}   # the others: own files
     out["gamma_gamma"] = fit_gamma_gamma(cdnow)
     return out
 
