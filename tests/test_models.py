@@ -56,6 +56,28 @@ def test_bgnbd_conditional_expectation_published(bg):
     assert round(float(bg.expected_purchases(39, 2, 30.43, 38.86)), 3) == pytest.approx(1.226, abs=1e-9)
 
 
+@pytest.mark.parametrize("theta", [(0.5, 5.0, 0.3, 0.5), (0.24, 4.4, 0.79, 2.43)])
+@pytest.mark.parametrize("T", [1.0, 5.0, 30.0])
+def test_bgnbd_conditional_expectation_of_a_zero_repeat_customer_by_integration(theta, T):
+    """x = 0: the customer is alive at T (BG/NBD drop-out follows a repeat purchase), lambda | data ~
+    Gamma(r, alpha + T), p ~ Beta(a, b), and E[X(t) | lambda, p] = (1 - exp(-lambda p t)) / p, so
+    E[X(t) | 0, 0, T] = E_p[(1 - (1 + p t / (alpha + T))^-r) / p], integrated numerically here.  With
+    a + b < 1 (first theta) the 2F1 of FHL (2005a) eq. (10) is negative for small T: the closed form
+    must still hold (it used to return NaN there, as lifetimes does)."""
+    from scipy import integrate, stats
+
+    from helpers.models import get_model
+
+    r, alpha, a, b = theta
+    t = 10.0
+    integrand = lambda p: (-np.expm1(-r * np.log1p(p * t / (alpha + T))) / p) * stats.beta.pdf(p, a, b)  # noqa: E731
+    pieces = [(0.0, 1e-8), (1e-8, 1e-4), (1e-4, 0.01), (0.01, 0.5), (0.5, 1.0)]
+    expected = sum(integrate.quad(integrand, lo, hi, limit=400, epsabs=1e-12)[0] for lo, hi in pieces)
+    got = get_model("bgnbd").expected_purchases(theta, t, np.array([0.0]), np.array([0.0]), np.array([T]))
+    assert np.all(np.isfinite(got))
+    assert float(got[0]) == pytest.approx(expected, rel=1e-5)
+
+
 def test_pareto_nbd_reproduces_published(pnbd):
     # Fader & Hardie (2005) Pareto/NBD note / FHL (2005a): r=0.553, alpha=10.578, s=0.606, beta=11.669, LL=-9595.0
     # published to 3 decimals: the estimates must round to them (|difference| <= 5e-4; it is <= 3.2e-4)

@@ -351,8 +351,16 @@ class BGNBD(_BGFamily):
     def _G(self, theta, t, x, T):
         """The part of FHL (2005a) eq. (10) in ``(x, T, t)``: the hypergeometric numerator."""
         r, alpha, a, b = theta
-        log_h = _log_hyp2f1_safe(r + x, b + x, a + b + x - 1.0, t / (alpha + T + t))
-        return (a + b + x - 1.0) / (a - 1.0) * -np.expm1(log_h + (r + x) * np.log((alpha + T) / (alpha + T + t)))
+        z = t / (alpha + T + t)
+        log_ratio = (r + x) * np.log((alpha + T) / (alpha + T + t))
+        with np.errstate(all="ignore"):
+            # the logarithmic form (exact near t = 0, survives overflow); with x = 0 and a + b < 1
+            # the third 2F1 parameter is negative and the series can sum to a negative number,
+            # where the formula still holds (checked against the integral over p in
+            # tests/test_models.py) but its logarithm does not exist: there the direct product
+            log_form = -np.expm1(_log_hyp2f1_safe(r + x, b + x, a + b + x - 1.0, z) + log_ratio)
+            direct = 1.0 - hyp2f1(r + x, b + x, a + b + x - 1.0, z) * np.exp(log_ratio)
+        return (a + b + x - 1.0) / (a - 1.0) * np.where(np.isfinite(log_form), log_form, direct)
 
     def _h(self, theta, x, t_x, T):
         """The per-customer part of FHL (2005a) eq. (10): ``1 / (1 + delta a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))``."""
