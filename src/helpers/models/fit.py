@@ -7,7 +7,10 @@ followed by a few Newton steps.  The penalizer follows lifetimes' convention:
 the objective is the *mean* negative log-likelihood plus
 ``penalizer * sum(theta**2)`` where the time-scale parameters
 (``FrequencyModel.time_scale_params``) are expressed in units of the longest
-customer age (max ``T`` = 1).  Standard errors come from the Hessian of the
+customer age (max ``T`` = 1).  The same convention holds for every model
+here; lifetimes' ``ParetoNBDFitter`` alone adds its penalty to the *total*
+negative log-likelihood, so a given penalizer shrinks its Pareto/NBD about
+n times less than ours (n customers).  Standard errors come from the Hessian of the
 total negative log-likelihood in the log-parameters (central differences of
 the analytic gradient when the model has one, of the likelihood otherwise),
 mapped to the natural scale by the delta method
