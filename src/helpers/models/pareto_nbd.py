@@ -119,6 +119,34 @@ def _pnbd_series_terms(z_max):
     return int(math.ceil(n)) + 2
 
 
+def _pnbd_series_far(z):
+    """The arguments ``z`` (array) whose series would need more than ``_PNBD_SERIES_MAX_TERMS`` terms."""
+    z = np.asarray(z, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = np.log(_PNBD_SERIES_TOL * (1.0 - z)) / np.log(z)
+    return (z > 0.0) & ~(n <= _PNBD_SERIES_MAX_TERMS)
+
+
+def _pnbd_H_hyp2f1(e_M, A, z):
+    """``H = 2F1(e_M, 1; A + 1; z)`` of the series form and the derivatives the series gives.
+
+    Returns ``(H, dH/dz, dH/de_M, -dH/dA)`` (stacked, shape ``(4, n)``), the
+    same quantities :func:`_pnbd_log_J` sums as power series (``H`` is the
+    series ``sum_n (e_M)_n / (A+1)_n z^n``).  For ``z`` near 1, where the
+    series converges slowly: ``dH/dz = e_M / (A + 1) 2F1(e_M + 1, 2; A + 2; z)``
+    (A&S 15.2.1) and the parameter derivatives by central differences of
+    hyp2f1 (relative step 1e-5: about 1e-10 relative error, far below what the
+    optimiser and the Hessian of the standard errors resolve).
+    """
+    H = hyp2f1(e_M, 1.0, A + 1.0, z)
+    H_z = e_M / (A + 1.0) * hyp2f1(e_M + 1.0, 2.0, A + 2.0, z)
+    he = 1e-5 * np.maximum(e_M, 1.0)
+    hA = 1e-5 * np.maximum(A + 1.0, 1.0)
+    H_e = (hyp2f1(e_M + he, 1.0, A + 1.0, z) - hyp2f1(e_M - he, 1.0, A + 1.0, z)) / (2.0 * he)
+    H_Aneg = -(hyp2f1(e_M, 1.0, A + 1.0 + hA, z) - hyp2f1(e_M, 1.0, A + 1.0 - hA, z)) / (2.0 * hA)
+    return np.stack([H, H_z, H_e, H_Aneg])
+
+
 _BLAS_CHUNK = 150_000   # multiply-adds per matrix product: stays below OpenBLAS' threading threshold
 
 
@@ -153,8 +181,12 @@ def _power_series(z, C):
 def _pnbd_log_J(theta, idx):
     """log J(u) and its derivatives w.r.t. (r, alpha, s, beta) for the distinct (x, u) pairs.
 
-    Returns ``(logJ, dlogJ)`` with shapes ``(P,)`` and ``(P, 4)``, or None when the
-    series would need more than ``_PNBD_SERIES_MAX_TERMS`` terms.
+    Returns ``(logJ, dlogJ)`` with shapes ``(P,)`` and ``(P, 4)`` (None only at
+    non-finite parameters).  Pairs whose ``z`` would need more than
+    ``_PNBD_SERIES_MAX_TERMS`` series terms get ``H`` and its derivatives from
+    hyp2f1 (:func:`_pnbd_H_hyp2f1`): far-apart ``alpha`` and ``beta`` at small
+    ``u`` (the line search of a fit on a log acquired over years visits them)
+    no longer send the whole likelihood to the per-row hyp2f1 fallback.
     """
     r, alpha, s, beta = theta
     xs, us = idx.xs, idx.us
@@ -167,9 +199,11 @@ def _pnbd_log_J(theta, idx):
     else:
         m, M, e_m, e_M = beta, alpha, b, a
     z = (M - m) / (M + us)                      # per distinct u, in [0, 1)
-    N = _pnbd_series_terms(float(z.max()) if len(z) else 0.0)
-    if N is None or not np.all(np.isfinite(z)):
+    if not np.all(np.isfinite(z)):
         return None
+    # the series for the u whose z needs at most _PNBD_SERIES_MAX_TERMS terms, hyp2f1 for the others
+    far = _pnbd_series_far(z)
+    N = _pnbd_series_terms(float(z[~far].max()) if np.any(~far) else 0.0)
     k = np.arange(N, dtype=float)
     # coefficients c_n = (e_M)_n / (A+1)_n, n = 0..N (one extra for the z-derivative)
     ratio = (e_M[:, None] + k) / (A[:, None] + 1.0 + k)              # (n_x, N): c_{n+1}/c_n
@@ -188,6 +222,9 @@ def _pnbd_log_J(theta, idx):
     else:               # pair by pair: powers of z per distinct u, coefficients per distinct x
         Zp = (z[:, None] ** k)[p_u]                                       # (P, N)
         Hs = np.stack([np.einsum("pn,pn->p", Zp, K[j][p_x]) for j in range(4)])
+    if np.any(far):     # pairs whose u is too close to z = 1 for the series: the hyp2f1 form
+        on = far[p_u]
+        Hs[:, on] = _pnbd_H_hyp2f1(e_M[p_x[on]], A[p_x[on]], z[p_u[on]])
     H, H_z, H_e, H_Aneg = Hs
     u = us[p_u]
     lm, lM = np.log(m + u), np.log(M + u)
@@ -325,8 +362,7 @@ class ParetoNBD(FrequencyModel):
     def objective(self, x, t_x, T, w):
         """Log-likelihood and exact gradient from the hypergeometric series (:func:`_pnbd_ll_grad_sum`).
 
-        Returns None at parameters where the series would need more than
-        ``_PNBD_SERIES_MAX_TERMS`` terms (the fitter then uses the hyp2f1 likelihood).
+        Returns None only at non-finite parameters (the fitter then uses the hyp2f1 likelihood).
         """
         # (bootstrap rows may repeat (x, t_x, T) with different spend: merge them here)
         (xs, txs, Ts), rinv, _ = unique_rows(x, t_x, T)
