@@ -322,6 +322,9 @@ def test_committed_reports_follow_the_formatting_rules(path):
     assert report.MIN_HEADLINES <= len(answer["headlines"]) <= report.MAX_HEADLINES
     assert answer["question"] and answer["meaning"], path.stem
     assert report.extract_results(nb)["headlines"] == answer["headlines"]  # one declaration feeds both
+    tables = ["".join(o["data"]["text/html"]) for c in nb.cells for o in c.get("outputs", [])
+              if "<table" in "".join(o.get("data", {}).get("text/html", ""))]
+    assert all("clv-table" in t for t in tables), f"{path.stem}: a table not formatted by report.table"
     page = render_html(nb, {"config": "default"}, {})
     assert report.leftovers(page) == [], path.stem
     headings = re.findall(r"<h2[^>]*>(.*?)</h2>", page, flags=re.S)
