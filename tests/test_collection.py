@@ -5,11 +5,20 @@ Two frequency-only configurations run every notebook: CDNOW with its amounts lef
 known (`configs/simulated-frequency.yaml`).  Checks: every notebook ok; every results.json
 names the run's model; the index shows the stage's customer equity, which equals 02's; the
 frequency models fitted without amounts equal those of the default run with amounts (read
-from the committed, nbval-checked notebook 02); the simulated truth is recovered.
+from the committed, nbval-checked notebook 02); the simulated truth is recovered; every notebook
+declares 3-8 headline numbers and the index lists every one of them; every rendered report opens
+with its answer and obeys the formatting rules (no nan/None/NaN, no progress lines); the run's
+stderr carries no kernel transport warning and no spurious KeyboardInterrupt error.
 """
 
+import contextlib
+import html
+import io
 import json
+import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -17,22 +26,39 @@ import numpy as np
 import pytest
 
 from helpers.config import load_config
-from helpers.report import extract_results
+from helpers.report import MAX_HEADLINES, MIN_HEADLINES, extract_results, headlines_from_results, leftovers
 from helpers.run import run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["cdnow-no-amounts", "simulated-frequency"]
 
 
+def _run_capturing_stderr(config, out):
+    """``run_config`` with everything written to stderr captured: the process's own ``sys.stderr``
+    and file descriptor 2, which the kernels and the notebook workers inherit."""
+    with tempfile.TemporaryFile() as fd_err, contextlib.redirect_stderr(io.StringIO()) as py_err:
+        sys.__stderr__.flush()
+        saved = os.dup(2)
+        os.dup2(fd_err.fileno(), 2)
+        try:
+            run = run_config(config, out, progress=False)
+        finally:
+            sys.__stderr__.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        fd_err.seek(0)
+        return run, py_err.getvalue() + fd_err.read().decode("utf-8", "replace")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Each configuration run once per module, on first use."""
+    """Each configuration run once per module, on first use (its stderr in ``get.stderr[name]``)."""
     cache = {}
 
     def get(name):
         if name not in cache:
             out = tmp_path_factory.mktemp(name)
-            run = run_config(ROOT / "configs" / f"{name}.yaml", out, progress=False)
+            run, get.stderr[name] = _run_capturing_stderr(ROOT / "configs" / f"{name}.yaml", out)
             run_dir = Path(run["run_dir"])
             results = {}
             for nb in run["notebooks"]:
@@ -41,6 +67,7 @@ def runs(tmp_path_factory):
             cache[name] = (name, run, run_dir, results)
         return cache[name]
 
+    get.stderr = {}
     return get
 
 
@@ -98,9 +125,12 @@ def test_simulated_truth_recovered(runs):
 
 def test_reports_have_no_raw_missing_values(frequency_run):
     _, run, run_dir, _ = frequency_run
+    assert leftovers((run_dir / "index.html").read_text()) == []
     for nb in run["notebooks"]:
-        html = (run_dir / nb["name"] / f"{nb['name']}.html").read_text()
-        body = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", html, flags=re.S)
+        page = (run_dir / nb["name"] / f"{nb['name']}.html").read_text()
+        assert leftovers(page) == [], nb["name"]  # the formatting rules' own check (helpers.report.leftovers)
+        assert "@media print" in page, nb["name"]  # the print stylesheet (tables wrap and shrink on A4/Letter)
+        body = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", page, flags=re.S)
         # a raw missing value in a table cell, or in a sentence as the words nan/NaN
         cells = re.findall(r"<t[dh][^>]*>\s*(None|nan|NaN|<NA>|NaT)\s*</t[dh]>", body)
         assert not cells, (nb["name"], cells[:5])
@@ -108,3 +138,50 @@ def test_reports_have_no_raw_missing_values(frequency_run):
         for token in (" nan ", " NaN ", "progress ·"):
             assert token not in f" {text} ", (nb["name"], token)
     assert np.isfinite(run["valuation"]["customer_equity"])
+
+
+def _visible(page: str) -> str:
+    page = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", page, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def test_index_lists_every_declared_headline(frequency_run):
+    _, run, run_dir, results = frequency_run
+    index = (run_dir / "index.html").read_text()
+    sections = re.split(r"<h2>", index)
+    for nb in run["notebooks"]:
+        name = nb["name"]
+        declared = headlines_from_results(results[name])
+        assert MIN_HEADLINES <= len(declared) <= MAX_HEADLINES, (name, [h["key"] for h in declared])
+        section = next(s for s in sections if s.startswith(f"<a href='{name}/{name}.html'>"))
+        assert "No headline numbers declared" not in section, name
+        shown = _visible(section)
+        for h in declared:
+            # the label and the formatted value of the declaration, in this notebook's part of the index
+            assert " ".join(h["label"].split()) in shown, (name, h["key"], h["label"])
+            assert h["text"] in shown, (name, h["key"], h["text"])
+            # the declared value is the one results.json holds at the headline's key
+            node = results[name]
+            for part in h["key"].split("."):
+                node = node[part]
+            assert node == h["value"], (name, h["key"])
+
+
+def test_every_report_opens_with_its_answer(frequency_run):
+    _, run, run_dir, results = frequency_run
+    for nb in run["notebooks"]:
+        page = (run_dir / nb["name"] / f"{nb['name']}.html").read_text()
+        headings = [_visible(h) for h in re.findall(r"<h2[^>]*>(.*?)</h2>", page, flags=re.S)]
+        assert headings and headings[0].startswith("The answer"), (nb["name"], headings[:3])
+        answer = _visible(page.split("</h2>", 1)[1].split("<h2", 1)[0])  # up to the next heading
+        assert "Question." in answer and "What it means" in answer, nb["name"]
+        for h in headlines_from_results(results[nb["name"]]):
+            assert h["text"] in answer, (nb["name"], h["key"])
+
+
+def test_run_stderr_has_no_kernel_noise(frequency_run, runs):
+    name = frequency_run[0]
+    err = runs.stderr[name]
+    for noise in ("running over TCP without encryption", "KeyboardInterrupt", "[IPKernelApp] ERROR",
+                  "[IPKernelApp] WARNING"):
+        assert noise not in err, (name, noise, err[-2000:])

@@ -58,3 +58,22 @@ def test_committed_with_outputs_and_results(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.get("execution_count") for c in code), "commit notebooks executed (make notebooks)"
     assert extract_results(nb), "the notebook records its headline numbers with report.record_results"
+
+
+JARGON = re.compile(r"\bseed[ -]?(\d{3}|essays?)\b", re.I)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_jargon_in_headings_and_no_link_outside_the_repository(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            if line.lstrip().startswith("#"):
+                assert not JARGON.search(line), f"internal jargon in a heading: {line!r}"
+        assert "../shared" not in cell.source, "a link outside the repository"
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        assert "../shared" not in text and not JARGON.search(text), doc.name

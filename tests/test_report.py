@@ -3,6 +3,7 @@
 import json
 import math
 import re
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -303,3 +304,29 @@ def test_progress_of_a_real_kernel_never_reaches_the_report(tmp_path):
     page, _ = exporter.from_notebook_node(report.prepare_report(nb))
     assert "progress ·" not in page and "bootstrap resamples" not in page
     assert page.index("What is the sum?") < page.index("The body")
+
+
+COMMITTED = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.stem)
+def test_committed_reports_follow_the_formatting_rules(path):
+    """Every notebook as committed (executed on the default configuration, nbval-checked), rendered by
+    the runner's render step: answer first with 3-8 declared headlines, no nan/None/NaN, no progress
+    line, the print stylesheet in the page."""
+    from helpers.run import render_html
+
+    nb = nbformat.read(path, as_version=4)
+    answer = report.extract_answer(nb)
+    assert answer is not None, f"{path.stem} declares no headlines (report.Headlines)"
+    assert report.MIN_HEADLINES <= len(answer["headlines"]) <= report.MAX_HEADLINES
+    assert answer["question"] and answer["meaning"], path.stem
+    assert report.extract_results(nb)["headlines"] == answer["headlines"]  # one declaration feeds both
+    tables = ["".join(o["data"]["text/html"]) for c in nb.cells for o in c.get("outputs", [])
+              if "<table" in "".join(o.get("data", {}).get("text/html", ""))]
+    assert all("clv-table" in t for t in tables), f"{path.stem}: a table not formatted by report.table"
+    page = render_html(nb, {"config": "default"}, {})
+    assert report.leftovers(page) == [], path.stem
+    headings = re.findall(r"<h2[^>]*>(.*?)</h2>", page, flags=re.S)
+    assert headings and re.sub(r"<[^>]+>", "", headings[0]).startswith("The answer"), (path.stem, headings[:2])
+    assert "@media print" in page and "overflow-wrap: anywhere" in page

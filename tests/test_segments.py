@@ -403,6 +403,10 @@ def test_holdout_interval_table_and_forecast_by_hand():
     assert not fixed.parameter_uncertainty
     width = (t["upper"] - t["lower"])["MVC"]
     assert (fixed.table["upper"] - fixed.table["lower"])["MVC"] < width
+    refit = holdout_interval(f, g, cal, seg, fc, rules, months, n_sim=8, seed=1, parameter_uncertainty="refit")
+    assert refit.parameter_uncertainty and refit.table["replicates"].max() == 8
+    with pytest.raises(ValueError, match="parameter_uncertainty"):
+        holdout_interval(f, g, cal, seg, fc, rules, months, n_sim=8, parameter_uncertainty="bayes")
 
 
 def test_apparel_like_holdout_does_not_print_holds():
