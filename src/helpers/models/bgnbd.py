@@ -162,23 +162,34 @@ class _BGFamily(FrequencyModel):
     covariate_links = {"purchase": (("alpha", -1),), "attrition": (("a", 1), ("b", 1))}
     covariate_quantities = {
         "purchase": "mean purchase rate E[lambda] = r / alpha",
-        "attrition": "expected number of purchase occasions before drop-out (infinite horizon), E[1/p] - k "
-                     "= (a + b - 1) / (a - 1) - k (k = 0 BG/NBD, 1 MBG/NBD; infinite for a <= 1); the mean "
-                     "drop-out probability a / (a + b) does not change when a and b scale together",
+        "attrition": "median number of drop-out chances survived (the repeat purchases before drop-out; MBG/NBD: "
+                     "counting the chance at the first purchase), m with B(a, b + m) / B(a, b) = 1/2; a and b "
+                     "scale together, so the mean drop-out probability a / (a + b) does not change",
     }
 
     def covariate_quantity(self, theta, process):
-        """``r / alpha`` (purchase), or ``E[J]`` (attrition) of the purchase occasions before drop-out.
+        """``r / alpha`` (purchase), or the median number of drop-out chances survived (attrition).
 
-        Given ``p``, the repeat purchases before drop-out are ``J ~ Geometric(p)`` on 1, 2, ...
-        (BG/NBD, FHL 2005a) or on 0, 1, ... (MBG/NBD), so ``E[J | p] = 1/p - k`` and
-        ``E[1/p] = (a + b - 1) / (a - 1)`` for ``p ~ Beta(a, b)``, ``a > 1`` (infinite otherwise).
+        After each drop-out chance (each repeat purchase, FHL 2005a; and the first
+        purchase, MBG/NBD) a customer stays with probability ``1 - p``, so the
+        probability of surviving ``m`` chances is ``E[(1 - p)^m] = B(a, b + m) / B(a, b)``
+        for ``p ~ Beta(a, b)``, decreasing from 1 (``m = 0``) to 0; its median ``m_50``
+        (real ``m``, by root finding) is finite for all ``a, b`` (the mean
+        ``E[1/p] = (a + b - 1) / (a - 1)`` is infinite for ``a <= 1``).
         """
         r, alpha, a, b = (float(v) for v in theta)
         if process == "purchase":
             return r / alpha
         if process == "attrition":
-            return (a + b - 1.0) / (a - 1.0) - self._k if a > 1.0 else float("inf")
+            from scipy.optimize import brentq  # noqa: PLC0415
+
+            def f(log_m):
+                return betaln(a, b + np.exp(log_m)) - betaln(a, b) - np.log(0.5)
+
+            lo, hi = -50.0, 1.0
+            while f(hi) > 0 and hi < 700:
+                hi += 5.0
+            return float(np.exp(brentq(f, lo, hi, xtol=1e-14, rtol=1e-14))) if f(lo) > 0 else 0.0
         return super().covariate_quantity(theta, process)
 
     def objective(self, x, t_x, T, w):

@@ -81,6 +81,7 @@ from .base import ADVICE, FrequencyModel, ModelFitError, SpendModel, _frequency_
 from .fit import _Z95, FittedModel, _grad_hessian, _minimise
 
 __all__ = ["CovariateFit", "fit_covariate_model", "covariate_log_likelihood", "covariate_models",
+           "simulate_covariate_summary",
            "per_customer_theta"]
 
 #: at most this many distinct covariate vectors: the likelihood runs once per group (the model's fast path)
@@ -333,25 +334,13 @@ class _Objective:
         th0 = lay.theta0(phi)
         gam = lay.gammas(phi)
         if self.grouped:
-            thg = np.asarray(per_customer_theta(self.model, th0, gam, self.Zg) if self.Zg else th0, dtype=object)
-            TH = np.column_stack([np.broadcast_to(np.asarray(v, dtype=float), (self.n_groups,)) for v in thg])
+            TH = self._group_thetas(phi)
             ll = 0.0
             D = np.zeros_like(TH)
-            for g, obj in enumerate(self.objs):
-                th = TH[g]
-                out = None
-                if obj is not None:
-                    with np.errstate(all="ignore"):
-                        out = obj(tuple(th))
-                if out is not None and np.isfinite(out[0]) and np.all(np.isfinite(out[1])):
-                    ll += float(out[0])
-                    D[g] = np.asarray(out[1], dtype=float) * th
-                else:
-                    llg, D[g] = self._group_numeric(g, th)
-                    ll += llg
-            D_base = D.sum(axis=0)
-            D_z = {p: D.T @ self.Zg[p] for p in self.Zg}           # (n_params, k) per process
-            return ll, self._chain(D_base, D_z)
+            for g in range(self.n_groups):
+                llg, D[g] = self._group_D(g, TH[g])
+                ll += llg
+            return ll, np.einsum("gp,gpk->k", D, self._A())
         # row path: per-row derivatives by central differences in log theta_ij
         thr = list(per_customer_theta(self.model, th0, gam, self.Z))
         with np.errstate(all="ignore"):
@@ -374,6 +363,67 @@ class _Objective:
             for p, z in self.Z.items():
                 D_z[p][j] = wd @ z
         return ll, self._chain(D_base, D_z)
+
+    def _A(self):
+        """(G, P, k) maps: d log theta_g / d phi for every group (constant: the link is log-linear in phi)."""
+        if getattr(self, "_A_cache", None) is not None:
+            return self._A_cache
+        lay, P = self.layout, len(self.model.param_names)
+        A = np.zeros((self.n_groups, P, len(lay.base_free) + lay.n_gamma_free))
+        for i, k in enumerate(lay.base_free):
+            A[:, self.j_of[k], i] = 1.0
+        col = 0
+        for proc, cols in lay.cov_names.items():
+            for kk in range(len(cols)):
+                f = lay.free_of_key[col]
+                for param, sign in self.model.covariate_links[proc]:
+                    A[:, self.j_of[param], lay.n_base + f] += sign * self.Zg[proc][:, kk]
+                col += 1
+        self._A_cache = A
+        return A
+
+    def _group_D(self, g, th):
+        """``(LL_g, d LL_g / d log theta_g)`` of one group at scalar parameters ``th``."""
+        obj = self.objs[g]
+        out = None
+        if obj is not None:
+            with np.errstate(all="ignore"):
+                out = obj(tuple(th))
+        if out is not None and np.isfinite(out[0]) and np.all(np.isfinite(out[1])):
+            return float(out[0]), np.asarray(out[1], dtype=float) * th
+        return self._group_numeric(g, th)
+
+    def _group_thetas(self, phi):
+        lay = self.layout
+        th0, gam = lay.theta0(phi), lay.gammas(phi)
+        thg = per_customer_theta(self.model, th0, gam, self.Zg) if self.Zg else th0
+        return np.column_stack([np.broadcast_to(np.asarray(v, dtype=float), (self.n_groups,)) for v in thg])
+
+    def hessian(self, phi, h=1e-5):
+        """Hessian of the log-likelihood in phi: ``sum_g A_g' H_g A_g``.
+
+        ``log theta_g = A_g phi`` is linear in phi, so only the groups' Hessians ``H_g``
+        in ``log theta_g`` are needed: central differences of each group's analytic
+        gradient, two evaluations per model parameter (not per coefficient).
+        Falls back to differences of the full gradient on the row path.
+        """
+        if not self.grouped:
+            return _grad_hessian(lambda ph: np.asarray(self(ph)[1], dtype=float), phi, h=h)
+        TH = self._group_thetas(phi)
+        A = self._A()
+        P = TH.shape[1]
+        active = [j for j in range(P) if np.any(A[:, j, :] != 0)]
+        H = np.zeros((A.shape[2], A.shape[2]))
+        for g in range(self.n_groups):
+            Hg = np.zeros((P, P))
+            for j in active:
+                up, dn = TH[g].copy(), TH[g].copy()
+                up[j] *= np.exp(h)
+                dn[j] *= np.exp(-h)
+                Hg[j] = (self._group_D(g, up)[1] - self._group_D(g, dn)[1]) / (2 * h)
+            Hg = 0.5 * (Hg + Hg.T)
+            H += A[g].T @ Hg @ A[g]
+        return H
 
     def rows(self, phi):
         """Per-row log-likelihood at phi (unweighted), once per group with scalar parameters when grouped."""
@@ -415,6 +465,67 @@ def covariate_log_likelihood(model, theta0, coefficients: dict, *data, Z: dict) 
         with np.errstate(all="ignore"):
             out[rows] = model.log_likelihood(th, *(v[rows] for v in data))
     return out
+
+
+# ---------------------------------------------------------------------------
+# the optimiser
+# ---------------------------------------------------------------------------
+
+def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
+    """L-BFGS-B on the mean negative log-likelihood, then Newton steps with the structured Hessian.
+
+    Returns ``(phi, converged, message, H)`` with ``H`` the Hessian of the total negative
+    log-likelihood at ``phi`` (None if not computed there).  Raises :class:`ModelFitError` as
+    :func:`helpers.models.fit._minimise` does.
+    """
+    from scipy import optimize  # noqa: PLC0415
+
+    from .fit import _LOG_BOUND  # noqa: PLC0415
+
+    def fun(phi):
+        v = total_nll(phi) / N
+        return v if np.isfinite(v) else 1e100
+
+    def jac(phi):
+        g = total_grad(phi) / N
+        return g if np.all(np.isfinite(g)) else np.zeros_like(g)
+
+    bounds = [(-_LOG_BOUND - 5, _LOG_BOUND + 5)] * len(phi0)
+    with np.errstate(all="ignore"):
+        res = optimize.minimize(fun, np.asarray(phi0, float), jac=jac, method="L-BFGS-B", bounds=bounds,
+                                options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
+        phi, H, H_at = res.x, None, None
+        for _ in range(6):
+            g = total_grad(phi)
+            if not np.all(np.isfinite(g)) or np.max(np.abs(g)) / N < 1e-10:
+                break
+            H, H_at = total_hess(phi), phi.copy()
+            try:
+                step = np.linalg.solve(H, g)
+            except np.linalg.LinAlgError:
+                break
+            if not np.all(np.isfinite(step)) or np.max(np.abs(step)) > 1.0:
+                break
+            f0, t = fun(phi), 1.0
+            while t > 1e-3 and fun(phi - t * step) > f0:
+                t *= 0.5
+            if t <= 1e-3:
+                break
+            phi = phi - t * step
+        final, grad = fun(phi), jac(phi)
+    if not np.isfinite(final) or final >= 1e99 or not np.all(np.isfinite(phi)):
+        raise ModelFitError(f"{label}: the log-likelihood is not finite at the optimiser's end point. {ADVICE}")
+    if np.any(np.abs(phi[:n_base]) >= _LOG_BOUND) or np.any(np.abs(phi[n_base:]) >= _LOG_BOUND):
+        raise ModelFitError(f"{label} did not converge: a parameter ran off to 0 or infinity (log-parameters and "
+                            f"coefficients {np.round(phi, 3).tolist()}); the data do not identify the model. "
+                            f"Try penalizer=... on the coefficients. {ADVICE}")
+    converged = bool(np.max(np.abs(grad)) < 1e-5)
+    if not converged:
+        raise ModelFitError(f"{label} did not converge ({res.message}; max |mean gradient| "
+                            f"{np.max(np.abs(grad)):.2g}); try penalizer=... on the coefficients. {ADVICE}")
+    if H_at is None or np.max(np.abs(H_at - phi)) > 0:
+        H = None
+    return phi, converged, str(res.message), H
 
 
 # ---------------------------------------------------------------------------
@@ -611,15 +722,24 @@ class CovariateFit:
         For covariate ``k`` of process ``p``: ``Q(theta_0 with the linked parameters
         times exp(sign gamma_pk)) / Q(theta_0)`` with ``Q`` the model's
         :meth:`~FrequencyModel.covariate_quantity` (described in the ``quantity``
-        column): for Pareto/NBD and GGompertz/NBD the mean purchase rate ``r / alpha``
-        (multiplier ``exp(gamma)``) and the mean lifetime (Pareto/NBD: the
-        lifetime scales with beta, multiplier ``exp(-gamma)``, the same for every
-        quantile and for the mean where finite; GGompertz/NBD: the mean lifetime by
-        quadrature, a ratio that depends on the base parameters); for BG/NBD
-        and MBG/NBD ``r / alpha`` and the expected number of purchase
-        occasions before drop-out ``E[1/p] - k = (a+b-1)/(a-1) - k`` (``a`` and
-        ``b`` scale together; NaN where ``a <= 1``, the mean being infinite); for
-        Gamma-Gamma the mean spend (``exp(gamma)``).  The interval is
+        column):
+
+        * purchase (every frequency model): the mean purchase rate ``E[lambda] = r / alpha``;
+          ``alpha_i = alpha_0 exp(-gamma z)`` gives the multiplier ``exp(gamma)``.
+        * attrition, Pareto/NBD: the lifetime ``tau`` with ``P(tau > t) = (beta / (beta + t))^s``
+          is ``beta`` times a variable free of ``beta``, so its median ``beta (2^(1/s) - 1)``,
+          every other quantile and its mean ``beta / (s - 1)`` (where finite, ``s > 1``)
+          have the multiplier ``exp(-gamma)`` (``beta_i = beta_0 exp(-gamma z)``).
+        * attrition, GGompertz/NBD: the median lifetime ``log(1 + beta (2^(1/s) - 1)) / b``
+          (its ratio depends on the base parameters; ``exp(-gamma)`` in the limit ``b -> 0``).
+        * attrition, BG/NBD and MBG/NBD: ``a`` and ``b`` scale together, so the mean
+          drop-out probability ``a / (a + b)`` does not move; the quantity is the median
+          number of drop-out chances a customer survives, ``m_50`` with
+          ``B(a, b + m) / B(a, b) = 1/2`` (the chances are the repeat purchases, and for
+          MBG/NBD also the first purchase; the mean ``E[1/p]`` is infinite for ``a <= 1``).
+        * spend, Gamma-Gamma: the mean spend ``p gamma / (q - 1)``, multiplier ``exp(gamma)``.
+
+        The interval is
         ``exp(log m +- z se(log m))``, ``se(log m)`` by the delta method over all
         estimated parameters (exactly ``exp(+-gamma +- z se)`` for single-parameter
         exponential links).
@@ -646,6 +766,8 @@ class CovariateFit:
                 try:
                     lm = log_mult(phi)
                 except NotImplementedError:
+                    lm = np.nan
+                if not np.isfinite(lm):
                     lm = np.nan
                 se_lm = np.nan
                 if np.isfinite(lm) and self._cov_phi is not None:
@@ -847,17 +969,22 @@ def fit_covariate_model(
             gr[nb:] += 2.0 * penalizer * N * phi[nb:]
         return gr
 
+    def total_hess(phi):
+        H = -obj.hessian(phi)
+        if penalizer:
+            H = H.copy()
+            H[nb:, nb:] += 2.0 * penalizer * N * np.eye(len(phi) - nb)
+        return H
+
     label = model.label + " with covariates"
-    polish: dict = {}
-    phi, converged, message = _minimise(lambda p: total_nll(p) / N, phi0, label,
-                                        mean_grad=lambda p: total_grad(p) / N, hessian_out=polish)
+    phi, converged, message, H = _optimise(total_nll, total_grad, total_hess, phi0, N, label, nb)
     ll = float(value_grad(phi)[0])
-    free = lay.free_names()
     k_free = len(phi)
 
     # covariance in phi, then mapped to the reported keys
     if se:
-        H = _grad_hessian(total_grad, phi, h=1e-5)
+        if H is None:
+            H = total_hess(phi)
         try:
             cov_phi = np.linalg.inv(H)
             ok = np.all(np.isfinite(cov_phi)) and np.all(np.diag(cov_phi) > 0)
@@ -911,3 +1038,44 @@ def fit_covariate_model(
         bic=-2 * ll + k_free * np.log(N), n_customers=n_customers, converged=converged, penalizer=float(penalizer),
         constraints=tuple(constrain_equal or ()), time_unit=time_unit, message=msg, n_unique=len(ws),
         n_groups=obj.n_groups, nocov=nocov, _phi=phi, _cov_phi=cov_phi, _layout=lay)
+
+
+# ---------------------------------------------------------------------------
+# simulation
+# ---------------------------------------------------------------------------
+
+def simulate_covariate_summary(name, theta0, coefficients: dict, Z: dict, T, rng, t_star: float = 0.0) -> pd.DataFrame:
+    """Customers of a frequency model with static covariates: ``x, t_x, T`` (and ``x_star``).
+
+    Customer ``i`` follows the model's generative process
+    (:meth:`FrequencyModel.simulate_summary`) at ``theta_i`` (:func:`per_customer_theta`);
+    the customers are simulated once per distinct covariate vector, so use
+    covariates with few distinct values (e.g. dummies).
+
+    Parameters
+    ----------
+    name : str or FrequencyModel
+    theta0 : sequence
+        Base parameters (``param_names`` order).
+    coefficients : dict
+        process -> coefficient vector.
+    Z : dict
+        process -> (n, k) covariates.
+    T : array_like
+        Ages, one per customer.
+    rng : numpy.random.Generator or int
+    """
+    model = _get(name)
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    T = np.asarray(T, dtype=float).ravel()
+    Z = {p: np.asarray(z, dtype=float).reshape(len(T), -1) for p, z in Z.items()}
+    allZ = np.column_stack(list(Z.values()))
+    _, ginv, _ = unique_rows(*allZ.T)
+    cols = ["x", "t_x", "T"] + (["x_star"] if t_star > 0 else [])
+    out = np.empty((len(T), len(cols)))
+    for g in range(int(ginv.max()) + 1):
+        rows = np.flatnonzero(ginv == g)
+        th = per_customer_theta(model, theta0, coefficients, {p: z[rows[:1]] for p, z in Z.items()})
+        th = tuple(float(np.asarray(v).ravel()[0]) for v in th)
+        out[rows] = model.simulate_summary(th, T[rows], rng, t_star)[cols].to_numpy()
+    return pd.DataFrame(out, columns=cols)

@@ -327,8 +327,8 @@ class ParetoNBD(FrequencyModel):
     covariate_links = {"purchase": (("alpha", -1),), "attrition": (("beta", -1),)}
     covariate_quantities = {
         "purchase": "mean purchase rate E[lambda] = r / alpha",
-        "attrition": "mean lifetime E[tau] (the lifetime distribution scales with beta: every quantile, and the "
-                     "mean beta / (s - 1) where finite, has the same multiplier beta_1 / beta_0)",
+        "attrition": "median lifetime beta (2^(1/s) - 1) (the lifetime scales with beta: every quantile, and "
+                     "the mean beta / (s - 1) where finite, has the same multiplier)",
     }
 
     def covariate_quantity(self, theta, process):
