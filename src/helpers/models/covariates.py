@@ -399,7 +399,7 @@ class _Objective:
         thg = per_customer_theta(self.model, th0, gam, self.Zg) if self.Zg else th0
         return np.column_stack([np.broadcast_to(np.asarray(v, dtype=float), (self.n_groups,)) for v in thg])
 
-    def hessian(self, phi, h=1e-5):
+    def hessian(self, phi, h=1e-5, central=True):
         """Hessian of the log-likelihood in phi: ``sum_g A_g' H_g A_g``.
 
         ``log theta_g = A_g phi`` is linear in phi, so only the groups' Hessians ``H_g``
@@ -416,11 +416,18 @@ class _Objective:
         H = np.zeros((A.shape[2], A.shape[2]))
         for g in range(self.n_groups):
             Hg = np.zeros((P, P))
-            for j in active:
-                up, dn = TH[g].copy(), TH[g].copy()
-                up[j] *= np.exp(h)
-                dn[j] *= np.exp(-h)
-                Hg[j] = (self._group_D(g, up)[1] - self._group_D(g, dn)[1]) / (2 * h)
+            if central:
+                for j in active:
+                    up, dn = TH[g].copy(), TH[g].copy()
+                    up[j] *= np.exp(h)
+                    dn[j] *= np.exp(-h)
+                    Hg[j] = (self._group_D(g, up)[1] - self._group_D(g, dn)[1]) / (2 * h)
+            else:     # forward differences: one evaluation per parameter (error O(h) ~ 1e-5 relative)
+                D0 = self._group_D(g, TH[g])[1]
+                for j in active:
+                    up = TH[g].copy()
+                    up[j] *= np.exp(h)
+                    Hg[j] = (self._group_D(g, up)[1] - D0) / h
             Hg = 0.5 * (Hg + Hg.T)
             H += A[g].T @ Hg @ A[g]
         return H
@@ -490,14 +497,37 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
         g = total_grad(phi) / N
         return g if np.all(np.isfinite(g)) else np.zeros_like(g)
 
+    phi0 = np.asarray(phi0, float)
     bounds = [(-_LOG_BOUND - 5, _LOG_BOUND + 5)] * len(phi0)
     with np.errstate(all="ignore"):
-        res = optimize.minimize(fun, np.asarray(phi0, float), jac=jac, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
-        phi, H, H_at = res.x, None, None
+        # precondition with the Hessian at the start (the no-covariate optimum, coefficients 0): in
+        # u = L' (phi - phi0), H0 = L L', the problem is close to the identity quadratic and L-BFGS
+        # needs a few evaluations instead of dozens
+        L = None
+        try:
+            H0 = total_hess(phi0) / N
+            if np.all(np.isfinite(H0)):
+                L = np.linalg.cholesky(0.5 * (H0 + H0.T))
+        except np.linalg.LinAlgError:
+            L = None
+        if L is not None:
+            def to_phi(u):
+                return phi0 + np.linalg.solve(L.T, u)
+
+            res = optimize.minimize(lambda u: fun(to_phi(u)), np.zeros(len(phi0)),
+                                    jac=lambda u: np.linalg.solve(L, jac(to_phi(u))), method="L-BFGS-B",
+                                    options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-10})
+            phi = to_phi(res.x)
+            if not np.all(np.abs(phi) < _LOG_BOUND + 5):
+                L = None
+        if L is None:
+            res = optimize.minimize(fun, phi0, jac=jac, method="L-BFGS-B", bounds=bounds,
+                                    options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
+            phi = res.x
+        H, H_at = None, None
         for _ in range(6):
             g = total_grad(phi)
-            if not np.all(np.isfinite(g)) or np.max(np.abs(g)) / N < 1e-10:
+            if not np.all(np.isfinite(g)) or np.max(np.abs(g)) / N < 1e-9:
                 break
             H, H_at = total_hess(phi), phi.copy()
             try:
@@ -523,7 +553,7 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
     if not converged:
         raise ModelFitError(f"{label} did not converge ({res.message}; max |mean gradient| "
                             f"{np.max(np.abs(grad)):.2g}); try penalizer=... on the coefficients. {ADVICE}")
-    if H_at is None or np.max(np.abs(H_at - phi)) > 0:
+    if H_at is None or np.max(np.abs(H_at - phi)) > 1e-5:     # a polish step this small leaves H as it is
         H = None
     return phi, converged, str(res.message), H
 
@@ -909,7 +939,7 @@ def fit_covariate_model(
 
     # the no-covariate fit: the start, the comparison of lr_test
     nocov = (fit_gamma_gamma(x=data[0], m_x=data[1], warn=False) if spend
-             else fit_model(model.name, x=data[0], t_x=data[1], T=data[2], time_unit=time_unit))
+             else fit_model(model.name, x=data[0], t_x=data[1], T=data[2], time_unit=time_unit, _se=False))
     fixed = dict(fixed or {})
     note = ""
     if model.name == "ggompertz_nbd" and "b" not in fixed and not np.isfinite(nocov.se.get("b", np.nan)) \
@@ -969,8 +999,8 @@ def fit_covariate_model(
             gr[nb:] += 2.0 * penalizer * N * phi[nb:]
         return gr
 
-    def total_hess(phi):
-        H = -obj.hessian(phi)
+    def total_hess(phi, central=False):
+        H = -obj.hessian(phi, central=central)
         if penalizer:
             H = H.copy()
             H[nb:, nb:] += 2.0 * penalizer * N * np.eye(len(phi) - nb)
@@ -984,7 +1014,7 @@ def fit_covariate_model(
     # covariance in phi, then mapped to the reported keys
     if se:
         if H is None:
-            H = total_hess(phi)
+            H = total_hess(phi, central=True)
         try:
             cov_phi = np.linalg.inv(H)
             ok = np.all(np.isfinite(cov_phi)) and np.all(np.diag(cov_phi) > 0)
