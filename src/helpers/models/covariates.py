@@ -86,6 +86,8 @@ __all__ = ["CovariateFit", "fit_covariate_model", "covariate_log_likelihood", "c
 
 #: at most this many distinct covariate vectors: the likelihood runs once per group (the model's fast path)
 MAX_GROUPS = 256
+#: above this many customers the optimiser's start is a no-covariate fit on a random subsample of this size
+START_SAMPLE = 100_000
 _H_ROW = 1e-5          # step in log theta of the per-row central differences
 
 
@@ -553,7 +555,9 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
     if not converged:
         raise ModelFitError(f"{label} did not converge ({res.message}; max |mean gradient| "
                             f"{np.max(np.abs(grad)):.2g}); try penalizer=... on the coefficients. {ADVICE}")
-    if H_at is None or np.max(np.abs(H_at - phi)) > 1e-5:     # a polish step this small leaves H as it is
+    # a last Newton step this small (in log-parameters and coefficients) changes the Hessian by about as
+    # much relative to itself: reused for the standard errors (error ~1e-4 relative)
+    if H_at is None or np.max(np.abs(H_at - phi)) > 1e-4:
         H = None
     return phi, converged, str(res.message), H
 
@@ -616,6 +620,18 @@ class CovariateFit:
     _phi: np.ndarray = field(default=None, repr=False)
     _cov_phi: np.ndarray = field(default=None, repr=False)
     _layout: _Layout = field(default=None, repr=False)
+    _data: tuple = field(default=None, repr=False)
+
+    def no_covariate_fit(self):
+        """The same model without covariates on the same customers (fitted when first needed)."""
+        if self.nocov is None and self._data is not None:
+            from .fit import fit_model  # noqa: PLC0415
+            from .gamma_gamma import fit_gamma_gamma  # noqa: PLC0415
+
+            d = self._data
+            self.nocov = (fit_gamma_gamma(x=d[0], m_x=d[1], warn=False) if len(d) == 2
+                          else fit_model(self.name, x=d[0], t_x=d[1], T=d[2], time_unit=self.time_unit, _se=False))
+        return self.nocov
 
     # -- model access -------------------------------------------------------
 
@@ -731,12 +747,12 @@ class CovariateFit:
         """Likelihood-ratio test of the covariates: ``statistic = 2 (LL_cov - LL_nocov)``.
 
         Against the same model without covariates on the same customers
-        (``nocov_fit``, a :class:`~helpers.models.FittedModel`; default the one
-        this fit started from).  ``df`` = the number of estimated coefficients
+        (``nocov_fit``, a :class:`~helpers.models.FittedModel`; default
+        :meth:`no_covariate_fit`).  ``df`` = the number of estimated coefficients
         (a constrained pair counts once); ``p_value`` from the chi-square
         distribution (the nested hypothesis all gamma = 0).
         """
-        nocov = self.nocov if nocov_fit is None else nocov_fit
+        nocov = self.no_covariate_fit() if nocov_fit is None else nocov_fit
         if nocov is None:
             raise ValueError("no no-covariate fit to test against: pass nocov_fit")
         if int(nocov.n_customers) != int(self.n_customers):
@@ -858,6 +874,7 @@ def fit_covariate_model(
     initial_coefficients: dict | None = None,
     fixed: dict | None = None,
     se: bool = True,
+    nocov_fit=None,
 ) -> CovariateFit:
     """Fit a model with static covariates by maximum likelihood (module docstring for the equations).
 
@@ -887,6 +904,10 @@ def fit_covariate_model(
         fit reports it).
     se : bool
         Compute standard errors and intervals.
+    nocov_fit : FittedModel or GammaGammaFit, optional
+        The same model without covariates on the same customers: the start and the default of
+        :meth:`CovariateFit.lr_test`.  Default: fitted here (above ``START_SAMPLE`` customers the
+        start comes from a fit on a random subsample and ``lr_test`` fits the full one when first asked).
 
     Returns
     -------
@@ -937,16 +958,26 @@ def fit_covariate_model(
                          "use helpers.models.fit_model for the model without covariates")
     n = len(data[0])
 
-    # the no-covariate fit: the start, the comparison of lr_test
-    nocov = (fit_gamma_gamma(x=data[0], m_x=data[1], warn=False) if spend
-             else fit_model(model.name, x=data[0], t_x=data[1], T=data[2], time_unit=time_unit, _se=False))
+    # the no-covariate fit: the start (and what lr_test compares with). Above START_SAMPLE customers the
+    # start comes from a fit on a random subsample (the preconditioned optimiser needs a good start, not
+    # the exact no-covariate optimum); lr_test then fits the full no-covariate model when first asked.
+    if nocov_fit is not None:
+        nocov, start = nocov_fit, nocov_fit
+    else:
+        use = np.arange(n)
+        if n > START_SAMPLE:
+            use = np.sort(np.random.default_rng(0).choice(n, START_SAMPLE, replace=False))
+        start = (fit_gamma_gamma(x=data[0][use], m_x=data[1][use], warn=False, _se=False) if spend
+                 else fit_model(model.name, x=data[0][use], t_x=data[1][use], T=data[2][use], time_unit=time_unit,
+                                _se=False))
+        nocov = start if n <= START_SAMPLE else None
     fixed = dict(fixed or {})
     note = ""
-    if model.name == "ggompertz_nbd" and "b" not in fixed and not np.isfinite(nocov.se.get("b", np.nan)) \
-            and "limit" in getattr(nocov, "message", ""):
-        fixed["b"] = float(nocov.params["b"])
-        note = (f"b held at {fixed['b']:.3g}, the Pareto/NBD limit of the no-covariate fit (the likelihood is "
-                "flat along b -> 0)")
+    auto = {k: v for k, v in (model.covariate_fixed(start) if not spend else {}).items() if k not in fixed}
+    if auto:
+        fixed.update(auto)
+        note = ", ".join(f"{k} held at {v:.3g}" for k, v in auto.items()) + \
+            " as in the no-covariate fit (the Pareto/NBD limit: the likelihood is flat along b -> 0)"
     lay = _layout(model, cov_names, constrain_equal, fixed)
 
     # weighted unique rows of (data, z)
@@ -954,17 +985,19 @@ def fit_covariate_model(
     if spend:
         xs, ws, Zu = data, np.ones(n), Zs
     else:
-        (*cols,), inv, cnt = unique_rows(*data, *allZ.T)
+        # the covariate vector's group first (its distinct columns), then unique (x, t_x, T, group) rows
+        zcols = np.unique(allZ, axis=1) if allZ.shape[1] > 1 else allZ
+        _, gid, _ = unique_rows(*zcols.T)
+        (*cols,), inv, cnt = unique_rows(*data, gid)
+        first = np.zeros(len(cnt), dtype=np.int64)
+        first[inv[::-1]] = np.arange(n)[::-1]                 # a customer of each unique row
         xs = tuple(cols[:3])
         ws = cnt.astype(float)
-        Zu, i = {}, 3
-        for p in cov_names:
-            Zu[p] = np.column_stack(cols[i:i + len(cov_names[p])])
-            i += len(cov_names[p])
+        Zu = {p: Zs[p][first] for p in cov_names}
     obj = _Objective(model, lay, xs, Zu, ws, spend)
     N = obj.N
 
-    phi0 = np.concatenate([np.log([float(nocov.params[k]) for k in lay.base_free]), np.zeros(lay.n_gamma_free)])
+    phi0 = np.concatenate([np.log([float(start.params[k]) for k in lay.base_free]), np.zeros(lay.n_gamma_free)])
     if initial_coefficients:
         names_free = lay.free_names()
         for proc, d in initial_coefficients.items():
@@ -1067,7 +1100,7 @@ def fit_covariate_model(
         cov=pd.DataFrame(cov, index=keys, columns=keys), log_likelihood=ll, aic=-2 * ll + 2 * k_free,
         bic=-2 * ll + k_free * np.log(N), n_customers=n_customers, converged=converged, penalizer=float(penalizer),
         constraints=tuple(constrain_equal or ()), time_unit=time_unit, message=msg, n_unique=len(ws),
-        n_groups=obj.n_groups, nocov=nocov, _phi=phi, _cov_phi=cov_phi, _layout=lay)
+        n_groups=obj.n_groups, nocov=nocov, _phi=phi, _cov_phi=cov_phi, _layout=lay, _data=data)
 
 
 # ---------------------------------------------------------------------------

@@ -411,6 +411,13 @@ class GGompertzNBD(FrequencyModel):
     #: the quadrature takes scalar parameters: the covariate likelihood runs once per covariate group
     theta_broadcasts = False
 
+    def covariate_fixed(self, nocov_fit):
+        """``{"b": b}`` when the no-covariate fit reports the Pareto/NBD limit (``b`` held there, see :meth:`fit`):
+        the likelihood is flat along ``b -> 0`` and a free ``log b`` would run off."""
+        if "Pareto/NBD limit" in getattr(nocov_fit, "message", ""):
+            return {"b": float(nocov_fit.params["b"])}
+        return {}
+
     def covariate_quantity(self, theta, process):
         """``r / alpha`` (purchase) or the median lifetime (attrition).
 
