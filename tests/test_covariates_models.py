@@ -437,3 +437,24 @@ def test_bg_attrition_multiplier_is_that_of_the_median_number_of_dropout_chances
     row = f.multipliers().set_index(["process", "covariate"]).loc[("attrition", "z1")]
     assert row["multiplier"] == pytest.approx(median(a * np.exp(g), b * np.exp(g)) / median(a, b), rel=1e-8)
     assert row["lower"] < row["multiplier"] < row["upper"]
+
+
+def test_large_data_start_from_a_subsample_reaches_the_same_optimum(monkeypatch):
+    """Above START_SAMPLE customers the start is a no-covariate fit on a subsample; the optimum is the same
+    and lr_test fits the full no-covariate model when first asked."""
+    import helpers.models.covariates as C
+
+    sim, Z = _simulated("bgnbd", n=3000, seed=4)
+    full = fit_covariate_model("bgnbd", sim, Z, Z)
+    monkeypatch.setattr(C, "START_SAMPLE", 500)
+    sub = fit_covariate_model("bgnbd", sim, Z, Z)
+    assert sub.nocov is None
+    assert sub.log_likelihood == pytest.approx(full.log_likelihood, abs=1e-6)
+    for p, c in full.coefficients.items():
+        for k, v in c.items():
+            assert abs(sub.coefficients[p][k] - v) < 1e-3 * full.se[f"{p}.{k}"]
+            assert sub.se[f"{p}.{k}"] == pytest.approx(full.se[f"{p}.{k}"], rel=1e-3)
+    out = sub.lr_test()
+    assert sub.nocov is not None
+    assert sub.nocov.log_likelihood == pytest.approx(fit_model("bgnbd", sim).log_likelihood, abs=1e-8)
+    assert out["statistic"] == pytest.approx(full.lr_test()["statistic"], abs=1e-5)

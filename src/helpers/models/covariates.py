@@ -986,8 +986,9 @@ def fit_covariate_model(
         xs, ws, Zu = data, np.ones(n), Zs
     else:
         # the covariate vector's group first (its distinct columns), then unique (x, t_x, T, group) rows
-        zcols = np.unique(allZ, axis=1) if allZ.shape[1] > 1 else allZ
-        _, gid, _ = unique_rows(*zcols.T)
+        distinct = [j for j in range(allZ.shape[1])
+                    if not any(np.array_equal(allZ[:, j], allZ[:, i]) for i in range(j))]
+        _, gid, _ = unique_rows(*allZ[:, distinct].T)
         (*cols,), inv, cnt = unique_rows(*data, gid)
         first = np.zeros(len(cnt), dtype=np.int64)
         first[inv[::-1]] = np.arange(n)[::-1]                 # a customer of each unique row
