@@ -513,11 +513,24 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
         except np.linalg.LinAlgError:
             L = None
         if L is not None:
+            # first a Newton step with that Hessian (L-BFGS's first trial step has unit length in u, several
+            # times too long here: extreme parameters where the likelihood's fast path does not apply)
+            g0 = jac(phi0)
+            step = np.linalg.solve(L.T, np.linalg.solve(L, g0))
+            f0, t = fun(phi0), 1.0
+            while t > 1e-3 and not fun(phi0 - t * step) < f0:
+                t *= 0.5
+            if t > 1e-3:
+                phi0 = phi0 - t * step
+
+            # scaled so that L-BFGS's first trial step (unit length) is the Newton step with H0
+            c = 1.0 / max(float(np.linalg.norm(np.linalg.solve(L, jac(phi0)))), 1e-12)
+
             def to_phi(u):
-                return phi0 + np.linalg.solve(L.T, u)
+                return phi0 + np.linalg.solve(L.T, u / c)
 
             res = optimize.minimize(lambda u: fun(to_phi(u)), np.zeros(len(phi0)),
-                                    jac=lambda u: np.linalg.solve(L, jac(to_phi(u))), method="L-BFGS-B",
+                                    jac=lambda u: np.linalg.solve(L, jac(to_phi(u))) / c, method="L-BFGS-B",
                                     options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-10})
             phi = to_phi(res.x)
             if not np.all(np.abs(phi) < _LOG_BOUND + 5):
