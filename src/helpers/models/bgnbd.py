@@ -196,6 +196,42 @@ class _BGFamily(FrequencyModel):
         """The rearranged likelihood and exact gradient, :class:`_BGFamilyObjective`."""
         return _BGFamilyObjective(x, t_x, T, w, modified=bool(self._k))
 
+    def log_likelihood_grad_rows(self, theta, x, t_x, T):
+        """Per-row log-likelihood and its gradient w.r.t. ``log(r, alpha, a, b)``; parameters may be per-row arrays.
+
+        The rearrangement of :class:`_BGFamilyObjective` (FHL 2005a eq. 6; Batislam et al. 2007 eq. A.4),
+        row by row: ``LL = A(x) + r ln alpha - (r+x) ln(alpha+T) + delta ln(1 + e^D)`` with
+        ``A(x) = ln G(r+x) - ln G(r) + ln B(a, b+x+k) - ln B(a, b)`` and
+        ``D = ln a - ln(b+x-1+k) + (r+x) [ln(alpha+T) - ln(alpha+t_x)]``; with ``sigma = 1 / (1 + e^-D)``:
+
+        * ``dLL/dr = psi(r+x) - psi(r) + ln alpha - ln(alpha+T) + delta sigma [ln(alpha+T) - ln(alpha+t_x)]``
+        * ``dLL/dalpha = r/alpha - (r+x)/(alpha+T) + delta sigma (r+x) [1/(alpha+T) - 1/(alpha+t_x)]``
+        * ``dLL/da = psi(a+b) - psi(a+b+x+k) + delta sigma / a``
+        * ``dLL/db = psi(b+x+k) - psi(a+b+x+k) - psi(b) + psi(a+b) - delta sigma / (b+x-1+k)``
+
+        Used by the covariate likelihood (:mod:`helpers.models.covariates`) when every customer has
+        its own ``alpha_i, a_i, b_i``.  Returns ``(ll, g)`` with ``g`` of shape ``(n, 4)``.
+        """
+        r, alpha, a, b = (np.asarray(v, dtype=float) for v in theta)
+        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        k = float(self._k)
+        delta = np.ones_like(x) if self._k else (x > 0).astype(float)
+        xp = x if self._k else np.where(x > 0, x, 1.0)
+        lT, lt = np.log(alpha + T), np.log(alpha + t_x)
+        rx = r + x
+        D = np.log(a) - np.log(b + xp - 1.0 + k) + rx * (lT - lt)
+        sp = np.logaddexp(0.0, D)                                 # ln(1 + e^D)
+        sig = delta * np.exp(D - sp)
+        ll = (gammaln(rx) - gammaln(r) + betaln(a, b + x + k) - betaln(a, b) + r * np.log(alpha) - rx * lT
+              + delta * sp)
+        psi_abx = psi(a + b + x + k)
+        g_r = psi(rx) - psi(r) + np.log(alpha) - lT + sig * (lT - lt)
+        g_alpha = r / alpha - rx / (alpha + T) + sig * rx * (1.0 / (alpha + T) - 1.0 / (alpha + t_x))
+        g_a = psi(a + b) - psi_abx + sig / a
+        g_b = psi(b + x + k) - psi_abx - psi(b) + psi(a + b) - sig / (b + xp - 1.0 + k)
+        g = np.column_stack([np.broadcast_to(v, ll.shape) for v in (g_r * r, g_alpha * alpha, g_a * a, g_b * b)])
+        return ll, g
+
     def _G(self, theta, t, x, T):  # pragma: no cover - abstract in the family
         raise NotImplementedError
 

@@ -343,8 +343,15 @@ class _Objective:
                 llg, D[g] = self._group_D(g, TH[g])
                 ll += llg
             return ll, np.einsum("gp,gpk->k", D, self._A())
-        # row path: per-row derivatives by central differences in log theta_ij
         thr = list(per_customer_theta(self.model, th0, gam, self.Z))
+        rows_grad = getattr(self.model, "log_likelihood_grad_rows", None)
+        if rows_grad is not None:       # row path with the model's analytic per-row gradient
+            with np.errstate(all="ignore"):
+                llr, G = rows_grad(tuple(thr), *self.data)
+            if np.all(np.isfinite(llr)) and np.all(np.isfinite(G)):
+                wG = self.w[:, None] * G
+                return float(self.w @ llr), self._chain(wG.sum(axis=0), {p: wG.T @ z for p, z in self.Z.items()})
+        # row path: per-row derivatives by central differences in log theta_ij
         with np.errstate(all="ignore"):
             llr = self.model.log_likelihood(tuple(thr), *self.data)
         ll = float(self.w @ llr)
