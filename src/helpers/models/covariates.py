@@ -672,7 +672,7 @@ class CovariateFit:
     def _gammas(self) -> dict:
         return {p: np.array(list(c.values()), dtype=float) for p, c in self.coefficients.items() if c}
 
-    def _Z(self, n, Z_purchase=None, Z_attrition=None, Z_spend=None) -> dict:
+    def _Z(self, n, Z_purchase=None, Z_attrition=None, Z_spend=None, index=None) -> dict:
         given = {"purchase": Z_purchase, "attrition": Z_attrition, "spend": Z_spend}
         out = {}
         for proc, cov in self.coefficients.items():
@@ -685,6 +685,12 @@ class CovariateFit:
                 missing = [c for c in cov if c not in z.columns]
                 if missing:
                     raise ValueError(f"Z_{proc} lacks the fitted covariate column(s) {missing}")
+                if index is not None:          # aligned with the summary's customers
+                    lost = index.difference(z.index)
+                    if len(lost):
+                        raise ValueError(f"Z_{proc}: {len(lost)} customer(s) of the summary have no covariate "
+                                         f"row (e.g. {list(lost[:5])})")
+                    z = z.loc[index]
                 z = z[list(cov)].to_numpy(dtype=float)
             z = np.asarray(z, dtype=float).reshape(n, -1)
             if z.shape[1] != len(cov):
@@ -726,9 +732,10 @@ class CovariateFit:
 
         ``t`` a scalar (returns ``(n,)``) or a 1-D grid (returns ``(n, len(t))``).
         """
+        index = x.index if isinstance(x, pd.DataFrame) else None
         x, t_x, T = self._xtT(x, t_x, T)
         m = self.model
-        Zd = self._Z(len(x), Z_purchase, Z_attrition)
+        Zd = self._Z(len(x), Z_purchase, Z_attrition, index=index)
         t_arr = np.asarray(t, dtype=float)
 
         def fn(th, rows):
@@ -743,9 +750,10 @@ class CovariateFit:
 
     def p_alive(self, x, t_x=None, T=None, Z_purchase=None, Z_attrition=None) -> np.ndarray:
         """P(alive at T | x, t_x, T, z_i): the model's ``p_alive`` at the customer's ``theta_i``."""
+        index = x.index if isinstance(x, pd.DataFrame) else None
         x, t_x, T = self._xtT(x, t_x, T)
         m = self.model
-        Zd = self._Z(len(x), Z_purchase, Z_attrition)
+        Zd = self._Z(len(x), Z_purchase, Z_attrition, index=index)
 
         def fn(th, rows):
             with np.errstate(all="ignore"):
@@ -755,10 +763,11 @@ class CovariateFit:
 
     def expected_spend(self, x, m_x=None, Z_spend=None) -> np.ndarray:
         """Gamma-Gamma: E[mean spend | x, m_x, z_i] (FHL 2005b eq. 5 at ``gamma_i``)."""
+        index = None
         if isinstance(x, pd.DataFrame) and m_x is None:
-            x, m_x = x["x"], x["m_x"]
+            index, x, m_x = x.index, x["x"], x["m_x"]
         x, m_x = (np.asarray(v, dtype=float).ravel() for v in (x, m_x))
-        Zd = self._Z(len(x), Z_spend=Z_spend)
+        Zd = self._Z(len(x), Z_spend=Z_spend, index=index)
         return self._per_group(lambda th, rows: self.model.expected_spend(th, x[rows], m_x[rows]), len(x), Zd)
 
     # -- inference ----------------------------------------------------------
