@@ -8,7 +8,7 @@ attributes only (see ``docs/model_interface.md``, section "Covariates").
 
 The parameterisation (CLVTools; Bachmann, Meierer & Naef 2021, "The role of
 time-varying contextual factors in latent attrition models for customer base
-analysis", *Marketing Science* 40(4), 783-809, section 3; Fader & Hardie 2007,
+analysis", *Marketing Science* 40(4), 783-809, the static-covariate models; Fader & Hardie 2007,
 "Incorporating time-invariant covariates into the Pareto/NBD and BG/NBD
 models", note 019): customer ``i`` with covariates ``z_i`` (one vector per
 process) has
@@ -615,6 +615,13 @@ class CovariateFit:
     constraints : tuple of str
         Covariates constrained equal across the purchase and attrition processes.
     time_unit : str or None
+    message : str
+        The optimiser's message, parameters held fixed, the number of covariate groups.
+    n_unique, n_groups : int
+        Weighted rows the fit ran on (unique ``(x, t_x, T, z)``) and distinct covariate vectors.
+    nocov : FittedModel or None
+        The model without covariates on the same customers, fitted without standard errors (None until
+        :meth:`no_covariate_fit` or :meth:`lr_test` needs it when the start came from a subsample).
     """
 
     name: str

@@ -322,7 +322,7 @@ class ParetoNBD(FrequencyModel):
     param_names = ("r", "alpha", "s", "beta")
     time_scale_params = ("alpha", "beta")
     survival_depends_on_t_x = False
-    #: CLVTools' static covariates (Bachmann, Meierer & Naef 2021, eq. 4; Fader & Hardie 2007, note 019):
+    #: CLVTools' static covariates (Bachmann, Meierer & Naef 2021; Fader & Hardie 2007, note 019):
     #: alpha_i = alpha_0 exp(-gamma_purchase' z_i), beta_i = beta_0 exp(-gamma_attrition' z_i)
     covariate_links = {"purchase": (("alpha", -1),), "attrition": (("beta", -1),)}
     covariate_quantities = {
