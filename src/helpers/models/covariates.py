@@ -342,6 +342,7 @@ class _Objective:
             for g in range(self.n_groups):
                 llg, D[g] = self._group_D(g, TH[g])
                 ll += llg
+            self._last_D = (np.asarray(phi, dtype=float).tobytes(), D)    # reused by a forward-difference Hessian
             return ll, np.einsum("gp,gpk->k", D, self._A())
         thr = list(per_customer_theta(self.model, th0, gam, self.Z))
         rows_grad = getattr(self.model, "log_likelihood_grad_rows", None)
@@ -423,6 +424,8 @@ class _Objective:
         P = TH.shape[1]
         active = [j for j in range(P) if np.any(A[:, j, :] != 0)]
         H = np.zeros((A.shape[2], A.shape[2]))
+        last = getattr(self, "_last_D", None)
+        D_at = last[1] if last is not None and last[0] == np.asarray(phi, dtype=float).tobytes() else None
         for g in range(self.n_groups):
             Hg = np.zeros((P, P))
             if central:
@@ -432,7 +435,7 @@ class _Objective:
                     dn[j] *= np.exp(-h)
                     Hg[j] = (self._group_D(g, up)[1] - self._group_D(g, dn)[1]) / (2 * h)
             else:     # forward differences: one evaluation per parameter (error O(h) ~ 1e-5 relative)
-                D0 = self._group_D(g, TH[g])[1]
+                D0 = D_at[g] if D_at is not None else self._group_D(g, TH[g])[1]
                 for j in active:
                     up = TH[g].copy()
                     up[j] *= np.exp(h)
@@ -513,6 +516,7 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
         # u = L' (phi - phi0), H0 = L L', the problem is close to the identity quadratic and L-BFGS
         # needs a few evaluations instead of dozens
         L = None
+        g0 = jac(phi0)                     # first: the Hessian below reuses the groups' gradients here
         try:
             H0 = total_hess(phi0) / N
             if np.all(np.isfinite(H0)):
@@ -522,7 +526,6 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
         if L is not None:
             # first a Newton step with that Hessian (L-BFGS's first trial step has unit length in u, several
             # times too long here: extreme parameters where the likelihood's fast path does not apply)
-            g0 = jac(phi0)
             step = np.linalg.solve(L.T, np.linalg.solve(L, g0))
             f0, t = fun(phi0), 1.0
             while t > 1e-3 and not fun(phi0 - t * step) < f0:
