@@ -525,3 +525,16 @@ def test_gamma_gamma_log_likelihood_broadcasts_per_row_gamma():
     vec = gg.log_likelihood((3.0, 5.0, g), x, m_x)
     one = [float(gg.log_likelihood((3.0, 5.0, g[i]), x[i:i + 1], m_x[i:i + 1])[0]) for i in range(50)]
     assert np.allclose(vec, one, rtol=1e-14, atol=1e-12)
+
+
+def test_bgnbd_attrition_covariates_on_apparel_end_at_the_edge_with_a_warning(apparel):
+    """On apparel the BG/NBD likelihood with attrition covariates keeps rising as a, b -> infinity (Channel = 0
+    customers without drop-out heterogeneity; CLVTools has no reference for this fit): the fit says so, and
+    a penalty on the coefficients gives an interior optimum."""
+    cal, Z = apparel
+    with pytest.warns(RuntimeWarning, match="edge of the parameter space"):
+        f = fit_covariate_model("bgnbd", cal, Z, Z)
+    assert "edge" in f.message and f.params["a"] > 1e5
+    g = fit_covariate_model("bgnbd", cal, Z, Z, penalizer=0.001)
+    assert "edge" not in g.message and g.params["a"] < 100
+    assert g.log_likelihood < f.log_likelihood

@@ -89,6 +89,8 @@ MAX_GROUPS = 256
 #: above this many customers the optimiser's start is a no-covariate fit on a random subsample of this size
 START_SAMPLE = 100_000
 _H_ROW = 1e-5          # step in log theta of the per-row central differences
+_EDGE_LOG = 8.0        # a base parameter this far (in log) from the no-covariate fit's (x or / 3,000): the edge
+_EDGE_GAMMA = 10.0     # |gamma| beyond this (a multiplier beyond e^10): likewise
 
 
 # ---------------------------------------------------------------------------
@@ -1100,6 +1102,16 @@ def fit_covariate_model(
             cov_phi = np.full((k_free, k_free), np.nan)
     else:
         cov_phi = np.full((k_free, k_free), np.nan)
+    # a maximum at the edge of the parameter space (the likelihood still rising as a parameter runs off,
+    # e.g. BG/NBD's a and b -> infinity for one covariate group: no heterogeneity in its drop-out)
+    log_start = np.log([float(start.params[k]) for k in lay.base_free])
+    edge = [f"{k} = {np.exp(v) if i < nb else v:.4g}" for i, (k, v) in enumerate(zip(lay.free_names(), phi))
+            if (i < nb and abs(v - log_start[i]) > _EDGE_LOG) or (i >= nb and abs(v) > _EDGE_GAMMA)]
+    if edge:
+        edge_note = (f"at the edge of the parameter space: {', '.join(edge)} (the likelihood keeps rising as "
+                     "they run off; their standard errors mean little); try penalizer=... or fewer covariates")
+        warnings.warn(f"{label}: {edge_note}", RuntimeWarning, stacklevel=2)
+        message = f"{message}; {edge_note}"
     th0 = lay.theta0(phi)
     names = list(model.param_names)
     keys = names + [f"{p}.{c}" for p, c in lay.keys]
