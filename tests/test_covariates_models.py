@@ -538,3 +538,26 @@ def test_bgnbd_attrition_covariates_on_apparel_end_at_the_edge_with_a_warning(ap
     g = fit_covariate_model("bgnbd", cal, Z, Z, penalizer=0.001)
     assert "edge" not in g.message and g.params["a"] < 100
     assert g.log_likelihood < f.log_likelihood
+
+
+@pytest.mark.parametrize("name", ("pareto_nbd", "bgnbd", "mbgnbd"))
+def test_predictions_with_many_covariate_values_equal_the_grouped_ones(name, monkeypatch):
+    """Continuous covariates: predictions with per-row parameters (more groups than MAX_GROUPS) equal the
+    predictions evaluated group by group."""
+    import helpers.models.covariates as C
+
+    sim, Z = _simulated(name, n=2000, seed=14)
+    f = fit_covariate_model(name, sim, Z, Z)
+    sim, Z = sim.iloc[:300], Z.iloc[:300]
+    Z = Z.assign(z2=Z["z2"] + np.random.default_rng(2).normal(0, 0.1, len(Z)))     # 300 distinct vectors
+    grid = np.array([4.0, 13.0])
+    monkeypatch.setattr(C, "MAX_GROUPS", 10_000)
+    by_group = (f.expected_purchases(13.0, sim, Z_purchase=Z, Z_attrition=Z),
+                f.expected_purchases(grid, sim, Z_purchase=Z, Z_attrition=Z),
+                f.p_alive(sim, Z_purchase=Z, Z_attrition=Z))
+    monkeypatch.setattr(C, "MAX_GROUPS", 10)
+    by_row = (f.expected_purchases(13.0, sim, Z_purchase=Z, Z_attrition=Z),
+              f.expected_purchases(grid, sim, Z_purchase=Z, Z_attrition=Z),
+              f.p_alive(sim, Z_purchase=Z, Z_attrition=Z))
+    for a, b in zip(by_group, by_row):
+        assert a.shape == b.shape and np.allclose(a, b, rtol=1e-11, atol=1e-14)

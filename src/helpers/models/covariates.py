@@ -715,12 +715,18 @@ class CovariateFit:
         return per_customer_theta(self.model, self.theta, self._gammas(),
                                   self._Z(n, Z_purchase, Z_attrition, Z_spend))
 
-    def _per_group(self, fn, n, Zd):
-        """``fn(theta_g, rows)`` once per distinct covariate vector, results placed by rows."""
+    def _per_group(self, fn, n, Zd, row_fn=None):
+        """``fn(theta_g, rows)`` once per distinct covariate vector, results placed by rows.
+
+        With more than ``MAX_GROUPS`` distinct vectors and a model whose methods broadcast per-row
+        parameters, ``row_fn(theta_rows)`` evaluates all customers at once instead.
+        """
         if not Zd:
             return fn(self.theta, np.arange(n))
         allZ = np.column_stack(list(Zd.values()))
         _, ginv, _ = unique_rows(*allZ.T)
+        if row_fn is not None and self.model.theta_broadcasts and len(ginv) and int(ginv.max()) + 1 > MAX_GROUPS:
+            return np.asarray(row_fn(per_customer_theta(self.model, self.theta, self._gammas(), Zd)), dtype=float)
         out = None
         for g in range(int(ginv.max()) + 1):
             rows = np.flatnonzero(ginv == g)
@@ -758,7 +764,14 @@ class CovariateFit:
                 G, inv, h = m.expected_purchases_parts(th, t_arr, x[rows], t_x[rows], T[rows])
                 return G[inv] * h[:, None]
 
-        return self._per_group(fn, len(x), Zd)
+        def row_fn(th):
+            with np.errstate(all="ignore"):
+                if t_arr.ndim == 0:
+                    return m.expected_purchases(th, float(t_arr), x, t_x, T)
+                th2 = tuple(np.asarray(v)[:, None] if np.ndim(v) else v for v in th)
+                return m.expected_purchases(th2, t_arr[None, :], x[:, None], t_x[:, None], T[:, None])
+
+        return self._per_group(fn, len(x), Zd, row_fn)
 
     def p_alive(self, x, t_x=None, T=None, Z_purchase=None, Z_attrition=None) -> np.ndarray:
         """P(alive at T | x, t_x, T, z_i): the model's ``p_alive`` at the customer's ``theta_i``."""
@@ -771,7 +784,11 @@ class CovariateFit:
             with np.errstate(all="ignore"):
                 return m.p_alive(th, x[rows], t_x[rows], T[rows])
 
-        return self._per_group(fn, len(x), Zd)
+        def row_fn(th):
+            with np.errstate(all="ignore"):
+                return m.p_alive(th, x, t_x, T)
+
+        return self._per_group(fn, len(x), Zd, row_fn)
 
     def expected_spend(self, x, m_x=None, Z_spend=None) -> np.ndarray:
         """Gamma-Gamma: E[mean spend | x, m_x, z_i] (FHL 2005b eq. 5 at ``gamma_i``)."""
@@ -780,7 +797,8 @@ class CovariateFit:
             index, x, m_x = x.index, x["x"], x["m_x"]
         x, m_x = (np.asarray(v, dtype=float).ravel() for v in (x, m_x))
         Zd = self._Z(len(x), Z_spend=Z_spend, index=index)
-        return self._per_group(lambda th, rows: self.model.expected_spend(th, x[rows], m_x[rows]), len(x), Zd)
+        return self._per_group(lambda th, rows: self.model.expected_spend(th, x[rows], m_x[rows]), len(x), Zd,
+                               lambda th: self.model.expected_spend(th, x, m_x))
 
     # -- inference ----------------------------------------------------------
 

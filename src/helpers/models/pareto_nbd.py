@@ -383,7 +383,7 @@ class ParetoNBD(FrequencyModel):
         A 2F1 per row: 1-D customer arrays are evaluated once per unique ``(x, t_x, T)``.
         """
         x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T)))
-        if x.ndim == 1:
+        if x.ndim == 1 and all(np.ndim(v) == 0 for v in theta):    # (per-row parameters: row by row)
             return unique_apply(lambda a, b, c: self._p_alive_rows(theta, a, b, c), x, t_x, T)
         return self._p_alive_rows(theta, x, t_x, T)
 
