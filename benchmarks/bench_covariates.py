@@ -55,7 +55,8 @@ def main(argv):
         print(f"{name}: n = {n:,}, {f.n_unique:,} unique (x, t_x, T, z) rows, {f.n_groups} covariate groups")
         print(f"  fit without covariates {t_nocov:.2f} s, with 5 + 5 covariates {t_cov:.2f} s, "
               f"ratio {t_cov / t_nocov:.2f}")
-        print(f"  base: " + ", ".join(f"{k} {v:.4g} (true {t:.4g})" for (k, v), t in zip(f.params.items(), THETA[name])))
+        base = zip(f.params.items(), THETA[name])
+        print("  base: " + ", ".join(f"{k} {v:.4g} (true {t:.4g})" for (k, v), t in base))
         for proc, g in GAMMA.items():
             est = f.coefficients[proc]
             print(f"  {proc:9s}: " + ", ".join(f"{c} {est[c]:+.4f} +- {f.se[proc + '.' + c]:.4f} (true {gv:+.2f})"

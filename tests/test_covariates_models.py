@@ -438,7 +438,8 @@ def test_gamma_gamma_recovers_spend_scale_coefficients():
     assert out["df"] == 2 and out["statistic"] == pytest.approx(2 * (f.log_likelihood - f.nocov.log_likelihood))
     es = f.expected_spend(summary, Z_spend=Z)
     gg = get_model_gg()
-    th = (f.params["p"], f.params["q"], f.params["gamma"] * np.exp(z[0] @ np.array(list(f.coefficients["spend"].values()))))
+    g_hat = np.array(list(f.coefficients["spend"].values()))
+    th = (f.params["p"], f.params["q"], f.params["gamma"] * np.exp(z[0] @ g_hat))
     assert es[0] == pytest.approx(float(gg.expected_spend(th, x[0], m_x[0])), rel=1e-10)
 
 

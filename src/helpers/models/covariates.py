@@ -78,7 +78,7 @@ import pandas as pd
 from scipy import stats
 
 from .base import ADVICE, FrequencyModel, ModelFitError, SpendModel, _frequency_arrays, unique_rows
-from .fit import _Z95, FittedModel, _grad_hessian, _minimise
+from .fit import _Z95, _grad_hessian
 
 __all__ = ["CovariateFit", "fit_covariate_model", "covariate_log_likelihood", "covariate_models",
            "simulate_covariate_summary",
