@@ -47,25 +47,35 @@ BG/NBD's rearranged likelihood, ...) gives the group's log-likelihood ``LL_g`` a
     dLL / d log theta_0j = sum_g D_gj,
     dLL / d gamma_pk     = sum_g sum_{j linked to p} sign_j D_gj z_gk.
 
-With many distinct covariate vectors (continuous covariates) and a model whose
-``log_likelihood`` broadcasts per-row parameters, the per-row derivatives
-``d LL_i / d log theta_ij`` come from central differences (two evaluations per
-parameter, whatever the number of covariates) and meet the same chain rule.
+Since ``log theta_g = A_g phi`` is linear in the free parameters ``phi``, the Hessian
+is ``sum_g A_g' H_g A_g`` with ``H_g`` the group's Hessian in its own log-parameters
+(differences of its analytic gradient: a few evaluations per model parameter,
+whatever the number of covariates).
+
+With more than :data:`MAX_GROUPS` distinct covariate vectors (continuous
+covariates) and a model whose ``log_likelihood`` broadcasts per-row parameters,
+the per-row derivatives ``d LL_i / d log theta_ij`` come from the model's
+``log_likelihood_grad_rows`` (analytic; BG/NBD and MBG/NBD) or from central
+differences (two evaluations per parameter: Pareto/NBD) and meet the same chain
+rule; predictions then use per-row parameters as well.
 
 Fit and inference
 -----------------
 The free parameters are ``log theta_0`` (the positive base parameters) and the
-coefficients; the optimiser is that of :mod:`helpers.models.fit` (L-BFGS-B on
-the mean negative log-likelihood, Newton polish), started from the
-no-covariate fit with all coefficients 0.  The L2 penalty follows the
-lifetimes/fit.py convention on the mean: ``penalizer * sum(gamma^2)`` is added to
-the mean negative log-likelihood (base parameters are not penalised; a
-coefficient constrained equal across processes is counted once).  Standard
-errors: inverse Hessian of the total negative log-likelihood (penalty included)
-in ``(log theta_0, gamma)``, the Hessian by central differences of the gradient;
-base parameters are mapped by the delta method ``se(theta) = theta se(log theta)``
-and get the intervals ``exp(log theta +- z se(log theta))``, as in :mod:`.fit`;
-coefficients get ``gamma +- z se``.
+coefficients.  Start: the no-covariate fit (on a random subsample of
+:data:`START_SAMPLE` customers for large data) with all coefficients 0; then one
+Newton step with the Hessian there, L-BFGS-B preconditioned by it (its Cholesky
+factor), and Newton steps whose last Hessian gives the standard errors.  The L2
+penalty follows the lifetimes/fit.py convention on the mean:
+``penalizer * sum(gamma^2)`` is added to the mean negative log-likelihood (base
+parameters are not penalised; a coefficient constrained equal across processes is
+counted once).  Standard errors: inverse Hessian of the total negative
+log-likelihood (penalty included) in ``(log theta_0, gamma)``; base parameters
+are mapped by the delta method ``se(theta) = theta se(log theta)`` and get the
+intervals ``exp(log theta +- z se(log theta))``, as in :mod:`.fit`; coefficients
+get ``gamma +- z se``.  A maximum at the edge of the parameter space (a base
+parameter moved by more than ``e^8`` from the no-covariate fit, or ``|gamma| > 10``)
+is reported by a RuntimeWarning and in ``message``.
 """
 
 from __future__ import annotations
