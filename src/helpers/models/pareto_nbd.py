@@ -30,10 +30,15 @@ def _pnbd_log_A0(theta, x, t_x, T):
     """log A_0 of the Pareto/NBD likelihood, Fader & Hardie (2005) note 009, eqs. (19)-(20)."""
     r, alpha, s, beta = theta
     rsx = r + s + x
-    if alpha >= beta:
-        big, small, second = alpha, beta, s + 1.0
-    else:
-        big, small, second = beta, alpha, r + x
+    if np.ndim(alpha) == 0 and np.ndim(beta) == 0:
+        if alpha >= beta:
+            big, small, second = alpha, beta, s + 1.0
+        else:
+            big, small, second = beta, alpha, r + x
+    else:       # per-customer alpha_i, beta_i (covariates): the same choice row by row
+        a_big = np.asarray(alpha) >= np.asarray(beta)
+        big, small = np.maximum(alpha, beta), np.minimum(alpha, beta)
+        second = np.where(a_big, s + 1.0, r + x)
     d = big - small
     log_f1 = np.log(hyp2f1(rsx, second, rsx + 1.0, d / (big + t_x))) - rsx * np.log(big + t_x)
     log_f2 = np.log(hyp2f1(rsx, second, rsx + 1.0, d / (big + T))) - rsx * np.log(big + T)
@@ -41,6 +46,26 @@ def _pnbd_log_A0(theta, x, t_x, T):
     with np.errstate(divide="ignore", invalid="ignore"):
         diff = log_f2 - log_f1
         out = log_f1 + np.log1p(-np.exp(np.minimum(diff, 0.0)))
+    return np.where(diff >= 0, -np.inf, out)
+
+
+def _pnbd_log_J_rows(a, b, alpha, beta, lo, hi):
+    """``log int_lo^hi (alpha+tau)^-a (beta+tau)^-b dtau`` row by row (``-inf`` where ``lo == hi``).
+
+    ``int_u^inf = (M+u)^-(a+b-1) / (a+b-1) 2F1(a+b-1, e_m; a+b; (M-m)/(M+u))`` with ``M, m`` the larger
+    and smaller of ``alpha, beta`` and ``e_m`` the exponent of the smaller (Fader & Hardie note 009,
+    eqs. 19-20, where ``a = r+x``, ``b = s+1``); the difference of the two tails, stably.
+    """
+    alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+    a_big = alpha >= beta
+    M, m = np.maximum(alpha, beta), np.minimum(alpha, beta)
+    e_m = np.where(a_big, b, a)
+    c = a + b - 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_lo = _base._log_hyp2f1_safe(c, e_m, c + 1.0, (M - m) / (M + lo)) - c * np.log(M + lo) - np.log(c)
+        log_hi = _base._log_hyp2f1_safe(c, e_m, c + 1.0, (M - m) / (M + hi)) - c * np.log(M + hi) - np.log(c)
+        diff = log_hi - log_lo
+        out = log_lo + np.log1p(-np.exp(np.minimum(diff, 0.0)))
     return np.where(diff >= 0, -np.inf, out)
 
 
@@ -358,10 +383,70 @@ class ParetoNBD(FrequencyModel):
     param_names = ("r", "alpha", "s", "beta")
     time_scale_params = ("alpha", "beta")
     survival_depends_on_t_x = False
+    #: CLVTools' static covariates (Bachmann, Meierer & Naef 2021; Fader & Hardie 2007, note 019):
+    #: alpha_i = alpha_0 exp(-gamma_purchase' z_i), beta_i = beta_0 exp(-gamma_attrition' z_i)
+    covariate_links = {"purchase": (("alpha", -1),), "attrition": (("beta", -1),)}
+    covariate_quantities = {
+        "purchase": "mean purchase rate E[lambda] = r / alpha",
+        "attrition": "median lifetime beta (2^(1/s) - 1) (the lifetime scales with beta: every quantile, and "
+                     "the mean beta / (s - 1) where finite, has the same multiplier)",
+    }
+
+    def covariate_quantity(self, theta, process):
+        """``r / alpha`` (purchase) or the median lifetime ``beta (2^(1/s) - 1)`` (attrition).
+
+        ``P(tau > t) = (beta / (beta + t))^s`` (SMC 1987): the lifetime is ``beta`` times a
+        variable free of ``beta``, so the ratio of the medians is that of every quantile and
+        of the mean ``beta / (s - 1)`` (finite for ``s > 1``).
+        """
+        r, alpha, s, beta = (float(v) for v in theta)
+        if process == "purchase":
+            return r / alpha
+        if process == "attrition":
+            return beta * np.expm1(np.log(2.0) / s)
+        return super().covariate_quantity(theta, process)
 
     def log_likelihood(self, theta, x, t_x, T):
         """Individual log-likelihood, Fader & Hardie (2005) note 009, eq. (18)."""
         return _ll_pareto_nbd(theta, x, t_x, T)
+
+    def log_likelihood_grad_rows(self, theta, x, t_x, T, h=1e-5):
+        """Per-row log-likelihood and its gradient w.r.t. ``log(r, alpha, s, beta)``; alpha, beta may be per-row arrays.
+
+        Note 009 eq. (18) as ``LL = ln G(r+x) - ln G(r) + r ln alpha + s ln beta + ln(e^{L1} + e^{L2})``,
+        ``L1 = -(r+x) ln(alpha+T) - s ln(beta+T)`` and ``L2 = ln s + ln J(r+x, s+1)`` with
+        ``J(a, b) = int_{t_x}^T (alpha+tau)^-a (beta+tau)^-b dtau`` (:func:`_pnbd_log_J_rows`, the 2F1 of
+        eqs. 19-20).  Differentiating under the integral,
+
+        * ``dLL/dln alpha = r - (r+x) [alpha/(alpha+T) e^{L1} + alpha s J(r+x+1, s+1)] / e^{LL2}``
+        * ``dLL/dln beta  = s - [s beta/(beta+T) e^{L1} + (s+1) beta s J(r+x, s+2)] / e^{LL2}``
+
+        (``LL2 = ln(e^{L1} + e^{L2})``), analytic; the derivatives in ``ln r`` and ``ln s`` (shared
+        scalars, whose derivatives involve integrals of logarithms) by central differences with step ``h``.
+        Used by the covariate likelihood (:mod:`helpers.models.covariates`) when every customer has its
+        own ``alpha_i, beta_i``.  Returns ``(ll, g)`` with ``g`` of shape ``(n, 4)``.
+        """
+        r, alpha, s, beta = theta
+        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+        a, b = r + x, s + 1.0
+        L1 = -a * np.log(alpha + T) - s * np.log(beta + T)
+        L2 = np.log(s) + _pnbd_log_J_rows(a, b, alpha, beta, t_x, T)
+        ll2 = np.logaddexp(L1, L2)
+        ll = gammaln(a) - gammaln(r) + r * np.log(alpha) + s * np.log(beta) + ll2
+        w1 = np.exp(L1 - ll2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Ja = np.exp(np.log(s) + _pnbd_log_J_rows(a + 1.0, b, alpha, beta, t_x, T) - ll2)
+            Jb = np.exp(np.log(s) + _pnbd_log_J_rows(a, b + 1.0, alpha, beta, t_x, T) - ll2)
+        g_alpha = r - a * (w1 * alpha / (alpha + T) + alpha * Ja)
+        g_beta = s - (w1 * s * beta / (beta + T) + b * beta * Jb)
+        e = np.exp(h)
+        g_r = (_ll_pareto_nbd((r * e, alpha, s, beta), x, t_x, T)
+               - _ll_pareto_nbd((r / e, alpha, s, beta), x, t_x, T)) / (2 * h)
+        g_s = (_ll_pareto_nbd((r, alpha, s * e, beta), x, t_x, T)
+               - _ll_pareto_nbd((r, alpha, s / e, beta), x, t_x, T)) / (2 * h)
+        g = np.column_stack([np.broadcast_to(v, ll.shape) for v in (g_r, g_alpha, g_s, g_beta)])
+        return ll, g
 
     def objective(self, x, t_x, T, w):
         """Log-likelihood and exact gradient from the hypergeometric series (:func:`_pnbd_ll_grad_sum`).
@@ -396,7 +481,7 @@ class ParetoNBD(FrequencyModel):
         A 2F1 per row: 1-D customer arrays are evaluated once per unique ``(x, t_x, T)``.
         """
         x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T)))
-        if x.ndim == 1:
+        if x.ndim == 1 and all(np.ndim(v) == 0 for v in theta):    # (per-row parameters: row by row)
             return unique_apply(lambda a, b, c: self._p_alive_rows(theta, a, b, c), x, t_x, T)
         return self._p_alive_rows(theta, x, t_x, T)
 
