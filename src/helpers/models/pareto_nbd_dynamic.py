@@ -108,6 +108,9 @@ START_PARAMS = {"r": 1.0, "alpha": 2.0, "s": 1.0, "beta": 2.0}
 #: CLVTools' default start value of a covariate coefficient
 START_GAMMA = 0.1
 _Z95 = 1.959963984540054
+_LOG_BOUND = 30.0     # |log r|, |log alpha|, ... beyond this = ran off to 0 or infinity
+#: default box constraint on each gamma (see :func:`fit_pareto_nbd_dynamic`)
+GAMMA_BOUND = 10.0
 _LABEL = "Pareto/NBD with time-varying covariates"
 
 
@@ -368,11 +371,13 @@ def prepare_dynamic_data(transactions: pd.DataFrame, covariates: pd.DataFrame, c
 # ---------------------------------------------------------------------------
 
 def _log_F(a, b, p, q):
-    """``log int_0^inf (p+y)^-a (q+y)^-b dy`` for ``a + b > 1``, ``p, q > 0``.
+    """``log int_0^inf (p+y)^-a (q+y)^-b dy`` for ``a + b > 1``, ``p, q > 0`` (closed form).
 
     ``= -(a+b-1) log M - log(a+b-1) + log 2F1(a+b-1, e; a+b; 1 - m/M)`` with ``M = max(p, q)``,
     ``m = min(p, q)`` and ``e`` the exponent of the smaller one: Fader & Hardie (2005) note 009,
     eqs. (19)-(20) (there ``p = alpha + t``, ``q = beta + t``, ``a = r + x``, ``b = s + 1``).
+    Kept as the closed-form reference of :func:`_log_stretch_integral` (scipy's 2F1 is slow and
+    CLVTools' GSL one fails when ``m / M`` is tiny, which happens for large ``|gamma|``).
     """
     c = a + b - 1.0
     p_big = p >= q
@@ -380,6 +385,43 @@ def _log_F(a, b, p, q):
     m = np.where(p_big, q, p)
     e = np.where(p_big, b, a)
     return -c * np.log(M) - np.log(c) + _log_hyp2f1_safe(c, e, c + 1.0, (M - m) / M)
+
+
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(16)
+_PANEL_MAX = 4.0      # panel width in u: the integrand's singularities are >= pi away from the real axis
+_PANEL_DECAY = 16.0   # and it changes by at most exp(16) (the (a+b-1) u slope) within a panel
+
+
+def _log_stretch_integral(a, b, p, q, Y):
+    """``log int_0^Y (p+y)^-a (q+y)^-b dy`` (``Y > 0``), by Gauss-Legendre quadrature after ``u = log(1 + y/m)``.
+
+    With ``m = min(p, q)`` (exponent ``e_m``) and ``M = max(p, q)`` (exponent ``e_M``) the
+    integrand becomes ``exp((1 - e_m)(log m + u) - e_M log(M + m expm1(u)))`` on ``[0, log(1 + Y/m)]``:
+    analytic, with its nearest singularities at imaginary distance ``pi`` (``e^u = 1 - M/m``),
+    so 16 nodes on panels of width ``<= 4`` and ``<= 16 / (a+b-1)`` give the integral to about
+    machine precision, without the cancellation of a difference of two 2F1 terms and whatever
+    ``M / m``.  The value equals ``log(F(p, q) - F(p+Y, q+Y))`` of :func:`_log_F`.
+    """
+    a, b, p, q, Y = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (a, b, p, q, Y)))
+    p_small = p <= q
+    m = np.where(p_small, p, q)
+    M = np.where(p_small, q, p)
+    e_m = np.where(p_small, a, b)
+    e_M = np.where(p_small, b, a)
+    U = np.log1p(Y / m)
+    J = np.maximum(1, np.ceil(np.maximum(U / _PANEL_MAX, U * (a + b - 1.0) / _PANEL_DECAY))).astype(np.int64)
+    owner = np.repeat(np.arange(len(U)), J)                     # stretch of each panel
+    k = np.arange(len(owner)) - np.repeat(np.cumsum(J) - J, J)  # panel number within its stretch
+    w = (U / J)[owner]
+    u = (k[:, None] + 0.5 * (_GL_NODES[None, :] + 1.0)) * w[:, None]        # (panels, nodes)
+    lm = np.log(m)[owner][:, None]
+    g = ((1.0 - e_m)[owner][:, None] * (lm + u)
+         - e_M[owner][:, None] * np.log(M[owner][:, None] + m[owner][:, None] * np.expm1(u)))
+    g = g + np.log(0.5 * w)[:, None] + np.log(_GL_WEIGHTS)[None, :]          # dy = m e^u du: in the (1 - e_m) term
+    gmax = np.full(len(U), -np.inf)
+    np.maximum.at(gmax, owner, g.max(axis=1))
+    tot = np.bincount(owner, weights=np.exp(g - gmax[owner][:, None]).sum(axis=1), minlength=len(U))
+    return gmax + np.log(tot)
 
 
 def _rates(data: DynamicCovariateData, coefficients) -> tuple[np.ndarray, np.ndarray]:
@@ -424,11 +466,7 @@ def _parts(params, coefficients, data: DynamicCovariateData):
         Aij, Cij, ai = A[i, j], C[i, j], a[i]
         p = alpha + A_lo[i, j]
         q = (beta + C_lo[i, j]) * Aij / Cij
-        dy = Apost[i, j]
-        f1 = _log_F(ai, b, p, q)
-        f2 = _log_F(ai, b, p + dy, q + dy)
-        with np.errstate(divide="ignore"):
-            log_piece[i, j] = s * np.log(Aij / Cij) + f1 + np.log(-np.expm1(np.minimum(f2 - f1, 0.0)))
+        log_piece[i, j] = s * np.log(Aij / Cij) + _log_stretch_integral(ai, b, p, q, Apost[i, j])
     with np.errstate(divide="ignore"):
         log_died = np.log(s) + logsumexp(log_piece, axis=1)
     return log_front, log_alive, log_died, Abar_T, Cbar_T
@@ -597,7 +635,7 @@ class DynamicCovariateFit:
         ``statistic = 2 (LL - LL_0)``, ``df`` = number of free coefficients, chi-square p-value.
         """
         ll0 = float(nocov_fit.log_likelihood)
-        df = len(self.se) - len(PARAM_NAMES)
+        df = self.extra.get("n_gamma", len(self.se) - len(PARAM_NAMES))
         stat = 2.0 * (self.log_likelihood - ll0)
         return {"statistic": stat, "df": int(df), "p_value": float(stats.chi2.sf(stat, df))}
 
@@ -666,32 +704,44 @@ def _penalty_weights(layout: _Layout, penalizer) -> np.ndarray:
 
 
 def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=None, *,
-                           purchase_covariates=None, attrition_covariates=None, data: DynamicCovariateData | None = None,
-                           constrain_equal=(), penalizer: float | dict = 0.0, initial: dict | None = None,
-                           time_unit: str = "W", customer_col: str = "customer_id", date_col: str = "date",
-                           period_col: str = "Cov.Date", se: bool = True, gtol: float = 1e-4,
-                           maxiter: int = 2000) -> DynamicCovariateFit:
+                           purchase_covariates=None, attrition_covariates=None,
+                           data: DynamicCovariateData | None = None, constrain_equal=(),
+                           penalizer: float | dict = 0.0, initial: dict | None = None, fixed: dict | None = None,
+                           gamma_bound: float = GAMMA_BOUND, time_unit: str = "W",
+                           customer_col: str = "customer_id", date_col: str = "date", period_col: str = "Cov.Date",
+                           se: bool = True, gtol: float = 1e-3) -> DynamicCovariateFit:
     """Fit the Pareto/NBD with time-varying covariates by maximum likelihood.
 
     Either pass the raw inputs (``transactions``, ``covariates``, ``calibration_end`` and the
-    covariate names; see :func:`prepare_dynamic_data` for their form) or a prepared ``data``.
+    covariate names; see :func:`prepare_dynamic_data` for their form and the column options) or
+    a prepared ``data``.
 
-    The objective is ``-sum_i LL_i + sum_k lambda_k gamma_k^2`` (CLVTools' L2 penalty,
-    ``penalizer`` a float for both processes or ``{"purchase": .., "attrition": ..}``) over
-    ``(log r, log alpha, log s, log beta, gammas)``, minimised by BFGS with central-difference
-    gradients, then Newton steps on a finite-difference Hessian.  Start values: CLVTools'
-    vignette ``r = 1, alpha = 2, s = 1, beta = 2`` and ``0.1`` per gamma, or ``initial``
-    (``{"r": .., ..., "purchase": {cov: ..}, "attrition": {cov: ..}}``).  Standard errors from
-    the inverse Hessian of the (penalised) negative log-likelihood.
+    The objective is ``-sum_i LL_i + sum_k lambda_k gamma_k^2`` (CLVTools' L2 penalty;
+    ``penalizer`` one lambda for both processes or ``{"purchase": .., "attrition": ..}``) over
+    ``phi = (log r, log alpha, log s, log beta, gammas)``, minimised by L-BFGS-B with
+    central-difference gradients and ``|gamma| <= gamma_bound``, then Newton steps on a
+    finite-difference Hessian.  A coefficient that ends on the bound is a likelihood that keeps
+    rising as ``|gamma|`` grows (no finite maximum: e.g. nobody ever drops out while the
+    covariate is 1); it is reported at the bound with a RuntimeWarning, NaN standard error and
+    its key in ``fit.extra["at_bound"]``, and the other standard errors are conditional on it.
+    Start values: CLVTools' vignette ``r = 1, alpha = 2, s = 1, beta = 2`` and ``0.1`` per
+    gamma, or ``initial`` (``{"r": .., ..., "purchase": {cov: ..}, "attrition": {cov: ..}}``).
 
     Parameters
     ----------
     constrain_equal : sequence of str
-        Covariates whose gamma is the same for both processes (they must act on both).
+        Covariates whose gamma is the same for both processes (they must act on both); reported
+        under both processes.
+    fixed : mapping, optional
+        Parameters held at given values (keys ``"r"``, ..., ``"purchase.<cov>"``,
+        ``"attrition.<cov>"``): a profile of the likelihood; their standard errors are NaN.
+    gamma_bound : float
+        Box constraint on each gamma (a rate multiplier of ``exp(gamma_bound)`` per unit).
     se : bool
         Compute the Hessian and standard errors (about ``2 k^2`` likelihood evaluations).
     gtol : float
-        Stop when the largest absolute gradient of the total negative log-likelihood is below it.
+        Convergence: largest absolute gradient of the total negative log-likelihood over the
+        free parameters.
 
     Returns
     -------
@@ -717,95 +767,130 @@ def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=N
     if initial:
         init.update({k: float(v) for k, v in initial.items() if k in PARAM_NAMES})
         init_coefs = {p: dict(initial.get(p, {})) for p in PROCESSES}
-    phi0 = layout.pack(init, init_coefs)
+    fixed = dict(fixed or {})
+    for key, v in fixed.items():
+        if key in PARAM_NAMES:
+            init[key] = float(v)
+        elif "." in key and key.split(".", 1)[0] in PROCESSES and key.split(".", 1)[1] in data.names[key.split(".", 1)[0]]:
+            proc, cov = key.split(".", 1)
+            init_coefs.setdefault(proc, {})[cov] = float(v)
+            if cov in layout.constraints:
+                other = "attrition" if proc == "purchase" else "purchase"
+                init_coefs.setdefault(other, {})[cov] = float(v)
+        else:
+            raise ValueError(f"fixed: unknown parameter {key!r} (known: {_public_keys(layout)})")
+    phi_all = layout.pack(init, init_coefs)
+    fixed_slots = sorted({PARAM_NAMES.index(k) if k in PARAM_NAMES else layout.slot[tuple(k.split(".", 1))]
+                          for k in fixed})
     n = data.n_customers
     n_eval = [0]
+    k_all = len(phi_all)
+    is_gamma = np.arange(k_all) >= 4
+    bounds_all = np.where(is_gamma[:, None], [-gamma_bound, gamma_bound], [-_LOG_BOUND, _LOG_BOUND])
+    phi_all = np.clip(phi_all, bounds_all[:, 0], bounds_all[:, 1])
 
-    def total(phi):
-        """penalised negative log-likelihood (sum over customers)"""
-        n_eval[0] += 1
-        params, coefs = layout.unpack(phi)
-        with np.errstate(all="ignore"):
-            v = -float(np.sum(log_likelihood(params, coefs, data))) + float(pen_w @ phi ** 2)
-        return v if np.isfinite(v) else np.inf
+    def make(free):
+        """objective over the free slots (the others held at phi_all)"""
+        def total(v):
+            n_eval[0] += 1
+            phi = phi_all.copy()
+            phi[free] = v
+            params, coefs = layout.unpack(phi)
+            with np.errstate(all="ignore"):
+                val = -float(np.sum(log_likelihood(params, coefs, data))) + float(pen_w @ phi ** 2)
+            return val if np.isfinite(val) else np.inf
 
-    def grad(phi, h=1e-6):
-        g = np.empty_like(phi)
-        for k in range(len(phi)):
-            e = np.zeros_like(phi)
-            e[k] = h
-            g[k] = (total(phi + e) - total(phi - e)) / (2 * h)
-        return g
+        def grad(v, h=1e-6):
+            g = np.empty_like(v)
+            for i in range(len(v)):
+                e = np.zeros_like(v)
+                e[i] = h
+                g[i] = (total(v + e) - total(v - e)) / (2 * h)
+            return g
+        return total, grad
 
-    def fun(phi):
-        v = total(phi) / n
-        return v if np.isfinite(v) else 1e100
-
-    res = optimize.minimize(fun, phi0, jac=lambda p: grad(p) / n, method="BFGS",
-                            options={"maxiter": maxiter, "gtol": gtol / n / 10})
-    phi = res.x
+    free = np.array([i for i in range(k_all) if i not in fixed_slots], dtype=int)
+    total, grad = make(free)
+    res = optimize.minimize(lambda v: min(total(v) / n, 1e100), phi_all[free], jac=lambda v: grad(v) / n,
+                            method="L-BFGS-B", bounds=bounds_all[free],
+                            options={"maxiter": 3000, "ftol": 1e-15, "gtol": gtol / n / 10})
+    phi_all[free] = res.x
+    # coefficients on the bound: the likelihood has no finite maximum in that direction
+    on_bound = [int(i) for i in free if is_gamma[i] and abs(phi_all[i]) >= gamma_bound * (1 - 1e-9)]
+    at_bound = [key for key, i in zip(_public_keys(layout), _public_index(layout)) if i in on_bound]
+    if at_bound:
+        warnings.warn(f"{_LABEL}: {', '.join(at_bound)} ended on the bound |gamma| = {gamma_bound:g}: the "
+                      "likelihood keeps increasing in that direction (no finite estimate); reported at the "
+                      "bound, without standard error", RuntimeWarning, stacklevel=2)
+    free = np.array([i for i in free if i not in on_bound], dtype=int)
+    total, grad = make(free)
+    v = phi_all[free]
     H = None
     for _ in range(4):                       # Newton polish on a finite-difference Hessian
-        g = grad(phi)
+        g = grad(v)
         if np.max(np.abs(g)) < gtol / 10:
             break
-        H = _num_hessian(total, phi, h=1e-4)
+        H = _num_hessian(total, v, h=1e-4)
         try:
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             break
         if not np.all(np.isfinite(step)) or np.max(np.abs(step)) > 1.0:
             break
-        cand = phi - step
-        if total(cand) <= total(phi):
-            phi, H = cand, None
+        cand = np.clip(v - step, bounds_all[free, 0], bounds_all[free, 1])
+        if total(cand) <= total(v):
+            v, H = cand, None
         else:
             break
-    final = total(phi)
-    g = grad(phi)
+    phi_all[free] = v
+    g = grad(v)
+    final = total(v)
     if not np.isfinite(final):
         raise ModelFitError(f"{_LABEL}: the log-likelihood is not finite at the optimiser's end point")
-    converged = bool(np.max(np.abs(g)) < gtol)
+    max_g = float(np.max(np.abs(g))) if len(g) else 0.0
+    converged = max_g < gtol
     if not converged:
         raise ModelFitError(f"{_LABEL} did not converge ({res.message}; max |gradient| of the negative "
-                            f"log-likelihood {np.max(np.abs(g)):.3g})")
-    params, coefs = layout.unpack(phi)
+                            f"log-likelihood {max_g:.3g})")
+    params, coefs = layout.unpack(phi_all)
     ll = float(np.sum(log_likelihood(params, coefs, data)))
-    k = len(phi)
-    se_d, ci_d = {}, {}
     keys = _public_keys(layout)
+    idx = _public_index(layout)
+    se_d = {key: float("nan") for key in keys}
+    ci_d = {key: (float("nan"), float("nan")) for key in keys}
     cov = pd.DataFrame(np.full((len(keys), len(keys)), np.nan), index=keys, columns=keys)
-    if se:
+    if se and len(free):
         if H is None:
-            H = _num_hessian(total, phi, h=1e-4)
+            H = _num_hessian(total, v, h=1e-4)
         try:
-            cov_phi = np.linalg.inv(H)
-            ok = np.all(np.isfinite(cov_phi)) and np.all(np.diag(cov_phi) > 0)
+            cov_free = np.linalg.inv(H)
+            ok = np.all(np.isfinite(cov_free)) and np.all(np.diag(cov_free) > 0)
         except np.linalg.LinAlgError:
             ok = False
         if not ok:
             warnings.warn(f"{_LABEL}: the Hessian at the optimum is not positive definite; standard errors "
                           "are NaN", RuntimeWarning, stacklevel=2)
-            cov_phi = np.full((k, k), np.nan)
-        jac = np.ones(k)
-        jac[:4] = np.exp(phi[:4])                      # delta method for the log-parameters
+            cov_free = np.full((len(free), len(free)), np.nan)
+        cov_phi = np.full((k_all, k_all), np.nan)
+        cov_phi[np.ix_(free, free)] = cov_free
+        jac = np.where(is_gamma, 1.0, np.exp(phi_all))       # delta method for the log-parameters
         cov_nat = cov_phi * np.outer(jac, jac)
         se_phi = np.sqrt(np.diag(cov_phi))
-        # expand to public keys (a constrained gamma appears under both processes)
-        idx = _public_index(layout)
         cov = pd.DataFrame(cov_nat[np.ix_(idx, idx)], index=keys, columns=keys)
         for key, i in zip(keys, idx):
             se_d[key] = float(jac[i] * se_phi[i])
             if i < 4:
-                ci_d[key] = (float(np.exp(phi[i] - _Z95 * se_phi[i])), float(np.exp(phi[i] + _Z95 * se_phi[i])))
+                ci_d[key] = (float(np.exp(phi_all[i] - _Z95 * se_phi[i])), float(np.exp(phi_all[i] + _Z95 * se_phi[i])))
             else:
-                ci_d[key] = (float(phi[i] - _Z95 * se_phi[i]), float(phi[i] + _Z95 * se_phi[i]))
+                ci_d[key] = (float(phi_all[i] - _Z95 * se_phi[i]), float(phi_all[i] + _Z95 * se_phi[i]))
+    k = len(free) + len(on_bound)
     return DynamicCovariateFit(
-        name="pareto_nbd", label=_LABEL, params={k_: float(v) for k_, v in params.items()}, coefficients=coefs,
+        name="pareto_nbd", label=_LABEL, params={k_: float(v_) for k_, v_ in params.items()}, coefficients=coefs,
         se=se_d, ci95=ci_d, cov=cov, log_likelihood=ll, aic=-2 * ll + 2 * k, bic=-2 * ll + k * math.log(n),
         n_customers=n, converged=converged, penalizer=penalizer, constraints=tuple(constrain_equal),
         time_unit=data.time_unit, message=str(res.message), fit_seconds=time.perf_counter() - t0,
-        max_abs_gradient=float(np.max(np.abs(g))), n_evaluations=n_eval[0])
+        max_abs_gradient=max_g, n_evaluations=n_eval[0],
+        extra={"at_bound": at_bound, "fixed": sorted(fixed), "gamma_bound": gamma_bound, "n_gamma": k_all - 4})
 
 
 def _public_keys(layout: _Layout) -> list[str]:
