@@ -97,6 +97,7 @@ __all__ = [
     "prepare_dynamic_data",
     "log_likelihood",
     "fit_pareto_nbd_dynamic",
+    "simulate_dynamic_log",
     "PROCESSES",
 ]
 
@@ -560,6 +561,87 @@ def expected_purchases(params, coefficients, data: DynamicCovariateData, t) -> n
             integral = A * B0 ** s * (B ** (1.0 - s) - (B + CL) ** (1.0 - s)) / (C * (s - 1.0))
     integral = np.where(need, integral, 0.0).sum(axis=1)
     return pa * (r + data.x) / (alpha + Abar_T) * integral
+
+
+# ---------------------------------------------------------------------------
+# the generative process
+# ---------------------------------------------------------------------------
+
+def simulate_dynamic_log(params, coefficients, covariates: pd.DataFrame, first_purchase: pd.Series, end, rng,
+                         *, purchase_covariates=None, attrition_covariates=None, time_unit: str = "W",
+                         customer_col: str = "customer_id", period_col: str = "Cov.Date") -> pd.DataFrame:
+    """Simulate a transaction log from the model (Bachmann, Meierer & Näf 2021, section 3).
+
+    Each customer ``i`` (index of ``first_purchase``, the first purchase dates) draws
+    ``lambda ~ Gamma(r, alpha)``, ``mu ~ Gamma(s, beta)`` and ``E ~ Exp(1)``; the death time
+    ``tau`` solves ``mu Cbar(tau) = E`` (cumulated hazard), and the repeat purchases are a
+    Poisson process of rate ``lambda A(t)`` on ``(0, min(tau, end)]``: ``N ~ Poisson(lambda
+    Abar)`` points uniform on the ``Abar`` scale, mapped back through the piecewise-linear
+    ``Abar``.  Times are rounded down to days (purchases on the same day as an earlier one are
+    kept; :func:`prepare_dynamic_data` counts a day once).
+
+    Returns
+    -------
+    DataFrame
+        ``customer_col``, ``date``: the first purchases and the repeat purchases, sorted.
+    """
+    r, alpha, s, beta = (float(params[k]) for k in PARAM_NAMES)
+    unit_days = days_per_unit(time_unit)
+    end = pd.Timestamp(end)
+    first = pd.to_datetime(first_purchase)
+    names = {"purchase": _as_list(purchase_covariates), "attrition": _as_list(attrition_covariates)}
+    cov = covariates.sort_values([customer_col, period_col])
+    pdates = pd.to_datetime(cov[period_col])
+    grid = pd.DatetimeIndex(np.sort(pdates.unique()))
+    step = float(np.min(np.diff(grid.asi8)) / 86400e9) if len(grid) > 1 else unit_days
+    K = int(round((grid[-1] - grid[0]).days / step)) + 1
+    ids = first.index
+    ci = ids.get_indexer(cov[customer_col])
+    keep = ci >= 0
+    ck = np.round((pdates[keep] - grid[0]).dt.days.to_numpy() / step).astype(np.int64)
+    logA = np.zeros((len(ids), K))
+    logC = np.zeros((len(ids), K))
+    for proc, out in (("purchase", logA), ("attrition", logC)):
+        g = np.asarray([coefficients.get(proc, {}).get(c, 0.0) for c in names[proc]], float)
+        if len(g):
+            out[ci[keep], ck] = cov.loc[keep, list(names[proc])].to_numpy(float) @ g
+    n = len(ids)
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    mu = rng.gamma(s, 1.0 / beta, n)
+    E = rng.exponential(1.0, n)
+    plen = step / unit_days
+    g0 = grid[0].value
+    rows_c, rows_t = [], []
+    for i in range(n):
+        t0 = (first.iloc[i].value - g0) / 86400e9 / unit_days       # birth on the grid's time axis
+        t_end = (end.value - g0) / 86400e9 / unit_days
+        edges = np.arange(K + 1) * plen
+        lo = np.clip(edges[:-1], t0, t_end)
+        hi = np.clip(edges[1:], t0, t_end)
+        seg = hi - lo
+        A, C = np.exp(logA[i]), np.exp(logC[i])
+        Cc = np.concatenate([[0.0], np.cumsum(C * seg)])
+        k_d = np.searchsorted(Cc, E[i] / mu[i]) - 1                  # period of death (K if alive at end)
+        if k_d >= K:
+            tau = t_end
+        else:
+            tau = lo[k_d] + (E[i] / mu[i] - Cc[k_d]) / C[k_d]
+        stop = min(tau, t_end)
+        seg_a = np.clip(np.minimum(hi, stop) - lo, 0.0, None)
+        Ac = np.concatenate([[0.0], np.cumsum(A * seg_a)])
+        N = rng.poisson(lam[i] * Ac[-1])
+        if N:
+            u = rng.uniform(0.0, Ac[-1], N)
+            k = np.clip(np.searchsorted(Ac, u) - 1, 0, K - 1)
+            times = lo[k] + (u - Ac[k]) / A[k]
+            rows_c.append(np.full(N, ids[i]))
+            rows_t.append(times)
+    days = np.floor(np.concatenate(rows_t) * unit_days) if rows_t else np.array([])
+    rep = pd.DataFrame({customer_col: np.concatenate(rows_c) if rows_c else np.array([], dtype=ids.dtype),
+                        "date": grid[0] + pd.to_timedelta(days, unit="D")})
+    rep = rep[rep["date"] > first.reindex(rep[customer_col]).to_numpy()]
+    log = pd.concat([pd.DataFrame({customer_col: ids, "date": first.to_numpy()}), rep], ignore_index=True)
+    return log.sort_values([customer_col, "date"], ignore_index=True)
 
 
 # ---------------------------------------------------------------------------
