@@ -218,11 +218,12 @@ def _oracle_ll(params, coefficients, tr, cv, cal_end, names, nodes=20):
     tr = tr.assign(day=pd.to_datetime(tr["Date"]))
     tr = tr[tr["day"] <= pd.Timestamp(cal_end)].drop_duplicates(["Id", "day"])
     cv = cv.assign(start=pd.to_datetime(cv["Cov.Date"])).sort_values(["Id", "start"])
+    by_customer = dict(tuple(cv.groupby("Id")))
     end = pd.Timestamp(cal_end)
     total = 0.0
     for cid, days in tr.groupby("Id")["day"]:
         days = np.sort(days.to_numpy())
-        c = cv[cv["Id"] == cid]
+        c = by_customer[cid]
         t_k = (c["start"].to_numpy() - days[0]) / np.timedelta64(7, "D")      # week starts, customer time
         lA = c[list(names)].to_numpy(float) @ np.array([coefficients["purchase"][k] for k in names])
         lC = c[list(names)].to_numpy(float) @ np.array([coefficients["attrition"][k] for k in names])
