@@ -38,7 +38,8 @@ __all__ = ["BGNBD"]
 def _ll_bgnbd(theta, x, t_x, T):
     """BG/NBD individual log-likelihood, Fader, Hardie & Lee (2005a), eq. (6)."""
     r, alpha, a, b = theta
-    grp = _x_groups(x)
+    # once per distinct x when the beta-function parameters are scalars (not per-customer a_i, b_i)
+    grp = _x_groups(x) if np.ndim(r) == 0 and np.ndim(a) == 0 and np.ndim(b) == 0 else None
     common = _per_x(lambda v: gammaln(r + v) - gammaln(r) - betaln(a, b), x, grp) + r * np.log(alpha)
     term1 = _per_x(lambda v: betaln(a, b + v), x, grp) - (r + x) * np.log(alpha + T)
     pos = x > 0
@@ -155,6 +156,41 @@ class _BGFamily(FrequencyModel):
     time_scale_params = ("alpha",)
     survival_depends_on_t_x = False
     _k = 0
+    #: CLVTools' static covariates (Fader & Hardie 2007, note 019; Bachmann, Meierer & Naef 2021):
+    #: alpha_i = alpha_0 exp(-gamma_purchase' z_i); a_i = a_0 exp(gamma_attrition' z_i) and
+    #: b_i = b_0 exp(gamma_attrition' z_i) (one coefficient scales a and b together)
+    covariate_links = {"purchase": (("alpha", -1),), "attrition": (("a", 1), ("b", 1))}
+    covariate_quantities = {
+        "purchase": "mean purchase rate E[lambda] = r / alpha",
+        "attrition": "median number of drop-out chances survived (the repeat purchases before drop-out; MBG/NBD: "
+                     "counting the chance at the first purchase), m with B(a, b + m) / B(a, b) = 1/2; a and b "
+                     "scale together, so the mean drop-out probability a / (a + b) does not change",
+    }
+
+    def covariate_quantity(self, theta, process):
+        """``r / alpha`` (purchase), or the median number of drop-out chances survived (attrition).
+
+        After each drop-out chance (each repeat purchase, FHL 2005a; and the first
+        purchase, MBG/NBD) a customer stays with probability ``1 - p``, so the
+        probability of surviving ``m`` chances is ``E[(1 - p)^m] = B(a, b + m) / B(a, b)``
+        for ``p ~ Beta(a, b)``, decreasing from 1 (``m = 0``) to 0; its median ``m_50``
+        (real ``m``, by root finding) is finite for all ``a, b`` (the mean
+        ``E[1/p] = (a + b - 1) / (a - 1)`` is infinite for ``a <= 1``).
+        """
+        r, alpha, a, b = (float(v) for v in theta)
+        if process == "purchase":
+            return r / alpha
+        if process == "attrition":
+            from scipy.optimize import brentq  # noqa: PLC0415
+
+            def f(log_m):
+                return betaln(a, b + np.exp(log_m)) - betaln(a, b) - np.log(0.5)
+
+            lo, hi = -50.0, 1.0
+            while f(hi) > 0 and hi < 700:
+                hi += 5.0
+            return float(np.exp(brentq(f, lo, hi, xtol=1e-14, rtol=1e-14))) if f(lo) > 0 else 0.0
+        return super().covariate_quantity(theta, process)
 
     def objective(self, x, t_x, T, w):
         """The rearranged likelihood and exact gradient, :class:`_BGFamilyObjective`."""

@@ -401,6 +401,35 @@ class GGompertzNBD(FrequencyModel):
     param_names = ("r", "alpha", "b", "s", "beta")
     time_scale_params = ("alpha",)
     survival_depends_on_t_x = False
+    #: CLVTools' static covariates (Bachmann, Meierer & Naef 2021): alpha_i = alpha_0 exp(-gamma_purchase' z_i),
+    #: beta_i = beta_0 exp(-gamma_attrition' z_i)
+    covariate_links = {"purchase": (("alpha", -1),), "attrition": (("beta", -1),)}
+    covariate_quantities = {
+        "purchase": "mean purchase rate E[lambda] = r / alpha",
+        "attrition": "median lifetime log(1 + beta (2^(1/s) - 1)) / b",
+    }
+    #: the quadrature takes scalar parameters: the covariate likelihood runs once per covariate group
+    theta_broadcasts = False
+
+    def covariate_fixed(self, nocov_fit):
+        """``{"b": b}`` when the no-covariate fit reports the Pareto/NBD limit (``b`` held there, see :meth:`fit`):
+        the likelihood is flat along ``b -> 0`` and a free ``log b`` would run off."""
+        if "Pareto/NBD limit" in getattr(nocov_fit, "message", ""):
+            return {"b": float(nocov_fit.params["b"])}
+        return {}
+
+    def covariate_quantity(self, theta, process):
+        """``r / alpha`` (purchase) or the median lifetime (attrition).
+
+        ``S(t) = (beta / (beta + e^{bt} - 1))^s = 1/2`` at ``t = log(1 + beta (2^(1/s) - 1)) / b``;
+        in the Pareto/NBD limit ``b -> 0`` (``beta / b`` fixed) the ratio tends to that of ``beta``.
+        """
+        r, alpha, b, s, beta = (float(v) for v in theta)
+        if process == "purchase":
+            return r / alpha
+        if process == "attrition":
+            return float(np.log1p(beta * np.expm1(np.log(2.0) / s)) / b)
+        return super().covariate_quantity(theta, process)
 
     # -- likelihood ---------------------------------------------------------
 
