@@ -49,6 +49,7 @@ from scipy.special import gammaln
 
 from helpers.models import ModelFitError
 from helpers.models import pareto_nbd_dynamic as dyn
+from helpers.models.covariates import CovariateFit
 from helpers.models.pareto_nbd import ParetoNBD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,8 +324,11 @@ def test_results_block(apparel_fit):
     row = m[(m.process == "purchase") & (m.covariate == "High.Season")].iloc[0]
     assert row.multiplier == pytest.approx(math.exp(fit.coefficients["purchase"]["High.Season"]))
     assert row.lower < row.multiplier < row.upper
-    lr = fit.lr_test(type("NoCov", (), {"log_likelihood": FIXED_POINTS["nocov_fit_gammas_0"]["LL"]})())
-    assert lr["df"] == 6 and lr["statistic"] == pytest.approx(2 * (fit.log_likelihood + 5848.09782696242))
+    assert isinstance(fit, CovariateFit) and fit.dynamic
+    assert math.isnan(m[(m.process == "attrition") & (m.covariate == "High.Season")].iloc[0].lower)
+    lr = fit.lr_test()            # against the no-covariate Pareto/NBD on the same customers
+    assert lr["df"] == 6
+    assert lr["statistic"] == pytest.approx(2 * (fit.log_likelihood + 5848.09782696242), abs=1e-4)
 
 
 def test_gamma_zero_fit_is_pareto_nbd(apparel):

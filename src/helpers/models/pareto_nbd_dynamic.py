@@ -84,12 +84,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 from scipy.special import gammaln, logsumexp
 
 from ..summary import days_per_unit, purchase_days
 from .base import ModelFitError, _log_hyp2f1_safe
+from .covariates import CovariateFit
+from .covariates import _layout as _covariate_layout
 from .fit import _num_hessian
+from .pareto_nbd import ParetoNBD
 
 __all__ = [
     "DynamicCovariateData",
@@ -648,90 +651,53 @@ def simulate_dynamic_log(params, coefficients, covariates: pd.DataFrame, first_p
 # fit
 # ---------------------------------------------------------------------------
 
-@dataclass
-class DynamicCovariateFit:
-    """A fitted Pareto/NBD with time-varying covariates.
+@dataclass(repr=False)
+class DynamicCovariateFit(CovariateFit):
+    """A fitted Pareto/NBD with time-varying covariates: a :class:`~helpers.models.covariates.CovariateFit`.
 
-    Same fields and ``to_results()`` as :class:`helpers.models.covariates.CovariateFit`
-    (see /work/notes/covariates.md), plus the predictions on a :class:`DynamicCovariateData`.
-    ``params`` are ``r, alpha, s, beta`` at ``z = 0``; ``coefficients`` ``{process: {cov: gamma}}``
-    with the purchase rate scaled by ``exp(gamma_purchase' z_t)`` and the attrition rate by
-    ``exp(gamma_attrition' z_t)``; ``se``/``ci95``/``cov`` are keyed ``r, alpha, s, beta,
-    purchase.<cov>, attrition.<cov>`` (natural-scale delta method for the base parameters,
-    intervals ``exp(log theta +- 1.96 se_log)``; ``gamma +- 1.96 se`` for the coefficients).
+    The fields, :meth:`to_results`, :meth:`params_table`, :meth:`multipliers` and
+    :meth:`lr_test` are those of the static-covariate fit (``dynamic`` is True):
+    ``params`` are ``r, alpha, s, beta`` at ``z = 0``; ``coefficients`` ``{process: {cov:
+    gamma}}`` with the purchase rate scaled by ``exp(gamma_purchase' z_t)`` and the attrition
+    rate by ``exp(gamma_attrition' z_t)`` in each period; ``se``/``ci95``/``cov`` keyed ``r,
+    alpha, s, beta, purchase.<cov>, attrition.<cov>``.  The multipliers are per unit of a
+    covariate while it is in force (purchase rate ``exp(gamma)``; lifetime quantiles
+    ``exp(-gamma)`` for a covariate constant in time).  Coefficients held fixed or on the bound
+    (``extra["fixed"]``, ``extra["at_bound"]``) have NaN standard errors and intervals, and the
+    other standard errors are conditional on them.
+
+    The predictions need the covariate path, so they take a :class:`DynamicCovariateData`
+    instead of ``(x, t_x, T, Z)``: :meth:`p_alive` and :meth:`expected_purchases`.
     """
 
-    name: str
-    label: str
-    params: dict
-    coefficients: dict
-    se: dict
-    ci95: dict
-    cov: pd.DataFrame
-    log_likelihood: float
-    aic: float
-    bic: float
-    n_customers: int
-    converged: bool
-    penalizer: float | dict = 0.0
-    constraints: tuple = ()
-    time_unit: str | None = None
     dynamic: bool = True
-    message: str = ""
     fit_seconds: float = float("nan")
     max_abs_gradient: float = float("nan")
     n_evaluations: int = 0
     extra: dict = field(default_factory=dict)
 
-    # -- reporting ------------------------------------------------------------------
     def multipliers(self, level: float = 0.95) -> pd.DataFrame:
-        """One row per (process, covariate): gamma, se and the multiplier of the purchase rate
-        (``exp(gamma)``) or of the mean lifetime (``exp(-gamma)``: the attrition rate scales by
-        ``exp(gamma)``) per unit of the covariate, with the ``level`` interval."""
-        z = stats.norm.ppf(0.5 + level / 2.0)
-        rows = []
-        for proc in PROCESSES:
-            for cov, g in self.coefficients.get(proc, {}).items():
-                se = self.se.get(f"{proc}.{cov}", float("nan"))
-                lo, hi = g - z * se, g + z * se
-                if proc == "purchase":
-                    m, ml, mh, what = math.exp(g), math.exp(lo), math.exp(hi), "purchase rate"
-                else:
-                    m, ml, mh, what = math.exp(-g), math.exp(-hi), math.exp(-lo), "mean lifetime"
-                rows.append({"process": proc, "covariate": cov, "gamma": g, "se": se, "multiplier_of": what,
-                             "multiplier": m, "lower": ml, "upper": mh})
-        return pd.DataFrame(rows)
+        out = super().multipliers(level)
+        held = set(self.extra.get("at_bound", [])) | set(self.extra.get("fixed", []))
+        for i, row in out.iterrows():
+            if f"{row.process}.{row.covariate}" in held:
+                out.loc[i, ["lower", "upper"]] = np.nan
+        return out
 
-    def to_results(self) -> dict:
-        """The results.json block: params, coefficients, se, log_likelihood, aic, bic, n_customers."""
-        return {"params": {k: float(v) for k, v in self.params.items()},
-                "coefficients": {p: {k: float(v) for k, v in self.coefficients.get(p, {}).items()}
-                                 for p in PROCESSES},
-                "se": {k: float(v) for k, v in self.se.items()},
-                "log_likelihood": float(self.log_likelihood), "aic": float(self.aic), "bic": float(self.bic),
-                "n_customers": int(self.n_customers)}
-
-    def lr_test(self, nocov_fit) -> dict:
-        """Likelihood-ratio test against the Pareto/NBD without covariates fitted on the same customers.
-
-        ``statistic = 2 (LL - LL_0)``, ``df`` = number of free coefficients, chi-square p-value.
-        """
-        ll0 = float(nocov_fit.log_likelihood)
-        df = self.extra.get("n_gamma", len(self.se) - len(PARAM_NAMES))
-        stat = 2.0 * (self.log_likelihood - ll0)
-        return {"statistic": stat, "df": int(df), "p_value": float(stats.chi2.sf(stat, df))}
-
-    # -- predictions ----------------------------------------------------------------
     def log_likelihood_rows(self, data: DynamicCovariateData) -> np.ndarray:
+        """Per-customer log-likelihood on ``data`` (see :func:`log_likelihood`)."""
         return log_likelihood(self.params, self.coefficients, data)
 
-    def p_alive(self, data: DynamicCovariateData) -> np.ndarray:
+    def p_alive(self, data: DynamicCovariateData) -> np.ndarray:  # noqa: D102  (signature: the covariate path)
         """P(alive at T) per customer of ``data`` (see :func:`p_alive`)."""
         return p_alive(self.params, self.coefficients, data)
 
     def expected_purchases(self, t, data: DynamicCovariateData) -> np.ndarray:
-        """E[X(T, T+t] | data, covariate path] per customer (see :func:`expected_purchases`)."""
+        """E[X(T, T+t] | data, covariate path] per customer of ``data`` (see :func:`expected_purchases`)."""
         return expected_purchases(self.params, self.coefficients, data, t)
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("<CovariateFit", "<DynamicCovariateFit", 1)
 
 
 class _Layout:
@@ -774,14 +740,17 @@ class _Layout:
 
 
 def _penalty_weights(layout: _Layout, penalizer) -> np.ndarray:
-    """Per-parameter L2 weights: 0 for the base parameters, the process's lambda for each gamma."""
+    """Per-parameter L2 weights on the mean objective: 0 for the base parameters, the process's penalizer
+    for each gamma (a constrained gamma once, with the larger of the two)."""
     if isinstance(penalizer, dict):
         lam = {p: float(penalizer.get(p, 0.0)) for p in PROCESSES}
     else:
         lam = {p: float(penalizer) for p in PROCESSES}
+    if min(lam.values()) < 0:
+        raise ValueError("penalizer must be >= 0")
     w = np.zeros(len(layout.keys))
     for (proc, cov), i in layout.slot.items():
-        w[i] += lam[proc]
+        w[i] = max(w[i], lam[proc])
     return w
 
 
@@ -798,8 +767,10 @@ def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=N
     covariate names; see :func:`prepare_dynamic_data` for their form and the column options) or
     a prepared ``data``.
 
-    The objective is ``-sum_i LL_i + sum_k lambda_k gamma_k^2`` (CLVTools' L2 penalty;
-    ``penalizer`` one lambda for both processes or ``{"purchase": .., "attrition": ..}``) over
+    The objective is the mean negative log-likelihood plus ``penalizer * sum(gamma^2)`` (the
+    convention of :mod:`helpers.models.covariates` and lifetimes; CLVTools' ``reg.lambdas``
+    ``lambda``, added to the summed one, is ``penalizer = lambda / n``); ``penalizer`` is one value
+    for both processes or ``{"purchase": .., "attrition": ..}``.  It is minimised over
     ``phi = (log r, log alpha, log s, log beta, gammas)``, minimised by L-BFGS-B with
     central-difference gradients and ``|gamma| <= gamma_bound``, then Newton steps on a
     finite-difference Hessian.  A coefficient that ends on the bound is a likelihood that keeps
@@ -879,7 +850,7 @@ def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=N
             phi[free] = v
             params, coefs = layout.unpack(phi)
             with np.errstate(all="ignore"):
-                val = -float(np.sum(log_likelihood(params, coefs, data))) + float(pen_w @ phi ** 2)
+                val = -float(np.sum(log_likelihood(params, coefs, data))) + n * float(pen_w @ phi ** 2)
             return val if np.isfinite(val) else np.inf
 
         def grad(v, h=1e-6):
@@ -966,9 +937,14 @@ def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=N
             else:
                 ci_d[key] = (float(phi_all[i] - _Z95 * se_phi[i]), float(phi_all[i] + _Z95 * se_phi[i]))
     k = len(free) + len(on_bound)
+    cov_layout = _covariate_layout(ParetoNBD(), {p: list(data.names[p]) for p in PROCESSES}, constrain_equal, None)
+    cov_phi_out = None
+    if se and len(free):
+        cov_phi_out = np.nan_to_num(cov_phi, nan=0.0)        # held parameters: no variance
     return DynamicCovariateFit(
-        name="pareto_nbd", label=_LABEL, params={k_: float(v_) for k_, v_ in params.items()}, coefficients=coefs,
-        se=se_d, ci95=ci_d, cov=cov, log_likelihood=ll, aic=-2 * ll + 2 * k, bic=-2 * ll + k * math.log(n),
+        _phi=phi_all.copy(), _cov_phi=cov_phi_out, _layout=cov_layout, _data=(data.x, data.t_x, data.T),
+        n_unique=n, n_groups=0, name="pareto_nbd", label=_LABEL,
+        params={k_: float(v_) for k_, v_ in params.items()}, coefficients=coefs, se=se_d, ci95=ci_d, cov=cov, log_likelihood=ll, aic=-2 * ll + 2 * k, bic=-2 * ll + k * math.log(n),
         n_customers=n, converged=converged, penalizer=penalizer, constraints=tuple(constrain_equal),
         time_unit=data.time_unit, message=str(res.message), fit_seconds=time.perf_counter() - t0,
         max_abs_gradient=max_g, n_evaluations=n_eval[0],
