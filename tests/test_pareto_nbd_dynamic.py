@@ -446,3 +446,61 @@ def test_unknown_fixed_parameter():
     with pytest.raises(ValueError, match="unknown parameter"):
         dyn.fit_pareto_nbd_dynamic(data=d, fixed={"attrition.promo": 0.0})
     assert issubclass(ModelFitError, RuntimeError)
+
+
+# ---------------------------------------------------------------------------
+# constant-in-time covariates: the fit is helpers.models.covariates' static fit
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("penalizer", [0.0, 0.01])
+def test_constant_covariates_fit_is_the_static_fit(apparel_static, penalizer):
+    from helpers.models.covariates import fit_covariate_model
+
+    d = apparel_static
+    Z = d.constant_covariates("purchase")
+    static = fit_covariate_model("pareto_nbd", d.summary()[["x", "t_x", "T"]], Z, Z, penalizer=penalizer)
+    start = {**STATIC["params"], **STATIC["coefficients"]}
+    fit = dyn.fit_pareto_nbd_dynamic(data=d, initial=start, penalizer=penalizer)
+    if penalizer == 0.0:       # CLVTools 0.12.1's static-covariate Pareto/NBD
+        assert fit.log_likelihood == pytest.approx(STATIC["LL"], abs=1e-4)
+    assert fit.log_likelihood == pytest.approx(static.log_likelihood, abs=1e-4)
+    for key in static.params:
+        assert abs(fit.params[key] - static.params[key]) < 0.01 * static.se[key], key
+        assert fit.se[key] == pytest.approx(static.se[key], rel=0.02), key
+    for proc in dyn.PROCESSES:
+        for cov, g in static.coefficients[proc].items():
+            key = f"{proc}.{cov}"
+            assert abs(fit.coefficients[proc][cov] - g) < 0.01 * static.se[key], key
+            assert fit.se[key] == pytest.approx(static.se[key], rel=0.02), key
+    if penalizer:
+        def norm(c):
+            return sum(v ** 2 for p in dyn.PROCESSES for v in c[p].values())
+        assert norm(fit.coefficients) < norm(STATIC["coefficients"])
+
+
+def test_holdout_expectation_with_a_season_matches_simulation():
+    """At the true parameters the summed CET of simulated customers is their simulated holdout count, within
+    3 standard errors of the sum; the prediction without the season (which doubles the purchase rate in 8
+    weeks of 26) is more than 3 standard errors off."""
+    rng = np.random.default_rng(11)
+    n = 8000
+    ids = pd.Index(np.arange(1, n + 1), name="customer_id")
+    first = pd.Series(pd.Timestamp("2020-01-05") + pd.to_timedelta(rng.integers(0, 60, n), unit="D"), index=ids)
+    weeks = pd.date_range("2020-01-05", periods=110, freq="7D")
+    season = ((np.arange(110) % 26) >= 18).astype(float)                    # 8 weeks in 26
+    channel = rng.integers(0, 2, n).astype(float)
+    cv = pd.DataFrame({"customer_id": np.repeat(ids, len(weeks)), "Cov.Date": np.tile(weeks, n),
+                       "season": np.tile(season, n), "channel": np.repeat(channel, len(weeks))})
+    names = ["season", "channel"]
+    log = dyn.simulate_dynamic_log(TRUTH, TRUTH_COEFS, cv, first, "2022-01-30", rng,
+                                   purchase_covariates=names, attrition_covariates=names)
+    data = dyn.prepare_dynamic_data(log, cv, "2021-01-03", purchase_covariates=names, attrition_covariates=names,
+                                    holdout_end="2022-01-30")
+    horizon = (pd.Timestamp("2022-01-30") - pd.Timestamp("2021-01-03")).days / 7
+    cet = dyn.expected_purchases(TRUTH, TRUTH_COEFS, data, horizon)
+    actual = data.x_star
+    resid = actual - cet
+    se_sum = math.sqrt(np.sum(resid ** 2))          # independent customers, overdispersed counts
+    assert abs(resid.sum()) < 3 * se_sum
+    no_season = {"purchase": {"channel": 0.4}, "attrition": {"channel": -0.5}}
+    assert abs(dyn.expected_purchases(TRUTH, no_season, data, horizon).sum() - actual.sum()) > 3 * se_sum
