@@ -504,3 +504,25 @@ def test_holdout_expectation_with_a_season_matches_simulation():
     assert abs(resid.sum()) < 3 * se_sum
     no_season = {"purchase": {"channel": 0.4}, "attrition": {"channel": -0.5}}
     assert abs(dyn.expected_purchases(TRUTH, no_season, data, horizon).sum() - actual.sum()) > 3 * se_sum
+
+
+@pytest.mark.parametrize("which", ["vignette_start", "clvtools_test_vector", "polished"])
+def test_gradient_against_central_differences(apparel, which):
+    pt = POLISHED if which == "polished" else FIXED_POINTS[which]
+    params, coefs = pt["params"], pt["coefficients"]
+    ll, grad = dyn._log_likelihood_grad(params, coefs, apparel)
+    np.testing.assert_allclose(ll, dyn.log_likelihood(params, coefs, apparel), rtol=1e-13, atol=1e-12)
+    keys = [(None, k) for k in ("r", "alpha", "s", "beta")] + [(p, c) for p in dyn.PROCESSES for c in COVS]
+
+    def shifted(key, h):
+        p2 = dict(params)
+        c2 = {p: dict(v) for p, v in coefs.items()}
+        if key[0] is None:
+            p2[key[1]] *= math.exp(h)          # derivative w.r.t. the log-parameter
+        else:
+            c2[key[0]][key[1]] += h
+        return dyn.log_likelihood(p2, c2, apparel)
+
+    h = 1e-6
+    num = np.column_stack([(shifted(k, h) - shifted(k, -h)) / (2 * h) for k in keys])
+    np.testing.assert_allclose(grad, num, rtol=0, atol=1e-6)

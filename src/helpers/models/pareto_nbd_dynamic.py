@@ -85,13 +85,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import optimize
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln, logsumexp, psi
 
 from ..summary import days_per_unit, purchase_days
 from .base import ModelFitError, _log_hyp2f1_safe
 from .covariates import CovariateFit
 from .covariates import _layout as _covariate_layout
-from .fit import _num_hessian
+from .fit import _grad_hessian, _once_per_point
 from .pareto_nbd import ParetoNBD
 
 __all__ = [
@@ -396,7 +396,7 @@ _PANEL_MAX = 4.0      # panel width in u: the integrand's singularities are >= p
 _PANEL_DECAY = 16.0   # and it changes by at most exp(16) (the (a+b-1) u slope) within a panel
 
 
-def _log_stretch_integral(a, b, p, q, Y):
+def _log_stretch_integral(a, b, p, q, Y, derivatives=False):
     """``log int_0^Y (p+y)^-a (q+y)^-b dy`` (``Y > 0``), by Gauss-Legendre quadrature after ``u = log(1 + y/m)``.
 
     With ``m = min(p, q)`` (exponent ``e_m``) and ``M = max(p, q)`` (exponent ``e_M``) the
@@ -405,6 +405,11 @@ def _log_stretch_integral(a, b, p, q, Y):
     so 16 nodes on panels of width ``<= 4`` and ``<= 16 / (a+b-1)`` give the integral to about
     machine precision, without the cancellation of a difference of two 2F1 terms and whatever
     ``M / m``.  The value equals ``log(F(p, q) - F(p+Y, q+Y))`` of :func:`_log_F`.
+
+    With ``derivatives`` also returns the logarithmic derivatives ``dlogD/dp, dlogD/dq, dlogD/da,
+    dlogD/db, dlogD/dY`` (differentiation under the integral sign, on the same nodes:
+    ``-a / (p+y)``, ``-b / (q+y)``, ``-log(p+y)``, ``-log(q+y)`` weighted by the integrand;
+    ``dD/dY`` the integrand at ``Y``).
     """
     a, b, p, q, Y = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (a, b, p, q, Y)))
     p_small = p <= q
@@ -424,8 +429,25 @@ def _log_stretch_integral(a, b, p, q, Y):
     g = g + np.log(0.5 * w)[:, None] + np.log(_GL_WEIGHTS)[None, :]          # dy = m e^u du: in the (1 - e_m) term
     gmax = np.full(len(U), -np.inf)
     np.maximum.at(gmax, owner, g.max(axis=1))
-    tot = np.bincount(owner, weights=np.exp(g - gmax[owner][:, None]).sum(axis=1), minlength=len(U))
-    return gmax + np.log(tot)
+    wgt = np.exp(g - gmax[owner][:, None])
+    tot = np.bincount(owner, weights=wgt.sum(axis=1), minlength=len(U))
+    logD = gmax + np.log(tot)
+    if not derivatives:
+        return logD
+    lsmall = lm + u                                                      # log(m + y)
+    lbig = np.log(M[owner][:, None] + m[owner][:, None] * np.expm1(u))   # log(M + y)
+    ps = p_small[owner][:, None]
+    lp, lq = np.where(ps, lsmall, lbig), np.where(ps, lbig, lsmall)      # log(p + y), log(q + y)
+
+    def avg(h):
+        return np.bincount(owner, weights=(wgt * h).sum(axis=1), minlength=len(U)) / tot
+
+    d_p = -a * avg(np.exp(-lp))
+    d_q = -b * avg(np.exp(-lq))
+    d_a = -avg(lp)
+    d_b = -avg(lq)
+    d_Y = np.exp(-a * np.log(p + Y) - b * np.log(q + Y) - logD)
+    return logD, (d_p, d_q, d_a, d_b, d_Y)
 
 
 def _rates(data: DynamicCovariateData, coefficients) -> tuple[np.ndarray, np.ndarray]:
@@ -474,6 +496,94 @@ def _parts(params, coefficients, data: DynamicCovariateData):
     with np.errstate(divide="ignore"):
         log_died = np.log(s) + logsumexp(log_piece, axis=1)
     return log_front, log_alive, log_died, Abar_T, Cbar_T
+
+
+def _log_likelihood_grad(params, coefficients, data: DynamicCovariateData):
+    """Per-customer log-likelihood and its gradient w.r.t. ``(log r, log alpha, log s, log beta,
+    gamma_purchase, gamma_attrition)`` (``(n,)`` and ``(n, 4 + p_purchase + p_attrition)``).
+
+    The derivatives of the terms of :func:`_parts` by the chain rule; the stretch integrals'
+    derivatives from :func:`_log_stretch_integral` (same nodes).
+    """
+    r, alpha, s, beta = (float(params[k]) for k in PARAM_NAMES)
+    A, C = _rates(data, coefficients)
+    x, L, pre = data.x, data.seg_len, data.seg_pre
+    Zp, Za = data.seg_Z["purchase"], data.seg_Z["attrition"]
+    kp, ka = Zp.shape[2], Za.shape[2]
+    n = len(x)
+    post = L - pre
+    Apost, Cpost = A * post, C * post
+    Abar_tx = np.einsum("ij,ij->i", A, pre)
+    Cbar_tx = np.einsum("ij,ij->i", C, pre)
+    Abar_T = Abar_tx + Apost.sum(axis=1)
+    Cbar_T = Cbar_tx + Cpost.sum(axis=1)
+    A_lo = Abar_tx[:, None] + np.cumsum(Apost, axis=1) - Apost
+    C_lo = Cbar_tx[:, None] + np.cumsum(Cpost, axis=1) - Cpost
+    # derivatives of the cumulated rates w.r.t. the gammas of their process
+    dA_tx = np.einsum("ij,ijk->ik", A * pre, Zp)
+    dC_tx = np.einsum("ij,ijk->ik", C * pre, Za)
+    dApost = (Apost[:, :, None] * Zp)
+    dCpost = (Cpost[:, :, None] * Za)
+    dA_T = dA_tx + dApost.sum(axis=1)
+    dC_T = dC_tx + dCpost.sum(axis=1)
+    dA_lo = dA_tx[:, None, :] + np.cumsum(dApost, axis=1) - dApost
+    dC_lo = dC_tx[:, None, :] + np.cumsum(dCpost, axis=1) - dCpost
+    a = r + x
+    b = s + 1.0
+    g_p = np.asarray([coefficients.get("purchase", {}).get(k, 0.0) for k in data.names["purchase"]], float)
+    log_front = gammaln(a) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    if kp:
+        log_front = log_front + data.z_at_purchases @ g_p
+    lAT, lCT = np.log(alpha + Abar_T), np.log(beta + Cbar_T)
+    L1 = -a * lAT - s * lCT
+    G = np.zeros((n, 4 + kp + ka))
+    G[:, 0] = r * (psi(a) - psi(r) + np.log(alpha))
+    G[:, 1] = r
+    G[:, 2] = s * np.log(beta)
+    G[:, 3] = s
+    G[:, 4:4 + kp] = data.z_at_purchases
+    D1 = np.zeros_like(G)
+    D1[:, 0] = -r * lAT
+    D1[:, 1] = -a * alpha / (alpha + Abar_T)
+    D1[:, 2] = -s * lCT
+    D1[:, 3] = -s * beta / (beta + Cbar_T)
+    D1[:, 4:4 + kp] = -(a / (alpha + Abar_T))[:, None] * dA_T
+    D1[:, 4 + kp:] = -(s / (beta + Cbar_T))[:, None] * dC_T
+    i, j = np.nonzero(post > 0)
+    log_piece = np.full(L.shape, -np.inf)
+    dpiece = np.zeros((len(i), 4 + kp + ka))
+    if len(i):
+        Aij, Cij, ai = A[i, j], C[i, j], a[i]
+        rho = Aij / Cij
+        Bq = beta + C_lo[i, j]
+        p = alpha + A_lo[i, j]
+        q = Bq * rho
+        Y = Apost[i, j]
+        logD, (d_p, d_q, d_a, d_b, d_Y) = _log_stretch_integral(ai, b, p, q, Y, derivatives=True)
+        log_piece[i, j] = s * np.log(rho) + logD
+        zp, za = Zp[i, j], Za[i, j]
+        dpiece[:, 0] = r * d_a
+        dpiece[:, 1] = alpha * d_p
+        dpiece[:, 2] = s * (np.log(rho) + d_b)
+        dpiece[:, 3] = beta * rho * d_q
+        # purchase gammas move p (A_lo), q (through rho), Y and the (A/C)^s factor
+        dpiece[:, 4:4 + kp] = (s * zp + d_p[:, None] * dA_lo[i, j] + (d_q * q)[:, None] * zp
+                               + (d_Y * Y)[:, None] * zp)
+        # attrition gammas move q (C_lo and rho) and the (A/C)^s factor
+        dpiece[:, 4 + kp:] = -s * za + d_q[:, None] * (rho[:, None] * dC_lo[i, j] - q[:, None] * za)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lse = logsumexp(log_piece, axis=1)
+        L2 = np.log(s) + lse
+        wpiece = np.exp(log_piece[i, j] - lse[i])
+    D2 = np.zeros_like(G)
+    for col in range(G.shape[1]):
+        D2[:, col] = np.bincount(i, weights=wpiece * dpiece[:, col], minlength=n)
+    D2[:, 2] += 1.0                                                      # the log s of L2
+    ll2 = np.logaddexp(L1, L2)
+    pi1 = np.exp(L1 - ll2)
+    pi2 = np.where(np.isfinite(L2), 1.0 - pi1, 0.0)
+    grad = G + pi1[:, None] * D1 + pi2[:, None] * np.nan_to_num(D2)
+    return log_front + ll2, grad
 
 
 def log_likelihood(params, coefficients, data: DynamicCovariateData) -> np.ndarray:
@@ -772,8 +882,8 @@ def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=N
     ``lambda``, added to the summed one, is ``penalizer = lambda / n``); ``penalizer`` is one value
     for both processes or ``{"purchase": .., "attrition": ..}``.  It is minimised over
     ``phi = (log r, log alpha, log s, log beta, gammas)``, minimised by L-BFGS-B with
-    central-difference gradients and ``|gamma| <= gamma_bound``, then Newton steps on a
-    finite-difference Hessian.  A coefficient that ends on the bound is a likelihood that keeps
+    the analytic gradient (:func:`_log_likelihood_grad`) and ``|gamma| <= gamma_bound``, then
+    Newton steps on the Hessian from central differences of that gradient.  A coefficient that ends on the bound is a likelihood that keeps
     rising as ``|gamma|`` grows (no finite maximum: e.g. nobody ever drops out while the
     covariate is 1); it is reported at the bound with a RuntimeWarning, NaN standard error and
     its key in ``fit.extra["at_bound"]``, and the other standard errors are conditional on it.
@@ -791,7 +901,7 @@ def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=N
     gamma_bound : float
         Box constraint on each gamma (a rate multiplier of ``exp(gamma_bound)`` per unit).
     se : bool
-        Compute the Hessian and standard errors (about ``2 k^2`` likelihood evaluations).
+        Compute the Hessian and standard errors (``2 k`` gradient evaluations).
     gtol : float
         Convergence: largest absolute gradient of the total negative log-likelihood over the
         free parameters.
@@ -842,25 +952,29 @@ def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=N
     bounds_all = np.where(is_gamma[:, None], [-gamma_bound, gamma_bound], [-_LOG_BOUND, _LOG_BOUND])
     phi_all = np.clip(phi_all, bounds_all[:, 0], bounds_all[:, 1])
 
+    # expanded gradient (log r, log alpha, log s, log beta, purchase gammas, attrition gammas) -> slots
+    expand = np.zeros((4 + len(data.names["purchase"]) + len(data.names["attrition"]), k_all))
+    expand[np.arange(4), np.arange(4)] = 1.0
+    for e_i, (proc, cov) in enumerate([(p_, c_) for p_ in PROCESSES for c_ in data.names[p_]]):
+        expand[4 + e_i, layout.slot[(proc, cov)]] = 1.0
+
     def make(free):
-        """objective over the free slots (the others held at phi_all)"""
-        def total(v):
+        """objective and analytic gradient over the free slots (the others held at phi_all)"""
+        def both(v):
             n_eval[0] += 1
             phi = phi_all.copy()
             phi[free] = v
             params, coefs = layout.unpack(phi)
             with np.errstate(all="ignore"):
-                val = -float(np.sum(log_likelihood(params, coefs, data))) + n * float(pen_w @ phi ** 2)
-            return val if np.isfinite(val) else np.inf
+                ll, g = _log_likelihood_grad(params, coefs, data)
+                val = -float(np.sum(ll)) + n * float(pen_w @ phi ** 2)
+                gr = (-(g.sum(axis=0) @ expand) + 2.0 * n * pen_w * phi)[free]
+            if not (np.isfinite(val) and np.all(np.isfinite(gr))):
+                return np.inf, np.zeros_like(v)
+            return val, gr
 
-        def grad(v, h=1e-6):
-            g = np.empty_like(v)
-            for i in range(len(v)):
-                e = np.zeros_like(v)
-                e[i] = h
-                g[i] = (total(v + e) - total(v - e)) / (2 * h)
-            return g
-        return total, grad
+        cached = _once_per_point(both)
+        return (lambda v: cached(v)[0]), (lambda v: cached(v)[1])
 
     free = np.array([i for i in range(k_all) if i not in fixed_slots], dtype=int)
     total, grad = make(free)
@@ -883,7 +997,7 @@ def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=N
         g = grad(v)
         if np.max(np.abs(g)) < gtol / 10:
             break
-        H = _num_hessian(total, v, h=1e-4)
+        H = _grad_hessian(grad, v)
         try:
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
@@ -914,7 +1028,7 @@ def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=N
     cov = pd.DataFrame(np.full((len(keys), len(keys)), np.nan), index=keys, columns=keys)
     if se and len(free):
         if H is None:
-            H = _num_hessian(total, v, h=1e-4)
+            H = _grad_hessian(grad, v)
         try:
             cov_free = np.linalg.inv(H)
             ok = np.all(np.isfinite(cov_free)) and np.all(np.diag(cov_free) > 0)
