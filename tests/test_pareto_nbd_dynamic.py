@@ -526,3 +526,29 @@ def test_gradient_against_central_differences(apparel, which):
     h = 1e-6
     num = np.column_stack([(shifted(k, h) - shifted(k, -h)) / (2 * h) for k in keys])
     np.testing.assert_allclose(grad, num, rtol=0, atol=1e-6)
+
+
+def test_constraint_and_one_process_options(simulated):
+    log, cv = simulated
+    names = ["season", "channel"]
+    data = dyn.prepare_dynamic_data(log, cv, "2021-12-31", purchase_covariates=names, attrition_covariates=names)
+    free = dyn.fit_pareto_nbd_dynamic(data=data, se=False)
+    tied = dyn.fit_pareto_nbd_dynamic(data=data, constrain_equal=("season",))
+    assert tied.coefficients["purchase"]["season"] == tied.coefficients["attrition"]["season"]
+    assert tied.se["purchase.season"] == tied.se["attrition.season"]
+    assert tied.log_likelihood <= free.log_likelihood + 1e-6
+    assert tied.lr_test(tied.no_covariate_fit())["df"] == 3
+    only = dyn.prepare_dynamic_data(log, cv, "2021-12-31", purchase_covariates=["season"])
+    fit = dyn.fit_pareto_nbd_dynamic(data=only)
+    assert fit.coefficients["attrition"] == {} and set(fit.se) == {"r", "alpha", "s", "beta", "purchase.season"}
+    with pytest.raises(ValueError, match="must act on both processes"):
+        dyn.fit_pareto_nbd_dynamic(data=only, constrain_equal=("season",))
+
+
+def test_prediction_horizon_needs_covariates(simulated):
+    log, cv = simulated
+    data = dyn.prepare_dynamic_data(log, cv, "2021-12-31", purchase_covariates=["season"])
+    weeks_left = (cv["Cov.Date"].max() + pd.Timedelta(7, "D") - pd.Timestamp("2021-12-31")).days / 7
+    assert np.all(np.isfinite(dyn.expected_purchases(TRUTH, TRUTH_COEFS, data, weeks_left)))
+    with pytest.raises(ValueError, match="does not cover the horizon"):
+        dyn.expected_purchases(TRUTH, TRUTH_COEFS, data, weeks_left + 1)

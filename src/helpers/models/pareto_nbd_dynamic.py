@@ -649,6 +649,11 @@ def expected_purchases(params, coefficients, data: DynamicCovariateData, t) -> n
     pa = np.exp(log_alive - np.logaddexp(log_alive, log_died))
     t = float(t)
     T, start, plen = data.T, data.period_start, data.period_length
+    short = T + t > start[:, -1] + plen + 1e-9
+    if short.any():
+        raise ValueError(f"the covariate table does not cover the horizon of {t:g} time units after the "
+                         f"calibration end for {int(short.sum())} customers (e.g. "
+                         f"{list(data.customers[short][:5])}): its last period starts {data.period_dates[-1].date()}")
     L = np.clip(np.minimum(start + plen, (T + t)[:, None]) - np.maximum(start, T[:, None]), 0.0, None)
     need = L > 0
     rates = []
