@@ -453,14 +453,16 @@ def test_unknown_fixed_parameter():
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("penalizer", [0.0, 0.01])
-def test_constant_covariates_fit_is_the_static_fit(apparel_static, penalizer):
+def test_constant_covariates_fit_is_the_static_fit(raw, apparel_static, penalizer):
     from helpers.models.covariates import fit_covariate_model
 
     d = apparel_static
     Z = d.constant_covariates("purchase")
     static = fit_covariate_model("pareto_nbd", d.summary()[["x", "t_x", "T"]], Z, Z, penalizer=penalizer)
     start = {**STATIC["params"], **STATIC["coefficients"]}
-    fit = dyn.fit_pareto_nbd_dynamic(data=d, initial=start, penalizer=penalizer)
+    names = ("Gender", "Channel")
+    fit = dyn.fit_pareto_nbd_dynamic(*raw, CAL_END, purchase_covariates=names, attrition_covariates=names,
+                                     customer_col="Id", date_col="Date", initial=start, penalizer=penalizer)
     if penalizer == 0.0:       # CLVTools 0.12.1's static-covariate Pareto/NBD
         assert fit.log_likelihood == pytest.approx(STATIC["LL"], abs=1e-4)
     assert fit.log_likelihood == pytest.approx(static.log_likelihood, abs=1e-4)
