@@ -219,3 +219,22 @@ def test_inject_css_and_print_rules():
     # tables wrap and shrink, the notebook template's clipped output areas are opened
     assert "white-space: normal" in css and "overflow-wrap: anywhere" in css and "table-layout: auto" in css
     assert "overflow: visible" in css and ".jp-OutputArea-child" in css and "@page" in css
+
+
+def test_print_rules_hide_code_not_the_text():
+    """nbconvert's lab template puts a markdown cell's rendered text (the question, the answer, every
+    heading) inside ``.jp-InputArea``, like a code cell's source: a print rule hiding ``.jp-InputArea``
+    printed the reports without any of their text (found rendering them to A4 with WeasyPrint)."""
+    import re
+
+    hidden = []
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", dashboard.PRINT_CSS):
+        if re.search(r"display\s*:\s*none", body):
+            hidden += [sel.strip() for sel in selectors.split(",")]
+    assert hidden, "the print rules hide the prompts and the code"
+    for sel in hidden:
+        parts = sel.split()
+        assert not (parts[-1].startswith(".jp-InputArea") and ".jp-CodeCell" not in parts[:-1]), sel
+        assert not any(p.startswith((".jp-MarkdownCell", ".jp-RenderedMarkdown", ".jp-Cell-inputWrapper"))
+                       for p in parts), sel
+    assert ".jp-CodeCell .jp-InputArea" in hidden

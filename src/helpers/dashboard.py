@@ -57,7 +57,8 @@ PRINT_CSS = """
     overflow: visible !important; max-width: 100% !important; padding-left: 0 !important; }
   .jp-OutputArea-child { display: block !important; table-layout: auto !important; width: 100% !important; }
   .jp-OutputArea-output { display: block !important; width: 100% !important; }
-  .jp-OutputPrompt, .jp-InputPrompt, .jp-InputArea, .jp-Collapser { display: none !important; }
+  .jp-OutputPrompt, .jp-InputPrompt, .jp-CodeCell .jp-InputArea, .jp-Collapser { display: none !important; }
+  .jp-MarkdownCell .jp-InputArea { display: block !important; width: auto !important; }
   table, .jp-RenderedHTMLCommon table {
     table-layout: auto !important; width: auto !important; max-width: 100% !important;
     font-size: 7pt !important; margin-left: 0 !important; margin-right: 0 !important; }
