@@ -331,6 +331,13 @@ class FrequencyModel(ABC):
         G = np.broadcast_to(G, (len(xs), len(t_grid)))
         return G, inv, np.ones(len(inv))
 
+    def _parts_from_G(self, theta, t_grid, x, t_x, T, h):
+        """:meth:`expected_purchases_parts` of a model whose expectation is ``G(x, T, t) h(x, t_x, T)``:
+        its ``_G`` once per distinct ``(x, T)`` on the grid, and the per-customer factor ``h``."""
+        t_grid = np.asarray(t_grid, dtype=float)
+        (xs, Ts), inv, _ = unique_rows(x, T)
+        return self._G(theta, t_grid[None, :], xs[:, None], Ts[:, None]), inv, h
+
     @abstractmethod
     def expected_purchases_new(self, theta, t) -> np.ndarray:
         """Unconditional E[X(t)] for a customer who made the first purchase at time 0."""
@@ -429,10 +436,15 @@ class FrequencyModel(ABC):
         x = np.bincount(cust[calib], minlength=n).astype(float)
         t_x = np.zeros(n)
         np.maximum.at(t_x, cust[calib], times[calib])
-        out = pd.DataFrame({"x": x, "t_x": t_x, "T": T})
+        out = pd.DataFrame({"x": x, "t_x": t_x, "T": T, **self._summary_columns(times[calib], cust[calib], n)})
         if t_star > 0:
             out["x_star"] = np.bincount(cust[~calib], minlength=n).astype(float)
         return out
+
+    def _summary_columns(self, times, cust, n) -> dict:
+        """Columns a model adds to :meth:`simulate_summary` from the calibration purchases (``times``, in
+        customer order and in time order within a customer; ``cust`` their customer's index); none here."""
+        return {}
 
     # -- fitting ------------------------------------------------------------
 

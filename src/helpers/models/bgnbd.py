@@ -248,10 +248,7 @@ class _BGFamily(FrequencyModel):
         A month grid for a million customers costs a few thousand 2F1
         evaluations per month instead of a million.
         """
-        t_grid = np.asarray(t_grid, dtype=float)
-        (xs, Ts), inv, _ = unique_rows(x, T)
-        G = self._G(theta, t_grid[None, :], xs[:, None], Ts[:, None])
-        return G, inv, self._h(theta, x, t_x, T)
+        return self._parts_from_G(theta, t_grid, x, t_x, T, self._h(theta, x, t_x, T))
 
     def survival_given_alive(self, theta, t, x, t_x, T):
         """P(still alive at T + t | alive at T, x, T); does not depend on ``t_x``.

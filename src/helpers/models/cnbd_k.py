@@ -739,31 +739,14 @@ class _CNBDk(FrequencyModel):
         h = np.broadcast_to(np.asarray(horizon, dtype=float), (int(n_customers),))
         return _split(*self.draw_purchases(theta, latent, h, rng))
 
-    def simulate_summary(self, theta, T, rng, t_star: float = 0.0) -> pd.DataFrame:
-        """As :meth:`FrequencyModel.simulate_summary` (``x, t_x, T[, x_star]``), plus ``litt``.
-
-        ``litt`` is that of the calibration purchases (in ``(0, T_i]``), the first gap from time 0.
-        """
-        rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
-        T = np.atleast_1d(np.asarray(T, dtype=float)).ravel()
-        n = len(T)
-        latent = self.draw_latent(theta, n, rng)
-        counts, times = self.draw_purchases(theta, latent, T + float(t_star), rng)
-        cust = np.repeat(np.arange(n), counts)
-        calib = times <= T[cust]
-        x = np.bincount(cust[calib], minlength=n).astype(float)
-        t_x = np.zeros(n)
-        np.maximum.at(t_x, cust[calib], times[calib])
-        tc, cc = times[calib], cust[calib]
-        gaps = np.diff(tc, prepend=0.0)
-        first = np.ones(len(cc), dtype=bool)
-        first[1:] = cc[1:] != cc[:-1]
-        gaps[first] = tc[first]                            # the first gap runs from the first purchase at 0
-        out = pd.DataFrame({"x": x, "t_x": t_x, "T": T,
-                            "litt": np.bincount(cc, weights=np.log(gaps), minlength=n)})
-        if t_star > 0:
-            out["x_star"] = np.bincount(cust[~calib], minlength=n).astype(float)
-        return out
+    def _summary_columns(self, times, cust, n) -> dict:
+        """``litt`` of the calibration purchases (in ``(0, T_i]``), the first gap from time 0, for
+        :meth:`FrequencyModel.simulate_summary` (``x, t_x, T, litt[, x_star]``)."""
+        gaps = np.diff(times, prepend=0.0)
+        first = np.ones(len(cust), dtype=bool)
+        first[1:] = cust[1:] != cust[:-1]
+        gaps[first] = times[first]                         # the first gap runs from the first purchase at 0
+        return {"litt": np.bincount(cust, weights=np.log(gaps), minlength=n)}
 
 
 class BGCNBDK(_CNBDk):

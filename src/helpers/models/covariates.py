@@ -89,7 +89,7 @@ import pandas as pd
 from scipy import stats
 
 from .base import ADVICE, FrequencyModel, ModelFitError, SpendModel, _frequency_arrays, unique_rows
-from .fit import _Z95, _grad_hessian
+from .fit import _Z95, _grad_hessian, _invert_hessian
 
 __all__ = ["CovariateFit", "fit_covariate_model", "covariate_log_likelihood", "covariate_models",
            "simulate_covariate_summary",
@@ -1119,16 +1119,7 @@ def fit_covariate_model(
     if se:
         if H is None:
             H = total_hess(phi, central=True)
-        try:
-            cov_phi = np.linalg.inv(H)
-            ok = np.all(np.isfinite(cov_phi)) and np.all(np.diag(cov_phi) > 0)
-        except np.linalg.LinAlgError:
-            ok = False
-        if not ok:
-            warnings.warn(f"{label}: the Hessian at the optimum is singular or not positive definite; standard "
-                          "errors are NaN (weakly identified parameters or collinear covariates).", RuntimeWarning,
-                          stacklevel=2)
-            cov_phi = np.full((k_free, k_free), np.nan)
+        cov_phi = _invert_hessian(H, label, "weakly identified parameters or collinear covariates", stacklevel=2)
     else:
         cov_phi = np.full((k_free, k_free), np.nan)
     # a maximum at the edge of the parameter space (the likelihood still rising as a parameter runs off,

@@ -174,19 +174,26 @@ def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out:
     return phi, converged, str(res.message)
 
 
-def _cov_from_hessian(total_obj, phi, names, label, total_grad=None, H=None):
-    if H is None:
-        H = _grad_hessian(total_grad, phi) if total_grad is not None else _num_hessian(total_obj, phi, h=1e-4)
-    theta = np.exp(phi)
+def _invert_hessian(H, label: str, why: str = "weakly identified parameters", stacklevel: int = 3) -> np.ndarray:
+    """The covariance matrix ``H^-1`` of the estimates (``H`` the Hessian of the negative log-likelihood
+    at the optimum), or a NaN matrix with a warning when ``H`` is singular or not positive definite."""
     try:
-        cov_log = np.linalg.inv(H)
-        ok = np.all(np.isfinite(cov_log)) and np.all(np.diag(cov_log) > 0)
+        cov = np.linalg.inv(H)
+        ok = np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
     except np.linalg.LinAlgError:
         ok = False
     if not ok:
         warnings.warn(f"{label}: the Hessian at the optimum is singular or not positive definite; "
-                      "standard errors are NaN (weakly identified parameters).", RuntimeWarning, stacklevel=3)
-        cov_log = np.full((len(phi), len(phi)), np.nan)
+                      f"standard errors are NaN ({why}).", RuntimeWarning, stacklevel=stacklevel + 1)
+        cov = np.full(np.shape(H), np.nan)
+    return cov
+
+
+def _cov_from_hessian(total_obj, phi, names, label, total_grad=None, H=None):
+    if H is None:
+        H = _grad_hessian(total_grad, phi) if total_grad is not None else _num_hessian(total_obj, phi, h=1e-4)
+    theta = np.exp(phi)
+    cov_log = _invert_hessian(H, label)
     se_log = np.sqrt(np.diag(cov_log))
     cov = cov_log * np.outer(theta, theta)
     se = pd.Series(theta * se_log, index=names)

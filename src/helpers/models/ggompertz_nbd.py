@@ -501,10 +501,7 @@ class GGompertzNBD(FrequencyModel):
 
     def expected_purchases_parts(self, theta, t_grid, x, t_x, T):
         """The factors of :meth:`expected_purchases`: ``G`` per distinct ``(x, T)``, ``h`` = P(alive) per customer."""
-        t_grid = np.asarray(t_grid, dtype=float)
-        (xs, Ts), inv, _ = unique_rows(x, T)
-        G = self._G(theta, t_grid[None, :], xs[:, None], Ts[:, None])
-        return G, inv, self.p_alive(theta, x, t_x, T)
+        return self._parts_from_G(theta, t_grid, x, t_x, T, self.p_alive(theta, x, t_x, T))
 
     def expected_purchases_new(self, theta, t):
         """Unconditional E[X(t)] = (r / alpha) int_0^t S(u) du: ``E[lambda] E[min(tau, t)]`` (Bemmaor & Glady 2012)."""

@@ -118,7 +118,7 @@ from ..summary import days_per_unit, purchase_days
 from .base import ModelFitError, _log_hyp2f1_safe
 from .covariates import CovariateFit
 from .covariates import _layout as _covariate_layout
-from .fit import _grad_hessian, _once_per_point
+from .fit import _grad_hessian, _invert_hessian, _once_per_point
 from .pareto_nbd import ParetoNBD
 
 __all__ = [
@@ -1062,15 +1062,7 @@ def fit_pareto_nbd_dynamic(transactions=None, covariates=None, calibration_end=N
     if se and len(free):
         if H is None:
             H = _grad_hessian(grad, v)
-        try:
-            cov_free = np.linalg.inv(H)
-            ok = np.all(np.isfinite(cov_free)) and np.all(np.diag(cov_free) > 0)
-        except np.linalg.LinAlgError:
-            ok = False
-        if not ok:
-            warnings.warn(f"{_LABEL}: the Hessian at the optimum is not positive definite; standard errors "
-                          "are NaN", RuntimeWarning, stacklevel=2)
-            cov_free = np.full((len(free), len(free)), np.nan)
+        cov_free = _invert_hessian(H, _LABEL, stacklevel=2)
         cov_phi = np.full((k_all, k_all), np.nan)
         cov_phi[np.ix_(free, free)] = cov_free
         jac = np.where(is_gamma, 1.0, np.exp(phi_all))       # delta method for the log-parameters
