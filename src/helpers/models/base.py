@@ -242,6 +242,18 @@ class FrequencyModel(ABC):
     survival_depends_on_t_x : bool
         Whether :meth:`survival_given_alive` depends on ``t_x``.  False lets
         callers evaluate it once per distinct ``(x, T)`` (``t_x`` is then ignored).
+    covariate_links : dict
+        Static covariates (:mod:`helpers.models.covariates`): process
+        (``"purchase"``, ``"attrition"``) -> the parameters its covariates scale,
+        as ``(parameter, sign)`` pairs: ``theta_i = theta_0 exp(sign * gamma' z_i)``.
+        Empty: the model takes no covariates.
+    covariate_quantities : dict
+        Process -> a description of the quantity whose ratio
+        :meth:`covariate_quantity` returns (the "multiplier" of a covariate).
+    theta_broadcasts : bool
+        Whether :meth:`log_likelihood` accepts per-row arrays for the linked
+        parameters (else the covariate likelihood is evaluated once per
+        covariate group with scalar parameters).
     """
 
     name: str = ""
@@ -252,6 +264,17 @@ class FrequencyModel(ABC):
     integer_params: tuple[str, ...] = ()
     discrete: bool = False
     survival_depends_on_t_x: bool = True
+    covariate_links: dict[str, tuple[tuple[str, int], ...]] = {}
+    covariate_quantities: dict[str, str] = {}
+    theta_broadcasts: bool = True
+
+    def covariate_quantity(self, theta, process: str) -> float:
+        """The quantity of ``process`` whose ratio between two covariate values is the covariate's multiplier.
+
+        E.g. the mean purchase rate ``r / alpha``; see :attr:`covariate_quantities`.
+        Default: not defined (the multiplier is reported as NaN).
+        """
+        raise NotImplementedError(f"{self.label}: no covariate quantity for process {process!r}")
 
     # -- likelihood ---------------------------------------------------------
 
@@ -476,6 +499,13 @@ class SpendModel(ABC):
     label: str = ""
     reference: str = ""
     param_names: tuple[str, ...] = ()
+    covariate_links: dict[str, tuple[tuple[str, int], ...]] = {}
+    covariate_quantities: dict[str, str] = {}
+    theta_broadcasts: bool = True
+
+    def covariate_quantity(self, theta, process: str) -> float:
+        """See :meth:`FrequencyModel.covariate_quantity`."""
+        raise NotImplementedError(f"{self.label}: no covariate quantity for process {process!r}")
 
     @abstractmethod
     def log_likelihood(self, theta, x, m_x) -> np.ndarray:

@@ -38,7 +38,8 @@ __all__ = ["BGNBD"]
 def _ll_bgnbd(theta, x, t_x, T):
     """BG/NBD individual log-likelihood, Fader, Hardie & Lee (2005a), eq. (6)."""
     r, alpha, a, b = theta
-    grp = _x_groups(x)
+    # once per distinct x when the beta-function parameters are scalars (not per-customer a_i, b_i)
+    grp = _x_groups(x) if np.ndim(r) == 0 and np.ndim(a) == 0 and np.ndim(b) == 0 else None
     common = _per_x(lambda v: gammaln(r + v) - gammaln(r) - betaln(a, b), x, grp) + r * np.log(alpha)
     term1 = _per_x(lambda v: betaln(a, b + v), x, grp) - (r + x) * np.log(alpha + T)
     pos = x > 0
@@ -155,6 +156,30 @@ class _BGFamily(FrequencyModel):
     time_scale_params = ("alpha",)
     survival_depends_on_t_x = False
     _k = 0
+    #: CLVTools' static covariates (Fader & Hardie 2007, note 019; Bachmann, Meierer & Naef 2021):
+    #: alpha_i = alpha_0 exp(-gamma_purchase' z_i); a_i = a_0 exp(gamma_attrition' z_i) and
+    #: b_i = b_0 exp(gamma_attrition' z_i) (one coefficient scales a and b together)
+    covariate_links = {"purchase": (("alpha", -1),), "attrition": (("a", 1), ("b", 1))}
+    covariate_quantities = {
+        "purchase": "mean purchase rate E[lambda] = r / alpha",
+        "attrition": "expected number of purchase occasions before drop-out (infinite horizon), E[1/p] - k "
+                     "= (a + b - 1) / (a - 1) - k (k = 0 BG/NBD, 1 MBG/NBD; infinite for a <= 1); the mean "
+                     "drop-out probability a / (a + b) does not change when a and b scale together",
+    }
+
+    def covariate_quantity(self, theta, process):
+        """``r / alpha`` (purchase), or ``E[J]`` (attrition) of the purchase occasions before drop-out.
+
+        Given ``p``, the repeat purchases before drop-out are ``J ~ Geometric(p)`` on 1, 2, ...
+        (BG/NBD, FHL 2005a) or on 0, 1, ... (MBG/NBD), so ``E[J | p] = 1/p - k`` and
+        ``E[1/p] = (a + b - 1) / (a - 1)`` for ``p ~ Beta(a, b)``, ``a > 1`` (infinite otherwise).
+        """
+        r, alpha, a, b = (float(v) for v in theta)
+        if process == "purchase":
+            return r / alpha
+        if process == "attrition":
+            return (a + b - 1.0) / (a - 1.0) - self._k if a > 1.0 else float("inf")
+        return super().covariate_quantity(theta, process)
 
     def objective(self, x, t_x, T, w):
         """The rearranged likelihood and exact gradient, :class:`_BGFamilyObjective`."""

@@ -116,6 +116,18 @@ class GammaGamma(SpendModel):
     reference = ("Fader, Hardie & Lee (2005), RFM and CLV: using iso-value curves for customer base analysis, "
                  "Journal of Marketing Research 42(4), 415-430")
     param_names = ("p", "q", "gamma")
+    #: static covariates on the scale of the spend heterogeneity: gamma_i = gamma_0 exp(gamma_spend' z_i),
+    #: so the mean spend p gamma_i / (q - 1) (FHL 2005b) is multiplied by exp(gamma_spend' z_i)
+    covariate_links = {"spend": (("gamma", 1),)}
+    covariate_quantities = {"spend": "mean spend per transaction E[z] = p gamma / (q - 1)"}
+
+    def covariate_quantity(self, theta, process):
+        """The population mean spend ``p gamma / (q - 1)`` (FHL 2005b), or ``gamma`` itself for ``q <= 1``
+        (the ratio is the same: the mean is proportional to gamma)."""
+        p, q, gamma = (float(v) for v in theta)
+        if process == "spend":
+            return p * gamma / (q - 1.0) if q > 1.0 else gamma
+        return super().covariate_quantity(theta, process)
 
     def log_likelihood(self, theta, x, m_x):
         """FHL (2005b) eq. (3) integrated over nu (note 025, eq. 1a)."""

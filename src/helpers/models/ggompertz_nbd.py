@@ -401,6 +401,35 @@ class GGompertzNBD(FrequencyModel):
     param_names = ("r", "alpha", "b", "s", "beta")
     time_scale_params = ("alpha",)
     survival_depends_on_t_x = False
+    #: CLVTools' static covariates (Bachmann, Meierer & Naef 2021): alpha_i = alpha_0 exp(-gamma_purchase' z_i),
+    #: beta_i = beta_0 exp(-gamma_attrition' z_i)
+    covariate_links = {"purchase": (("alpha", -1),), "attrition": (("beta", -1),)}
+    covariate_quantities = {
+        "purchase": "mean purchase rate E[lambda] = r / alpha",
+        "attrition": "mean lifetime E[tau] = int_0^inf (beta / (beta + e^{bt} - 1))^s dt",
+    }
+    #: the quadrature takes scalar parameters: the covariate likelihood runs once per covariate group
+    theta_broadcasts = False
+
+    def covariate_quantity(self, theta, process):
+        """``r / alpha`` (purchase) or the mean lifetime (attrition).
+
+        ``E[tau] = int_0^inf S(t) dt = (1/b) int_0^inf (beta / (beta + y))^s / (1 + y) dy``
+        (``y = e^{bt} - 1``), finite for ``b > 0``; by adaptive quadrature in ``log y``.
+        """
+        r, alpha, b, s, beta = (float(v) for v in theta)
+        if process == "purchase":
+            return r / alpha
+        if process == "attrition":
+            from scipy import integrate  # noqa: PLC0415
+
+            def f(u):        # y = e^u, dy = y du
+                y = np.exp(u)
+                return np.exp(s * (np.log(beta) - np.logaddexp(np.log(beta), u)) - np.log1p(y) + u)
+
+            val, _ = integrate.quad(f, -60.0, 60.0 + 20.0 / s, limit=400, epsabs=0.0, epsrel=1e-10)
+            return val / b
+        return super().covariate_quantity(theta, process)
 
     # -- likelihood ---------------------------------------------------------
 

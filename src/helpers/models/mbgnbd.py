@@ -21,7 +21,8 @@ __all__ = ["MBGNBD"]
 def _ll_mbgnbd(theta, x, t_x, T):
     """MBG/NBD individual log-likelihood, Batislam et al. (2007), eq. (A.4)."""
     r, alpha, a, b = theta
-    grp = _x_groups(x)
+    # once per distinct x when the beta-function parameters are scalars (not per-customer a_i, b_i)
+    grp = _x_groups(x) if np.ndim(r) == 0 and np.ndim(a) == 0 and np.ndim(b) == 0 else None
     common = _per_x(lambda v: gammaln(r + v) - gammaln(r) - betaln(a, b), x, grp) + r * np.log(alpha)
     term1 = _per_x(lambda v: betaln(a, b + v + 1.0), x, grp) - (r + x) * np.log(alpha + T)
     term2 = _per_x(lambda v: betaln(a + 1.0, b + v), x, grp) - (r + x) * np.log(alpha + t_x)

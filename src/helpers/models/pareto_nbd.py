@@ -30,10 +30,15 @@ def _pnbd_log_A0(theta, x, t_x, T):
     """log A_0 of the Pareto/NBD likelihood, Fader & Hardie (2005) note 009, eqs. (19)-(20)."""
     r, alpha, s, beta = theta
     rsx = r + s + x
-    if alpha >= beta:
-        big, small, second = alpha, beta, s + 1.0
-    else:
-        big, small, second = beta, alpha, r + x
+    if np.ndim(alpha) == 0 and np.ndim(beta) == 0:
+        if alpha >= beta:
+            big, small, second = alpha, beta, s + 1.0
+        else:
+            big, small, second = beta, alpha, r + x
+    else:       # per-customer alpha_i, beta_i (covariates): the same choice row by row
+        a_big = np.asarray(alpha) >= np.asarray(beta)
+        big, small = np.maximum(alpha, beta), np.minimum(alpha, beta)
+        second = np.where(a_big, s + 1.0, r + x)
     d = big - small
     log_f1 = np.log(hyp2f1(rsx, second, rsx + 1.0, d / (big + t_x))) - rsx * np.log(big + t_x)
     log_f2 = np.log(hyp2f1(rsx, second, rsx + 1.0, d / (big + T))) - rsx * np.log(big + T)
@@ -317,6 +322,28 @@ class ParetoNBD(FrequencyModel):
     param_names = ("r", "alpha", "s", "beta")
     time_scale_params = ("alpha", "beta")
     survival_depends_on_t_x = False
+    #: CLVTools' static covariates (Bachmann, Meierer & Naef 2021, eq. 4; Fader & Hardie 2007, note 019):
+    #: alpha_i = alpha_0 exp(-gamma_purchase' z_i), beta_i = beta_0 exp(-gamma_attrition' z_i)
+    covariate_links = {"purchase": (("alpha", -1),), "attrition": (("beta", -1),)}
+    covariate_quantities = {
+        "purchase": "mean purchase rate E[lambda] = r / alpha",
+        "attrition": "mean lifetime E[tau] (the lifetime distribution scales with beta: every quantile, and the "
+                     "mean beta / (s - 1) where finite, has the same multiplier beta_1 / beta_0)",
+    }
+
+    def covariate_quantity(self, theta, process):
+        """``r / alpha`` (purchase) or the median lifetime ``beta (2^(1/s) - 1)`` (attrition).
+
+        ``P(tau > t) = (beta / (beta + t))^s`` (SMC 1987): the lifetime is ``beta`` times a
+        variable free of ``beta``, so the ratio of the medians is that of every quantile and
+        of the mean ``beta / (s - 1)`` (finite for ``s > 1``).
+        """
+        r, alpha, s, beta = (float(v) for v in theta)
+        if process == "purchase":
+            return r / alpha
+        if process == "attrition":
+            return beta * np.expm1(np.log(2.0) / s)
+        return super().covariate_quantity(theta, process)
 
     def log_likelihood(self, theta, x, t_x, T):
         """Individual log-likelihood, Fader & Hardie (2005) note 009, eq. (18)."""

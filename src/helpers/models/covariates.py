@@ -1,0 +1,913 @@
+"""Static covariates in the frequency and spend models (issue #13).
+
+A model declares in class attributes which parameters the covariates of each
+process scale (:attr:`FrequencyModel.covariate_links`); this module does the
+rest for every such model: the per-customer parameters, the likelihood, the
+fit, inference and predictions.  Adding covariates to a model is class
+attributes only (see ``docs/model_interface.md``, section "Covariates").
+
+The parameterisation (CLVTools; Bachmann, Meierer & Naef 2021, "The role of
+time-varying contextual factors in latent attrition models for customer base
+analysis", *Marketing Science* 40(4), 783-809, section 3; Fader & Hardie 2007,
+"Incorporating time-invariant covariates into the Pareto/NBD and BG/NBD
+models", note 019): customer ``i`` with covariates ``z_i`` (one vector per
+process) has
+
+    theta_ij = theta_0j exp(sign_j gamma_p' z_i)     for each parameter j linked to process p,
+
+the other parameters shared.  Declared links:
+
+* Pareto/NBD (Schmittlein, Morrison & Colombo 1987) and GGompertz/NBD (Bemmaor &
+  Glady 2012): ``alpha_i = alpha_0 exp(-gamma_purchase' z_i)``,
+  ``beta_i = beta_0 exp(-gamma_attrition' z_i)``; the purchase rate
+  ``lambda ~ Gamma(r, alpha_i)`` has mean ``r / alpha_i``, so a unit of a
+  covariate multiplies the mean purchase rate by ``exp(gamma_purchase)``; the
+  drop-out rate ``mu ~ Gamma(s, beta_i)`` has mean ``s / beta_i``.
+* BG/NBD (Fader, Hardie & Lee 2005a) and MBG/NBD (Batislam et al. 2007):
+  ``alpha_i`` as above, ``a_i = a_0 exp(gamma_attrition' z_i)`` and
+  ``b_i = b_0 exp(gamma_attrition' z_i)`` (CLVTools: one coefficient scales both
+  parameters of the Beta drop-out distribution, so the mean drop-out probability
+  ``a / (a + b)`` stays and its dispersion changes).
+* Gamma-Gamma (Fader, Hardie & Lee 2005b, "RFM and CLV", eq. 3):
+  ``gamma_i = gamma_0 exp(gamma_spend' z_i)``: the mean spend ``p gamma_i / (q - 1)``
+  is multiplied by ``exp(gamma_spend' z_i)``.
+
+With every coefficient at 0, ``theta_i = theta_0`` exactly and the likelihood is
+the model's own, row by row (a test checks it bit for bit).
+
+Likelihood and gradient
+-----------------------
+Customers with identical ``(x, t_x, T, z)`` are one row with a weight.  When the
+covariates take few distinct values (dummies), rows are grouped by ``z``: in
+a group the parameters are scalars and the model's own weighted objective
+(:meth:`FrequencyModel.objective`, the exact gradient of Pareto/NBD's series,
+BG/NBD's rearranged likelihood, ...) gives the group's log-likelihood ``LL_g`` and
+``D_gj = dLL_g / d log theta_gj``.  The chain rule then gives the gradient:
+
+    dLL / d log theta_0j = sum_g D_gj,
+    dLL / d gamma_pk     = sum_g sum_{j linked to p} sign_j D_gj z_gk.
+
+With many distinct covariate vectors (continuous covariates) and a model whose
+``log_likelihood`` broadcasts per-row parameters, the per-row derivatives
+``d LL_i / d log theta_ij`` come from central differences (two evaluations per
+parameter, whatever the number of covariates) and meet the same chain rule.
+
+Fit and inference
+-----------------
+The free parameters are ``log theta_0`` (the positive base parameters) and the
+coefficients; the optimiser is that of :mod:`helpers.models.fit` (L-BFGS-B on
+the mean negative log-likelihood, Newton polish), started from the
+no-covariate fit with all coefficients 0.  The L2 penalty follows the
+lifetimes/fit.py convention on the mean: ``penalizer * sum(gamma^2)`` is added to
+the mean negative log-likelihood (base parameters are not penalised; a
+coefficient constrained equal across processes is counted once).  Standard
+errors: inverse Hessian of the total negative log-likelihood (penalty included)
+in ``(log theta_0, gamma)``, the Hessian by central differences of the gradient;
+base parameters are mapped by the delta method ``se(theta) = theta se(log theta)``
+and get the intervals ``exp(log theta +- z se(log theta))``, as in :mod:`.fit`;
+coefficients get ``gamma +- z se``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .base import ADVICE, FrequencyModel, ModelFitError, SpendModel, _frequency_arrays, unique_rows
+from .fit import _Z95, FittedModel, _grad_hessian, _minimise
+
+__all__ = ["CovariateFit", "fit_covariate_model", "covariate_log_likelihood", "covariate_models",
+           "per_customer_theta"]
+
+#: at most this many distinct covariate vectors: the likelihood runs once per group (the model's fast path)
+MAX_GROUPS = 256
+_H_ROW = 1e-5          # step in log theta of the per-row central differences
+
+
+# ---------------------------------------------------------------------------
+# model lookup
+# ---------------------------------------------------------------------------
+
+def _get(name):
+    """The model instance (frequency models from the registry, or the Gamma-Gamma spend model)."""
+    from .gamma_gamma import GammaGamma  # noqa: PLC0415
+    from .registry import get_model  # noqa: PLC0415
+
+    if isinstance(name, (FrequencyModel, SpendModel)):
+        return name
+    if str(name).lower().replace("-", "_").replace(" ", "_") in ("gamma_gamma", "gg", "gammagamma"):
+        return GammaGamma()
+    return get_model(name)
+
+
+def covariate_models() -> tuple[str, ...]:
+    """Registry names of the frequency models that declare covariate links (plus ``"gamma_gamma"``)."""
+    from .registry import REGISTRY  # noqa: PLC0415
+
+    return tuple(k for k, cls in REGISTRY.items() if cls.covariate_links) + ("gamma_gamma",)
+
+
+def _processes(model) -> tuple[str, ...]:
+    return tuple(model.covariate_links)
+
+
+# ---------------------------------------------------------------------------
+# per-customer parameters
+# ---------------------------------------------------------------------------
+
+def per_customer_theta(model, theta0, coefficients: dict, Z: dict) -> tuple:
+    """``theta_i`` of every row: ``theta_0j exp(sign_j gamma_p' z_i)`` for the linked parameters.
+
+    Parameters
+    ----------
+    model : FrequencyModel or SpendModel
+    theta0 : sequence
+        Base parameters (values at ``z = 0``) in ``param_names`` order.
+    coefficients : dict
+        process -> 1-D array of coefficients (same order as the columns of ``Z[process]``).
+    Z : dict
+        process -> (n, k) array of covariates.
+
+    Returns
+    -------
+    tuple
+        ``param_names`` order; linked parameters are (n,) arrays, the others the scalars of ``theta0``.
+    """
+    names = list(model.param_names)
+    log_f = {}
+    for proc, links in model.covariate_links.items():
+        if proc not in Z or Z[proc] is None or Z[proc].shape[1] == 0:
+            continue
+        eta = Z[proc] @ np.asarray(coefficients[proc], dtype=float)
+        for param, sign in links:
+            log_f[param] = log_f.get(param, 0.0) + sign * eta
+    out = []
+    for j, k in enumerate(names):
+        v = float(theta0[j])
+        out.append(v * np.exp(log_f[k]) if k in log_f else v)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------
+
+def _covariate_matrix(Z, index, process) -> tuple[np.ndarray, list[str]]:
+    """A numeric (n, k) matrix of ``Z`` aligned to ``index``; errors name the column, the rule and examples."""
+    if Z is None:
+        return None, []
+    if isinstance(Z, pd.Series):
+        Z = Z.to_frame()
+    if not isinstance(Z, pd.DataFrame):
+        raise TypeError(f"Z_{process} must be a DataFrame indexed by customer id, got {type(Z).__name__}")
+    if Z.shape[1] == 0:
+        return None, []
+    if Z.columns.duplicated().any():
+        raise ValueError(f"Z_{process}: duplicated column(s) {list(Z.columns[Z.columns.duplicated()])}")
+    if index is not None:
+        missing = index.difference(Z.index)
+        if len(missing):
+            raise ValueError(f"Z_{process}: {len(missing)} customer(s) of the summary have no covariate row "
+                             f"(e.g. {list(missing[:5])})")
+        if Z.index.duplicated().any():
+            dup = Z.index[Z.index.duplicated()].unique()
+            raise ValueError(f"Z_{process}: {len(dup)} customer id(s) appear more than once (e.g. {list(dup[:5])})")
+        Z = Z.loc[index]
+    cols = [str(c) for c in Z.columns]
+    for c, orig in zip(cols, Z.columns):
+        v = Z[orig]
+        if not (pd.api.types.is_numeric_dtype(v) or pd.api.types.is_bool_dtype(v)):
+            raise ValueError(f"Z_{process}: column {c!r} is not numeric (dtype {v.dtype}); make dummies first "
+                             f"(e.g. values {list(pd.unique(v)[:5])})")
+        a = v.to_numpy(dtype=float)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise ValueError(f"Z_{process}: column {c!r} has {int(bad.sum())} missing/non-finite value(s) "
+                             f"(e.g. customers {list(Z.index[bad][:5])})")
+        if len(a) > 1 and np.all(a == a[0]):
+            raise ValueError(f"Z_{process}: column {c!r} is constant ({a[0]:g} for all {len(a)} customers); "
+                             "its coefficient is not identified (the base parameter plays its role)")
+    return Z.to_numpy(dtype=float), cols
+
+
+@dataclass
+class _Layout:
+    """The free parameter vector ``phi = (log theta_0 free, gamma free)`` and how it maps to the model."""
+
+    model: object
+    base_free: list            # names of the base parameters that are estimated
+    fixed: dict                # base parameters held fixed
+    keys: list                 # (process, covariate) of every coefficient, in order
+    free_of_key: np.ndarray    # index into the free coefficients of each key
+    n_gamma_free: int
+    cov_names: dict            # process -> covariate names
+
+    @property
+    def n_base(self):
+        return len(self.base_free)
+
+    def theta0(self, phi):
+        names = list(self.model.param_names)
+        th = np.array([self.fixed.get(k, np.nan) for k in names])
+        for i, k in enumerate(self.base_free):
+            th[names.index(k)] = np.exp(phi[i])
+        return th
+
+    def gammas(self, phi):
+        """process -> coefficient vector (in ``cov_names[process]`` order)."""
+        full = np.asarray(phi[self.n_base:], dtype=float)[self.free_of_key]
+        out, i = {}, 0
+        for proc, cols in self.cov_names.items():
+            out[proc] = full[i:i + len(cols)]
+            i += len(cols)
+        return out
+
+    def free_names(self):
+        first = {}
+        for key, f in zip(self.keys, self.free_of_key):
+            first.setdefault(int(f), key)
+        return list(self.base_free) + [f"{first[f][0]}.{first[f][1]}" for f in range(self.n_gamma_free)]
+
+
+def _layout(model, cov_names: dict, constrain_equal, fixed) -> _Layout:
+    keys = [(p, c) for p, cols in cov_names.items() for c in cols]
+    constrain_equal = tuple(constrain_equal or ())
+    for c in constrain_equal:
+        where = [p for p, cols in cov_names.items() if c in cols]
+        if len(where) < 2:
+            raise ValueError(f"constrain_equal: covariate {c!r} must be in the covariates of two processes "
+                             f"(it is in {where or 'none'}; purchase: {cov_names.get('purchase', [])}, "
+                             f"attrition: {cov_names.get('attrition', [])})")
+    free_of_key, seen, n = [], {}, 0
+    for p, c in keys:
+        if c in constrain_equal:
+            if c not in seen:
+                seen[c] = n
+                n += 1
+            free_of_key.append(seen[c])
+        else:
+            free_of_key.append(n)
+            n += 1
+    names = list(model.param_names)
+    fixed = dict(fixed or {})
+    base_free = [k for k in names if k not in fixed]
+    return _Layout(model, base_free, fixed, keys, np.array(free_of_key, dtype=int), n, cov_names)
+
+
+# ---------------------------------------------------------------------------
+# the weighted likelihood and its gradient
+# ---------------------------------------------------------------------------
+
+class _Objective:
+    """``phi -> (sum_i w_i LL_i, dLL/dphi)`` on the weighted unique rows (module docstring)."""
+
+    def __init__(self, model, layout: _Layout, data: tuple, Z: dict, w, spend: bool):
+        self.model, self.layout, self.spend = model, layout, spend
+        self.data = tuple(np.asarray(v, dtype=float) for v in data)
+        self.Z = {p: z for p, z in Z.items() if z is not None}
+        self.w = np.asarray(w, dtype=float)
+        self.N = float(self.w.sum())
+        names = list(model.param_names)
+        self.j_of = {k: names.index(k) for k in names}
+        allZ = np.column_stack([self.Z[p] for p in layout.cov_names]) if self.Z else np.zeros((len(self.w), 0))
+        (*gcols,), ginv, _ = unique_rows(*allZ.T) if allZ.shape[1] else ([], np.zeros(len(self.w), int), None)
+        self.n_groups = len(gcols[0]) if gcols else 1
+        self.grouped = self.n_groups <= MAX_GROUPS or not model.theta_broadcasts
+        if self.grouped:
+            self.ginv = ginv
+            self.groups = [np.flatnonzero(ginv == g) for g in range(self.n_groups)]
+            self.Zg = {p: np.stack([z[rows[0]] for rows in self.groups]) for p, z in self.Z.items()}
+            self.objs = [self._group_objective(rows) for rows in self.groups]
+
+    def _group_objective(self, rows):
+        if self.spend:
+            from .gamma_gamma import _GammaGammaObjective  # noqa: PLC0415
+
+            x, m_x = (v[rows] for v in self.data)
+            o = _GammaGammaObjective(x, m_x, self.w[rows])
+            return lambda th: o(th)[:2]
+        x, t_x, T = (v[rows] for v in self.data)
+        return self.model.objective(x, t_x, T, self.w[rows])
+
+    def _group_numeric(self, g, th):
+        """LL of group g and d/d log theta by central differences (when the fast path does not apply)."""
+        rows = self.groups[g]
+        args = tuple(v[rows] for v in self.data)
+        w = self.w[rows]
+
+        def f(t):
+            with np.errstate(all="ignore"):
+                return float(np.sum(w * self.model.log_likelihood(tuple(t), *args)))
+
+        ll = f(th)
+        D = np.zeros(len(th))
+        for j, k in enumerate(self.model.param_names):
+            if k in self.layout.fixed:
+                continue
+            up, dn = th.copy(), th.copy()
+            up[j] *= np.exp(_H_ROW)
+            dn[j] *= np.exp(-_H_ROW)
+            D[j] = (f(up) - f(dn)) / (2 * _H_ROW)
+        return ll, D
+
+    def _chain(self, D_base, D_param_by_z):
+        """Gradient w.r.t. phi from d/d log theta_0 (summed) and per-process sums ``sum D_j z``."""
+        lay = self.layout
+        g_base = np.array([D_base[self.j_of[k]] for k in lay.base_free])
+        g_full = []
+        for proc, cols in lay.cov_names.items():
+            acc = np.zeros(len(cols))
+            for param, sign in self.model.covariate_links[proc]:
+                acc += sign * D_param_by_z[proc][self.j_of[param]]
+            g_full.append(acc)
+        g_full = np.concatenate(g_full) if g_full else np.zeros(0)
+        g_gam = np.bincount(lay.free_of_key, weights=g_full, minlength=lay.n_gamma_free)
+        return np.concatenate([g_base, g_gam])
+
+    def __call__(self, phi):
+        lay = self.layout
+        th0 = lay.theta0(phi)
+        gam = lay.gammas(phi)
+        if self.grouped:
+            thg = np.asarray(per_customer_theta(self.model, th0, gam, self.Zg) if self.Zg else th0, dtype=object)
+            TH = np.column_stack([np.broadcast_to(np.asarray(v, dtype=float), (self.n_groups,)) for v in thg])
+            ll = 0.0
+            D = np.zeros_like(TH)
+            for g, obj in enumerate(self.objs):
+                th = TH[g]
+                out = None
+                if obj is not None:
+                    with np.errstate(all="ignore"):
+                        out = obj(tuple(th))
+                if out is not None and np.isfinite(out[0]) and np.all(np.isfinite(out[1])):
+                    ll += float(out[0])
+                    D[g] = np.asarray(out[1], dtype=float) * th
+                else:
+                    llg, D[g] = self._group_numeric(g, th)
+                    ll += llg
+            D_base = D.sum(axis=0)
+            D_z = {p: D.T @ self.Zg[p] for p in self.Zg}           # (n_params, k) per process
+            return ll, self._chain(D_base, D_z)
+        # row path: per-row derivatives by central differences in log theta_ij
+        thr = list(per_customer_theta(self.model, th0, gam, self.Z))
+        with np.errstate(all="ignore"):
+            llr = self.model.log_likelihood(tuple(thr), *self.data)
+        ll = float(self.w @ llr)
+        D_base = np.zeros(len(thr))
+        D_z = {p: np.zeros((len(thr), z.shape[1])) for p, z in self.Z.items()}
+        linked = {param for links in self.model.covariate_links.values() for param, _ in links}
+        for j, k in enumerate(self.model.param_names):
+            if k in lay.fixed and k not in linked:
+                continue
+            up, dn = list(thr), list(thr)
+            up[j] = thr[j] * np.exp(_H_ROW)
+            dn[j] = thr[j] * np.exp(-_H_ROW)
+            with np.errstate(all="ignore"):
+                d = (self.model.log_likelihood(tuple(up), *self.data)
+                     - self.model.log_likelihood(tuple(dn), *self.data)) / (2 * _H_ROW)
+            wd = self.w * d
+            D_base[j] = wd.sum()
+            for p, z in self.Z.items():
+                D_z[p][j] = wd @ z
+        return ll, self._chain(D_base, D_z)
+
+    def rows(self, phi):
+        """Per-row log-likelihood at phi (unweighted), once per group with scalar parameters when grouped."""
+        lay = self.layout
+        th0, gam = lay.theta0(phi), lay.gammas(phi)
+        return covariate_log_likelihood(self.model, th0, gam, *self.data, Z=self.Z)
+
+
+def covariate_log_likelihood(model, theta0, coefficients: dict, *data, Z: dict) -> np.ndarray:
+    """Per-row log-likelihood with covariates: the model's ``log_likelihood`` at ``theta_i``.
+
+    Evaluated once per distinct covariate vector with scalar parameters (the
+    model's own code path, so with all coefficients 0 the values are the
+    no-covariate ones bit for bit); ``data`` is ``(x, t_x, T)`` or, for
+    Gamma-Gamma, ``(x, m_x)``.
+
+    Parameters
+    ----------
+    model : str or model instance
+    theta0 : sequence
+        Base parameters in ``param_names`` order.
+    coefficients : dict
+        process -> coefficient vector (columns of ``Z[process]``).
+    Z : dict
+        process -> (n, k) covariates.
+    """
+    model = _get(model)
+    data = tuple(np.asarray(v, dtype=float).ravel() for v in data)
+    Z = {p: np.asarray(z, dtype=float).reshape(len(data[0]), -1) for p, z in Z.items() if z is not None}
+    if not Z:
+        return np.asarray(model.log_likelihood(tuple(float(v) for v in theta0), *data), dtype=float)
+    allZ = np.column_stack(list(Z.values()))
+    _, ginv, _ = unique_rows(*allZ.T)
+    out = np.empty(len(data[0]))
+    for g in range(int(ginv.max()) + 1 if len(ginv) else 0):
+        rows = np.flatnonzero(ginv == g)
+        th = per_customer_theta(model, theta0, coefficients, {p: z[rows[:1]] for p, z in Z.items()})
+        th = tuple(float(np.asarray(v).ravel()[0]) for v in th)
+        with np.errstate(all="ignore"):
+            out[rows] = model.log_likelihood(th, *(v[rows] for v in data))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the result
+# ---------------------------------------------------------------------------
+
+@dataclass
+class CovariateFit:
+    """A model fitted with static covariates (the contract of ``/work/notes/covariates.md``).
+
+    Attributes
+    ----------
+    name, label : str
+        Registry name and display name of the base model.
+    dynamic : bool
+        False (static covariates).
+    params : dict
+        Base parameters in literature order, the values at ``z = 0`` (``alpha_0``, ``beta_0``, ...).
+    coefficients : dict
+        process -> covariate -> gamma (every process of the model, empty when it has none).
+    se, ci95 : dict
+        Keyed ``"r"``, ``"alpha"``, ... and ``"purchase.<cov>"``, ``"attrition.<cov>"``,
+        ``"spend.<cov>"``; ``ci95`` maps to ``(lower, upper)`` at 95% (module docstring).
+    cov : DataFrame
+        Covariance of the estimates (base parameters on the natural scale), keys as ``se``.
+    log_likelihood : float
+        Unpenalised log-likelihood at the estimates.
+    aic, bic : float
+        ``-2 LL + 2k`` and ``-2 LL + k log n``, ``k`` the number of estimated parameters.
+    n_customers : int
+    converged : bool
+    penalizer : float
+    constraints : tuple of str
+        Covariates constrained equal across the purchase and attrition processes.
+    time_unit : str or None
+    """
+
+    name: str
+    label: str
+    params: dict
+    coefficients: dict
+    se: dict
+    ci95: dict
+    cov: pd.DataFrame
+    log_likelihood: float
+    aic: float
+    bic: float
+    n_customers: int
+    converged: bool
+    penalizer: float = 0.0
+    constraints: tuple = ()
+    time_unit: str | None = None
+    dynamic: bool = False
+    message: str = ""
+    n_unique: int = 0
+    n_groups: int = 0
+    nocov: object = field(default=None, repr=False)
+    _phi: np.ndarray = field(default=None, repr=False)
+    _cov_phi: np.ndarray = field(default=None, repr=False)
+    _layout: _Layout = field(default=None, repr=False)
+
+    # -- model access -------------------------------------------------------
+
+    @property
+    def model(self):
+        """The base model instance."""
+        return _get(self.name)
+
+    @property
+    def theta(self) -> tuple:
+        """Base parameters in ``param_names`` order."""
+        return tuple(float(self.params[k]) for k in self.model.param_names)
+
+    @property
+    def n_params(self) -> int:
+        return len(self._phi)
+
+    def _gammas(self) -> dict:
+        return {p: np.array(list(c.values()), dtype=float) for p, c in self.coefficients.items() if c}
+
+    def _Z(self, n, Z_purchase=None, Z_attrition=None, Z_spend=None) -> dict:
+        given = {"purchase": Z_purchase, "attrition": Z_attrition, "spend": Z_spend}
+        out = {}
+        for proc, cov in self.coefficients.items():
+            if not cov:
+                continue
+            z = given.get(proc)
+            if z is None:
+                raise ValueError(f"{self.label} was fitted with {proc} covariates {list(cov)}: pass Z_{proc}")
+            if isinstance(z, pd.DataFrame):
+                missing = [c for c in cov if c not in z.columns]
+                if missing:
+                    raise ValueError(f"Z_{proc} lacks the fitted covariate column(s) {missing}")
+                z = z[list(cov)].to_numpy(dtype=float)
+            z = np.asarray(z, dtype=float).reshape(n, -1)
+            if z.shape[1] != len(cov):
+                raise ValueError(f"Z_{proc} has {z.shape[1]} columns, the fit has {len(cov)} ({list(cov)})")
+            out[proc] = z
+        return out
+
+    def theta_i(self, n, Z_purchase=None, Z_attrition=None, Z_spend=None) -> tuple:
+        """Per-customer parameters (``per_customer_theta``) for covariates given as frames or arrays."""
+        return per_customer_theta(self.model, self.theta, self._gammas(),
+                                  self._Z(n, Z_purchase, Z_attrition, Z_spend))
+
+    def _per_group(self, fn, n, Zd):
+        """``fn(theta_g, rows)`` once per distinct covariate vector, results placed by rows."""
+        if not Zd:
+            return fn(self.theta, np.arange(n))
+        allZ = np.column_stack(list(Zd.values()))
+        _, ginv, _ = unique_rows(*allZ.T)
+        out = None
+        for g in range(int(ginv.max()) + 1):
+            rows = np.flatnonzero(ginv == g)
+            th = per_customer_theta(self.model, self.theta, self._gammas(), {p: z[rows[:1]] for p, z in Zd.items()})
+            th = tuple(float(np.asarray(v).ravel()[0]) for v in th)
+            val = np.asarray(fn(th, rows), dtype=float)
+            if out is None:
+                out = np.empty((n,) + val.shape[1:])
+            out[rows] = val
+        return out
+
+    # -- predictions --------------------------------------------------------
+
+    def _xtT(self, x, t_x, T):
+        if isinstance(x, pd.DataFrame) and t_x is None and T is None:
+            return _frequency_arrays(x, None, None, None)
+        return tuple(np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+
+    def expected_purchases(self, t, x, t_x=None, T=None, Z_purchase=None, Z_attrition=None) -> np.ndarray:
+        """E[X(T, T+t] | x, t_x, T, z_i]: the model's ``expected_purchases`` at the customer's ``theta_i``.
+
+        ``t`` a scalar (returns ``(n,)``) or a 1-D grid (returns ``(n, len(t))``).
+        """
+        x, t_x, T = self._xtT(x, t_x, T)
+        m = self.model
+        Zd = self._Z(len(x), Z_purchase, Z_attrition)
+        t_arr = np.asarray(t, dtype=float)
+
+        def fn(th, rows):
+            with np.errstate(all="ignore"):
+                if t_arr.ndim == 0:
+                    G, inv, h = m.expected_purchases_parts(th, [float(t_arr)], x[rows], t_x[rows], T[rows])
+                    return G[inv, 0] * h
+                G, inv, h = m.expected_purchases_parts(th, t_arr, x[rows], t_x[rows], T[rows])
+                return G[inv] * h[:, None]
+
+        return self._per_group(fn, len(x), Zd)
+
+    def p_alive(self, x, t_x=None, T=None, Z_purchase=None, Z_attrition=None) -> np.ndarray:
+        """P(alive at T | x, t_x, T, z_i): the model's ``p_alive`` at the customer's ``theta_i``."""
+        x, t_x, T = self._xtT(x, t_x, T)
+        m = self.model
+        Zd = self._Z(len(x), Z_purchase, Z_attrition)
+
+        def fn(th, rows):
+            with np.errstate(all="ignore"):
+                return m.p_alive(th, x[rows], t_x[rows], T[rows])
+
+        return self._per_group(fn, len(x), Zd)
+
+    def expected_spend(self, x, m_x=None, Z_spend=None) -> np.ndarray:
+        """Gamma-Gamma: E[mean spend | x, m_x, z_i] (FHL 2005b eq. 5 at ``gamma_i``)."""
+        if isinstance(x, pd.DataFrame) and m_x is None:
+            x, m_x = x["x"], x["m_x"]
+        x, m_x = (np.asarray(v, dtype=float).ravel() for v in (x, m_x))
+        Zd = self._Z(len(x), Z_spend=Z_spend)
+        return self._per_group(lambda th, rows: self.model.expected_spend(th, x[rows], m_x[rows]), len(x), Zd)
+
+    # -- inference ----------------------------------------------------------
+
+    def lr_test(self, nocov_fit=None) -> dict:
+        """Likelihood-ratio test of the covariates: ``statistic = 2 (LL_cov - LL_nocov)``.
+
+        Against the same model without covariates on the same customers
+        (``nocov_fit``, a :class:`~helpers.models.FittedModel`; default the one
+        this fit started from).  ``df`` = the number of estimated coefficients
+        (a constrained pair counts once); ``p_value`` from the chi-square
+        distribution (the nested hypothesis all gamma = 0).
+        """
+        nocov = self.nocov if nocov_fit is None else nocov_fit
+        if nocov is None:
+            raise ValueError("no no-covariate fit to test against: pass nocov_fit")
+        if int(nocov.n_customers) != int(self.n_customers):
+            raise ValueError(f"the no-covariate fit has {nocov.n_customers} customers, this fit "
+                             f"{self.n_customers}: the likelihoods are not comparable")
+        stat = 2.0 * (float(self.log_likelihood) - float(nocov.log_likelihood))
+        df = int(self._layout.n_gamma_free)
+        return {"statistic": stat, "df": df, "p_value": float(stats.chi2.sf(max(stat, 0.0), df))}
+
+    def multipliers(self, level: float = 0.95) -> pd.DataFrame:
+        """Multiplier of each process's quantity per unit of each covariate, with intervals.
+
+        For covariate ``k`` of process ``p``: ``Q(theta_0 with the linked parameters
+        times exp(sign gamma_pk)) / Q(theta_0)`` with ``Q`` the model's
+        :meth:`~FrequencyModel.covariate_quantity` (described in the ``quantity``
+        column): for Pareto/NBD and GGompertz/NBD the mean purchase rate ``r / alpha``
+        (multiplier ``exp(gamma)``) and the mean lifetime (Pareto/NBD: the
+        lifetime scales with beta, multiplier ``exp(-gamma)``, the same for every
+        quantile and for the mean where finite; GGompertz/NBD: the mean lifetime by
+        quadrature, a ratio that depends on the base parameters); for BG/NBD
+        and MBG/NBD ``r / alpha`` and the expected number of purchase
+        occasions before drop-out ``E[1/p] - k = (a+b-1)/(a-1) - k`` (``a`` and
+        ``b`` scale together; NaN where ``a <= 1``, the mean being infinite); for
+        Gamma-Gamma the mean spend (``exp(gamma)``).  The interval is
+        ``exp(log m +- z se(log m))``, ``se(log m)`` by the delta method over all
+        estimated parameters (exactly ``exp(+-gamma +- z se)`` for single-parameter
+        exponential links).
+
+        Returns
+        -------
+        DataFrame with columns process, covariate, gamma, se, quantity, multiplier, lower, upper.
+        """
+        z = float(stats.norm.ppf(0.5 + level / 2.0))
+        m, lay = self.model, self._layout
+        rows = []
+        phi = self._phi
+        for proc, cov in self.coefficients.items():
+            for k, (cname, g) in enumerate(cov.items()):
+                def log_mult(ph, proc=proc, k=k):
+                    th0 = lay.theta0(ph)
+                    gam = lay.gammas(ph)
+                    zv = {p: np.zeros((1, len(v))) for p, v in gam.items()}
+                    zv[proc][0, k] = 1.0
+                    th1 = per_customer_theta(m, th0, gam, zv)
+                    th1 = tuple(float(np.asarray(v).ravel()[0]) for v in th1)
+                    with np.errstate(all="ignore"):
+                        return float(np.log(m.covariate_quantity(th1, proc)) - np.log(m.covariate_quantity(th0, proc)))
+                try:
+                    lm = log_mult(phi)
+                except NotImplementedError:
+                    lm = np.nan
+                se_lm = np.nan
+                if np.isfinite(lm) and self._cov_phi is not None:
+                    h = 1e-6
+                    grad = np.empty(len(phi))
+                    for i in range(len(phi)):
+                        e = np.zeros(len(phi))
+                        e[i] = h
+                        grad[i] = (log_mult(phi + e) - log_mult(phi - e)) / (2 * h)
+                    se_lm = float(np.sqrt(max(grad @ self._cov_phi @ grad, 0.0)))
+                key = f"{proc}.{cname}"
+                rows.append({"process": proc, "covariate": cname, "gamma": g, "se": self.se.get(key, np.nan),
+                             "quantity": m.covariate_quantities.get(proc, ""), "multiplier": np.exp(lm),
+                             "lower": np.exp(lm - z * se_lm), "upper": np.exp(lm + z * se_lm)})
+        return pd.DataFrame(rows, columns=["process", "covariate", "gamma", "se", "quantity", "multiplier",
+                                           "lower", "upper"])
+
+    def params_table(self) -> pd.DataFrame:
+        """Estimates, standard errors and 95% intervals of the base parameters and coefficients."""
+        est = dict(self.params)
+        for p, c in self.coefficients.items():
+            est.update({f"{p}.{k}": v for k, v in c.items()})
+        out = pd.DataFrame({"estimate": pd.Series(est), "se": pd.Series(self.se)})
+        out["lower95"] = [self.ci95[k][0] for k in out.index]
+        out["upper95"] = [self.ci95[k][1] for k in out.index]
+        out.index.name = "parameter"
+        return out
+
+    def to_results(self) -> dict:
+        """``{"params", "coefficients", "se", "log_likelihood", "aic", "bic", "n_customers"}`` (results.json)."""
+        return {"params": {k: float(v) for k, v in self.params.items()},
+                "coefficients": {p: {k: float(v) for k, v in c.items()} for p, c in self.coefficients.items()},
+                "se": {k: float(v) for k, v in self.se.items()},
+                "log_likelihood": float(self.log_likelihood), "aic": float(self.aic), "bic": float(self.bic),
+                "n_customers": int(self.n_customers)}
+
+    def __repr__(self) -> str:
+        ps = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
+        cs = "; ".join(f"{p}: " + ", ".join(f"{k}={v:.3g}" for k, v in c.items()) for p, c in self.coefficients.items()
+                       if c)
+        return f"<CovariateFit {self.label}: {ps}; {cs}; LL={self.log_likelihood:.2f}, n={self.n_customers}>"
+
+
+# ---------------------------------------------------------------------------
+# the entry point
+# ---------------------------------------------------------------------------
+
+def fit_covariate_model(
+    name,
+    summary: pd.DataFrame,
+    Z_purchase: pd.DataFrame | None = None,
+    Z_attrition: pd.DataFrame | None = None,
+    *,
+    Z_spend: pd.DataFrame | None = None,
+    constrain_equal=(),
+    penalizer: float = 0.0,
+    time_unit: str | None = None,
+    initial_coefficients: dict | None = None,
+    fixed: dict | None = None,
+    se: bool = True,
+) -> CovariateFit:
+    """Fit a model with static covariates by maximum likelihood (module docstring for the equations).
+
+    Parameters
+    ----------
+    name : str
+        Registry name or alias of a frequency model with covariate links
+        (:func:`covariate_models`), or ``"gamma_gamma"``.
+    summary : DataFrame
+        Indexed by customer id; ``x, t_x, T`` (frequency models) or ``x, m_x``
+        (Gamma-Gamma: the repeat buyers with ``m_x > 0`` are used).
+    Z_purchase, Z_attrition, Z_spend : DataFrame, optional
+        Numeric covariates (dummies already made) indexed by customer id, one
+        row per summary customer (extra rows are ignored).  A process without
+        a frame has no covariates (CLVTools: covariates on one process only).
+    constrain_equal : sequence of str
+        Covariates with one coefficient for both purchase and attrition.
+    penalizer : float
+        L2 penalty on the coefficients: ``penalizer * sum(gamma^2)`` added to the
+        mean negative log-likelihood.
+    time_unit : str, optional
+    initial_coefficients : dict, optional
+        process -> covariate -> starting value (default 0).
+    fixed : dict, optional
+        Base parameters held at given values (e.g. GGompertz/NBD's ``b`` in the
+        Pareto/NBD limit, which is chosen automatically when the no-covariate
+        fit reports it).
+    se : bool
+        Compute standard errors and intervals.
+
+    Returns
+    -------
+    CovariateFit
+
+    Raises
+    ------
+    ValueError
+        Unknown or covariate-free model, covariates for a process the model
+        does not have, malformed covariates (the message names the column, the
+        rule, the count and examples).
+    ModelFitError
+        The optimisation fails or does not converge.
+    """
+    from .fit import fit_model  # noqa: PLC0415
+    from .gamma_gamma import fit_gamma_gamma  # noqa: PLC0415
+
+    model = _get(name)
+    spend = isinstance(model, SpendModel)
+    if not model.covariate_links:
+        raise ValueError(f"{model.label} has no covariate parameterisation; models with covariates: "
+                         f"{list(covariate_models())}")
+    if penalizer < 0:
+        raise ValueError("penalizer must be >= 0")
+    if not isinstance(summary, pd.DataFrame):
+        raise TypeError("summary must be a DataFrame indexed by customer id")
+    given = {"purchase": Z_purchase, "attrition": Z_attrition, "spend": Z_spend}
+    for proc, z in given.items():
+        if z is not None and proc not in model.covariate_links:
+            raise ValueError(f"{model.label} has no {proc!r} process for covariates; its processes: "
+                             f"{list(model.covariate_links)}")
+    if spend:
+        for c in ("x", "m_x"):
+            if c not in summary.columns:
+                raise ValueError(f"summary is missing column {c!r}; Gamma-Gamma needs x and m_x")
+        keep = (summary["x"].to_numpy(dtype=float) > 0) & (summary["m_x"].to_numpy(dtype=float) > 0)
+        summary = summary.loc[keep]
+        data = (summary["x"].to_numpy(dtype=float), summary["m_x"].to_numpy(dtype=float))
+    else:
+        data = _frequency_arrays(summary, None, None, None)
+    Zs, cov_names = {}, {}
+    for proc in model.covariate_links:
+        z, cols = _covariate_matrix(given.get(proc), summary.index, proc)
+        if z is not None:
+            Zs[proc], cov_names[proc] = z, cols
+    if not Zs:
+        raise ValueError("no covariates given (Z_purchase, Z_attrition / Z_spend are all None or empty); "
+                         "use helpers.models.fit_model for the model without covariates")
+    n = len(data[0])
+
+    # the no-covariate fit: the start, the comparison of lr_test
+    nocov = (fit_gamma_gamma(x=data[0], m_x=data[1], warn=False) if spend
+             else fit_model(model.name, x=data[0], t_x=data[1], T=data[2], time_unit=time_unit))
+    fixed = dict(fixed or {})
+    note = ""
+    if model.name == "ggompertz_nbd" and "b" not in fixed and not np.isfinite(nocov.se.get("b", np.nan)) \
+            and "limit" in getattr(nocov, "message", ""):
+        fixed["b"] = float(nocov.params["b"])
+        note = (f"b held at {fixed['b']:.3g}, the Pareto/NBD limit of the no-covariate fit (the likelihood is "
+                "flat along b -> 0)")
+    lay = _layout(model, cov_names, constrain_equal, fixed)
+
+    # weighted unique rows of (data, z)
+    allZ = np.column_stack([Zs[p] for p in cov_names])
+    if spend:
+        xs, ws, Zu = data, np.ones(n), Zs
+    else:
+        (*cols,), inv, cnt = unique_rows(*data, *allZ.T)
+        xs = tuple(cols[:3])
+        ws = cnt.astype(float)
+        Zu, i = {}, 3
+        for p in cov_names:
+            Zu[p] = np.column_stack(cols[i:i + len(cov_names[p])])
+            i += len(cov_names[p])
+    obj = _Objective(model, lay, xs, Zu, ws, spend)
+    N = obj.N
+
+    phi0 = np.concatenate([np.log([float(nocov.params[k]) for k in lay.base_free]), np.zeros(lay.n_gamma_free)])
+    if initial_coefficients:
+        names_free = lay.free_names()
+        for proc, d in initial_coefficients.items():
+            for c, v in d.items():
+                key = f"{proc}.{c}"
+                if key not in names_free:
+                    # a constrained covariate is named by its first process
+                    alt = [k for k in names_free if k.endswith(f".{c}")]
+                    if not alt:
+                        raise ValueError(f"initial_coefficients: {key} is not a fitted coefficient ({names_free})")
+                    key = alt[0]
+                phi0[names_free.index(key)] = float(v)
+    nb = lay.n_base
+
+    cache: dict = {}
+
+    def value_grad(phi):
+        k = phi.tobytes()
+        if cache.get("k") != k:
+            cache["k"], cache["v"] = k, obj(phi)
+        return cache["v"]
+
+    def total_nll(phi):
+        ll = value_grad(phi)[0]
+        g = phi[nb:]
+        return -ll + (penalizer * N * float(g @ g) if penalizer else 0.0)
+
+    def total_grad(phi):
+        gr = -np.asarray(value_grad(phi)[1], dtype=float)
+        if penalizer:
+            gr = gr.copy()
+            gr[nb:] += 2.0 * penalizer * N * phi[nb:]
+        return gr
+
+    label = model.label + " with covariates"
+    polish: dict = {}
+    phi, converged, message = _minimise(lambda p: total_nll(p) / N, phi0, label,
+                                        mean_grad=lambda p: total_grad(p) / N, hessian_out=polish)
+    ll = float(value_grad(phi)[0])
+    free = lay.free_names()
+    k_free = len(phi)
+
+    # covariance in phi, then mapped to the reported keys
+    if se:
+        H = _grad_hessian(total_grad, phi, h=1e-5)
+        try:
+            cov_phi = np.linalg.inv(H)
+            ok = np.all(np.isfinite(cov_phi)) and np.all(np.diag(cov_phi) > 0)
+        except np.linalg.LinAlgError:
+            ok = False
+        if not ok:
+            warnings.warn(f"{label}: the Hessian at the optimum is singular or not positive definite; standard "
+                          "errors are NaN (weakly identified parameters or collinear covariates).", RuntimeWarning,
+                          stacklevel=2)
+            cov_phi = np.full((k_free, k_free), np.nan)
+    else:
+        cov_phi = np.full((k_free, k_free), np.nan)
+    th0 = lay.theta0(phi)
+    names = list(model.param_names)
+    keys = names + [f"{p}.{c}" for p, c in lay.keys]
+    # J maps phi to the reported values: base d theta / d log theta = theta; fixed parameters: zero rows
+    J = np.zeros((len(keys), k_free))
+    for i, kname in enumerate(names):
+        if kname in lay.base_free:
+            J[i, lay.base_free.index(kname)] = th0[i]
+    for i, f in enumerate(lay.free_of_key):
+        J[len(names) + i, nb + f] = 1.0
+    cov = J @ cov_phi @ J.T
+    for i, kname in enumerate(names):
+        if kname in lay.fixed:
+            cov[i, :] = cov[:, i] = np.nan
+    with np.errstate(invalid="ignore"):
+        se_v = np.sqrt(np.diag(cov))
+    gam = lay.gammas(phi)
+    coefficients = {p: {} for p in model.covariate_links}
+    for p, cols in cov_names.items():
+        coefficients[p] = {c: float(v) for c, v in zip(cols, gam[p])}
+    params = {k: float(v) for k, v in zip(names, th0)}
+    se_d = {k: float(v) for k, v in zip(keys, se_v)}
+    ci = {}
+    for i, kname in enumerate(keys):
+        if i < len(names):
+            sl = se_v[i] / th0[i]
+            ci[kname] = (float(np.exp(np.log(th0[i]) - _Z95 * sl)), float(np.exp(np.log(th0[i]) + _Z95 * sl)))
+        else:
+            p, c = lay.keys[i - len(names)]
+            g = coefficients[p][c]
+            ci[kname] = (g - _Z95 * se_v[i], g + _Z95 * se_v[i])
+    n_customers = int(round(N))
+    msg = message if not note else f"{message}; {note}"
+    if obj.grouped:
+        msg += f"; {obj.n_groups} covariate group(s)"
+    return CovariateFit(
+        name=model.name, label=model.label, params=params, coefficients=coefficients, se=se_d, ci95=ci,
+        cov=pd.DataFrame(cov, index=keys, columns=keys), log_likelihood=ll, aic=-2 * ll + 2 * k_free,
+        bic=-2 * ll + k_free * np.log(N), n_customers=n_customers, converged=converged, penalizer=float(penalizer),
+        constraints=tuple(constrain_equal or ()), time_unit=time_unit, message=msg, n_unique=len(ws),
+        n_groups=obj.n_groups, nocov=nocov, _phi=phi, _cov_phi=cov_phi, _layout=lay)
