@@ -578,9 +578,23 @@ def ensure_data(cfg: Config) -> Path:
 
     A configuration may carry a ``simulate`` section (used by the simulated
     retailer): the log is then generated deterministically from its seed the
-    first time it is needed, and cached at ``data.path``.
+    first time it is needed, and cached at ``data.path``.  A ``simulate``
+    section with ``covariates`` (and ``model``, ``params``, ``gammas``) also
+    writes the static covariate table at ``data.covariates.static``
+    (:func:`helpers.simulate.write_simulated_covariate_log`).
     """
     path = cfg.data_path
+    if cfg.simulate is not None and "covariates" in cfg.simulate:
+        # a simulated log with a static covariate table (helpers.simulate.simulate_with_covariates)
+        table = Path(((cfg.data.get("covariates") or {}).get("static") or {}).get("path", ""))
+        if not table.name:
+            raise ConfigError(f"{cfg.path}: simulate.covariates: the simulated covariate table needs "
+                              "data.covariates.static (its path)", key="data.covariates.static")
+        if not (path.exists() and table.exists()):
+            from .simulate import write_simulated_covariate_log  # noqa: PLC0415
+
+            write_simulated_covariate_log(path, table, **cfg.simulate)
+        return path
     if path.exists() or cfg.simulate is None:
         return path
     from .simulate import write_simulated_log  # noqa: PLC0415  (optional dependency direction)
