@@ -42,7 +42,7 @@ import pandas as pd
 from scipy import stats
 
 __all__ = ["Drivers", "analyse", "coefficient_table", "lr_table", "holdout_table", "clv_by_group",
-           "results", "quantity_label", "DYNAMIC"]
+           "covariate_clv", "results", "quantity_label", "strongest", "group_means", "DYNAMIC"]
 
 #: Results key of the Pareto/NBD with time-varying covariates.
 DYNAMIC = "pareto_nbd_dynamic"
@@ -79,6 +79,10 @@ class Drivers:
         (the stage's) and ``<model>+covariates``.
     seconds : dict
         Seconds per fit.
+    spend_fit : CovariateFit or None
+        Gamma-Gamma with the spend covariates on the full period (with amounts and spend covariates).
+    spend_note : str
+        Why there is no spend fit when spend covariates are configured.
     """
 
     covariates: Any
@@ -93,6 +97,8 @@ class Drivers:
     predictions: pd.DataFrame | None = None
     seconds: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
+    spend_fit: Any = None
+    spend_note: str = ""
 
     @property
     def has_covariates(self) -> bool:
@@ -103,12 +109,20 @@ class Drivers:
         return self.fits_cal.get(self.main) if self.main else None
 
 
-def quantity_label(model_name: str, process: str) -> str:
-    """Short name of what a coefficient multiplies: ``"mean purchase rate"``, ``"mean lifetime"``, ..."""
+def quantity_label(model_name: str, process: str, params: dict | None = None) -> str:
+    """Short name of what a coefficient multiplies: ``"mean purchase rate"``, ``"mean lifetime"``, ...
+
+    Pareto/NBD (also with time-varying covariates): the lifetime distribution scales with ``beta``, so the
+    multiplier applies to every quantile and to the mean where it is finite (``s > 1``); with ``s <= 1``
+    (``params``) the mean lifetime is infinite and the label is the median lifetime.
+    """
     from .models.covariates import _get  # noqa: PLC0415
 
+    if model_name in (DYNAMIC, "pareto_nbd") and process == "attrition":
+        finite = params is not None and float(params.get("s", 0.0)) > 1.0
+        return "mean lifetime" if finite else "median lifetime"
     if model_name == DYNAMIC:
-        return {"purchase": "mean purchase rate", "attrition": "mean lifetime"}[process]
+        return "mean purchase rate"
     text = _get(model_name).covariate_quantities.get(process, process)
     return text.split(" E[")[0].split(" (")[0].split(",")[0]
 
@@ -175,7 +189,7 @@ def analyse(stage, cfg, covariates=None, models: list[str] | None = None, fit_dy
             out.fits_full[name] = _fit_quietly(fit_covariate_model, name, full, cv.Z("purchase", full.index),
                                                cv.Z("attrition", full.index), **kw)
         except Exception as e:  # noqa: BLE001  (a model that fails is reported; the others go on)
-            out.errors[name] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+            out.errors[name] = f"{type(e).__name__}: {str(e).splitlines()[0].split('. ')[0]}"
             out.fits_cal.pop(name, None)
         out.seconds[name] = round(time.perf_counter() - t0, 2)
         out.labels.setdefault(name, stage.labels.get(name, name))
@@ -188,6 +202,18 @@ def analyse(stage, cfg, covariates=None, models: list[str] | None = None, fit_dy
         out.main = stage.model_name
     elif fitted:
         out.main = fitted[0]
+    # the spend model with covariates (the Gamma-Gamma scale), when the log has amounts
+    if cv.processes.get("spend") and stage.has_amounts:
+        t0 = time.perf_counter()
+        try:
+            out.spend_fit = _fit_quietly(fit_covariate_model, "gamma_gamma", full, Z_spend=cv.Z("spend", full.index),
+                                         penalizer=cv.penalizer)
+        except Exception as e:  # noqa: BLE001
+            out.errors["gamma_gamma"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        out.seconds["gamma_gamma"] = round(time.perf_counter() - t0, 2)
+        out.labels["gamma_gamma"] = "Gamma-Gamma"
+    elif cv.processes.get("spend"):
+        out.spend_note = "the log has no amounts (no amount column is mapped), so there is no spend to model"
     # holdout predictions of the calibration fits, on the stage's calibration customers
     pred = stage.predictions.copy()
     t_star = float(cal["t_star"].iloc[0])
@@ -260,11 +286,15 @@ def _all_fits(d: Drivers) -> dict:
 
 
 def coefficient_table(d: Drivers, name: str, level: float = 0.95) -> pd.DataFrame:
-    """One row per (process, covariate) of model ``name``: the coefficient, its standard error and p-value
-    (Wald), what it multiplies and the multiplier per unit of the covariate with its ``level`` interval."""
-    fit = _all_fits(d)[name]
+    """One row per (process, covariate) of model ``name`` (``"gamma_gamma"``: the spend fit): the coefficient,
+    its standard error and p-value (Wald), what it multiplies and the multiplier per unit of the covariate with
+    its ``level`` interval (undefined, NaN, where the quantity is infinite)."""
+    fit = d.spend_fit if name == "gamma_gamma" else _all_fits(d)[name]
     m = fit.multipliers(level=level).copy()
-    m["quantity"] = [quantity_label(name, p) for p in m["process"]]
+    m["quantity"] = [quantity_label(name, p, fit.params) for p in m["process"]]
+    # a multiplier of an infinite quantity (BG/NBD's purchase occasions with a <= 1) is undefined, not 0 or inf
+    bad = ~(np.isfinite(m["multiplier"].to_numpy(float)) & (m["multiplier"].to_numpy(float) > 0))
+    m.loc[bad, ["multiplier", "lower", "upper"]] = np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         zval = m["gamma"].to_numpy(float) / m["se"].to_numpy(float)
     m["p_value"] = 2 * stats.norm.sf(np.abs(zval))
@@ -431,5 +461,22 @@ def results(d: Drivers, stage) -> dict:
                     for n, r in lr.iterrows()},
         "holdout": {n: {k: r[k] for k in ("mae", "rmse", "total_error_pct", "spearman", "top_decile_capture",
                                            "gini")} for n, r in ho.iterrows()},
+        "spend_model": d.spend_fit.to_results() if d.spend_fit is not None else {"note": d.spend_note},
         "errors": d.errors, "skipped": d.skipped, "dynamic_note": d.dynamic_note, "fit_seconds": d.seconds,
     }
+
+
+def strongest(table: pd.DataFrame, process: str):
+    """The row of ``table`` (:func:`coefficient_table`) with the largest effect on ``process``: the largest
+    ``|log multiplier|`` among defined multipliers; None when there is none."""
+    t = table[(table["process"] == process)].copy()
+    t = t[np.isfinite(t["multiplier"].to_numpy(float)) & (t["multiplier"] > 0)]
+    if t.empty:
+        return None
+    return t.loc[t.index[np.abs(np.log(t["multiplier"].to_numpy(float))).argmax()]]
+
+
+def group_means(table: pd.DataFrame, covariate: str, column: str = "mean_clv") -> dict:
+    """``{group: mean CLV}`` of one covariate in :func:`clv_by_group`'s table."""
+    t = table[table["covariate"] == covariate]
+    return dict(zip(t["group"], t[column]))
