@@ -42,7 +42,7 @@ import pandas as pd
 from scipy import stats
 
 __all__ = ["Drivers", "analyse", "coefficient_table", "lr_table", "holdout_table", "clv_by_group",
-           "covariate_clv", "results", "quantity_label", "strongest", "group_means", "DYNAMIC"]
+           "covariate_clv", "results", "quantity_label", "strongest", "group_means", "group_ratios", "DYNAMIC"]
 
 #: Results key of the Pareto/NBD with time-varying covariates.
 DYNAMIC = "pareto_nbd_dynamic"
@@ -268,7 +268,7 @@ def _dynamic(out: Drivers, stage, cfg, cv, transactions, pred) -> None:
         out.labels[DYNAMIC] = fit.label if hasattr(fit, "label") else "Pareto/NBD, time-varying covariates"
         secs = time.perf_counter() - t0
         out.seconds[DYNAMIC] = round(secs, 2)
-        out.dynamic_note = f"fitted on the calibration period in {secs:,.0f} s"
+        out.dynamic_note = "fitted on the calibration period"
     except Exception as e:  # noqa: BLE001
         out.errors[DYNAMIC] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
         out.dynamic_note = f"the time-varying Pareto/NBD could not be fitted ({out.errors[DYNAMIC]})"
@@ -462,7 +462,7 @@ def results(d: Drivers, stage) -> dict:
         "holdout": {n: {k: r[k] for k in ("mae", "rmse", "total_error_pct", "spearman", "top_decile_capture",
                                            "gini")} for n, r in ho.iterrows()},
         "spend_model": d.spend_fit.to_results() if d.spend_fit is not None else {"note": d.spend_note},
-        "errors": d.errors, "skipped": d.skipped, "dynamic_note": d.dynamic_note, "fit_seconds": d.seconds,
+        "errors": d.errors, "skipped": d.skipped, "dynamic_note": d.dynamic_note,
     }
 
 
@@ -480,3 +480,13 @@ def group_means(table: pd.DataFrame, covariate: str, column: str = "mean_clv") -
     """``{group: mean CLV}`` of one covariate in :func:`clv_by_group`'s table."""
     t = table[table["covariate"] == covariate]
     return dict(zip(t["group"], t[column]))
+
+
+def group_ratios(table: pd.DataFrame, column: str = "mean_clv") -> dict:
+    """Covariate -> highest over lowest group mean of ``column`` in :func:`clv_by_group`'s table (NaN when the
+    lowest is not positive)."""
+    out = {}
+    for cov, t in table.groupby("covariate", sort=False):
+        lo, hi = float(t[column].min()), float(t[column].max())
+        out[cov] = hi / lo if lo > 0 else float("nan")
+    return out
