@@ -102,8 +102,11 @@ from .pareto_nbd import (
     _PnbdIndex,
 )
 from .registry import REGISTRY, fit_bgnbd, fit_mbgnbd, fit_pareto_nbd, get_model, registered_models
+from .covariates import CovariateFit, fit_covariate_model  # noqa: E402  (after the registry it uses)
 
 __all__ = [
+    "CovariateFit",
+    "fit_covariate_model",
     "ModelFitError",
     "IndependenceWarning",
     "MODELS",

@@ -268,6 +268,13 @@ class FrequencyModel(ABC):
     covariate_quantities: dict[str, str] = {}
     theta_broadcasts: bool = True
 
+    def covariate_fixed(self, nocov_fit) -> dict:
+        """Base parameters the covariate fit holds fixed, given the model's no-covariate fit (default none).
+
+        E.g. GGompertz/NBD's ``b`` when the no-covariate fit is the Pareto/NBD limit ``b -> 0``.
+        """
+        return {}
+
     def covariate_quantity(self, theta, process: str) -> float:
         """The quantity of ``process`` whose ratio between two covariate values is the covariate's multiplier.
 

@@ -162,28 +162,75 @@ class _BGFamily(FrequencyModel):
     covariate_links = {"purchase": (("alpha", -1),), "attrition": (("a", 1), ("b", 1))}
     covariate_quantities = {
         "purchase": "mean purchase rate E[lambda] = r / alpha",
-        "attrition": "expected number of purchase occasions before drop-out (infinite horizon), E[1/p] - k "
-                     "= (a + b - 1) / (a - 1) - k (k = 0 BG/NBD, 1 MBG/NBD; infinite for a <= 1); the mean "
-                     "drop-out probability a / (a + b) does not change when a and b scale together",
+        "attrition": "median number of drop-out chances survived (the repeat purchases before drop-out; MBG/NBD: "
+                     "counting the chance at the first purchase), m with B(a, b + m) / B(a, b) = 1/2; a and b "
+                     "scale together, so the mean drop-out probability a / (a + b) does not change",
     }
 
     def covariate_quantity(self, theta, process):
-        """``r / alpha`` (purchase), or ``E[J]`` (attrition) of the purchase occasions before drop-out.
+        """``r / alpha`` (purchase), or the median number of drop-out chances survived (attrition).
 
-        Given ``p``, the repeat purchases before drop-out are ``J ~ Geometric(p)`` on 1, 2, ...
-        (BG/NBD, FHL 2005a) or on 0, 1, ... (MBG/NBD), so ``E[J | p] = 1/p - k`` and
-        ``E[1/p] = (a + b - 1) / (a - 1)`` for ``p ~ Beta(a, b)``, ``a > 1`` (infinite otherwise).
+        After each drop-out chance (each repeat purchase, FHL 2005a; and the first
+        purchase, MBG/NBD) a customer stays with probability ``1 - p``, so the
+        probability of surviving ``m`` chances is ``E[(1 - p)^m] = B(a, b + m) / B(a, b)``
+        for ``p ~ Beta(a, b)``, decreasing from 1 (``m = 0``) to 0; its median ``m_50``
+        (real ``m``, by root finding) is finite for all ``a, b`` (the mean
+        ``E[1/p] = (a + b - 1) / (a - 1)`` is infinite for ``a <= 1``).
         """
         r, alpha, a, b = (float(v) for v in theta)
         if process == "purchase":
             return r / alpha
         if process == "attrition":
-            return (a + b - 1.0) / (a - 1.0) - self._k if a > 1.0 else float("inf")
+            from scipy.optimize import brentq  # noqa: PLC0415
+
+            def f(log_m):
+                return betaln(a, b + np.exp(log_m)) - betaln(a, b) - np.log(0.5)
+
+            lo, hi = -50.0, 1.0
+            while f(hi) > 0 and hi < 700:
+                hi += 5.0
+            return float(np.exp(brentq(f, lo, hi, xtol=1e-14, rtol=1e-14))) if f(lo) > 0 else 0.0
         return super().covariate_quantity(theta, process)
 
     def objective(self, x, t_x, T, w):
         """The rearranged likelihood and exact gradient, :class:`_BGFamilyObjective`."""
         return _BGFamilyObjective(x, t_x, T, w, modified=bool(self._k))
+
+    def log_likelihood_grad_rows(self, theta, x, t_x, T):
+        """Per-row log-likelihood and its gradient w.r.t. ``log(r, alpha, a, b)``; parameters may be per-row arrays.
+
+        The rearrangement of :class:`_BGFamilyObjective` (FHL 2005a eq. 6; Batislam et al. 2007 eq. A.4),
+        row by row: ``LL = A(x) + r ln alpha - (r+x) ln(alpha+T) + delta ln(1 + e^D)`` with
+        ``A(x) = ln G(r+x) - ln G(r) + ln B(a, b+x+k) - ln B(a, b)`` and
+        ``D = ln a - ln(b+x-1+k) + (r+x) [ln(alpha+T) - ln(alpha+t_x)]``; with ``sigma = 1 / (1 + e^-D)``:
+
+        * ``dLL/dr = psi(r+x) - psi(r) + ln alpha - ln(alpha+T) + delta sigma [ln(alpha+T) - ln(alpha+t_x)]``
+        * ``dLL/dalpha = r/alpha - (r+x)/(alpha+T) + delta sigma (r+x) [1/(alpha+T) - 1/(alpha+t_x)]``
+        * ``dLL/da = psi(a+b) - psi(a+b+x+k) + delta sigma / a``
+        * ``dLL/db = psi(b+x+k) - psi(a+b+x+k) - psi(b) + psi(a+b) - delta sigma / (b+x-1+k)``
+
+        Used by the covariate likelihood (:mod:`helpers.models.covariates`) when every customer has
+        its own ``alpha_i, a_i, b_i``.  Returns ``(ll, g)`` with ``g`` of shape ``(n, 4)``.
+        """
+        r, alpha, a, b = (np.asarray(v, dtype=float) for v in theta)
+        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        k = float(self._k)
+        delta = np.ones_like(x) if self._k else (x > 0).astype(float)
+        xp = x if self._k else np.where(x > 0, x, 1.0)
+        lT, lt = np.log(alpha + T), np.log(alpha + t_x)
+        rx = r + x
+        D = np.log(a) - np.log(b + xp - 1.0 + k) + rx * (lT - lt)
+        sp = np.logaddexp(0.0, D)                                 # ln(1 + e^D)
+        sig = delta * np.exp(D - sp)
+        ll = (gammaln(rx) - gammaln(r) + betaln(a, b + x + k) - betaln(a, b) + r * np.log(alpha) - rx * lT
+              + delta * sp)
+        psi_abx = psi(a + b + x + k)
+        g_r = psi(rx) - psi(r) + np.log(alpha) - lT + sig * (lT - lt)
+        g_alpha = r / alpha - rx / (alpha + T) + sig * rx * (1.0 / (alpha + T) - 1.0 / (alpha + t_x))
+        g_a = psi(a + b) - psi_abx + sig / a
+        g_b = psi(b + x + k) - psi_abx - psi(b) + psi(a + b) - sig / (b + xp - 1.0 + k)
+        g = np.column_stack([np.broadcast_to(v, ll.shape) for v in (g_r * r, g_alpha * alpha, g_a * a, g_b * b)])
+        return ll, g
 
     def _G(self, theta, t, x, T):  # pragma: no cover - abstract in the family
         raise NotImplementedError

@@ -8,7 +8,7 @@ attributes only (see ``docs/model_interface.md``, section "Covariates").
 
 The parameterisation (CLVTools; Bachmann, Meierer & Naef 2021, "The role of
 time-varying contextual factors in latent attrition models for customer base
-analysis", *Marketing Science* 40(4), 783-809, section 3; Fader & Hardie 2007,
+analysis", *Marketing Science* 40(4), 783-809, the static-covariate models; Fader & Hardie 2007,
 "Incorporating time-invariant covariates into the Pareto/NBD and BG/NBD
 models", note 019): customer ``i`` with covariates ``z_i`` (one vector per
 process) has
@@ -47,25 +47,35 @@ BG/NBD's rearranged likelihood, ...) gives the group's log-likelihood ``LL_g`` a
     dLL / d log theta_0j = sum_g D_gj,
     dLL / d gamma_pk     = sum_g sum_{j linked to p} sign_j D_gj z_gk.
 
-With many distinct covariate vectors (continuous covariates) and a model whose
-``log_likelihood`` broadcasts per-row parameters, the per-row derivatives
-``d LL_i / d log theta_ij`` come from central differences (two evaluations per
-parameter, whatever the number of covariates) and meet the same chain rule.
+Since ``log theta_g = A_g phi`` is linear in the free parameters ``phi``, the Hessian
+is ``sum_g A_g' H_g A_g`` with ``H_g`` the group's Hessian in its own log-parameters
+(differences of its analytic gradient: a few evaluations per model parameter,
+whatever the number of covariates).
+
+With more than :data:`MAX_GROUPS` distinct covariate vectors (continuous
+covariates) and a model whose ``log_likelihood`` broadcasts per-row parameters,
+the per-row derivatives ``d LL_i / d log theta_ij`` come from the model's
+``log_likelihood_grad_rows`` (analytic; BG/NBD and MBG/NBD) or from central
+differences (two evaluations per parameter: Pareto/NBD) and meet the same chain
+rule; predictions then use per-row parameters as well.
 
 Fit and inference
 -----------------
 The free parameters are ``log theta_0`` (the positive base parameters) and the
-coefficients; the optimiser is that of :mod:`helpers.models.fit` (L-BFGS-B on
-the mean negative log-likelihood, Newton polish), started from the
-no-covariate fit with all coefficients 0.  The L2 penalty follows the
-lifetimes/fit.py convention on the mean: ``penalizer * sum(gamma^2)`` is added to
-the mean negative log-likelihood (base parameters are not penalised; a
-coefficient constrained equal across processes is counted once).  Standard
-errors: inverse Hessian of the total negative log-likelihood (penalty included)
-in ``(log theta_0, gamma)``, the Hessian by central differences of the gradient;
-base parameters are mapped by the delta method ``se(theta) = theta se(log theta)``
-and get the intervals ``exp(log theta +- z se(log theta))``, as in :mod:`.fit`;
-coefficients get ``gamma +- z se``.
+coefficients.  Start: the no-covariate fit (on a random subsample of
+:data:`START_SAMPLE` customers for large data) with all coefficients 0; then one
+Newton step with the Hessian there, L-BFGS-B preconditioned by it (its Cholesky
+factor), and Newton steps whose last Hessian gives the standard errors.  The L2
+penalty follows the lifetimes/fit.py convention on the mean:
+``penalizer * sum(gamma^2)`` is added to the mean negative log-likelihood (base
+parameters are not penalised; a coefficient constrained equal across processes is
+counted once).  Standard errors: inverse Hessian of the total negative
+log-likelihood (penalty included) in ``(log theta_0, gamma)``; base parameters
+are mapped by the delta method ``se(theta) = theta se(log theta)`` and get the
+intervals ``exp(log theta +- z se(log theta))``, as in :mod:`.fit`; coefficients
+get ``gamma +- z se``.  A maximum at the edge of the parameter space (a base
+parameter moved by more than ``e^8`` from the no-covariate fit, or ``|gamma| > 10``)
+is reported by a RuntimeWarning and in ``message``.
 """
 
 from __future__ import annotations
@@ -78,14 +88,19 @@ import pandas as pd
 from scipy import stats
 
 from .base import ADVICE, FrequencyModel, ModelFitError, SpendModel, _frequency_arrays, unique_rows
-from .fit import _Z95, FittedModel, _grad_hessian, _minimise
+from .fit import _Z95, _grad_hessian
 
 __all__ = ["CovariateFit", "fit_covariate_model", "covariate_log_likelihood", "covariate_models",
+           "simulate_covariate_summary",
            "per_customer_theta"]
 
 #: at most this many distinct covariate vectors: the likelihood runs once per group (the model's fast path)
 MAX_GROUPS = 256
+#: above this many customers the optimiser's start is a no-covariate fit on a random subsample of this size
+START_SAMPLE = 100_000
 _H_ROW = 1e-5          # step in log theta of the per-row central differences
+_EDGE_LOG = 8.0        # a base parameter this far (in log) from the no-covariate fit's (x or / 3,000): the edge
+_EDGE_GAMMA = 10.0     # |gamma| beyond this (a multiplier beyond e^10): likewise
 
 
 # ---------------------------------------------------------------------------
@@ -333,27 +348,23 @@ class _Objective:
         th0 = lay.theta0(phi)
         gam = lay.gammas(phi)
         if self.grouped:
-            thg = np.asarray(per_customer_theta(self.model, th0, gam, self.Zg) if self.Zg else th0, dtype=object)
-            TH = np.column_stack([np.broadcast_to(np.asarray(v, dtype=float), (self.n_groups,)) for v in thg])
+            TH = self._group_thetas(phi)
             ll = 0.0
             D = np.zeros_like(TH)
-            for g, obj in enumerate(self.objs):
-                th = TH[g]
-                out = None
-                if obj is not None:
-                    with np.errstate(all="ignore"):
-                        out = obj(tuple(th))
-                if out is not None and np.isfinite(out[0]) and np.all(np.isfinite(out[1])):
-                    ll += float(out[0])
-                    D[g] = np.asarray(out[1], dtype=float) * th
-                else:
-                    llg, D[g] = self._group_numeric(g, th)
-                    ll += llg
-            D_base = D.sum(axis=0)
-            D_z = {p: D.T @ self.Zg[p] for p in self.Zg}           # (n_params, k) per process
-            return ll, self._chain(D_base, D_z)
-        # row path: per-row derivatives by central differences in log theta_ij
+            for g in range(self.n_groups):
+                llg, D[g] = self._group_D(g, TH[g])
+                ll += llg
+            self._last_D = (np.asarray(phi, dtype=float).tobytes(), D)    # reused by a forward-difference Hessian
+            return ll, np.einsum("gp,gpk->k", D, self._A())
         thr = list(per_customer_theta(self.model, th0, gam, self.Z))
+        rows_grad = getattr(self.model, "log_likelihood_grad_rows", None)
+        if rows_grad is not None:       # row path with the model's analytic per-row gradient
+            with np.errstate(all="ignore"):
+                llr, G = rows_grad(tuple(thr), *self.data)
+            if np.all(np.isfinite(llr)) and np.all(np.isfinite(G)):
+                wG = self.w[:, None] * G
+                return float(self.w @ llr), self._chain(wG.sum(axis=0), {p: wG.T @ z for p, z in self.Z.items()})
+        # row path: per-row derivatives by central differences in log theta_ij
         with np.errstate(all="ignore"):
             llr = self.model.log_likelihood(tuple(thr), *self.data)
         ll = float(self.w @ llr)
@@ -374,6 +385,76 @@ class _Objective:
             for p, z in self.Z.items():
                 D_z[p][j] = wd @ z
         return ll, self._chain(D_base, D_z)
+
+    def _A(self):
+        """(G, P, k) maps: d log theta_g / d phi for every group (constant: the link is log-linear in phi)."""
+        if getattr(self, "_A_cache", None) is not None:
+            return self._A_cache
+        lay, P = self.layout, len(self.model.param_names)
+        A = np.zeros((self.n_groups, P, len(lay.base_free) + lay.n_gamma_free))
+        for i, k in enumerate(lay.base_free):
+            A[:, self.j_of[k], i] = 1.0
+        col = 0
+        for proc, cols in lay.cov_names.items():
+            for kk in range(len(cols)):
+                f = lay.free_of_key[col]
+                for param, sign in self.model.covariate_links[proc]:
+                    A[:, self.j_of[param], lay.n_base + f] += sign * self.Zg[proc][:, kk]
+                col += 1
+        self._A_cache = A
+        return A
+
+    def _group_D(self, g, th):
+        """``(LL_g, d LL_g / d log theta_g)`` of one group at scalar parameters ``th``."""
+        obj = self.objs[g]
+        out = None
+        if obj is not None:
+            with np.errstate(all="ignore"):
+                out = obj(tuple(th))
+        if out is not None and np.isfinite(out[0]) and np.all(np.isfinite(out[1])):
+            return float(out[0]), np.asarray(out[1], dtype=float) * th
+        return self._group_numeric(g, th)
+
+    def _group_thetas(self, phi):
+        lay = self.layout
+        th0, gam = lay.theta0(phi), lay.gammas(phi)
+        thg = per_customer_theta(self.model, th0, gam, self.Zg) if self.Zg else th0
+        return np.column_stack([np.broadcast_to(np.asarray(v, dtype=float), (self.n_groups,)) for v in thg])
+
+    def hessian(self, phi, h=1e-5, central=True):
+        """Hessian of the log-likelihood in phi: ``sum_g A_g' H_g A_g``.
+
+        ``log theta_g = A_g phi`` is linear in phi, so only the groups' Hessians ``H_g``
+        in ``log theta_g`` are needed: central differences of each group's analytic
+        gradient, two evaluations per model parameter (not per coefficient).
+        Falls back to differences of the full gradient on the row path.
+        """
+        if not self.grouped:
+            return _grad_hessian(lambda ph: np.asarray(self(ph)[1], dtype=float), phi, h=h)
+        TH = self._group_thetas(phi)
+        A = self._A()
+        P = TH.shape[1]
+        active = [j for j in range(P) if np.any(A[:, j, :] != 0)]
+        H = np.zeros((A.shape[2], A.shape[2]))
+        last = getattr(self, "_last_D", None)
+        D_at = last[1] if last is not None and last[0] == np.asarray(phi, dtype=float).tobytes() else None
+        for g in range(self.n_groups):
+            Hg = np.zeros((P, P))
+            if central:
+                for j in active:
+                    up, dn = TH[g].copy(), TH[g].copy()
+                    up[j] *= np.exp(h)
+                    dn[j] *= np.exp(-h)
+                    Hg[j] = (self._group_D(g, up)[1] - self._group_D(g, dn)[1]) / (2 * h)
+            else:     # forward differences: one evaluation per parameter (error O(h) ~ 1e-5 relative)
+                D0 = D_at[g] if D_at is not None else self._group_D(g, TH[g])[1]
+                for j in active:
+                    up = TH[g].copy()
+                    up[j] *= np.exp(h)
+                    Hg[j] = (self._group_D(g, up)[1] - D0) / h
+            Hg = 0.5 * (Hg + Hg.T)
+            H += A[g].T @ Hg @ A[g]
+        return H
 
     def rows(self, phi):
         """Per-row log-likelihood at phi (unweighted), once per group with scalar parameters when grouped."""
@@ -418,6 +499,105 @@ def covariate_log_likelihood(model, theta0, coefficients: dict, *data, Z: dict) 
 
 
 # ---------------------------------------------------------------------------
+# the optimiser
+# ---------------------------------------------------------------------------
+
+def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
+    """L-BFGS-B on the mean negative log-likelihood, then Newton steps with the structured Hessian.
+
+    Returns ``(phi, converged, message, H)`` with ``H`` the Hessian of the total negative
+    log-likelihood at ``phi`` (None if not computed there).  Raises :class:`ModelFitError` as
+    :func:`helpers.models.fit._minimise` does.
+    """
+    from scipy import optimize  # noqa: PLC0415
+
+    from .fit import _LOG_BOUND  # noqa: PLC0415
+
+    def fun(phi):
+        v = total_nll(phi) / N
+        return v if np.isfinite(v) else 1e100
+
+    def jac(phi):
+        g = total_grad(phi) / N
+        return g if np.all(np.isfinite(g)) else np.zeros_like(g)
+
+    phi0 = np.asarray(phi0, float)
+    bounds = [(-_LOG_BOUND - 5, _LOG_BOUND + 5)] * len(phi0)
+    with np.errstate(all="ignore"):
+        # precondition with the Hessian at the start (the no-covariate optimum, coefficients 0): in
+        # u = L' (phi - phi0), H0 = L L', the problem is close to the identity quadratic and L-BFGS
+        # needs a few evaluations instead of dozens
+        L = None
+        g0 = jac(phi0)                     # first: the Hessian below reuses the groups' gradients here
+        try:
+            H0 = total_hess(phi0) / N
+            if np.all(np.isfinite(H0)):
+                L = np.linalg.cholesky(0.5 * (H0 + H0.T))
+        except np.linalg.LinAlgError:
+            L = None
+        if L is not None:
+            # first a Newton step with that Hessian (L-BFGS's first trial step has unit length in u, several
+            # times too long here: extreme parameters where the likelihood's fast path does not apply)
+            step = np.linalg.solve(L.T, np.linalg.solve(L, g0))
+            f0, t = fun(phi0), 1.0
+            while t > 1e-3 and not fun(phi0 - t * step) < f0:
+                t *= 0.5
+            if t > 1e-3:
+                phi0 = phi0 - t * step
+
+            # scaled so that L-BFGS's first trial step (unit length) is the Newton step with H0
+            c = 1.0 / max(float(np.linalg.norm(np.linalg.solve(L, jac(phi0)))), 1e-12)
+
+            def to_phi(u):
+                return phi0 + np.linalg.solve(L.T, u / c)
+
+            res = optimize.minimize(lambda u: fun(to_phi(u)), np.zeros(len(phi0)),
+                                    jac=lambda u: np.linalg.solve(L, jac(to_phi(u))) / c, method="L-BFGS-B",
+                                    options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-10})
+            phi = to_phi(res.x)
+            if not np.all(np.abs(phi) < _LOG_BOUND + 5):
+                L = None
+        if L is None:
+            res = optimize.minimize(fun, phi0, jac=jac, method="L-BFGS-B", bounds=bounds,
+                                    options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
+            phi = res.x
+        H, H_at = None, None
+        for _ in range(6):
+            g = total_grad(phi)
+            if not np.all(np.isfinite(g)) or np.max(np.abs(g)) / N < 1e-9:
+                break
+            H, H_at = total_hess(phi), phi.copy()
+            try:
+                step = np.linalg.solve(H, g)
+            except np.linalg.LinAlgError:
+                break
+            if not np.all(np.isfinite(step)) or np.max(np.abs(step)) > 1.0:
+                break
+            f0, t = fun(phi), 1.0
+            while t > 1e-3 and fun(phi - t * step) > f0:
+                t *= 0.5
+            if t <= 1e-3:
+                break
+            phi = phi - t * step
+        final, grad = fun(phi), jac(phi)
+    if not np.isfinite(final) or final >= 1e99 or not np.all(np.isfinite(phi)):
+        raise ModelFitError(f"{label}: the log-likelihood is not finite at the optimiser's end point. {ADVICE}")
+    if np.any(np.abs(phi[:n_base]) >= _LOG_BOUND) or np.any(np.abs(phi[n_base:]) >= _LOG_BOUND):
+        raise ModelFitError(f"{label} did not converge: a parameter ran off to 0 or infinity (log-parameters and "
+                            f"coefficients {np.round(phi, 3).tolist()}); the data do not identify the model. "
+                            f"Try penalizer=... on the coefficients. {ADVICE}")
+    converged = bool(np.max(np.abs(grad)) < 1e-5)
+    if not converged:
+        raise ModelFitError(f"{label} did not converge ({res.message}; max |mean gradient| "
+                            f"{np.max(np.abs(grad)):.2g}); try penalizer=... on the coefficients. {ADVICE}")
+    # a last Newton step this small (in log-parameters and coefficients) changes the Hessian by about as
+    # much relative to itself: reused for the standard errors (error ~1e-4 relative)
+    if H_at is None or np.max(np.abs(H_at - phi)) > 1e-4:
+        H = None
+    return phi, converged, str(res.message), H
+
+
+# ---------------------------------------------------------------------------
 # the result
 # ---------------------------------------------------------------------------
 
@@ -450,6 +630,13 @@ class CovariateFit:
     constraints : tuple of str
         Covariates constrained equal across the purchase and attrition processes.
     time_unit : str or None
+    message : str
+        The optimiser's message, parameters held fixed, the number of covariate groups.
+    n_unique, n_groups : int
+        Weighted rows the fit ran on (unique ``(x, t_x, T, z)``) and distinct covariate vectors.
+    nocov : FittedModel or None
+        The model without covariates on the same customers, fitted without standard errors (None until
+        :meth:`no_covariate_fit` or :meth:`lr_test` needs it when the start came from a subsample).
     """
 
     name: str
@@ -475,6 +662,18 @@ class CovariateFit:
     _phi: np.ndarray = field(default=None, repr=False)
     _cov_phi: np.ndarray = field(default=None, repr=False)
     _layout: _Layout = field(default=None, repr=False)
+    _data: tuple = field(default=None, repr=False)
+
+    def no_covariate_fit(self):
+        """The same model without covariates on the same customers (fitted when first needed)."""
+        if self.nocov is None and self._data is not None:
+            from .fit import fit_model  # noqa: PLC0415
+            from .gamma_gamma import fit_gamma_gamma  # noqa: PLC0415
+
+            d = self._data
+            self.nocov = (fit_gamma_gamma(x=d[0], m_x=d[1], warn=False) if len(d) == 2
+                          else fit_model(self.name, x=d[0], t_x=d[1], T=d[2], time_unit=self.time_unit, _se=False))
+        return self.nocov
 
     # -- model access -------------------------------------------------------
 
@@ -495,7 +694,7 @@ class CovariateFit:
     def _gammas(self) -> dict:
         return {p: np.array(list(c.values()), dtype=float) for p, c in self.coefficients.items() if c}
 
-    def _Z(self, n, Z_purchase=None, Z_attrition=None, Z_spend=None) -> dict:
+    def _Z(self, n, Z_purchase=None, Z_attrition=None, Z_spend=None, index=None) -> dict:
         given = {"purchase": Z_purchase, "attrition": Z_attrition, "spend": Z_spend}
         out = {}
         for proc, cov in self.coefficients.items():
@@ -508,6 +707,12 @@ class CovariateFit:
                 missing = [c for c in cov if c not in z.columns]
                 if missing:
                     raise ValueError(f"Z_{proc} lacks the fitted covariate column(s) {missing}")
+                if index is not None:          # aligned with the summary's customers
+                    lost = index.difference(z.index)
+                    if len(lost):
+                        raise ValueError(f"Z_{proc}: {len(lost)} customer(s) of the summary have no covariate "
+                                         f"row (e.g. {list(lost[:5])})")
+                    z = z.loc[index]
                 z = z[list(cov)].to_numpy(dtype=float)
             z = np.asarray(z, dtype=float).reshape(n, -1)
             if z.shape[1] != len(cov):
@@ -520,12 +725,18 @@ class CovariateFit:
         return per_customer_theta(self.model, self.theta, self._gammas(),
                                   self._Z(n, Z_purchase, Z_attrition, Z_spend))
 
-    def _per_group(self, fn, n, Zd):
-        """``fn(theta_g, rows)`` once per distinct covariate vector, results placed by rows."""
+    def _per_group(self, fn, n, Zd, row_fn=None):
+        """``fn(theta_g, rows)`` once per distinct covariate vector, results placed by rows.
+
+        With more than ``MAX_GROUPS`` distinct vectors and a model whose methods broadcast per-row
+        parameters, ``row_fn(theta_rows)`` evaluates all customers at once instead.
+        """
         if not Zd:
             return fn(self.theta, np.arange(n))
         allZ = np.column_stack(list(Zd.values()))
         _, ginv, _ = unique_rows(*allZ.T)
+        if row_fn is not None and self.model.theta_broadcasts and len(ginv) and int(ginv.max()) + 1 > MAX_GROUPS:
+            return np.asarray(row_fn(per_customer_theta(self.model, self.theta, self._gammas(), Zd)), dtype=float)
         out = None
         for g in range(int(ginv.max()) + 1):
             rows = np.flatnonzero(ginv == g)
@@ -549,9 +760,10 @@ class CovariateFit:
 
         ``t`` a scalar (returns ``(n,)``) or a 1-D grid (returns ``(n, len(t))``).
         """
+        index = x.index if isinstance(x, pd.DataFrame) else None
         x, t_x, T = self._xtT(x, t_x, T)
         m = self.model
-        Zd = self._Z(len(x), Z_purchase, Z_attrition)
+        Zd = self._Z(len(x), Z_purchase, Z_attrition, index=index)
         t_arr = np.asarray(t, dtype=float)
 
         def fn(th, rows):
@@ -562,27 +774,41 @@ class CovariateFit:
                 G, inv, h = m.expected_purchases_parts(th, t_arr, x[rows], t_x[rows], T[rows])
                 return G[inv] * h[:, None]
 
-        return self._per_group(fn, len(x), Zd)
+        def row_fn(th):
+            with np.errstate(all="ignore"):
+                if t_arr.ndim == 0:
+                    return m.expected_purchases(th, float(t_arr), x, t_x, T)
+                th2 = tuple(np.asarray(v)[:, None] if np.ndim(v) else v for v in th)
+                return m.expected_purchases(th2, t_arr[None, :], x[:, None], t_x[:, None], T[:, None])
+
+        return self._per_group(fn, len(x), Zd, row_fn)
 
     def p_alive(self, x, t_x=None, T=None, Z_purchase=None, Z_attrition=None) -> np.ndarray:
         """P(alive at T | x, t_x, T, z_i): the model's ``p_alive`` at the customer's ``theta_i``."""
+        index = x.index if isinstance(x, pd.DataFrame) else None
         x, t_x, T = self._xtT(x, t_x, T)
         m = self.model
-        Zd = self._Z(len(x), Z_purchase, Z_attrition)
+        Zd = self._Z(len(x), Z_purchase, Z_attrition, index=index)
 
         def fn(th, rows):
             with np.errstate(all="ignore"):
                 return m.p_alive(th, x[rows], t_x[rows], T[rows])
 
-        return self._per_group(fn, len(x), Zd)
+        def row_fn(th):
+            with np.errstate(all="ignore"):
+                return m.p_alive(th, x, t_x, T)
+
+        return self._per_group(fn, len(x), Zd, row_fn)
 
     def expected_spend(self, x, m_x=None, Z_spend=None) -> np.ndarray:
         """Gamma-Gamma: E[mean spend | x, m_x, z_i] (FHL 2005b eq. 5 at ``gamma_i``)."""
+        index = None
         if isinstance(x, pd.DataFrame) and m_x is None:
-            x, m_x = x["x"], x["m_x"]
+            index, x, m_x = x.index, x["x"], x["m_x"]
         x, m_x = (np.asarray(v, dtype=float).ravel() for v in (x, m_x))
-        Zd = self._Z(len(x), Z_spend=Z_spend)
-        return self._per_group(lambda th, rows: self.model.expected_spend(th, x[rows], m_x[rows]), len(x), Zd)
+        Zd = self._Z(len(x), Z_spend=Z_spend, index=index)
+        return self._per_group(lambda th, rows: self.model.expected_spend(th, x[rows], m_x[rows]), len(x), Zd,
+                               lambda th: self.model.expected_spend(th, x, m_x))
 
     # -- inference ----------------------------------------------------------
 
@@ -590,12 +816,12 @@ class CovariateFit:
         """Likelihood-ratio test of the covariates: ``statistic = 2 (LL_cov - LL_nocov)``.
 
         Against the same model without covariates on the same customers
-        (``nocov_fit``, a :class:`~helpers.models.FittedModel`; default the one
-        this fit started from).  ``df`` = the number of estimated coefficients
+        (``nocov_fit``, a :class:`~helpers.models.FittedModel`; default
+        :meth:`no_covariate_fit`).  ``df`` = the number of estimated coefficients
         (a constrained pair counts once); ``p_value`` from the chi-square
         distribution (the nested hypothesis all gamma = 0).
         """
-        nocov = self.nocov if nocov_fit is None else nocov_fit
+        nocov = self.no_covariate_fit() if nocov_fit is None else nocov_fit
         if nocov is None:
             raise ValueError("no no-covariate fit to test against: pass nocov_fit")
         if int(nocov.n_customers) != int(self.n_customers):
@@ -611,15 +837,24 @@ class CovariateFit:
         For covariate ``k`` of process ``p``: ``Q(theta_0 with the linked parameters
         times exp(sign gamma_pk)) / Q(theta_0)`` with ``Q`` the model's
         :meth:`~FrequencyModel.covariate_quantity` (described in the ``quantity``
-        column): for Pareto/NBD and GGompertz/NBD the mean purchase rate ``r / alpha``
-        (multiplier ``exp(gamma)``) and the mean lifetime (Pareto/NBD: the
-        lifetime scales with beta, multiplier ``exp(-gamma)``, the same for every
-        quantile and for the mean where finite; GGompertz/NBD: the mean lifetime by
-        quadrature, a ratio that depends on the base parameters); for BG/NBD
-        and MBG/NBD ``r / alpha`` and the expected number of purchase
-        occasions before drop-out ``E[1/p] - k = (a+b-1)/(a-1) - k`` (``a`` and
-        ``b`` scale together; NaN where ``a <= 1``, the mean being infinite); for
-        Gamma-Gamma the mean spend (``exp(gamma)``).  The interval is
+        column):
+
+        * purchase (every frequency model): the mean purchase rate ``E[lambda] = r / alpha``;
+          ``alpha_i = alpha_0 exp(-gamma z)`` gives the multiplier ``exp(gamma)``.
+        * attrition, Pareto/NBD: the lifetime ``tau`` with ``P(tau > t) = (beta / (beta + t))^s``
+          is ``beta`` times a variable free of ``beta``, so its median ``beta (2^(1/s) - 1)``,
+          every other quantile and its mean ``beta / (s - 1)`` (where finite, ``s > 1``)
+          have the multiplier ``exp(-gamma)`` (``beta_i = beta_0 exp(-gamma z)``).
+        * attrition, GGompertz/NBD: the median lifetime ``log(1 + beta (2^(1/s) - 1)) / b``
+          (its ratio depends on the base parameters; ``exp(-gamma)`` in the limit ``b -> 0``).
+        * attrition, BG/NBD and MBG/NBD: ``a`` and ``b`` scale together, so the mean
+          drop-out probability ``a / (a + b)`` does not move; the quantity is the median
+          number of drop-out chances a customer survives, ``m_50`` with
+          ``B(a, b + m) / B(a, b) = 1/2`` (the chances are the repeat purchases, and for
+          MBG/NBD also the first purchase; the mean ``E[1/p]`` is infinite for ``a <= 1``).
+        * spend, Gamma-Gamma: the mean spend ``p gamma / (q - 1)``, multiplier ``exp(gamma)``.
+
+        The interval is
         ``exp(log m +- z se(log m))``, ``se(log m)`` by the delta method over all
         estimated parameters (exactly ``exp(+-gamma +- z se)`` for single-parameter
         exponential links).
@@ -646,6 +881,8 @@ class CovariateFit:
                 try:
                     lm = log_mult(phi)
                 except NotImplementedError:
+                    lm = np.nan
+                if not np.isfinite(lm):
                     lm = np.nan
                 se_lm = np.nan
                 if np.isfinite(lm) and self._cov_phi is not None:
@@ -706,6 +943,7 @@ def fit_covariate_model(
     initial_coefficients: dict | None = None,
     fixed: dict | None = None,
     se: bool = True,
+    nocov_fit=None,
 ) -> CovariateFit:
     """Fit a model with static covariates by maximum likelihood (module docstring for the equations).
 
@@ -735,6 +973,10 @@ def fit_covariate_model(
         fit reports it).
     se : bool
         Compute standard errors and intervals.
+    nocov_fit : FittedModel or GammaGammaFit, optional
+        The same model without covariates on the same customers: the start and the default of
+        :meth:`CovariateFit.lr_test`.  Default: fitted here (above ``START_SAMPLE`` customers the
+        start comes from a fit on a random subsample and ``lr_test`` fits the full one when first asked).
 
     Returns
     -------
@@ -785,16 +1027,26 @@ def fit_covariate_model(
                          "use helpers.models.fit_model for the model without covariates")
     n = len(data[0])
 
-    # the no-covariate fit: the start, the comparison of lr_test
-    nocov = (fit_gamma_gamma(x=data[0], m_x=data[1], warn=False) if spend
-             else fit_model(model.name, x=data[0], t_x=data[1], T=data[2], time_unit=time_unit))
+    # the no-covariate fit: the start (and what lr_test compares with). Above START_SAMPLE customers the
+    # start comes from a fit on a random subsample (the preconditioned optimiser needs a good start, not
+    # the exact no-covariate optimum); lr_test then fits the full no-covariate model when first asked.
+    if nocov_fit is not None:
+        nocov, start = nocov_fit, nocov_fit
+    else:
+        use = np.arange(n)
+        if n > START_SAMPLE:
+            use = np.sort(np.random.default_rng(0).choice(n, START_SAMPLE, replace=False))
+        start = (fit_gamma_gamma(x=data[0][use], m_x=data[1][use], warn=False, _se=False) if spend
+                 else fit_model(model.name, x=data[0][use], t_x=data[1][use], T=data[2][use], time_unit=time_unit,
+                                _se=False))
+        nocov = start if n <= START_SAMPLE else None
     fixed = dict(fixed or {})
     note = ""
-    if model.name == "ggompertz_nbd" and "b" not in fixed and not np.isfinite(nocov.se.get("b", np.nan)) \
-            and "limit" in getattr(nocov, "message", ""):
-        fixed["b"] = float(nocov.params["b"])
-        note = (f"b held at {fixed['b']:.3g}, the Pareto/NBD limit of the no-covariate fit (the likelihood is "
-                "flat along b -> 0)")
+    auto = {k: v for k, v in (model.covariate_fixed(start) if not spend else {}).items() if k not in fixed}
+    if auto:
+        fixed.update(auto)
+        note = ", ".join(f"{k} held at {v:.3g}" for k, v in auto.items()) + \
+            " as in the no-covariate fit (the Pareto/NBD limit: the likelihood is flat along b -> 0)"
     lay = _layout(model, cov_names, constrain_equal, fixed)
 
     # weighted unique rows of (data, z)
@@ -802,17 +1054,20 @@ def fit_covariate_model(
     if spend:
         xs, ws, Zu = data, np.ones(n), Zs
     else:
-        (*cols,), inv, cnt = unique_rows(*data, *allZ.T)
+        # the covariate vector's group first (its distinct columns), then unique (x, t_x, T, group) rows
+        distinct = [j for j in range(allZ.shape[1])
+                    if not any(np.array_equal(allZ[:, j], allZ[:, i]) for i in range(j))]
+        _, gid, _ = unique_rows(*allZ[:, distinct].T)
+        (*cols,), inv, cnt = unique_rows(*data, gid)
+        first = np.zeros(len(cnt), dtype=np.int64)
+        first[inv[::-1]] = np.arange(n)[::-1]                 # a customer of each unique row
         xs = tuple(cols[:3])
         ws = cnt.astype(float)
-        Zu, i = {}, 3
-        for p in cov_names:
-            Zu[p] = np.column_stack(cols[i:i + len(cov_names[p])])
-            i += len(cov_names[p])
+        Zu = {p: Zs[p][first] for p in cov_names}
     obj = _Objective(model, lay, xs, Zu, ws, spend)
     N = obj.N
 
-    phi0 = np.concatenate([np.log([float(nocov.params[k]) for k in lay.base_free]), np.zeros(lay.n_gamma_free)])
+    phi0 = np.concatenate([np.log([float(start.params[k]) for k in lay.base_free]), np.zeros(lay.n_gamma_free)])
     if initial_coefficients:
         names_free = lay.free_names()
         for proc, d in initial_coefficients.items():
@@ -847,17 +1102,22 @@ def fit_covariate_model(
             gr[nb:] += 2.0 * penalizer * N * phi[nb:]
         return gr
 
+    def total_hess(phi, central=False):
+        H = -obj.hessian(phi, central=central)
+        if penalizer:
+            H = H.copy()
+            H[nb:, nb:] += 2.0 * penalizer * N * np.eye(len(phi) - nb)
+        return H
+
     label = model.label + " with covariates"
-    polish: dict = {}
-    phi, converged, message = _minimise(lambda p: total_nll(p) / N, phi0, label,
-                                        mean_grad=lambda p: total_grad(p) / N, hessian_out=polish)
+    phi, converged, message, H = _optimise(total_nll, total_grad, total_hess, phi0, N, label, nb)
     ll = float(value_grad(phi)[0])
-    free = lay.free_names()
     k_free = len(phi)
 
     # covariance in phi, then mapped to the reported keys
     if se:
-        H = _grad_hessian(total_grad, phi, h=1e-5)
+        if H is None:
+            H = total_hess(phi, central=True)
         try:
             cov_phi = np.linalg.inv(H)
             ok = np.all(np.isfinite(cov_phi)) and np.all(np.diag(cov_phi) > 0)
@@ -870,6 +1130,16 @@ def fit_covariate_model(
             cov_phi = np.full((k_free, k_free), np.nan)
     else:
         cov_phi = np.full((k_free, k_free), np.nan)
+    # a maximum at the edge of the parameter space (the likelihood still rising as a parameter runs off,
+    # e.g. BG/NBD's a and b -> infinity for one covariate group: no heterogeneity in its drop-out)
+    log_start = np.log([float(start.params[k]) for k in lay.base_free])
+    edge = [f"{k} = {np.exp(v) if i < nb else v:.4g}" for i, (k, v) in enumerate(zip(lay.free_names(), phi))
+            if (i < nb and abs(v - log_start[i]) > _EDGE_LOG) or (i >= nb and abs(v) > _EDGE_GAMMA)]
+    if edge:
+        edge_note = (f"at the edge of the parameter space: {', '.join(edge)} (the likelihood keeps rising as "
+                     "they run off; their standard errors mean little); try penalizer=... or fewer covariates")
+        warnings.warn(f"{label}: {edge_note}", RuntimeWarning, stacklevel=2)
+        message = f"{message}; {edge_note}"
     th0 = lay.theta0(phi)
     names = list(model.param_names)
     keys = names + [f"{p}.{c}" for p, c in lay.keys]
@@ -910,4 +1180,45 @@ def fit_covariate_model(
         cov=pd.DataFrame(cov, index=keys, columns=keys), log_likelihood=ll, aic=-2 * ll + 2 * k_free,
         bic=-2 * ll + k_free * np.log(N), n_customers=n_customers, converged=converged, penalizer=float(penalizer),
         constraints=tuple(constrain_equal or ()), time_unit=time_unit, message=msg, n_unique=len(ws),
-        n_groups=obj.n_groups, nocov=nocov, _phi=phi, _cov_phi=cov_phi, _layout=lay)
+        n_groups=obj.n_groups, nocov=nocov, _phi=phi, _cov_phi=cov_phi, _layout=lay, _data=data)
+
+
+# ---------------------------------------------------------------------------
+# simulation
+# ---------------------------------------------------------------------------
+
+def simulate_covariate_summary(name, theta0, coefficients: dict, Z: dict, T, rng, t_star: float = 0.0) -> pd.DataFrame:
+    """Customers of a frequency model with static covariates: ``x, t_x, T`` (and ``x_star``).
+
+    Customer ``i`` follows the model's generative process
+    (:meth:`FrequencyModel.simulate_summary`) at ``theta_i`` (:func:`per_customer_theta`);
+    the customers are simulated once per distinct covariate vector, so use
+    covariates with few distinct values (e.g. dummies).
+
+    Parameters
+    ----------
+    name : str or FrequencyModel
+    theta0 : sequence
+        Base parameters (``param_names`` order).
+    coefficients : dict
+        process -> coefficient vector.
+    Z : dict
+        process -> (n, k) covariates.
+    T : array_like
+        Ages, one per customer.
+    rng : numpy.random.Generator or int
+    """
+    model = _get(name)
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    T = np.asarray(T, dtype=float).ravel()
+    Z = {p: np.asarray(z, dtype=float).reshape(len(T), -1) for p, z in Z.items()}
+    allZ = np.column_stack(list(Z.values()))
+    _, ginv, _ = unique_rows(*allZ.T)
+    cols = ["x", "t_x", "T"] + (["x_star"] if t_star > 0 else [])
+    out = np.empty((len(T), len(cols)))
+    for g in range(int(ginv.max()) + 1):
+        rows = np.flatnonzero(ginv == g)
+        th = per_customer_theta(model, theta0, coefficients, {p: z[rows[:1]] for p, z in Z.items()})
+        th = tuple(float(np.asarray(v).ravel()[0]) for v in th)
+        out[rows] = model.simulate_summary(th, T[rows], rng, t_star)[cols].to_numpy()
+    return pd.DataFrame(out, columns=cols)

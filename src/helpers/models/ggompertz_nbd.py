@@ -406,29 +406,29 @@ class GGompertzNBD(FrequencyModel):
     covariate_links = {"purchase": (("alpha", -1),), "attrition": (("beta", -1),)}
     covariate_quantities = {
         "purchase": "mean purchase rate E[lambda] = r / alpha",
-        "attrition": "mean lifetime E[tau] = int_0^inf (beta / (beta + e^{bt} - 1))^s dt",
+        "attrition": "median lifetime log(1 + beta (2^(1/s) - 1)) / b",
     }
     #: the quadrature takes scalar parameters: the covariate likelihood runs once per covariate group
     theta_broadcasts = False
 
-    def covariate_quantity(self, theta, process):
-        """``r / alpha`` (purchase) or the mean lifetime (attrition).
+    def covariate_fixed(self, nocov_fit):
+        """``{"b": b}`` when the no-covariate fit reports the Pareto/NBD limit (``b`` held there, see :meth:`fit`):
+        the likelihood is flat along ``b -> 0`` and a free ``log b`` would run off."""
+        if "Pareto/NBD limit" in getattr(nocov_fit, "message", ""):
+            return {"b": float(nocov_fit.params["b"])}
+        return {}
 
-        ``E[tau] = int_0^inf S(t) dt = (1/b) int_0^inf (beta / (beta + y))^s / (1 + y) dy``
-        (``y = e^{bt} - 1``), finite for ``b > 0``; by adaptive quadrature in ``log y``.
+    def covariate_quantity(self, theta, process):
+        """``r / alpha`` (purchase) or the median lifetime (attrition).
+
+        ``S(t) = (beta / (beta + e^{bt} - 1))^s = 1/2`` at ``t = log(1 + beta (2^(1/s) - 1)) / b``;
+        in the Pareto/NBD limit ``b -> 0`` (``beta / b`` fixed) the ratio tends to that of ``beta``.
         """
         r, alpha, b, s, beta = (float(v) for v in theta)
         if process == "purchase":
             return r / alpha
         if process == "attrition":
-            from scipy import integrate  # noqa: PLC0415
-
-            def f(u):        # y = e^u, dy = y du
-                y = np.exp(u)
-                return np.exp(s * (np.log(beta) - np.logaddexp(np.log(beta), u)) - np.log1p(y) + u)
-
-            val, _ = integrate.quad(f, -60.0, 60.0 + 20.0 / s, limit=400, epsabs=0.0, epsrel=1e-10)
-            return val / b
+            return float(np.log1p(beta * np.expm1(np.log(2.0) / s)) / b)
         return super().covariate_quantity(theta, process)
 
     # -- likelihood ---------------------------------------------------------

@@ -322,13 +322,13 @@ class ParetoNBD(FrequencyModel):
     param_names = ("r", "alpha", "s", "beta")
     time_scale_params = ("alpha", "beta")
     survival_depends_on_t_x = False
-    #: CLVTools' static covariates (Bachmann, Meierer & Naef 2021, eq. 4; Fader & Hardie 2007, note 019):
+    #: CLVTools' static covariates (Bachmann, Meierer & Naef 2021; Fader & Hardie 2007, note 019):
     #: alpha_i = alpha_0 exp(-gamma_purchase' z_i), beta_i = beta_0 exp(-gamma_attrition' z_i)
     covariate_links = {"purchase": (("alpha", -1),), "attrition": (("beta", -1),)}
     covariate_quantities = {
         "purchase": "mean purchase rate E[lambda] = r / alpha",
-        "attrition": "mean lifetime E[tau] (the lifetime distribution scales with beta: every quantile, and the "
-                     "mean beta / (s - 1) where finite, has the same multiplier beta_1 / beta_0)",
+        "attrition": "median lifetime beta (2^(1/s) - 1) (the lifetime scales with beta: every quantile, and "
+                     "the mean beta / (s - 1) where finite, has the same multiplier)",
     }
 
     def covariate_quantity(self, theta, process):
@@ -383,7 +383,7 @@ class ParetoNBD(FrequencyModel):
         A 2F1 per row: 1-D customer arrays are evaluated once per unique ``(x, t_x, T)``.
         """
         x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T)))
-        if x.ndim == 1:
+        if x.ndim == 1 and all(np.ndim(v) == 0 for v in theta):    # (per-row parameters: row by row)
             return unique_apply(lambda a, b, c: self._p_alive_rows(theta, a, b, c), x, t_x, T)
         return self._p_alive_rows(theta, x, t_x, T)
 
