@@ -42,7 +42,8 @@ import pandas as pd
 from scipy import stats
 
 __all__ = ["Drivers", "analyse", "coefficient_table", "lr_table", "holdout_table", "clv_by_group",
-           "covariate_clv", "results", "quantity_label", "strongest", "group_means", "group_ratios", "DYNAMIC"]
+           "covariate_clv", "results", "quantity_label", "strongest", "group_means", "group_ratios", "truth_table",
+           "DYNAMIC"]
 
 #: Results key of the Pareto/NBD with time-varying covariates.
 DYNAMIC = "pareto_nbd_dynamic"
@@ -490,3 +491,20 @@ def group_ratios(table: pd.DataFrame, column: str = "mean_clv") -> dict:
         lo, hi = float(t[column].min()), float(t[column].max())
         out[cov] = hi / lo if lo > 0 else float("nan")
     return out
+
+
+def truth_table(d: Drivers, simulate: dict | None) -> pd.DataFrame | None:
+    """For a configuration simulated with known coefficients (a ``simulate`` section with ``model`` and
+    ``gammas``, :func:`helpers.simulate.simulate_with_covariates`): the true coefficients against the estimates
+    of that model's full-period covariate fit, with ``z = (estimate - truth) / se``; None otherwise."""
+    if not simulate or "gammas" not in simulate or simulate.get("model") not in d.fits_full:
+        return None
+    fit = d.fits_full[simulate["model"]]
+    rows = []
+    for proc, truth in simulate["gammas"].items():
+        for cov, g in truth.items():
+            est = fit.coefficients.get(proc, {}).get(cov, np.nan)
+            se = fit.se.get(f"{proc}.{cov}", np.nan)
+            rows.append({"process": proc, "covariate": cov, "truth": float(g), "estimate": est, "se": se,
+                         "z": (est - float(g)) / se if se and np.isfinite(se) else np.nan})
+    return pd.DataFrame(rows)
