@@ -152,8 +152,8 @@ def analyse(stage, cfg, covariates=None, models: list[str] | None = None, fit_dy
         Models to fit with covariates; default every model the stage fitted on the calibration period that
         has a covariate parameterisation (:func:`helpers.models.covariates.covariate_models`).
     fit_dynamic : bool
-        Also fit the Pareto/NBD with time-varying covariates (the configuration needs a dynamic table;
-        slow: minutes for hundreds of customers).
+        Also fit the Pareto/NBD with time-varying covariates (when the configuration has a dynamic table),
+        started from the static Pareto/NBD fit.
     transactions : DataFrame, optional
         The validated log (needed for the time-varying model; loaded when omitted).
 
@@ -226,8 +226,7 @@ def analyse(stage, cfg, covariates=None, models: list[str] | None = None, fit_dy
     if fit_dynamic:
         _dynamic(out, stage, cfg, cv, transactions, pred)
     elif cv.dynamic is not None:
-        out.dynamic_note = ("the time-varying Pareto/NBD was not fitted in this run (notebook parameter "
-                            "fit_dynamic: false; it takes minutes even for a few hundred customers)")
+        out.dynamic_note = "the time-varying Pareto/NBD was not fitted in this run (notebook parameter fit_dynamic: false)"
     else:
         out.dynamic_note = "the configuration has no time-varying covariates (no data.covariates.dynamic table)"
     out.predictions = pred
@@ -270,6 +269,12 @@ def _dynamic(out: Drivers, stage, cfg, cv, transactions, pred) -> None:
         secs = time.perf_counter() - t0
         out.seconds[DYNAMIC] = round(secs, 2)
         out.dynamic_note = "fitted on the calibration period"
+        bound = list((getattr(fit, "extra", {}) or {}).get("at_bound", []))
+        if bound:
+            out.dynamic_note += (f"; {', '.join(bound)} stopped on the bound |gamma| <= "
+                                 f"{(fit.extra or {}).get('gamma_bound', 10):g}: the likelihood keeps rising as "
+                                 f"{'it grows' if len(bound) == 1 else 'they grow'} in size (no finite maximum), so "
+                                 f"{'it has' if len(bound) == 1 else 'they have'} no standard error")
     except Exception as e:  # noqa: BLE001
         out.errors[DYNAMIC] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
         out.dynamic_note = f"the time-varying Pareto/NBD could not be fitted ({out.errors[DYNAMIC]})"
@@ -341,7 +346,8 @@ def holdout_table(d: Drivers) -> pd.DataFrame:
     sub = pred[["actual", *cols, "baseline"]]
     table = validation.holdout_comparison({c: fits[c] for c in cols}, sub)
     table = table.join(diagnostics.ranking_table(sub["actual"], sub[[*cols, "baseline"]]))
-    table.insert(0, "label", [("naive baseline" if c == "baseline" else
+    table.insert(0, "label", [("naive baseline" if c == "baseline" else d.labels.get(DYNAMIC, c)
+                               if c.startswith(DYNAMIC) else
                                f"{d.labels.get(c.split('+')[0], c)}" + (" with covariates" if "+" in c else ""))
                               for c in table.index])
     return table
