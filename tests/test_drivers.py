@@ -233,3 +233,22 @@ def test_simulated_configuration_recovers_its_truth(tmp_path):
     for proc, truth in cfg.simulate["gammas"].items():
         for cov, g in truth.items():
             assert abs(fit.coefficients[proc][cov] - g) < 2 * fit.se[f"{proc}.{cov}"], (proc, cov)
+
+
+def test_time_varying_pareto_nbd_on_apparel(apparel):
+    """CLVTools' time-varying Pareto/NBD on apparel (High.Season, Gender, Channel on both processes): its
+    BFGS-polished log-likelihood -5752.631 (clvtools_reference.json) lies on a ridge whose supremum the fit
+    approaches (the attrition coefficient of High.Season on its bound, said in the note)."""
+    cfg, stage, _ = apparel
+    d = drivers.analyse(stage, cfg, fit_dynamic=True)
+    fit = d.dynamic_fit
+    assert fit is not None, d.errors
+    assert fit.log_likelihood >= -5752.631 - 0.01
+    lr = drivers.lr_table(d).loc[drivers.DYNAMIC]
+    assert lr["df"] == 6
+    assert lr["statistic"] == pytest.approx(2 * (fit.log_likelihood - CLVTOOLS_LL_NOCOV), abs=0.02)
+    assert "bound" in d.dynamic_note
+    r = drivers.results(d, stage)["models"][drivers.DYNAMIC]
+    assert set(r["coefficients"]["purchase"]) == {"Gender", "Channel", "High.Season"}
+    h = drivers.holdout_table(d)
+    assert f"{drivers.DYNAMIC}+covariates" in h.index and np.isfinite(h.loc[f"{drivers.DYNAMIC}+covariates", "mae"])
