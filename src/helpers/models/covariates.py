@@ -55,9 +55,10 @@ whatever the number of covariates).
 With more than :data:`MAX_GROUPS` distinct covariate vectors (continuous
 covariates) and a model whose ``log_likelihood`` broadcasts per-row parameters,
 the per-row derivatives ``d LL_i / d log theta_ij`` come from the model's
-``log_likelihood_grad_rows`` (analytic; BG/NBD and MBG/NBD) or from central
-differences (two evaluations per parameter: Pareto/NBD) and meet the same chain
-rule; predictions then use per-row parameters as well.
+``log_likelihood_grad_rows`` (BG/NBD, MBG/NBD: analytic; Pareto/NBD: analytic
+in the per-customer ``alpha_i, beta_i``, central differences in the shared ``r, s``)
+or else from central differences (two evaluations per parameter) and meet the
+same chain rule; predictions then use per-row parameters as well.
 
 Fit and inference
 -----------------

@@ -49,6 +49,26 @@ def _pnbd_log_A0(theta, x, t_x, T):
     return np.where(diff >= 0, -np.inf, out)
 
 
+def _pnbd_log_J_rows(a, b, alpha, beta, lo, hi):
+    """``log int_lo^hi (alpha+tau)^-a (beta+tau)^-b dtau`` row by row (``-inf`` where ``lo == hi``).
+
+    ``int_u^inf = (M+u)^-(a+b-1) / (a+b-1) 2F1(a+b-1, e_m; a+b; (M-m)/(M+u))`` with ``M, m`` the larger
+    and smaller of ``alpha, beta`` and ``e_m`` the exponent of the smaller (Fader & Hardie note 009,
+    eqs. 19-20, where ``a = r+x``, ``b = s+1``); the difference of the two tails, stably.
+    """
+    alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+    a_big = alpha >= beta
+    M, m = np.maximum(alpha, beta), np.minimum(alpha, beta)
+    e_m = np.where(a_big, b, a)
+    c = a + b - 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_lo = _base._log_hyp2f1_safe(c, e_m, c + 1.0, (M - m) / (M + lo)) - c * np.log(M + lo) - np.log(c)
+        log_hi = _base._log_hyp2f1_safe(c, e_m, c + 1.0, (M - m) / (M + hi)) - c * np.log(M + hi) - np.log(c)
+        diff = log_hi - log_lo
+        out = log_lo + np.log1p(-np.exp(np.minimum(diff, 0.0)))
+    return np.where(diff >= 0, -np.inf, out)
+
+
 def _ll_pareto_nbd(theta, x, t_x, T):
     """Pareto/NBD individual log-likelihood, Fader & Hardie (2005) note 009, eq. (18)."""
     r, alpha, s, beta = theta
@@ -348,6 +368,44 @@ class ParetoNBD(FrequencyModel):
     def log_likelihood(self, theta, x, t_x, T):
         """Individual log-likelihood, Fader & Hardie (2005) note 009, eq. (18)."""
         return _ll_pareto_nbd(theta, x, t_x, T)
+
+    def log_likelihood_grad_rows(self, theta, x, t_x, T, h=1e-5):
+        """Per-row log-likelihood and its gradient w.r.t. ``log(r, alpha, s, beta)``; alpha, beta may be per-row arrays.
+
+        Note 009 eq. (18) as ``LL = ln G(r+x) - ln G(r) + r ln alpha + s ln beta + ln(e^{L1} + e^{L2})``,
+        ``L1 = -(r+x) ln(alpha+T) - s ln(beta+T)`` and ``L2 = ln s + ln J(r+x, s+1)`` with
+        ``J(a, b) = int_{t_x}^T (alpha+tau)^-a (beta+tau)^-b dtau`` (:func:`_pnbd_log_J_rows`, the 2F1 of
+        eqs. 19-20).  Differentiating under the integral,
+
+        * ``dLL/dln alpha = r - (r+x) [alpha/(alpha+T) e^{L1} + alpha s J(r+x+1, s+1)] / e^{LL2}``
+        * ``dLL/dln beta  = s - [s beta/(beta+T) e^{L1} + (s+1) beta s J(r+x, s+2)] / e^{LL2}``
+
+        (``LL2 = ln(e^{L1} + e^{L2})``), analytic; the derivatives in ``ln r`` and ``ln s`` (shared
+        scalars, whose derivatives involve integrals of logarithms) by central differences with step ``h``.
+        Used by the covariate likelihood (:mod:`helpers.models.covariates`) when every customer has its
+        own ``alpha_i, beta_i``.  Returns ``(ll, g)`` with ``g`` of shape ``(n, 4)``.
+        """
+        r, alpha, s, beta = theta
+        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+        a, b = r + x, s + 1.0
+        L1 = -a * np.log(alpha + T) - s * np.log(beta + T)
+        L2 = np.log(s) + _pnbd_log_J_rows(a, b, alpha, beta, t_x, T)
+        ll2 = np.logaddexp(L1, L2)
+        ll = gammaln(a) - gammaln(r) + r * np.log(alpha) + s * np.log(beta) + ll2
+        w1 = np.exp(L1 - ll2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Ja = np.exp(np.log(s) + _pnbd_log_J_rows(a + 1.0, b, alpha, beta, t_x, T) - ll2)
+            Jb = np.exp(np.log(s) + _pnbd_log_J_rows(a, b + 1.0, alpha, beta, t_x, T) - ll2)
+        g_alpha = r - a * (w1 * alpha / (alpha + T) + alpha * Ja)
+        g_beta = s - (w1 * s * beta / (beta + T) + b * beta * Jb)
+        e = np.exp(h)
+        g_r = (_ll_pareto_nbd((r * e, alpha, s, beta), x, t_x, T)
+               - _ll_pareto_nbd((r / e, alpha, s, beta), x, t_x, T)) / (2 * h)
+        g_s = (_ll_pareto_nbd((r, alpha, s * e, beta), x, t_x, T)
+               - _ll_pareto_nbd((r, alpha, s / e, beta), x, t_x, T)) / (2 * h)
+        g = np.column_stack([np.broadcast_to(v, ll.shape) for v in (g_r, g_alpha, g_s, g_beta)])
+        return ll, g
 
     def objective(self, x, t_x, T, w):
         """Log-likelihood and exact gradient from the hypergeometric series (:func:`_pnbd_ll_grad_sum`).
