@@ -267,3 +267,57 @@ def test_ranking_beats_all_both_sides():
     tol = {"RFM score": 2 * 0.005, "past spend": 0.005}
     noisy = claims.ranking_beats_all(0.929, {"RFM score": 0.922, "past spend": 0.909}, "net CLV", tol)
     assert noisy.holds is False and "about as much as ranking by RFM score" in noisy.text
+
+
+# --- covariates (notebook 06-drivers) -------------------------------------------
+
+def test_covariates_configured_both_sides():
+    yes = claims.covariates_configured(True, "configs/apparel-covariates.yaml")
+    no = claims.covariates_configured(False, "this configuration")
+    assert yes.holds is True and "has no covariates" not in yes.text
+    assert no.holds is False and no.text.startswith("This configuration has no covariates")
+
+
+def test_multiplier_effect_both_sides_of_one():
+    # CLVTools apparel, Pareto/NBD: Channel multiplies the purchase rate by exp(0.6239) = 1.866, 95% 1.52-2.29
+    up = claims.multiplier_effect(1.866, 1.519, 2.292, "Channel", "mean purchase rate")
+    assert up.holds is True and "Channel raises the mean purchase rate" in up.text and "1.87 per unit" in up.text
+    down = claims.multiplier_effect(0.454, 0.249, 0.827, "Channel", "mean lifetime")
+    assert down.holds is True and "lowers the mean lifetime" in down.text
+    flat = claims.multiplier_effect(1.46, 0.94, 2.26, "Gender", "mean lifetime")
+    assert flat.holds is False and "distinguish from none" in flat.text
+    # at the boundary: an interval touching 1 does not exclude it
+    assert claims.multiplier_effect(1.2, 1.0, 1.4, "x", "rate").holds is False
+    assert claims.multiplier_effect(1.2, 1.0001, 1.4, "x", "rate").holds is True
+    assert claims.multiplier_effect(math.nan, math.nan, math.nan, "x", "mean lifetime").holds is None
+    assert claims.multiplier_effect(0.0, math.nan, math.nan, "x", "occasions").holds is None
+
+
+def test_covariates_improve_fit_both_sides():
+    # CLVTools apparel: LL -5821.063 with covariates vs -5848.098 without, 4 coefficients -> LR 54.07, p 5e-11
+    yes = claims.covariates_improve_fit(5.1e-11, 54.07, 4, "Pareto/NBD")
+    assert yes.holds is True and "improve the fit of Pareto/NBD" in yes.text and "p < 0.0001" in yes.text
+    no = claims.covariates_improve_fit(0.0501, 9.47, 4, "Pareto/NBD")
+    assert no.holds is False and "do not improve" in no.text and "p = 0.05" in no.text
+    assert claims.covariates_improve_fit(0.0499, 9.49, 4, "Pareto/NBD").holds is True
+    assert claims.covariates_improve_fit(math.nan, math.nan, 4, "Pareto/NBD").holds is None
+
+
+def test_holdout_gain_three_ways():
+    better = claims.holdout_gain(2.007, 2.040, "Pareto/NBD")        # -1.6%
+    assert better.holds is True and "improve" in better.text and "-1.6%" in better.text
+    same = claims.holdout_gain(2.030, 2.040, "Pareto/NBD")          # -0.5%
+    assert same.holds is False and "about as good" in same.text
+    worse = claims.holdout_gain(2.100, 2.040, "Pareto/NBD")         # +2.9%
+    assert worse.holds is False and "worse" in worse.text
+    assert claims.holdout_gain(1.0, 0.0, "Pareto/NBD").holds is None
+
+
+def test_value_differs_by_group_both_sides():
+    yes = claims.value_differs_by_group({"0": 3.09, "1": 6.09}, "Gender", "USD")
+    assert yes.holds is True and "Gender = 1: 6.09 USD" in yes.text and "1.97 times" in yes.text
+    no = claims.value_differs_by_group({"0": 4.13, "1": 5.0}, "Channel", "USD")    # 1.21 times
+    assert no.holds is False and "differs little" in no.text
+    assert claims.value_differs_by_group({"0": 4.0, "1": 5.0}, "Channel", "USD").holds is True   # exactly 1.25
+    assert claims.value_differs_by_group({"0": 4.0}, "Channel", "USD").holds is None
+    assert claims.value_differs_by_group({"0": 0.0, "1": 5.0}, "Channel", "USD").holds is None

@@ -92,7 +92,7 @@ class _EveryConfiguration:
         name, run, _, _ = frequency_run
         assert run["status"] == "ok", [(nb["name"], nb.get("error")) for nb in run["notebooks"] if nb["status"] != "ok"]
         listed = {Path(nb.path).stem for nb in load_config(ROOT / "configs" / f"{name}.yaml").notebooks}
-        assert {nb["name"] for nb in run["notebooks"]} == listed and len(listed) == 5
+        assert {nb["name"] for nb in run["notebooks"]} == listed and len(listed) == 6
 
     def test_every_report_names_the_runs_model(self, frequency_run):
         _, run, _, results = frequency_run

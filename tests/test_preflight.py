@@ -261,3 +261,39 @@ def test_a_rule_key_the_reader_cannot_apply_is_an_error(tmp_path, monkeypatch):
     opts = hc.load_options(cfg, reader_with_rules)
     assert opts["max_abs_amount"] == 50 and opts["max_date"] == cfg.data["max_date"]
     assert "implausible_dates" not in opts
+
+
+# --- covariate tables (data.covariates): checked in the pre-flight, exit code 3, no kernel ----------
+
+def _covariate_config(project, table_text: str, extra: str = "") -> Path:
+    (project / "cov.csv").write_text(table_text)
+    return write(project, data=("  covariates:\n    static: {path: cov.csv, customer_id: customer_id}\n"
+                                "    purchase: [channel]\n    attrition: [channel]\n" + extra))
+
+
+def _sample_ids():
+    import pandas as pd
+
+    return sorted(pd.read_csv(SAMPLE, dtype=str)["customer_id"].unique())
+
+
+def test_covariates_missing_for_customers_of_the_log(project, capsys, kernels):
+    ids = _sample_ids()
+    text = "customer_id,channel\n" + "".join(f"{c},{i % 2}\n" for i, c in enumerate(ids[:-3]))
+    err = run_fails(project, _covariate_config(project, text), capsys, kernels, EXIT_DATA)
+    assert "column 'customer_id': static covariate table 'cov.csv': every customer of the log needs covariates" in err
+    assert "(3 customers affected)" in err and ids[-1] in err
+
+
+def test_covariate_not_numeric(project, capsys, kernels):
+    ids = _sample_ids()
+    text = "customer_id,channel\n" + "".join(f"{c},{'web' if i < 4 else i % 2}\n" for i, c in enumerate(ids))
+    err = run_fails(project, _covariate_config(project, text), capsys, kernels, EXIT_DATA)
+    assert "column 'channel': static covariate table 'cov.csv': covariate must be numeric" in err
+    assert "(4 rows affected)" in err and "web" in err
+
+
+def test_covariate_table_missing_is_a_configuration_error(project, capsys, kernels):
+    cfg = write(project, data="  covariates:\n    static: nope.csv\n    purchase: [channel]\n")
+    err = run_fails(project, cfg, capsys, kernels, EXIT_CONFIG)
+    assert "data.covariates.static.path: covariate table not found" in err

@@ -43,6 +43,13 @@ __all__ = [
 
     "holds_out_of_sample",
     "ranking_beats_all",
+
+
+    "covariates_configured",
+    "multiplier_effect",
+    "covariates_improve_fit",
+    "holdout_gain",
+    "value_differs_by_group",
 ]
 
 
@@ -503,3 +510,95 @@ def ranking_beats_all(score: float, alternatives: dict, score_name: str, toleran
                      f"within that group.", ev)
     return Claim("ranking_beats_all", False, " ".join(c.text for c in verdicts.values())
                  + f" So ranking by {score_name} does not beat every usual ranking here.", ev)
+
+
+def covariates_configured(has_covariates: bool, config_name: str = "this configuration") -> Claim:
+    """Does the configuration name customer covariates (``data.covariates``)?"""
+    ev = {"has_covariates": bool(has_covariates)}
+    if has_covariates:
+        return Claim("covariates_configured", True, f"{config_name[0].upper() + config_name[1:]} names customer "
+                     "covariates (data.covariates), so the models are fitted with them.", ev)
+    return Claim("covariates_configured", False,
+                 f"{config_name[0].upper() + config_name[1:]} has no covariates (no data.covariates section), so "
+                 "there are no customer attributes to relate purchasing and attrition to: this report has nothing "
+                 "to estimate. Name a covariate table in the configuration (see the README, section Covariates) "
+                 "to run it.", ev)
+
+
+def multiplier_effect(multiplier: float, lower: float, upper: float, covariate: str, quantity: str,
+                      level: float = 0.95) -> Claim:
+    """Does a covariate change ``quantity``: does the multiplier's ``level`` interval exclude 1?
+
+    ``holds`` is True when the interval lies above or below 1 (the sentence
+    says which way), False when it covers 1 (the data cannot tell the effect
+    from none) and None when the multiplier is undefined (e.g. an infinite
+    mean lifetime).
+    """
+    ev = {"multiplier": multiplier, "lower": lower, "upper": upper, "level": level}
+    if _missing(multiplier, lower, upper) or not all(math.isfinite(v) and v > 0 for v in (multiplier, lower, upper)):
+        return Claim("multiplier_effect", None,
+                     f"The effect of {covariate} on the {quantity} is not defined at these estimates (the "
+                     "quantity is infinite or its interval cannot be computed).", ev)
+    span = f"{multiplier:.3g} per unit, {level:.0%} interval {lower:.3g} to {upper:.3g}"
+    if lower > 1:
+        return Claim("multiplier_effect", True, f"{covariate} raises the {quantity} ({span}).", ev)
+    if upper < 1:
+        return Claim("multiplier_effect", True, f"{covariate} lowers the {quantity} ({span}).", ev)
+    return Claim("multiplier_effect", False,
+                 f"{covariate} has no effect on the {quantity} that these data can distinguish from none ({span}).",
+                 ev)
+
+
+def covariates_improve_fit(p_value: float, statistic: float, df: int, model: str, alpha: float = 0.05) -> Claim:
+    """Do the covariates improve the likelihood beyond chance: LR test p-value below ``alpha``?"""
+    ev = {"p_value": p_value, "statistic": statistic, "df": df, "alpha": alpha}
+    if _missing(p_value, statistic):
+        return Claim("covariates_improve_fit", None, f"The likelihood-ratio test of {model} could not be computed.",
+                     ev)
+    pv = f"p = {p_value:.2g}" if p_value >= 1e-4 else "p < 0.0001"
+    test = f"likelihood ratio {statistic:,.1f} on {df} degree{'s' if df != 1 else ''} of freedom, {pv}"
+    if p_value < alpha:
+        return Claim("covariates_improve_fit", True,
+                     f"The covariates improve the fit of {model} by more than chance would ({test}).", ev)
+    return Claim("covariates_improve_fit", False,
+                 f"The covariates do not improve the fit of {model} by more than chance would ({test}).", ev)
+
+
+def holdout_gain(mae_with: float, mae_without: float, model: str, min_gain: float = 0.01) -> Claim:
+    """Do the covariates improve the holdout forecast: customer-level MAE lower by at least ``min_gain`` (relative)?"""
+    ev = {"mae_with": mae_with, "mae_without": mae_without, "min_gain": min_gain}
+    if _missing(mae_with, mae_without) or mae_without <= 0:
+        return Claim("holdout_gain", None, "The holdout has no purchases to compare the forecasts on.", ev)
+    change = mae_with / mae_without - 1
+    span = f"MAE {mae_with:.4g} with covariates against {mae_without:.4g} without, {change:+.1%}"
+    if change <= -min_gain:
+        return Claim("holdout_gain", True,
+                     f"The covariates improve {model}'s holdout forecast of individual customers ({span}).", ev)
+    if change < min_gain:
+        return Claim("holdout_gain", False,
+                     f"The covariates leave {model}'s holdout forecast of individual customers about as good as "
+                     f"without them ({span}; less than {min_gain:.0%} either way).", ev)
+    return Claim("holdout_gain", False,
+                 f"The covariates make {model}'s holdout forecast of individual customers worse ({span}).", ev)
+
+
+def value_differs_by_group(means: dict, covariate: str, unit: str, ratio: float = 1.25) -> Claim:
+    """Does the mean CLV differ across the groups of ``covariate``: highest mean at least ``ratio`` times the lowest?"""
+    vals = {str(k): float(v) for k, v in means.items()}
+    ev = {"means": vals, "ratio": ratio}
+    if len(vals) < 2 or any(_missing(v) for v in vals.values()):
+        return Claim("value_differs_by_group", None, f"The groups of {covariate} cannot be compared here.", ev)
+    hi = max(vals, key=vals.get)
+    lo = min(vals, key=vals.get)
+    if vals[lo] <= 0:
+        return Claim("value_differs_by_group", None,
+                     f"The lowest mean CLV by {covariate} is not positive, so the groups are not compared as a ratio.",
+                     ev)
+    r = vals[hi] / vals[lo]
+    ev["observed_ratio"] = r
+    span = (f"{covariate} = {hi}: {vals[hi]:,.2f} {unit} per customer against {vals[lo]:,.2f} for "
+            f"{covariate} = {lo}, {r:.2f} times")
+    if r >= ratio:
+        return Claim("value_differs_by_group", True, f"Customer value differs by {covariate} ({span}).", ev)
+    return Claim("value_differs_by_group", False,
+                 f"Customer value differs little by {covariate} ({span}, less than {ratio:g} times).", ev)

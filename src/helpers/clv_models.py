@@ -185,12 +185,18 @@ def truth_check(stage, simulate: dict | None) -> tuple[str, pd.DataFrame] | None
     fit = stage.fits_full.get(name)
     if fit is None:
         return None
-    tables = {fit.label: validation.parameter_recovery(fit, {k: simulate[k] for k in fit.params.index
-                                                             if k in simulate})}
+    # a simulation with covariates (helpers.simulate.simulate_with_covariates) gives its base parameters under
+    # ``params``: the values at the reference levels, which the model without covariates does not estimate
+    truth = {**simulate, **(simulate.get("params") or {})}
+    label = fit.label
+    if "gammas" in simulate:
+        label += (" at the reference levels of its covariates (each customer's parameters depend on the "
+                  "covariates, report 06; a model without covariates estimates a mixture)")
+    tables = {fit.label: validation.parameter_recovery(fit, {k: truth[k] for k in fit.params.index if k in truth})}
     if stage.spend_full is not None and all(k in simulate for k in ("p", "q", "gamma")):
         tables["Gamma-Gamma"] = validation.parameter_recovery(stage.spend_full, {k: simulate[k]
                                                                                  for k in ("p", "q", "gamma")})
-    return fit.label, pd.concat(tables, names=["model", "parameter"])
+    return label, pd.concat(tables, names=["model", "parameter"])
 
 
 def _actual_summary(stage, period: str = "cal") -> pd.DataFrame:

@@ -13,7 +13,11 @@ Sections
 ``data``
     the log: ``path``, ``columns`` (``customer_id``, ``date`` and, optionally,
     ``amount``: omitted or ``null`` means the log has no amounts), the
-    validation policies and ``engine`` (pandas, duckdb, spark).
+    validation policies and ``engine`` (pandas, duckdb, spark); optionally
+    ``covariates`` (:class:`CovariatesSpec`): a static table (one row per
+    customer) and/or a dynamic one (one row per customer per period), which
+    columns go to which process, the categorical columns and their reference
+    levels (loaded and validated by :mod:`helpers.covariates_data`).
 ``parameters``
     notebook parameters shared by every notebook that declares them
     (``time_unit``, ``calibration_end``, ...); the shared analysis stage
@@ -57,6 +61,10 @@ __all__ = [
     "ConfigError",
     "ConfigSchema",
     "DataSpec",
+    "CovariatesSpec",
+    "CovariateTable",
+    "DynamicCovariateTable",
+    "Categorical",
     "Valuation",
     "SharedParameters",
     "ENGINES",
@@ -139,6 +147,109 @@ class Columns(_Section):
     amount: str | None = None
 
 
+class CovariateTable(_Section):
+    """``data.covariates.static``: a table with one row per customer (a path, or this mapping).
+
+    ``customer_id`` is the table's id column (default: the log's,
+    ``data.columns.customer_id``); every other column listed under a process
+    is a covariate.
+    """
+
+    path: str
+    customer_id: str | None = None
+    encoding: str = "utf-8"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v):
+        return {"path": v} if isinstance(v, str) else v
+
+
+class DynamicCovariateTable(CovariateTable):
+    """``data.covariates.dynamic``: one row per customer per period, ``date`` the period's start day.
+
+    ``period`` is the length of a period (``W`` a week, ``D`` a day, ``M`` a
+    calendar month); the periods of every customer must cover the
+    observation window without gaps.
+    """
+
+    date: str = "date"
+    date_format: str | None = None
+    period: Literal["D", "W", "M"] = "W"
+
+
+class Categorical(_Section):
+    """One categorical covariate: its reference level (None: the most frequent level, stated in the report)."""
+
+    reference: str | int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_value(cls, v):
+        return {"reference": v} if isinstance(v, (str, int)) and not isinstance(v, bool) else (
+            {} if v is None else v)
+
+
+class CovariatesSpec(_Section):
+    """The ``data.covariates`` section: covariate tables and which columns go to which process.
+
+    ``purchase``, ``attrition`` (the frequency models' two processes) and
+    ``spend`` (the Gamma-Gamma scale) list column names of the tables; a
+    column of the static table is a static covariate, one found only in the
+    dynamic table a time-varying one (used by the time-varying Pareto/NBD).
+    ``categorical`` names the columns that are categories, each with its
+    reference level; they enter the models as dummies named
+    ``<column>[<level>]`` (every level but the reference).
+    ``constrain_equal`` lists covariates whose coefficient is the same in
+    the purchase and the attrition process; ``penalizer`` is an L2 penalty on
+    the coefficients.  ``unknown_customers``: covariate rows for customers
+    that are not in the log are excluded and counted (``exclude``, default)
+    or are an error.
+    """
+
+    static: CovariateTable | None = None
+    dynamic: DynamicCovariateTable | None = None
+    purchase: list[str] = []
+    attrition: list[str] = []
+    spend: list[str] = []
+    constrain_equal: list[str] = []
+    penalizer: float = Field(0.0, ge=0)
+    categorical: dict[str, Categorical] = {}
+    unknown_customers: Literal["exclude", "error"] = "exclude"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lenient_numbers(cls, v):
+        if isinstance(v, dict) and isinstance(v.get("penalizer"), int) and not isinstance(v.get("penalizer"), bool):
+            v = {**v, "penalizer": float(v["penalizer"])}
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.static is None and self.dynamic is None:
+            raise ValueError("names no covariate table; allowed: static (one row per customer) and/or dynamic "
+                             "(one row per customer per period)")
+        listed = [*self.purchase, *self.attrition, *self.spend]
+        if not listed:
+            raise ValueError("assigns no covariate to a process; allowed: column names under purchase, "
+                             "attrition and/or spend")
+        for key in ("purchase", "attrition", "spend", "constrain_equal"):
+            values = getattr(self, key)
+            dup = sorted({c for c in values if values.count(c) > 1})
+            if dup:
+                raise ValueError(f"{key} lists {dup[0]!r} twice; allowed: each column once")
+        both = set(self.purchase) & set(self.attrition)
+        bad = [c for c in self.constrain_equal if c not in both]
+        if bad:
+            raise ValueError(f"constrain_equal names {bad[0]!r}, which is not under both purchase and attrition; "
+                             f"allowed: {', '.join(sorted(both)) or '(no column is under both)'}")
+        unused = [c for c in self.categorical if c not in listed]
+        if unused:
+            raise ValueError(f"categorical names {unused[0]!r}, which no process uses; allowed: "
+                             f"{', '.join(dict.fromkeys(listed))}")
+        return self
+
+
 class DataSpec(_Section):
     """The ``data`` section: where the log is, how to read it, the validation policies."""
 
@@ -161,6 +272,8 @@ class DataSpec(_Section):
     min_customers: int = Field(10, ge=1)
     # a discrete-time log (BG/BB): one transaction opportunity per period of this length
     opportunity_period: Literal["Y", "Q", "M", "W"] | None = None
+    # covariates: static and time-varying customer attributes (helpers.covariates_data)
+    covariates: CovariatesSpec | None = None
 
     @field_validator("encoding")
     @classmethod
@@ -264,6 +377,9 @@ class ConfigSchema(_Section):
 
 _SECTIONS: dict[tuple, type[BaseModel]] = {
     (): ConfigSchema, ("data",): DataSpec, ("data", "columns"): Columns,
+    ("data", "covariates"): CovariatesSpec, ("data", "covariates", "static"): CovariateTable,
+    ("data", "covariates", "dynamic"): DynamicCovariateTable,
+    ("data", "covariates", "categorical", "*"): Categorical,
     ("valuation",): Valuation, ("notebooks", "*"): NotebookEntry,
 }
 
@@ -282,6 +398,8 @@ def _problem(err: dict) -> tuple[str, str]:
     given = err.get("input")
     if kind == "extra_forbidden":
         parent = tuple("*" if isinstance(p, int) else p for p in loc[:-1])
+        if parent[:3] == ("data", "covariates", "categorical") and len(parent) == 4:
+            parent = parent[:3] + ("*",)
         section = _SECTIONS.get(parent)
         allowed = ", ".join(section.model_fields) if section else "see the documentation"
         return key, f"unknown key; allowed keys here: {allowed}"
@@ -378,6 +496,11 @@ class Config:
         return self.data["columns"].get("amount") is not None
 
     @property
+    def has_covariates(self) -> bool:
+        """Whether the configuration names covariate tables (``data.covariates``)."""
+        return self.data.get("covariates") is not None
+
+    @property
     def data_keys_set(self) -> set[str]:
         """The ``data`` keys the file sets explicitly."""
         return set(self.spec.data.model_fields_set) if self.spec is not None else set(self.data)
@@ -429,6 +552,9 @@ def load_config(config: str | Path) -> Config:
     data = spec.data.model_dump()
     data["path"] = str(_resolve(base, spec.data.path))
     data["max_date"] = spec.data.max_date or _dt.date.today().isoformat()
+    for kind in ("static", "dynamic"):
+        if data.get("covariates") and data["covariates"].get(kind):
+            data["covariates"][kind]["path"] = str(_resolve(base, data["covariates"][kind]["path"]))
     notebooks = [NotebookSpec(_resolve(base, nb.path), dict(nb.parameters)) for nb in spec.notebooks]
     return Config(
         name=str(spec.name or p.stem),
@@ -452,9 +578,23 @@ def ensure_data(cfg: Config) -> Path:
 
     A configuration may carry a ``simulate`` section (used by the simulated
     retailer): the log is then generated deterministically from its seed the
-    first time it is needed, and cached at ``data.path``.
+    first time it is needed, and cached at ``data.path``.  A ``simulate``
+    section with ``covariates`` (and ``model``, ``params``, ``gammas``) also
+    writes the static covariate table at ``data.covariates.static``
+    (:func:`helpers.simulate.write_simulated_covariate_log`).
     """
     path = cfg.data_path
+    if cfg.simulate is not None and "covariates" in cfg.simulate:
+        # a simulated log with a static covariate table (helpers.simulate.simulate_with_covariates)
+        table = Path(((cfg.data.get("covariates") or {}).get("static") or {}).get("path", ""))
+        if not table.name:
+            raise ConfigError(f"{cfg.path}: simulate.covariates: the simulated covariate table needs "
+                              "data.covariates.static (its path)", key="data.covariates.static")
+        if not (path.exists() and table.exists()):
+            from .simulate import write_simulated_covariate_log  # noqa: PLC0415
+
+            write_simulated_covariate_log(path, table, **cfg.simulate)
+        return path
     if path.exists() or cfg.simulate is None:
         return path
     from .simulate import write_simulated_log  # noqa: PLC0415  (optional dependency direction)

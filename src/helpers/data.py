@@ -144,6 +144,51 @@ RULES: dict[str, Rule] = {
                       "customers come back, and when they stop, from repeat purchases: they need at least "
                       "{min_customers} customers (data.min_customers), purchases on at least two different days "
                       "and at least one customer who bought on two or more days."),
+    # --- covariate tables (helpers.covariates_data): {table} names the table and its file ---------------
+    "cov_missing_column": Rule(None, "{table}: column missing (missing: {missing}; columns present: {present})",
+                               "List only columns of the table under data.covariates.purchase / attrition / spend, "
+                               "and name the table's id column with data.covariates.<table>.customer_id."),
+    "cov_null_id": Rule(None, f"{{table}}: customer id must not be null or empty (missing: {_TOKENS_SHOWN})"),
+    "cov_duplicate_customer": Rule(None, "{table}: one row per customer, but customers have more than one row",
+                                   "Keep one row per customer (a time-varying attribute belongs in the dynamic "
+                                   "table, data.covariates.dynamic)."),
+    "cov_duplicate_period": Rule(None, "{table}: one row per customer and period, but rows repeat a customer's "
+                                       "period start"),
+    "cov_missing_customers": Rule(None, "{table}: every customer of the log needs covariates, but customers of "
+                                        "the log have no row",
+                                  "Add rows for these customers (the models need every customer's covariates), "
+                                  "or leave them out of the log."),
+    "cov_unknown_customers": Rule(None, "{table}: rows for customers who are not in the log "
+                                        "(data.covariates.unknown_customers: error)",
+                                  "Set data.covariates.unknown_customers: exclude to exclude and count them."),
+    "cov_nan": Rule(None, f"{{table}}: covariate must not be missing (missing: {_TOKENS_SHOWN})",
+                    "The models need every customer's covariates: fill the values, or leave the column out."),
+    "cov_non_numeric": Rule(None, "{table}: covariate must be numeric (it is not declared categorical)",
+                            "Declare the column under data.covariates.categorical (with its reference level) if it "
+                            "is a category, or correct the values."),
+    "cov_inf": Rule(None, "{table}: covariate must be finite"),
+    "cov_constant": Rule(None, "{table}: covariate is constant ({value} for every customer of the log), so its "
+                               "coefficient cannot be estimated",
+                         "Leave the column out of data.covariates.purchase / attrition / spend."),
+    "cov_reference": Rule(None, "{table}: reference level {reference!r} is not a level of the column (levels: "
+                                "{levels})",
+                          "Set data.covariates.categorical.<column>.reference to one of the levels, or omit it "
+                          "(then the most frequent level is the reference)."),
+    "cov_null_date": Rule(None, f"{{table}}: period start date must not be null (missing: {_TOKENS_SHOWN})"),
+    "cov_bad_date": Rule(None, "{table}: period start date must parse with {fmt}",
+                         "Set data.covariates.dynamic.date_format (e.g. '%Y-%m-%d')."),
+    "cov_off_grid": Rule(None, "{table}: period start dates must lie on one grid of {period_text} from {anchor} "
+                               "(data.covariates.dynamic.period: {period}), but dates lie between its points",
+                         "Give each period's start date, or set data.covariates.dynamic.period to the periods' "
+                         "length."),
+    "cov_gap": Rule(None, "{table}: every customer's periods must follow each other without gaps, but customers "
+                          "miss periods in between"),
+    "cov_late_start": Rule(None, "{table}: the periods must cover the observation window from each customer's "
+                                 "first purchase, but customers' first period starts after their first purchase",
+                           "Add the periods from the customer's first purchase on."),
+    "cov_early_end": Rule(None, "{table}: the periods must cover the observation window to its end {end}, but "
+                                "customers' last period ends before it",
+                          "Add the periods up to the observation end (data.observation_end)."),
 }
 
 #: The fatal value rules, in the order every engine checks them (the first broken one is raised).
@@ -167,29 +212,32 @@ class DataValidationError(ValueError):
         The rule's name in :data:`RULES` (``"null_id"``, ``"file_encoding"`` ...).
     """
 
-    def __init__(self, column, rule, n_rows, examples=None, hint="", check=None):
+    def __init__(self, column, rule, n_rows, examples=None, hint="", check=None, unit="row"):
         self.column = column
         self.rule = rule
         self.n_rows = None if n_rows is None else int(n_rows)
         self.examples = examples if examples is not None else pd.DataFrame()
         self.check = check
+        self.unit = unit
         where = f"column '{column}'" if column else "transaction log"
         msg = f"{where}: {rule}"
         if self.n_rows is not None:
-            msg += f" ({self.n_rows:,} row{'s' if self.n_rows != 1 else ''} affected)"
+            msg += f" ({self.n_rows:,} {unit}{'s' if self.n_rows != 1 else ''} affected)"
         if len(self.examples):
-            msg += f"\nfirst {len(self.examples)} example row(s) (0-based row number):\n"
+            what = ("(0-based row number)" if unit == "row" else f"(by {self.examples.index.name})"
+                    if self.examples.index.name else "")
+            msg += f"\nfirst {len(self.examples)} example {unit}(s) {what}:\n"
             msg += self.examples.to_string()
         if hint:
             msg += f"\n{hint}"
         super().__init__(msg)
 
     def __reduce__(self):  # picklable (errors cross process boundaries in the runner)
-        return (DataValidationError, (self.column, self.rule, self.n_rows, self.examples, "", self.check))
+        return (DataValidationError, (self.column, self.rule, self.n_rows, self.examples, "", self.check, self.unit))
 
 
 def rule_error(check: str, n_rows, examples=None, *, columns: Mapping[str, str | None] | None = None,
-               column: str | None = None, **fmt) -> DataValidationError:
+               column: str | None = None, unit: str = "row", **fmt) -> DataValidationError:
     """The :class:`DataValidationError` of rule ``check`` of :data:`RULES`.
 
     ``columns`` maps the roles ``customer_id``, ``date``, ``amount`` to the
@@ -200,7 +248,7 @@ def rule_error(check: str, n_rows, examples=None, *, columns: Mapping[str, str |
     if column is None and r.role:
         column = (columns or {}).get(r.role) or r.role
     return DataValidationError(column, r.text.format(**fmt), n_rows, examples, hint=r.hint.format(**fmt),
-                               check=check)
+                               check=check, unit=unit)
 
 
 def date_fmt_text(date_format: str | None) -> str:

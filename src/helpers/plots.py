@@ -336,3 +336,27 @@ def concentration(curves: dict[str, pd.DataFrame], title: str, marks=(0.01, 0.1,
     ax.set(xlabel="share of customers (ranked)", ylabel="share of value", title=title, xlim=(0, 1), ylim=(0, 1.02))
     legend_outside(ax)
     return ax
+
+
+def multipliers(table: pd.DataFrame, title: str, *, ax: Axes | None = None) -> Axes:
+    """Forest plot of covariate effects: one row per (quantity, covariate) of ``table`` (columns ``covariate``,
+    ``quantity``, ``multiplier``, ``lower``, ``upper``; rows with an undefined multiplier are left out), the
+    multiplier with its interval on a log axis, and the line of no effect at 1."""
+    t = table.dropna(subset=["multiplier", "lower", "upper"])
+    t = t[(t["multiplier"] > 0) & (t["lower"] > 0)]
+    ax = new_axes(ax, figsize=(8, 0.5 * max(len(t), 2) + 1.2))
+    labels = [f"{c}  ({q})" for c, q in zip(t["covariate"], t["quantity"])]
+    y = np.arange(len(t))[::-1]
+    quantities = list(dict.fromkeys(t["quantity"]))
+    palette = dict(zip(quantities, colors(len(quantities))))
+    for yi, (_, row) in zip(y, t.iterrows()):
+        c = palette[row["quantity"]]
+        ax.plot([row["lower"], row["upper"]], [yi, yi], color=c, lw=2)
+        ax.plot([row["multiplier"]], [yi], "o", color=c)
+    ax.axvline(1.0, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels)
+    ax.set_xlabel("multiplier per unit of the covariate (log scale; 1 = no effect)")
+    ax.set_title(title)
+    return ax

@@ -12,7 +12,10 @@ starts a notebook:
 3. the data, validated once with the configured engine (pandas:
    :func:`helpers.config.load_data`; DuckDB: ``validate_duckdb``; Spark: its
    validation, which runs while it summarises the full period);
-4. ``calibration_end`` inside the data's date range.
+4. the covariate tables (``data.covariates``), validated against the
+   log's customers and observation window (:func:`validate_covariates`,
+   :mod:`helpers.covariates_data`);
+5. ``calibration_end`` inside the data's date range.
 
 A failure raises :class:`~helpers.config.ConfigError` (exit code
 :data:`EXIT_CONFIG`) or :class:`~helpers.data.DataValidationError`
@@ -37,7 +40,8 @@ from .summary import check_calibration_end, days_per_unit
 
 __all__ = [
     "EXIT_OK", "EXIT_NOTEBOOK", "EXIT_CONFIG", "EXIT_DATA", "EXIT_STAGE",
-    "DataCheck", "Preflight", "preflight", "check_notebooks", "validate_data",
+    "DataCheck", "Preflight", "preflight", "check_notebooks", "validate_data", "validate_covariates",
+    "first_purchases",
     "check_calibration", "notebook_parameters", "STAGE_PARAMETERS",
 ]
 
@@ -97,6 +101,7 @@ class Preflight:
     declared: dict[str, dict[str, Any]]
     data: DataCheck
     seconds: float = 0.0
+    covariates: Any = None   # helpers.covariates_data.CovariateData, when the configuration names covariates
 
 
 # ---------------------------------------------------------------------------
@@ -267,6 +272,39 @@ def validate_data(cfg: Config) -> DataCheck:
                      observation_end=obs_end, has_amounts=cfg.has_amounts, data=data, full=full, counts=counts)
 
 
+def first_purchases(cfg: Config, check: DataCheck) -> pd.Series:
+    """Each customer's first purchase day (indexed by customer id), from what the data check holds."""
+    if check.data is not None:
+        return check.data.transactions.groupby("customer_id", sort=True)["date"].min()
+    full = check.full
+    if full is None:
+        from .engines import summarise  # noqa: PLC0415
+
+        full = summarise(cfg, time_unit=cfg.settings.time_unit, engine=check.engine, validate=False)
+    return full["first_purchase"].sort_index()
+
+
+def validate_covariates(cfg: Config, check: DataCheck):
+    """Validate the covariate tables of ``data.covariates`` against the validated log (None without covariates).
+
+    Raises
+    ------
+    DataValidationError
+        A covariate rule is broken (:mod:`helpers.covariates_data`: column, rule, count, examples).
+    ConfigError
+        A covariate table's file does not exist.
+    """
+    if not cfg.has_covariates:
+        return None
+    from .covariates_data import covariates_for_config  # noqa: PLC0415
+
+    try:
+        return covariates_for_config(cfg, first_purchases(cfg, check), check.observation_end)
+    except ConfigError as e:
+        raise ConfigError(f"{cfg.path}: {e}; allowed: a CSV (also .csv.gz) or Parquet file (relative to the "
+                          "configuration file)", key=e.key) from None
+
+
 def check_calibration(cfg: Config, check: DataCheck) -> None:
     """``calibration_end`` (shared, and any per-notebook one) is set and inside the data's date range.
 
@@ -295,7 +333,7 @@ def check_calibration(cfg: Config, check: DataCheck) -> None:
 
 
 def preflight(config: Config | str | Path) -> Preflight:
-    """Every check that needs no kernel, in order: schema, notebooks, data, calibration end.
+    """Every check that needs no kernel, in order: schema, notebooks, data, covariates, calibration end.
 
     Returns
     -------
@@ -311,5 +349,7 @@ def preflight(config: Config | str | Path) -> Preflight:
     cfg = config if isinstance(config, Config) else load_config(config)
     declared = check_notebooks(cfg)
     check = validate_data(cfg)
+    covariates = validate_covariates(cfg, check)
     check_calibration(cfg, check)
-    return Preflight(cfg=cfg, declared=declared, data=check, seconds=time.perf_counter() - t0)
+    return Preflight(cfg=cfg, declared=declared, data=check, seconds=time.perf_counter() - t0,
+                     covariates=covariates)

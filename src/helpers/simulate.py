@@ -60,7 +60,8 @@ import pandas as pd
 from .models import GammaGamma, get_model
 from .progress import polled, progress
 
-__all__ = ["SimulationResult", "simulate_bgnbd", "write_parquet_chunks", "write_simulated_log", "simulate_market"]
+__all__ = ["SimulationResult", "simulate_bgnbd", "write_parquet_chunks", "write_simulated_log", "simulate_market",
+           "simulate_with_covariates", "write_simulated_covariate_log"]
 
 _CSV_BLOCK_ROWS = 250_000      # rows per block of a simulated CSV log (write_simulated_log)
 
@@ -105,6 +106,30 @@ class SimulationResult:
         """Exact continuous-time summary ``x, t_x, T[, m_x]`` (no same-day merging)."""
         cols = ["x", "t_x", "T"] + (["m_x"] if "m_x" in self.customers.columns else [])
         return self.customers[cols].copy()
+
+
+def _log_rows(x, times, acq, time_unit_days, start_ts, resolution, id_prefix="", id_offset=0):
+    """The log rows of simulated purchases, in customer order: each customer's first purchase (time 0)
+    then the repeats (``times``, concatenated in customer order), no sort needed.
+
+    Returns ``(customer index of each row, is-first-purchase mask, dates, id strings of the customers)``.
+    """
+    n = len(x)
+    rows = x + 1
+    row_off = np.cumsum(rows) - rows
+    n_rows = int(rows.sum())
+    cust_idx = np.repeat(np.arange(n), rows)
+    is_first = np.zeros(n_rows, dtype=bool)
+    is_first[row_off] = True
+    t_all = np.zeros(n_rows)
+    t_all[~is_first] = times
+    days = acq[cust_idx] + t_all * time_unit_days
+    dates = np.datetime64(start_ts.value, "ns") + (days * 86_400e9).astype("int64").view("timedelta64[ns]")
+    if resolution == "day":
+        dates = dates.astype("datetime64[D]").astype("datetime64[ns]")
+    width = max(9, len(str(id_offset + n)))
+    id_strings = np.array([f"{id_prefix}{k:0{width}d}" for k in range(id_offset, id_offset + n)], dtype=object)
+    return cust_idx, is_first, dates, id_strings
 
 
 def simulate_bgnbd(
@@ -199,24 +224,9 @@ def simulate_bgnbd(
     t_x = np.zeros(n)
     t_x[has] = times[last[has]]
 
-    # log rows in customer order: first purchase (time 0) then the repeats, no sort needed
-    rows = x + 1
-    row_off = np.cumsum(rows) - rows
-    n_rows = int(rows.sum())
-    cust_idx = np.repeat(np.arange(n), rows)
-    is_first = np.zeros(n_rows, dtype=bool)
-    is_first[row_off] = True
-    t_all = np.zeros(n_rows)
-    t_all[~is_first] = times
-
-    days = acq[cust_idx] + t_all * time_unit_days
     start_ts = pd.Timestamp(start)
-    dates = np.datetime64(start_ts.value, "ns") + (days * 86_400e9).astype("int64").view("timedelta64[ns]")
-    if resolution == "day":
-        dates = dates.astype("datetime64[D]").astype("datetime64[ns]")
-    width = max(9, len(str(id_offset + n)))
-    id_strings = np.array([f"{id_prefix}{k:0{width}d}" for k in range(id_offset, id_offset + n)], dtype=object)
-
+    cust_idx, is_first, dates, id_strings = _log_rows(x, times, acq, time_unit_days, start_ts, resolution,
+                                                      id_prefix, id_offset)
     tx = pd.DataFrame({"customer_id": id_strings[cust_idx], "date": dates})
     customers = pd.DataFrame({**latent, "acquisition_day": acq, "x": x.astype(float), "t_x": t_x, "T": T},
                              index=pd.Index(id_strings, name="customer_id"))
@@ -552,3 +562,158 @@ def simulate_market(
         "time_unit_days": float(time_unit_days), "model": model, "seed": seed,
     }
     return firms
+
+
+# ---------------------------------------------------------------------------
+# a log with static covariates and known coefficients (issue 13)
+# ---------------------------------------------------------------------------
+
+def simulate_with_covariates(
+    n_customers: int,
+    model: str,
+    params: dict,
+    covariates: dict,
+    gammas: dict,
+    p: float | None = None,
+    q: float | None = None,
+    gamma: float | None = None,
+    start: str | pd.Timestamp = "2021-01-01",
+    acquisition_days: float = 0.0,
+    observation_days: float = 546.0,
+    time_unit_days: float = 7.0,
+    seed: int = 0,
+    resolution: str = "day",
+    id_prefix: str = "",
+) -> SimulationResult:
+    """Simulate a log whose customers' parameters depend on categorical covariates with known coefficients.
+
+    Each customer draws a level of every covariate (``covariates``: column ->
+    ``{"levels": [...], "p": [...], "reference": level}``, the reference
+    default the first level); the dummies (``column[level]`` for every level
+    but the reference, :func:`helpers.covariates_data.dummy_name`) enter the
+    model's covariate parameterisation with the coefficients ``gammas``
+    (process -> dummy -> gamma): ``theta_i = theta_0 exp(sign gamma' z_i)`` as
+    declared by the model's ``covariate_links``
+    (:func:`helpers.models.covariates.per_customer_theta`; Pareto/NBD:
+    ``alpha_i = alpha_0 exp(-gamma_purchase' z_i)``, ``beta_i = beta_0
+    exp(-gamma_attrition' z_i)``).  Customers of one covariate group then
+    follow the model's own generative process (``draw_latent``,
+    ``draw_purchases``) at the group's parameters; the acquisition days are
+    uniform on ``[0, acquisition_days)`` and the spend (with ``p, q, gamma``)
+    is Gamma-Gamma without covariates, as in :func:`simulate_bgnbd`.  A
+    deterministic function of the arguments.
+
+    Returns
+    -------
+    SimulationResult
+        ``customers`` holds each customer's covariate levels, the true
+        per-customer parameters (``theta_<name>``) and the exact summary.
+    """
+    from .covariates_data import dummy_name  # noqa: PLC0415
+    from .models.covariates import per_customer_theta  # noqa: PLC0415
+
+    m = get_model(model)
+    names = list(m.param_names)
+    theta0 = tuple(float(params[k]) for k in names)
+    n = int(n_customers)
+    if n < 1:
+        raise ValueError("n_customers must be a positive integer")
+    if not 0 <= acquisition_days < observation_days:
+        raise ValueError("acquisition_days must be >= 0 and smaller than observation_days")
+    rng = np.random.default_rng(seed)
+    levels, dummies = {}, {}
+    for col, spec in covariates.items():
+        lv = [str(v) for v in spec["levels"]]
+        probs = np.asarray(spec.get("p", np.full(len(lv), 1.0 / len(lv))), dtype=float)
+        if len(probs) != len(lv) or not np.isclose(probs.sum(), 1.0) or (probs < 0).any():
+            raise ValueError(f"covariates.{col}.p must be {len(lv)} probabilities summing to 1")
+        ref = str(spec.get("reference", lv[0]))
+        if ref not in lv:
+            raise ValueError(f"covariates.{col}.reference {ref!r} is not one of its levels {lv}")
+        levels[col] = np.asarray(lv, dtype=object)[rng.choice(len(lv), size=n, p=probs)]
+        for v in lv:
+            if v != ref:
+                dummies[dummy_name(col, v)] = (levels[col] == v).astype(float)
+    coefs, Z = {}, {}
+    for proc, g in gammas.items():
+        if proc not in m.covariate_links:
+            raise ValueError(f"{m.label} has no {proc!r} process; its processes: {list(m.covariate_links)}")
+        unknown = [k for k in g if k not in dummies]
+        if unknown:
+            raise ValueError(f"gammas.{proc} names {unknown[0]!r}, not a dummy of the covariates ({list(dummies)})")
+        if g:
+            coefs[proc] = np.array([float(v) for v in g.values()])
+            Z[proc] = np.column_stack([dummies[k] for k in g])
+    theta_i = per_customer_theta(m, theta0, coefs, Z)
+    theta_i = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in zip(names, theta_i)}
+    acq = rng.uniform(0.0, acquisition_days, size=n) if acquisition_days > 0 else np.zeros(n)
+    T = (observation_days - acq) / time_unit_days
+    # customers in groups of equal parameters, each group from the model's own process
+    keys = np.column_stack([theta_i[k] for k in names])
+    _, group = np.unique(keys, axis=0, return_inverse=True)
+    group = group.ravel()
+    x = np.zeros(n, dtype=np.int64)
+    t_x = np.zeros(n)
+    per_customer_times: list = [None] * n
+    for g in range(int(group.max()) + 1):
+        rows = np.flatnonzero(group == g)
+        th = tuple(float(theta_i[k][rows[0]]) for k in names)
+        latent = m.draw_latent(th, len(rows), rng)
+        counts, times = m.draw_purchases(th, latent, T[rows], rng)
+        x[rows] = counts
+        split = np.split(np.asarray(times, dtype=float), np.cumsum(counts)[:-1]) if len(rows) else []
+        for i, ts in zip(rows, split):
+            per_customer_times[i] = ts
+            if len(ts):
+                t_x[i] = ts[-1]
+    times = np.concatenate([per_customer_times[i] for i in range(n)]) if n else np.zeros(0)
+    start_ts = pd.Timestamp(start)
+    cust_idx, is_first, dates, id_strings = _log_rows(x, times, acq, time_unit_days, start_ts, resolution,
+                                                      id_prefix)
+    tx = pd.DataFrame({"customer_id": id_strings[cust_idx], "date": dates})
+    customers = pd.DataFrame({**levels, **{f"theta_{k}": v for k, v in theta_i.items()}, "acquisition_day": acq,
+                              "x": x.astype(float), "t_x": t_x, "T": T},
+                             index=pd.Index(id_strings, name="customer_id"))
+    out_params = {**{k: float(params[k]) for k in names}, "model": model, "gammas": gammas,
+                  "covariates": covariates, "time_unit_days": time_unit_days, "observation_days": observation_days,
+                  "acquisition_days": acquisition_days, "start": str(start_ts.date()), "seed": seed,
+                  "resolution": resolution, "n_customers": n}
+    if p is not None:
+        spend_process = GammaGamma()
+        nu = spend_process.draw_latent((p, q, gamma), n, rng)["nu"]
+        z = spend_process.draw_amounts((p, q, gamma), nu, cust_idx, rng)
+        tx["amount"] = z
+        repeat_sum = np.bincount(cust_idx[~is_first], weights=z[~is_first], minlength=n)
+        customers["nu"] = nu
+        customers["m_x"] = np.divide(repeat_sum, x, out=np.zeros(n), where=x > 0)
+        out_params.update({"p": p, "q": q, "gamma": gamma})
+    return SimulationResult(transactions=tx, params=out_params, customers=customers)
+
+
+def write_simulated_covariate_log(path: str | Path, covariates_path: str | Path, **kwargs) -> tuple[Path, Path]:
+    """Write :func:`simulate_with_covariates` as a CSV log and a CSV static covariate table.
+
+    The log as :func:`write_simulated_log` writes it (``customer_id``,
+    ``date`` as ``YYYY-MM-DD``, ``amount`` rounded to cents, at least 0.01,
+    sorted by date and customer); the table has one row per customer:
+    ``customer_id`` and the covariate levels.  Deterministic (same arguments,
+    same bytes), written to temporary names and renamed.  ``kwargs``: the
+    arguments of :func:`simulate_with_covariates` (a configuration's
+    ``simulate:`` section).
+    """
+    kwargs.pop("show_progress", None)
+    sim = simulate_with_covariates(resolution="day", **kwargs)
+    tx = sim.transactions
+    if "amount" in tx.columns:
+        tx["amount"] = np.maximum(np.round(tx["amount"].to_numpy(), 2), 0.01)
+    tx = tx.sort_values(["date", "customer_id"], kind="mergesort").reset_index(drop=True)
+    tx = tx.assign(date=tx["date"].dt.strftime("%Y-%m-%d"))
+    table = sim.customers[list(kwargs["covariates"])].reset_index()
+    out = []
+    for frame, target in ((tx, Path(path)), (table, Path(covariates_path))):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        frame.to_csv(tmp, index=False, float_format="%.2f", lineterminator="\n")
+        tmp.replace(target)
+        out.append(target)
+    return out[0], out[1]

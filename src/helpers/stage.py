@@ -519,12 +519,13 @@ def stage_inputs(cfg: Config) -> dict[str, Any]:
     """The configuration's inputs to the stage (part of the cache key and recorded in ``stage.json``).
 
     The data spec without ``path`` (the data SHA-256 identifies the content),
-    ``description`` and ``show_customer_ids`` (``max_date`` as ``"today"`` when
+    ``description``, ``show_customer_ids`` and ``covariates`` (the stage does not use them) (``max_date`` as ``"today"`` when
     the file does not set it); the shared parameters the stage reads;
     ``model``; ``valuation``.
     """
     s = cfg.settings
-    data = {k: v for k, v in cfg.data.items() if k not in ("path", "description", "show_customer_ids")}
+    # covariates (data.covariates) are not inputs of the stage: the drivers report (helpers.drivers) reads them
+    data = {k: v for k, v in cfg.data.items() if k not in ("path", "description", "show_customer_ids", "covariates")}
     if "max_date" not in cfg.data_keys_set:
         data["max_date"] = "today"  # the default moves daily; the data SHA-256 pins what it admits
     return {
