@@ -77,3 +77,11 @@ def test_no_jargon_in_headings_and_no_link_outside_the_repository(path):
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = doc.read_text()
         assert "../shared" not in text and not JARGON.search(text), doc.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_outputs_carry_no_path_of_this_clone(path):
+    """A committed output naming this clone's folder (an absolute path to a data or covariate file) differs
+    on every other clone, and nbval there fails: results record paths relative to the project."""
+    text = path.read_text()
+    assert str(ROOT) not in text, [line.strip()[:160] for line in text.splitlines() if str(ROOT) in line][:3]

@@ -159,6 +159,15 @@ class CovariateData:
 # reading
 # ---------------------------------------------------------------------------
 
+def _source(path: Path) -> str:
+    """The table's path as results record it: relative to the project when inside it (the same record on
+    every clone), else as configured."""
+    try:
+        return Path(path).resolve().relative_to(Path(__file__).resolve().parents[2]).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -355,7 +364,7 @@ def load_covariates(spec: Mapping[str, Any], first_purchase: pd.Series, observat
     if st:
         path = Path(st["path"])
         raw = _read_table(path, st.get("encoding", "utf-8"), "static")
-        sha["static"], sources["static"] = _sha256(path), str(path)
+        sha["static"], sources["static"] = _sha256(path), _source(path)
         table = f"static covariate table '{path.name}'"
         id_col = st.get("customer_id") or default_id
         static_cols = [c for c in listed if c in raw.columns]
@@ -400,7 +409,7 @@ def load_covariates(spec: Mapping[str, Any], first_purchase: pd.Series, observat
     if dy:
         path = Path(dy["path"])
         raw = _read_table(path, dy.get("encoding", "utf-8"), "dynamic")
-        sha["dynamic"], sources["dynamic"] = _sha256(path), str(path)
+        sha["dynamic"], sources["dynamic"] = _sha256(path), _source(path)
         table = f"dynamic covariate table '{path.name}'"
         id_col = dy.get("customer_id") or default_id
         date_col = dy.get("date", "date")
