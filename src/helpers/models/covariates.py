@@ -604,7 +604,7 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
 
 @dataclass
 class CovariateFit:
-    """A model fitted with static covariates (the contract of ``/work/notes/covariates.md``).
+    """A model fitted with static covariates (its contract: ``docs/model_interface.md``, "Covariates").
 
     Attributes
     ----------
