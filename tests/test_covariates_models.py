@@ -12,7 +12,7 @@ beta = 2), start.params.life = c(Gender = 0.6, Channel = 0.4), start.params.tran
 Channel = 0.4))`` (the vignette's start values).  CLVTools' parameterisation: alpha_i = alpha exp(-gamma_trans' z_i),
 beta_i = beta exp(-gamma_life' z_i); its "life" coefficients are our "attrition", its "trans" our "purchase".
 No-covariate BG/NBD on the same split: ``bgnbd(clv.apparel)``.  All copied from
-``../shared/reference-data/clvtools_reference.json`` with full precision.
+``CLVTools 0.12.1 reference estimates, clvtools_reference.json`` with full precision.
 
 Tolerances: log-likelihood to 0.01; every estimate within 0.01 of its CLVTools standard error;
 standard errors within 2% (CLVTools takes them from optimx's numerical Hessian).

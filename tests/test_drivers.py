@@ -1,7 +1,7 @@
 """The covariate analysis (helpers.drivers) and the simulated covariate log (helpers.simulate).
 
 References: CLVTools 0.12.1's Pareto/NBD with and without the static covariates on its apparel data
-(/work/shared/reference-data/clvtools_reference.json, copied here: LL -5821.063 with Gender and Channel
+(CLVTools 0.12.1 reference estimates, clvtools_reference.json, copied here: LL -5821.063 with Gender and Channel
 on both processes, -5848.098 without), the parameterisation theta_i = theta_0 exp(sign gamma' z_i)
 computed by hand, the chi-square distribution (scipy), and the known coefficients of a simulation.
 """

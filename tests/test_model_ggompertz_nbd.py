@@ -8,7 +8,7 @@ CDNOW 1/10 sample, 39-week calibration to 1997-09-30, weeks, purchases per day (
   LL = -9594.98;
 * CLVTools' own estimate (tests/testthat/test_correctness_ggomnbd.R): r = 0.55313, alpha = 10.5758,
   b = 0.0000011, s = 0.60682, beta = 0.000013, LL = -9594.9762;
-* CLVTools 0.12.1 run on the same split (../shared/reference-data/clvtools_reference.json, copied here
+* CLVTools 0.12.1 run on the same split (CLVTools 0.12.1 reference estimates, clvtools_reference.json, copied here
   with full precision): r = 0.553620040646963, alpha = 10.5800155067052, b = 1.18310604367786e-05,
   s = 0.603769172714267, beta = 0.000137079413475417, LL = -9594.97635145665; its Pareto/NBD SEs
   r 0.0476622, alpha 0.842975, s 0.187446.

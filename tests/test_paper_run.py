@@ -1,6 +1,6 @@
 """End to end: `clv-lab run configs/cdnow-paper.yaml` reproduces Fader, Hardie & Lee (2005).
 
-Published numbers (../shared/MISSION.md): BG/NBD r=0.243, alpha=4.414, a=0.793,
+Published numbers (docs/purpose.md): BG/NBD r=0.243, alpha=4.414, a=0.793,
 b=2.426, LL=-9582.4; Pareto/NBD r=0.553, alpha=10.578, s=0.606, beta=11.669,
 LL=-9595.0; Gamma-Gamma on 946 repeat buyers p=6.25, q=3.74, gamma=15.44; 1,882
 repeat transactions in weeks 40-78.

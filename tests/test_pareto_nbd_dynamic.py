@@ -2,7 +2,7 @@
 against its special cases and against an independent evaluation, recovery from simulation.
 
 Reference numbers (CLVTools 0.12.1, R 4.2.2, computed by the lead on the files in data/apparel, from
-../shared/reference-data/clvtools_reference.json, copied here with full precision)
+CLVTools 0.12.1 reference estimates, clvtools_reference.json, copied here with full precision)
 -----------------------------------------------------------------------------------------------------
 ``clvdata(apparelTrans, date.format = "ymd", time.unit = "week", estimation.split = 104)``;
 ``SetDynamicCovariates(data.cov.life = data.cov.trans = apparelDynCov, names.cov.life =
