@@ -168,6 +168,15 @@ def _source(path: Path) -> str:
         return str(path)
 
 
+def _open_table(spec: Mapping, kind: str, default_id: str, sha: dict, sources: dict):
+    """Read the ``kind`` ("static" or "dynamic") covariate table of ``spec``; record its SHA-256 and
+    source; return the raw table, its name for messages and its customer id column."""
+    path = Path(spec["path"])
+    raw = _read_table(path, spec.get("encoding", "utf-8"), kind)
+    sha[kind], sources[kind] = _sha256(path), _source(path)
+    return raw, f"{kind} covariate table '{path.name}'", spec.get("customer_id") or default_id
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -362,11 +371,7 @@ def load_covariates(spec: Mapping[str, Any], first_purchase: pd.Series, observat
 
     st = spec.get("static")
     if st:
-        path = Path(st["path"])
-        raw = _read_table(path, st.get("encoding", "utf-8"), "static")
-        sha["static"], sources["static"] = _sha256(path), _source(path)
-        table = f"static covariate table '{path.name}'"
-        id_col = st.get("customer_id") or default_id
+        raw, table, id_col = _open_table(st, "static", default_id, sha, sources)
         static_cols = [c for c in listed if c in raw.columns]
         # a listed column the static table lacks is an error, unless a dynamic table may hold it (checked there)
         missing = [c for c in [id_col] + ([] if spec.get("dynamic") else listed) if c not in raw.columns]
@@ -407,11 +412,7 @@ def load_covariates(spec: Mapping[str, Any], first_purchase: pd.Series, observat
     period = None
     dy = spec.get("dynamic")
     if dy:
-        path = Path(dy["path"])
-        raw = _read_table(path, dy.get("encoding", "utf-8"), "dynamic")
-        sha["dynamic"], sources["dynamic"] = _sha256(path), _source(path)
-        table = f"dynamic covariate table '{path.name}'"
-        id_col = dy.get("customer_id") or default_id
+        raw, table, id_col = _open_table(dy, "dynamic", default_id, sha, sources)
         date_col = dy.get("date", "date")
         period = dy.get("period", "W")
         time_varying = [c for c in listed if c not in static_cols]
