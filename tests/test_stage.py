@@ -223,10 +223,16 @@ def test_save_load_round_trip(tmp_path, paper):
     paper.save(tmp_path / "stage")
     assert {p.name for p in (tmp_path / "stage").iterdir()} == {
         "stage.json", "quality.parquet", "cal.parquet", "full.parquet", "predictions.parquet",
-        "comparison.parquet", "valuation.parquet"}
+        "comparison.parquet", "valuation.parquet", "aggregates"}
+    assert {p.name for p in (tmp_path / "stage" / "aggregates").iterdir()} == {
+        f"{name}.parquet" for name in paper.aggregates}
     back = Stage.load(tmp_path / "stage")
     for name in ("quality", "cal", "full", "predictions", "comparison", "valuation"):
         pd.testing.assert_frame_equal(getattr(back, name), getattr(paper, name), check_exact=True)
+    assert list(back.aggregates) == list(paper.aggregates)
+    for name, frame in paper.aggregates.items():   # the tables and their attrs (periods, units) survive
+        pd.testing.assert_frame_equal(back.aggregates[name], frame, check_exact=True)
+        assert back.aggregates[name].attrs == frame.attrs, name
     for fits in ("fits_cal", "fits_full"):
         assert list(getattr(back, fits)) == list(getattr(paper, fits))
         for name, f in getattr(paper, fits).items():

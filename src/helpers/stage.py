@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import aggregates
 from .config import PROJECT_ROOT, Config, ConfigError, ensure_data, load_config
 from .data import TransactionData, file_sha256
 from .provenance import code_version, source_sha256
@@ -84,7 +85,7 @@ __all__ = [
 ]
 
 #: Version of the on-disk layout of a stage folder.
-STAGE_FORMAT = 2
+STAGE_FORMAT = 3
 
 #: Registry entries that are spend models, not frequency models.
 SPEND_MODELS = ("gamma_gamma",)
@@ -307,6 +308,10 @@ class Stage:
         Model name -> how it was fitted when that differs from the rest (e.g. without ``litt``).
     holdout_basis : str
         What ``predictions["actual"]`` counts.
+    aggregates : dict of str -> DataFrame
+        The compact per-day, per-period and per-cohort tables of the log
+        (:mod:`helpers.aggregates`), computed by the configured engine, named
+        ``<producer>.<table>``; the notebooks read the log only through them.
     """
 
     config_name: str
@@ -348,6 +353,7 @@ class Stage:
     skipped: dict = field(default_factory=dict)
     fit_notes: dict = field(default_factory=dict)
     holdout_basis: str = "repeat purchase days in the holdout period"
+    aggregates: dict = field(default_factory=dict)
 
     # --- convenient views ----------------------------------------------------
     @property
@@ -483,8 +489,13 @@ class Stage:
         tables = [name for name in (*TABLES, *OPTIONAL_TABLES) if getattr(self, name) is not None]
         for name in tables:
             getattr(self, name).to_parquet(folder / f"{name}.parquet")
+        (folder / "aggregates").mkdir(exist_ok=True)
+        for name, frame in self.aggregates.items():
+            frame.to_parquet(folder / "aggregates" / f"{name}.parquet")
         meta = {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)
-                if f.name not in TABLES + OPTIONAL_TABLES}
+                if f.name not in (*TABLES, *OPTIONAL_TABLES, "aggregates")}
+        meta["aggregates"] = {name: {"file": f"aggregates/{name}.parquet", "attrs": _encode(dict(frame.attrs))}
+                              for name, frame in self.aggregates.items()}
         meta["format"] = STAGE_FORMAT
         meta["tables"] = {name: f"{name}.parquet" for name in tables}
         tmp = folder / f".stage.json.{uuid.uuid4().hex}"
@@ -819,6 +830,12 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
         stage.facts.update(_discrete_facts(cal_d, full_d, period))
     _value(stage, cfg)
     step("valuation")
+    stage.aggregates = aggregates.compute_all(aggregates.AggregateContext(
+        cfg=cfg, engine=check.engine, transactions=tx,
+        returns=check.data.returns if check.data is not None else None,
+        calibration_end=pd.Timestamp(cal_end), observation_end=check.observation_end, time_unit=time_unit,
+        has_amounts=bool(check.has_amounts), customers_cal=cal.index))
+    step("aggregates")
     return stage
 
 

@@ -1,0 +1,75 @@
+"""Compact tables of the log, computed once by the configured engine so that no notebook holds the log.
+
+The per-customer summaries (:mod:`helpers.summary` and its DuckDB and Spark
+twins) are what the models need; the reports also need per-period views of
+the log: repeat purchases per day for the tracking plots, first-purchase
+cohorts, the distribution of the days between purchases, the revenue
+bridge, cohort retention, first-versus-repeat order values.  Each of them is
+small (a row per day, period or cohort), whatever the size of the log, and
+each is computed by the same engine that made the summaries (pandas, DuckDB
+SQL or Spark DataFrame operations), inside the shared analysis stage
+(:mod:`helpers.stage`), and saved with it.  Notebooks read them from
+``stage.aggregates``.
+
+A *producer* is a module with a function ``compute(ctx) -> dict[str,
+DataFrame]``; its tables are named ``<producer>.<table>``.  Producers are
+listed in :data:`PRODUCERS` (adding a family of tables is one module and one
+line here).  Engine equality (pandas = DuckDB = Spark) is tested per table.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["AggregateContext", "PRODUCERS", "compute_all"]
+
+#: Producer modules (inside ``helpers``), in the order they run.
+PRODUCERS: tuple[str, ...] = ()
+
+
+@dataclass
+class AggregateContext:
+    """What a producer needs to compute its tables.
+
+    Attributes
+    ----------
+    cfg : Config
+        The run's configuration (``cfg.data`` holds the path, the column
+        mapping and the validation policies).
+    engine : str
+        ``"pandas"``, ``"duckdb"`` or ``"spark"``.
+    transactions : DataFrame or None
+        The validated log (pandas engine only; None otherwise).
+    returns : DataFrame or None
+        Rows set aside as returns by the validation policy (pandas engine only).
+    calibration_end, observation_end : Timestamp
+    time_unit : str
+        The models' time unit (``"D"``, ``"W"``, ``"M"``).
+    has_amounts : bool
+    customers_cal : Index
+        Customers of the calibration summary (first purchase by the calibration end).
+    """
+
+    cfg: Any
+    engine: str
+    transactions: pd.DataFrame | None
+    returns: pd.DataFrame | None
+    calibration_end: pd.Timestamp
+    observation_end: pd.Timestamp
+    time_unit: str
+    has_amounts: bool
+    customers_cal: pd.Index
+
+
+def compute_all(ctx: AggregateContext) -> dict[str, pd.DataFrame]:
+    """Every producer's tables, named ``<producer>.<table>``."""
+    out: dict[str, pd.DataFrame] = {}
+    for name in PRODUCERS:
+        module = importlib.import_module(f"{__package__}.{name}")
+        for table, frame in module.compute(ctx).items():
+            out[f"{name}.{table}"] = frame
+    return out
