@@ -206,6 +206,33 @@ def test_configured_model_is_used_and_the_rule_is_reported(tmp_path, paper):
     assert s.equity != pytest.approx(paper.equity, rel=1e-3)  # valued with BG/NBD, not Pareto/NBD
 
 
+def test_configured_candidate_models_are_the_only_ones_fitted(tmp_path, paper):
+    s = compute_stage(write_config(tmp_path, "two", body="models: [bgnbd, mbgnbd]\n"))
+    assert list(s.fits_cal) == list(s.fits_full) == ["bgnbd", "mbgnbd"]
+    assert s.model_name in ("bgnbd", "mbgnbd") and s.chosen_by == "auto"   # the rule picks among the candidates
+    assert set(s.comparison.index) == {"bgnbd", "mbgnbd", "baseline"}
+    for name in ("pareto_nbd", "ggompertz_nbd"):
+        assert "not among the configuration's models" in s.skipped[name]
+    for name in ("bgnbd", "mbgnbd"):   # the same fits as when every model is fitted
+        np.testing.assert_allclose(s.fits_cal[name].params.to_numpy(), paper.fits_cal[name].params.to_numpy(),
+                                   rtol=1e-12)
+    assert stage_key(load_config(write_config(tmp_path, "two"))) != s.key
+
+
+@pytest.mark.parametrize("body, message", [
+    ("models: [bgnbd, nbd_lognormal]\n", "unknown model(s) 'nbd_lognormal'"),
+    ("models: []\n", "at least one model is needed"),
+    ("models: [bgnbd, bgnbd]\n", "a model is listed twice"),
+    ("model: pareto_nbd\nmodels: [bgnbd]\n", "model 'pareto_nbd' is not among models ['bgnbd']"),
+])
+def test_candidate_models_are_checked(tmp_path, body, message):
+    from helpers.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path, "bad", body=body))
+    assert message in str(err.value)
+
+
 def test_duckdb_engine_gives_the_same_stage(tmp_path, paper):
     s = compute_stage(write_config(tmp_path, "duck", extra_data="  engine: duckdb\n"))
     assert s.engine == "duckdb"

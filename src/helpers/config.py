@@ -345,6 +345,7 @@ class ConfigSchema(_Section):
     data: DataSpec
     parameters: SharedParameters = SharedParameters()
     model: str = "auto"
+    models: list[str] | None = None
     valuation: Valuation = Valuation()
     notebooks: list[NotebookEntry] = []
     cell_timeout_s: int = Field(600, gt=0)
@@ -361,6 +362,30 @@ class ConfigSchema(_Section):
         if v not in names:
             raise ValueError(f"unknown model {v!r}; allowed: 'auto' or one of {', '.join(map(repr, names))}")
         return v
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        from .stage import frequency_model_names  # noqa: PLC0415
+
+        names = frequency_model_names()
+        unknown = [m for m in v if m not in names]
+        if unknown:
+            raise ValueError(f"unknown model(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(map(repr, names))}")
+        if not v:
+            raise ValueError("at least one model is needed; omit the key to fit every registered model")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a model is listed twice: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _configured_model_among_the_candidates(self):
+        if self.models is not None and self.model != "auto" and self.model not in self.models:
+            raise ValueError(f"model {self.model!r} is not among models {self.models}; allowed: add it to models, "
+                             "or model: auto")
+        return self
 
     @model_validator(mode="after")
     def _value_per_purchase_only_without_amounts(self):
@@ -456,6 +481,9 @@ class Config:
     notebooks : list of NotebookSpec
     model : str
         ``"auto"`` or a frequency model name.
+    models : tuple of str or None
+        The frequency models the stage fits and compares (``models:``); None:
+        every registered model that applies to the log.
     valuation : Valuation
         ``horizon_months``, ``monthly_discount_rate``, ``margin``,
         ``currency``, ``value_per_purchase`` (attributes).
@@ -478,6 +506,7 @@ class Config:
     simulate: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     model: str = "auto"
+    models: tuple[str, ...] | None = None
     valuation: Valuation = field(default_factory=Valuation)
     settings: SharedParameters = field(default_factory=SharedParameters)
     spec: ConfigSchema | None = None
@@ -567,6 +596,7 @@ def load_config(config: str | Path) -> Config:
         simulate=spec.simulate,
         raw=raw,
         model=spec.model,
+        models=tuple(spec.models) if spec.models is not None else None,
         valuation=spec.valuation,
         settings=spec.parameters,
         spec=spec,

@@ -118,7 +118,8 @@ def frequency_model_names() -> tuple[str, ...]:
 
 
 def applicable_models(discrete_period: str | None, engine: str = "pandas",
-                      names: tuple[str, ...] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+                      names: tuple[str, ...] | None = None,
+                      candidates: tuple[str, ...] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """Which registered frequency models the stage fits on a log, and on which summary.
 
     Continuous-time models apply to every log (on a discrete-time log they
@@ -126,6 +127,9 @@ def applicable_models(discrete_period: str | None, engine: str = "pandas",
     discrete-time models (``FrequencyModel.discrete``, BG/BB) apply only to a
     log declared discrete-time (``data.opportunity_period``), whose discrete
     summary the stage builds from the log in memory (pandas engine).
+
+    ``candidates`` (the configuration's ``models:``) restricts the fits to
+    the listed models; the others are skipped with that reason.
 
     Returns
     -------
@@ -137,7 +141,9 @@ def applicable_models(discrete_period: str | None, engine: str = "pandas",
 
     applies, skipped = {}, {}
     for name in names if names is not None else frequency_model_names():
-        if not getattr(get_model(name), "discrete", False):
+        if candidates is not None and name not in candidates:
+            skipped[name] = f"not among the configuration's models ({', '.join(candidates)})"
+        elif not getattr(get_model(name), "discrete", False):
             applies[name] = "continuous"
         elif discrete_period is None:
             skipped[name] = ("a discrete-time model (x transactions in T transaction opportunities); the log is "
@@ -543,7 +549,8 @@ def stage_inputs(cfg: Config) -> dict[str, Any]:
         "data": data,
         "time_unit": s.time_unit, "calibration_end": s.calibration_end,
         "penalizer": float(s.penalizer), "corr_threshold": float(s.corr_threshold),
-        "model": cfg.model, "valuation": cfg.valuation.model_dump(),
+        "model": cfg.model, "models": list(cfg.models) if cfg.models is not None else None,
+        "valuation": cfg.valuation.model_dump(),
     }
 
 
@@ -753,7 +760,7 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
         cal = summarise(cfg, cal_end, time_unit=time_unit, engine=check.engine, validate=False)
         full = check.full if check.full is not None else summarise(cfg, time_unit=time_unit, engine=check.engine,
                                                                    validate=False)
-    applies, skipped = applicable_models(period, check.engine)
+    applies, skipped = applicable_models(period, check.engine, candidates=cfg.models)
     cal_d = full_d = None
     if "discrete" in applies.values():
         cal_d, full_d = _discrete_summaries(cfg, tx, period, cal_end, check.observation_end)
