@@ -2,8 +2,9 @@
 
 * A smoke run of every notebook on a simulated multi-cohort Parquet log of about 1e6 rows with
   ``data.engine: duckdb``.
-* The same small simulated log through ``pandas``, ``duckdb`` and ``spark``: every notebook's headline
-  numbers agree (the engines make the same summaries and aggregates, so the fits and values are the same).
+* The same small simulated log through ``pandas`` and ``spark`` (local mode): every notebook's headline
+  numbers agree (the engines make the same summaries and aggregates, so the fits and values are the same;
+  DuckDB's stage equals pandas' in tests/test_stage.py and its aggregates in the aggregates' tests).
 * No notebook holds the transaction log: none calls ``load_data`` or reads ``.transactions``; they read
   the stage's summaries and aggregates, whatever the engine.
 """
@@ -83,13 +84,13 @@ def test_the_collection_on_a_1e6_row_parquet_log_with_duckdb(tmp_path):
 def engine_runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("engines")
     log = folder / "log"
-    write_parquet_chunks(log, 3_000, chunk_customers=3_000, seed=11, show_progress=False, **SIM)
+    write_parquet_chunks(log, 2_000, chunk_customers=2_000, seed=11, show_progress=False, **SIM)
     return {engine: run_config(_config(folder, log, engine), folder / f"reports-{engine}", progress=False)
-            for engine in ("pandas", "duckdb", "spark")}
+            for engine in ("pandas", "spark")}
 
 
-@pytest.mark.parametrize("engine", ["duckdb", "spark"])
-def test_every_engine_gives_the_same_headlines(engine_runs, engine):
+def test_spark_gives_the_same_headlines_as_pandas(engine_runs):
+    engine = "spark"
     base, other = engine_runs["pandas"], engine_runs[engine]
     for run in (base, other):
         assert run["status"] == "ok", [(nb["name"], nb.get("error")) for nb in run["notebooks"] if nb["status"] != "ok"]

@@ -10,8 +10,8 @@ starts a notebook:
    (``papermill.inspect_notebook``), every shared parameter is used by a
    notebook or by the stage;
 3. the data, validated once with the configured engine (pandas:
-   :func:`helpers.config.load_data`; DuckDB: ``validate_duckdb``; Spark: its
-   validation, which runs while it summarises the full period);
+   :func:`helpers.config.load_data`; DuckDB: ``validate_duckdb``; Spark:
+   ``validate_spark``), each giving the same data-quality table;
 4. the covariate tables (``data.covariates``), validated against the
    log's customers and observation window (:func:`validate_covariates`,
    :mod:`helpers.covariates_data`);
@@ -34,9 +34,10 @@ from typing import Any
 import pandas as pd
 
 from .config import Config, ConfigError, ensure_data, load_config, load_data, load_options
-from .data import DEFAULT_MIN_CUSTOMERS, DataValidationError, TransactionData, check_modelable, file_sha256
+from .data import (DEFAULT_MIN_CUSTOMERS, DataValidationError, TransactionData, check_modelable, file_sha256,
+                   validation_kwargs)
 from .engines import engine_module, engine_of
-from .summary import check_calibration_end, days_per_unit
+from .summary import check_calibration_end
 
 __all__ = [
     "EXIT_OK", "EXIT_NOTEBOOK", "EXIT_CONFIG", "EXIT_DATA", "EXIT_STAGE",
@@ -78,7 +79,7 @@ class DataCheck:
     data : TransactionData or None
         The validated log (pandas engine).
     full : DataFrame or None
-        The full-period summary (Spark engine: its validation runs while it summarises).
+        The full-period summary when the check made one (None: the stage makes it).
     """
 
     engine: str
@@ -252,19 +253,11 @@ def validate_data(cfg: Config) -> DataCheck:
         quality = eng.validate_duckdb(cfg.data["path"], **load_options(cfg, eng.validate_duckdb))
         counts = dict(quality.attrs.get("counts", {}))
         first, last = _range_from_quality(quality)
-    else:  # spark validates while it aggregates: the full-period summary comes with the check
-        from .engines import summarise  # noqa: PLC0415
-
-        time_unit = cfg.settings.time_unit
-        full = summarise(cfg, time_unit=time_unit)
-        unit = pd.Timedelta(days=days_per_unit(time_unit))
-        first = full["first_purchase"].min().normalize()
-        last = (full["first_purchase"] + full["t_x"] * unit).max().round("D")
-        counts = {"customers": len(full), "repeat_buyers": int((full["x"] > 0).sum()),
-                  "purchase_dates": 2 if last > first else 1}
-        quality = pd.DataFrame({"check": ["customers", "date range"], "rows": [len(full), None],
-                                "action": ["", f"{first.date()} to {last.date()}"]})
-        quality["rows"] = quality["rows"].astype("Int64")
+    else:  # spark: the same rules and the same data-quality table, on the cluster
+        eng = engine_module("spark")
+        quality = eng.validate_spark(cfg.data["path"], **validation_kwargs(cfg.data))
+        counts = dict(quality.attrs.get("counts", {}))
+        first, last = _range_from_quality(quality)
     # a log too small for the models fails here, before any model or kernel (data.min_customers)
     check_modelable(counts, min_customers=int(cfg.data.get("min_customers", DEFAULT_MIN_CUSTOMERS)))
     obs_end = pd.Timestamp(configured_end).normalize() if configured_end else last
