@@ -67,9 +67,11 @@ def ensure_log(workdir: Path, n_customers: int) -> tuple[Path, int]:
     return out, rows
 
 
-def write_config(workdir: Path, log: Path, n_customers: int, engine: str) -> Path:
-    """A configuration of the simulated log with every notebook (paths absolute: it lives outside the repo)."""
+def write_config(workdir: Path, log: Path, n_customers: int, engine: str, models: list[str] | None = None) -> Path:
+    """A configuration of the simulated log with every notebook (paths absolute: it lives outside the repo);
+    ``models`` restricts the stage's candidate models (default: every registered one)."""
     notebooks = "\n".join(f"  - path: {p}" for p in sorted((ROOT / "notebooks").glob("0*.ipynb")))
+    candidates = f"models: [{', '.join(models)}]\n" if models else ""
     path = workdir / f"collection-{n_customers}-{engine}.yaml"
     path.write_text(f"""# written by benchmarks/bench_collection.py
 name: collection-{n_customers}-{engine}
@@ -84,7 +86,7 @@ data:
 parameters:
   time_unit: W
   calibration_end: "{CALIBRATION_END}"
-cell_timeout_s: 1800
+{candidates}cell_timeout_s: 1800
 notebooks:
 {notebooks}
 """)
@@ -135,6 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", help="run this configuration instead of a simulated log")
     ap.add_argument("--workdir", default="/tmp/clv-lab-bench", help="where the log, config and reports go")
     ap.add_argument("--jobs", type=int, help="notebooks run in parallel (default: the runner's)")
+    ap.add_argument("--models", nargs="+", help="the stage's candidate models (default: every registered one)")
     args = ap.parse_args(argv)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -142,8 +145,9 @@ def main(argv=None) -> int:
         config, what = Path(args.config).resolve(), args.config
     else:
         log, rows = ensure_log(workdir, args.customers)
-        config = write_config(workdir, log, args.customers, args.engine)
-        what = f"{rows:,} rows, {args.customers:,} customers, engine {args.engine}"
+        config = write_config(workdir, log, args.customers, args.engine, args.models)
+        what = (f"{rows:,} rows, {args.customers:,} customers, engine {args.engine}"
+                + (f", models {', '.join(args.models)}" if args.models else ", every model"))
     res = run_collection(config, workdir / "reports", args.jobs)
     print(res.pop("output"))
     print(f"collection on {what}: exit {res['exit_code']}, wall {res['wall_s']} s, "
