@@ -494,7 +494,8 @@ def new_customer_value_interval(boot, level: float | None = None, spend=None, **
         value = dict(zip(("p", "q", "gamma"), row_gg)) if gg else float(spend)
         return new_customer_value((model, tuple(row_freq)), value, **kwargs)
 
-    vals = np.array([one(D.loc[i, freq].to_numpy(float), D.loc[i, gg].to_numpy(float)) for i in D.index])
+    F, G = D[freq].to_numpy(float), D[gg].to_numpy(float)   # positional rows (MultiIndex look-ups are slow)
+    vals = np.array([one(F[i], G[i]) for i in range(len(D))])
     est_params = boot.params["estimate"]
     est = one(est_params.loc[freq].to_numpy(float), est_params.loc[gg].to_numpy(float) if gg else ())
     lo, hi = np.quantile(vals, [(1 - level) / 2, 1 - (1 - level) / 2])
