@@ -683,9 +683,13 @@ def _retention_lever_direct(R, A, B, s, h, t, n_nodes=64):
 
 
 @pytest.mark.parametrize("ages", [(27.0, 39.0), (0.5, 300.0)])
-def test_pareto_retention_lever_many_ages_matches_the_per_row_formula(ages):
+def test_pareto_retention_lever_many_ages_matches_the_per_row_formula(ages, monkeypatch):
     """Continuous ages (every row its own beta + T): the lever evaluated per distinct B (interpolated in B when
     there are many) equals the per-row formula to rounding, and a few rows agree with adaptive integration."""
+    calls = []
+    interpolated = pnbd_module._rate_lever_survival_interpolated
+    monkeypatch.setattr(pnbd_module, "_rate_lever_survival_interpolated",
+                        lambda *a, **k: calls.append(1) or interpolated(*a, **k))
     r, alpha, s, beta = PNBD
     L = 365.25 / 12 / 7
     delta, t = 0.05, 52.0
@@ -696,6 +700,7 @@ def test_pareto_retention_lever_many_ages_matches_the_per_row_formula(ages):
     R, A, B = r + x, alpha + T, beta + T
     assert len(np.unique(B)) > pnbd_module._INTERP_MIN_B          # the interpolated path
     ex, alive = pnbd_module._rate_lever(R, A, B, s, [t], 1 + delta, -delta, L)
+    assert calls                                                  # the interpolated path was taken
     ref_ex, ref_alive = _retention_lever_direct(R, A, B, s, np.log1p(delta) / L, t)
     np.testing.assert_allclose(ex[:, 0], ref_ex, rtol=1e-12)
     np.testing.assert_allclose(alive[:, 0], ref_alive, rtol=1e-12)

@@ -716,7 +716,7 @@ def _rate_lever(R, A, B, S, t, s, c, period, n_nodes=64):
     if form == "scale" and f == 0.0:                             # nobody drops out
         return rate * t[None, :], np.ones((len(B), len(t)))
     Bu, inv = np.unique(B[:, 0], return_inverse=True)
-    if form == "shift" and len(Bu) > _INTERP_MIN_B:
+    if form == "shift" and len(Bu) > max(_INTERP_MIN_B, 2 * _CHEB_POINTS * _n_pieces(Bu[0], Bu[-1])):
         life, surv = _rate_lever_survival_interpolated(Bu, S, t, f, period, n_nodes)
     else:
         life, surv = _rate_lever_survival(Bu[:, None], S, t, form, f, period, n_nodes)
@@ -729,6 +729,12 @@ _INTERP_MIN_B = 256
 _CHEB_POINTS, _CHEB_HALF = 24, 0.25
 #: Largest relative error at the check points for which the interpolant is used.
 _INTERP_RTOL = 1e-12
+
+
+def _n_pieces(lo_b, hi_b):
+    """Pieces of :func:`_rate_lever_survival_interpolated` on ``[lo_b, hi_b]`` (``0 < lo_b <= hi_b``)."""
+    ratio = (1.0 + _CHEB_HALF) / (1.0 - _CHEB_HALF)
+    return max(1, int(np.ceil(np.log(float(hi_b) / float(lo_b)) / np.log(ratio) - 1e-12)))
 
 
 def _rate_lever_survival_interpolated(Bu, S, t, f, period, n_nodes):
@@ -746,9 +752,8 @@ def _rate_lever_survival_interpolated(Bu, S, t, f, period, n_nodes):
     interpolant is checked against the direct evaluation at 16 of the ``Bu``;
     if any relative error exceeds ``_INTERP_RTOL`` every ``B`` is evaluated directly.
     """
-    ratio = (1.0 + _CHEB_HALF) / (1.0 - _CHEB_HALF)
     lo_b, hi_b = float(Bu[0]), float(Bu[-1])
-    n_pieces = max(1, int(np.ceil(np.log(hi_b / lo_b) / np.log(ratio) - 1e-12)))
+    n_pieces = _n_pieces(lo_b, hi_b)
     edges = lo_b * np.exp(np.linspace(0.0, np.log(hi_b / lo_b), n_pieces + 1))
     edges[-1] = hi_b
     k = np.arange(_CHEB_POINTS)
