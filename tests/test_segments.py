@@ -554,3 +554,10 @@ def test_spend_uplift_potential_matches_pandas_qcut_groups(cdnow_sample, n_group
         for q in (0.5, 0.75):
             got = spend_uplift_potential(freq, spend, quantile=q, n_groups=n_groups)
             pd.testing.assert_series_equal(got, _uplift_by_pandas(freq, spend, q, n_groups), rtol=0, atol=0)
+
+
+def test_spend_uplift_potential_missing_values_as_pandas():
+    """Missing frequencies get no group and missing spends are left out of the group quantile, as in pandas."""
+    freq = pd.Series([0, 0, 1, 2, np.nan, 3, 5, 1, 0, 2], dtype=float)
+    spend = pd.Series([10, np.nan, 30, 25, 40, 20, 60, 35, 15, 5], dtype=float, name="spend")
+    pd.testing.assert_series_equal(spend_uplift_potential(freq, spend, 0.75, 3), _uplift_by_pandas(freq, spend, 0.75, 3))

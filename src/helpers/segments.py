@@ -224,16 +224,22 @@ def spend_uplift_potential(
     target = np.empty(len(values))
     if len(f) == 0:
         return np.maximum(spend, pd.Series(target, index=spend.index, name=spend.name))
-    if np.unique(f).size <= 1 or n_groups == 1:
+    # pandas leaves missing values out of both quantiles (a missing frequency: no group, no target)
+    if pd.Series(f).nunique() <= 1 or n_groups == 1:
         groups = np.zeros(len(f), dtype=np.int64)
     else:
-        edges = np.unique(np.percentile(f, np.linspace(0, 1, min(n_groups, len(f)) + 1) * 100.0))
+        ok = ~np.isnan(f)
+        edges = np.unique(np.percentile(f[ok], np.linspace(0, 1, min(n_groups, len(f)) + 1) * 100.0))
         groups = np.searchsorted(edges, f, side="left")
         groups[f == edges[0]] = 1
         groups -= 1
-    for g in np.unique(groups):
-        rows = groups == g
-        target[rows] = np.percentile(values[rows], quantile * 100.0)
+        groups[~ok] = -1
+    target[groups < 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # a group without any spend: NaN, as pandas
+        for g in np.unique(groups[groups >= 0]):
+            rows = groups == g
+            target[rows] = np.nanpercentile(values[rows], quantile * 100.0)
     return np.maximum(spend, pd.Series(target, index=spend.index, name=spend.name))
 
 
