@@ -600,7 +600,11 @@ class ParetoNBD(FrequencyModel):
         with ``beta`` replaced; ``R t / A`` for ``s_l = 0``).  Retention form:
         ``S(t) = P(mu <= h) + exp(h t) (B / (B + t))^S Q(S, (B + t) h)``
         (``Q`` the regularised upper incomplete gamma function), integrated over
-        ``u`` by Gauss-Legendre quadrature (``n_nodes`` per step of ``t``).
+        ``u`` by Gauss-Legendre quadrature (``n_nodes`` per step of ``t``).  Both
+        depend on a customer through ``B`` only, so they are evaluated once per
+        distinct ``B`` (age); with many distinct ages (a simulated base with
+        continuous ``T``) by Chebyshev interpolation in ``B``, checked against the
+        direct evaluation (:func:`_rate_lever_survival_interpolated`).
 
         New customer (``x`` None): ``R, A, B = r, alpha, beta``, alive at time 0;
         returns ``(len(t),)`` arrays.  Existing customers: the posterior given
