@@ -744,3 +744,20 @@ def test_pareto_retention_lever_repeated_ages_and_fallback(monkeypatch):
     direct = pnbd_module._rate_lever(*args)
     np.testing.assert_allclose(interp[0], direct[0], rtol=1e-12)
     np.testing.assert_allclose(interp[1], direct[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "pareto_nbd"])
+def test_lever_totals_with_given_p_alive(name):
+    """The caller's P(alive) (economics computes it once per population) gives the totals of the rows' own, and
+    the totals are the weighted sums of lever_expectations."""
+    m, theta = get_model(name), LEVER_THETA[name]
+    x, t_x, T = np.array([0.0, 1.0, 3.0, 3.0]), np.array([0.0, 5.0, 20.0, 30.0]), np.array([30.0, 32.0, 35.0, 35.0])
+    sw, cw, t = np.array([1.0, 2.0, 0.5, 3.0]), np.array([1.0, 2.0, 1.0, 3.0]), np.array([4.0, 13.0, 52.0])
+    for s, c in (ec.dropout_map(0.1, "dropout"), ec.dropout_map(0.1, "retention")):
+        own = m.lever_totals(theta, t, s, c, x, t_x, T, sw, cw, period=WEEKS_PER_MONTH)
+        given = m.lever_totals(theta, t, s, c, x, t_x, T, sw, cw, period=WEEKS_PER_MONTH,
+                               p_alive=m.p_alive(theta, x, t_x, T))
+        E, S = m.lever_expectations(theta, t, s, c, x, t_x, T, period=WEEKS_PER_MONTH)
+        for a, b, ref in zip(own, given, (sw @ E, cw @ S)):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(a, ref, rtol=1e-12)

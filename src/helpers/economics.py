@@ -647,6 +647,7 @@ class _Population:
             self.first_spend = 0.0
             self.n = int(self.counts.sum())
         self._cache = {}
+        self._p_alive = None
 
     def totals(self, delta, mode):
         """(spend-weighted expected purchases, expected alive customers) on the grid t_0..t_H."""
@@ -657,9 +658,11 @@ class _Population:
                                                      period=self.period)
                 self._cache[key] = (self.ez * E, S)
             else:
+                if self._p_alive is None:    # the same for every lever: once per population
+                    self._p_alive = self.model.p_alive(self.theta, self.xu, self.txu, self.Tu)
                 self._cache[key] = self.model.lever_totals(self.theta, self.t, *dropout_map(*key), self.xu, self.txu,
                                                            self.Tu, self.sp, self.counts, self.n_nodes,
-                                                           period=self.period)
+                                                           period=self.period, p_alive=self._p_alive)
         return self._cache[key]
 
     def equity(self, delta, mode, margin, rate):
