@@ -666,3 +666,98 @@ def test_values_in_purchases_without_amounts(cdnow_sample):
     assert iv["lower"] <= iv["upper"] and iv["n_draws"] == 4
     with pytest.raises(ValueError, match="give spend"):
         ec.new_customer_value_interval(boot, **kw)
+
+
+def _retention_lever_direct(R, A, B, s, h, t, n_nodes=64):
+    """Reference for the rate lever's retention form, one row at a time: S(u) = P(mu <= h) + exp(h u) (B / (B +
+    u))^s Q(s, (B + u) h) and E[X(t)] = R / A int_0^t S, by Gauss-Legendre on [0, t] (a single step)."""
+    u, w = np.polynomial.legendre.leggauss(n_nodes)
+    ex, alive = np.empty(len(B)), np.empty(len(B))
+    for i, b in enumerate(B):
+        def S(v):
+            return special.gammainc(s, b * h) + np.exp(h * v) * (b / (b + v)) ** s * special.gammaincc(s, (b + v) * h)
+        nodes = 0.5 * t * (u + 1.0)
+        ex[i] = R[i] / A[i] * 0.5 * t * (w @ S(nodes))
+        alive[i] = S(t)
+    return ex, alive
+
+
+@pytest.mark.parametrize("ages", [(27.0, 39.0), (0.5, 300.0)])
+def test_pareto_retention_lever_many_ages_matches_the_per_row_formula(ages, monkeypatch):
+    """Continuous ages (every row its own beta + T): the lever evaluated per distinct B (interpolated in B when
+    there are many) equals the per-row formula to rounding, and a few rows agree with adaptive integration."""
+    calls = []
+    interpolated = pnbd_module._rate_lever_survival_interpolated
+    monkeypatch.setattr(pnbd_module, "_rate_lever_survival_interpolated",
+                        lambda *a, **k: calls.append(1) or interpolated(*a, **k))
+    r, alpha, s, beta = PNBD
+    L = 365.25 / 12 / 7
+    delta, t = 0.05, 52.0
+    rng = np.random.default_rng(3)
+    n = 3000
+    T = rng.uniform(*ages, size=n)
+    x = rng.integers(0, 8, size=n).astype(float)
+    R, A, B = r + x, alpha + T, beta + T
+    assert len(np.unique(B)) > pnbd_module._INTERP_MIN_B          # the interpolated path
+    ex, alive = pnbd_module._rate_lever(R, A, B, s, [t], 1 + delta, -delta, L)
+    assert calls                                                  # the interpolated path was taken
+    ref_ex, ref_alive = _retention_lever_direct(R, A, B, s, np.log1p(delta) / L, t)
+    np.testing.assert_allclose(ex[:, 0], ref_ex, rtol=1e-12)
+    np.testing.assert_allclose(alive[:, 0], ref_alive, rtol=1e-12)
+    h = np.log1p(delta) / L
+    for i in (0, n // 2, n - 1):
+        def integrand(mu, what):
+            mp = max(mu - h, 0.0)
+            val = np.exp(-mp * t) if what == "alive" else (t if mp == 0 else (1 - np.exp(-mp * t)) / mp)
+            return val * stats.gamma.pdf(mu, s, scale=1 / B[i])
+        q = {w: sum(integrate.quad(integrand, lo, hi, args=(w,), limit=400, epsabs=1e-14)[0]
+                    for lo, hi in ((0.0, h), (h, np.inf))) for w in ("ex", "alive")}
+        assert ex[i, 0] == pytest.approx(R[i] / A[i] * q["ex"], rel=1e-8)
+        assert alive[i, 0] == pytest.approx(q["alive"], rel=1e-8)
+
+
+def test_pareto_retention_lever_repeated_ages_and_fallback(monkeypatch):
+    """Rows sharing an age share B: evaluated once per distinct B, broadcast to the rows; and when the
+    interpolant fails its check (forced here) every B is evaluated directly, with the same result."""
+    r, alpha, s, beta = PNBD
+    L = 365.25 / 12 / 7
+    rng = np.random.default_rng(4)
+    T = rng.choice(np.arange(20.0, 40.0, 1 / 7), size=400)
+    x = rng.integers(0, 8, size=400).astype(float)
+    R, A, B = r + x, alpha + T, beta + T
+    t = np.array([13.0, 4.3, 52.0])
+    for delta, mode in ((0.1, "retention"), (0.1, "dropout")):
+        sl, c = ec.dropout_map(delta, mode)
+        ex, alive = pnbd_module._rate_lever(R, A, B, s, t, sl, c, L)
+        if mode == "retention":
+            for j, tj in enumerate(t):
+                ref_ex, ref_alive = _retention_lever_direct(R, A, B, s, np.log(sl) / L, tj, n_nodes=96)
+                np.testing.assert_allclose(ex[:, j], ref_ex, rtol=1e-11)
+                np.testing.assert_allclose(alive[:, j], ref_alive, rtol=1e-12)
+        else:
+            Bp = B[:, None] / sl
+            np.testing.assert_allclose(alive, (Bp / (Bp + t[None, :])) ** s, rtol=1e-13)
+    Tc = rng.uniform(20.0, 40.0, size=600)
+    args = (r + 0 * Tc, alpha + Tc, beta + Tc, s, [30.0], 1.1, -0.1, L)
+    interp = pnbd_module._rate_lever(*args)
+    monkeypatch.setattr(pnbd_module, "_INTERP_RTOL", -1.0)
+    direct = pnbd_module._rate_lever(*args)
+    np.testing.assert_allclose(interp[0], direct[0], rtol=1e-12)
+    np.testing.assert_allclose(interp[1], direct[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "pareto_nbd"])
+def test_lever_totals_with_given_p_alive(name):
+    """The caller's P(alive) (economics computes it once per population) gives the totals of the rows' own, and
+    the totals are the weighted sums of lever_expectations."""
+    m, theta = get_model(name), LEVER_THETA[name]
+    x, t_x, T = np.array([0.0, 1.0, 3.0, 3.0]), np.array([0.0, 5.0, 20.0, 30.0]), np.array([30.0, 32.0, 35.0, 35.0])
+    sw, cw, t = np.array([1.0, 2.0, 0.5, 3.0]), np.array([1.0, 2.0, 1.0, 3.0]), np.array([4.0, 13.0, 52.0])
+    for s, c in (ec.dropout_map(0.1, "dropout"), ec.dropout_map(0.1, "retention")):
+        own = m.lever_totals(theta, t, s, c, x, t_x, T, sw, cw, period=WEEKS_PER_MONTH)
+        given = m.lever_totals(theta, t, s, c, x, t_x, T, sw, cw, period=WEEKS_PER_MONTH,
+                               p_alive=m.p_alive(theta, x, t_x, T))
+        E, S = m.lever_expectations(theta, t, s, c, x, t_x, T, period=WEEKS_PER_MONTH)
+        for a, b, ref in zip(own, given, (sw @ E, cw @ S)):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(a, ref, rtol=1e-12)

@@ -530,3 +530,34 @@ def test_holdout_intervals_plot_draws_what_the_table_says():
     assert "90% forecast interval" not in lines["BZ"] and list(lines["BZ"]["forecast"]) == [-2.0]
     assert "USD" in axes[-1].get_xlabel()
     plt.close("all")
+
+
+def _uplift_by_pandas(frequency, spend, quantile, n_groups):
+    """Reference: the peer groups by pandas.qcut and the group quantiles by a pandas groupby."""
+    f = pd.Series(np.asarray(frequency, float), index=spend.index)
+    if f.nunique() <= 1 or n_groups == 1:
+        groups = pd.Series(0, index=f.index)
+    else:
+        groups = pd.qcut(f, q=min(n_groups, len(f)), labels=False, duplicates="drop")
+    return np.maximum(spend, spend.groupby(groups).transform(lambda s: s.quantile(quantile)))
+
+
+@pytest.mark.parametrize("n_groups", [1, 2, 5, 9])
+def test_spend_uplift_potential_matches_pandas_qcut_groups(cdnow_sample, n_groups):
+    """The numpy peer groups and quantiles equal pandas.qcut + groupby quantile, on CDNOW's repeat counts (most
+    customers bought once: tied edges) and on a continuous frequency."""
+    from helpers.summary import rfm_summary
+
+    s = rfm_summary(cdnow_sample.transactions, time_unit="W")
+    spend = pd.Series(np.where(s["x"] > 0, s["m_x"], s["m_x"].mean()), index=s.index, name="spend")
+    for freq in (s["x"], pd.Series(np.random.default_rng(0).gamma(0.5, 2.0, len(s)), index=s.index)):
+        for q in (0.5, 0.75):
+            got = spend_uplift_potential(freq, spend, quantile=q, n_groups=n_groups)
+            pd.testing.assert_series_equal(got, _uplift_by_pandas(freq, spend, q, n_groups), rtol=0, atol=0)
+
+
+def test_spend_uplift_potential_missing_values_as_pandas():
+    """Missing frequencies get no group and missing spends are left out of the group quantile, as in pandas."""
+    freq = pd.Series([0, 0, 1, 2, np.nan, 3, 5, 1, 0, 2], dtype=float)
+    spend = pd.Series([10, np.nan, 30, 25, 40, 20, 60, 35, 15, 5], dtype=float, name="spend")
+    pd.testing.assert_series_equal(spend_uplift_potential(freq, spend, 0.75, 3), _uplift_by_pandas(freq, spend, 0.75, 3))

@@ -494,7 +494,8 @@ def new_customer_value_interval(boot, level: float | None = None, spend=None, **
         value = dict(zip(("p", "q", "gamma"), row_gg)) if gg else float(spend)
         return new_customer_value((model, tuple(row_freq)), value, **kwargs)
 
-    vals = np.array([one(D.loc[i, freq].to_numpy(float), D.loc[i, gg].to_numpy(float)) for i in D.index])
+    F, G = D[freq].to_numpy(float), D[gg].to_numpy(float)   # positional rows (MultiIndex look-ups are slow)
+    vals = np.array([one(F[i], G[i]) for i in range(len(D))])
     est_params = boot.params["estimate"]
     est = one(est_params.loc[freq].to_numpy(float), est_params.loc[gg].to_numpy(float) if gg else ())
     lo, hi = np.quantile(vals, [(1 - level) / 2, 1 - (1 - level) / 2])
@@ -646,6 +647,7 @@ class _Population:
             self.first_spend = 0.0
             self.n = int(self.counts.sum())
         self._cache = {}
+        self._p_alive = None
 
     def totals(self, delta, mode):
         """(spend-weighted expected purchases, expected alive customers) on the grid t_0..t_H."""
@@ -656,9 +658,11 @@ class _Population:
                                                      period=self.period)
                 self._cache[key] = (self.ez * E, S)
             else:
+                if self._p_alive is None:    # the same for every lever: once per population
+                    self._p_alive = self.model.p_alive(self.theta, self.xu, self.txu, self.Tu)
                 self._cache[key] = self.model.lever_totals(self.theta, self.t, *dropout_map(*key), self.xu, self.txu,
                                                            self.Tu, self.sp, self.counts, self.n_nodes,
-                                                           period=self.period)
+                                                           period=self.period, p_alive=self._p_alive)
         return self._cache[key]
 
     def equity(self, delta, mode, margin, rate):

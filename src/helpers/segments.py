@@ -214,13 +214,33 @@ def spend_uplift_potential(
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
     if n_groups < 1:
         raise ValueError(f"n_groups must be >= 1, got {n_groups}")
-    f = pd.Series(np.asarray(frequency, float), index=spend.index)
-    if f.nunique() <= 1 or n_groups == 1:
-        groups = pd.Series(0, index=f.index)
+    # numpy throughout (the holdout interval calls this once per simulated base): the groups are those
+    # of pandas.qcut(f, q, labels=False, duplicates="drop") and the targets Series.quantile per group,
+    # both np.percentile with linear interpolation, as pandas computes them
+    f = np.asarray(frequency, dtype=float)
+    values = np.asarray(spend, dtype=float)
+    if len(f) != len(values):
+        raise ValueError(f"frequency and spend must have the same length, got {len(f)} and {len(values)}")
+    target = np.empty(len(values))
+    if len(f) == 0:
+        return np.maximum(spend, pd.Series(target, index=spend.index, name=spend.name))
+    # pandas leaves missing values out of both quantiles (a missing frequency: no group, no target)
+    if pd.Series(f).nunique() <= 1 or n_groups == 1:
+        groups = np.zeros(len(f), dtype=np.int64)
     else:
-        groups = pd.qcut(f, q=min(n_groups, len(f)), labels=False, duplicates="drop")
-    target = spend.groupby(groups).transform(lambda s: s.quantile(quantile))
-    return np.maximum(spend, target)
+        ok = ~np.isnan(f)
+        edges = np.unique(np.percentile(f[ok], np.linspace(0, 1, min(n_groups, len(f)) + 1) * 100.0))
+        groups = np.searchsorted(edges, f, side="left")
+        groups[f == edges[0]] = 1
+        groups -= 1
+        groups[~ok] = -1
+    target[groups < 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # a group without any spend: NaN, as pandas
+        for g in np.unique(groups[groups >= 0]):
+            rows = groups == g
+            target[rows] = np.nanpercentile(values[rows], quantile * 100.0)
+    return np.maximum(spend, pd.Series(target, index=spend.index, name=spend.name))
 
 
 def assign_segments(
@@ -585,6 +605,25 @@ def segment_customers(
     purchases_by_month, p_alive_by_month : DataFrame
         The month-by-month expectations (for sensitivity analyses).
     """
+    vals, purchases, alive = _segment_values(model_fit, spend_fit, summary, horizon_months, margin,
+                                             monthly_discount_rate, costs, mvc_share, mgc_share, time_unit,
+                                             uplift_quantile, uplift_groups, return_rate,
+                                             extra_cost_per_active_month, value_per_purchase)
+    table = pd.DataFrame({
+        "x": summary["x"], "t_x": summary["t_x"], "T": summary["T"],
+        "recency": summary["T"] - summary["t_x"],
+        **({"m_x": summary["m_x"]} if "m_x" in summary.columns else {}),
+        "p_alive": model_fit.p_alive(summary),
+    }, index=summary.index)
+    table = table.join(vals)
+    return table, purchases, alive
+
+
+def _segment_values(model_fit, spend_fit, summary, horizon_months, margin, monthly_discount_rate, costs,
+                    mvc_share=0.2, mgc_share=0.2, time_unit="W", uplift_quantile=0.75, uplift_groups=5,
+                    return_rate=0.0, extra_cost_per_active_month=0.0, value_per_purchase=None):
+    """The values and segments of :func:`segment_customers` without its history columns:
+    ``(value_and_segment table, purchases_by_month, p_alive_by_month)`` (the holdout interval needs no more)."""
     from .value import monthly_expectations  # noqa: PLC0415  (value does not import segments)
 
     rr = return_rate.reindex(summary.index).fillna(0.0) if isinstance(return_rate, pd.Series) else return_rate
@@ -597,14 +636,7 @@ def segment_customers(
                  if spend_fit is not None else spend)
     vals = value_and_segment(purchases, alive, spend, potential, margin, monthly_discount_rate, costs,
                              mvc_share, mgc_share, return_rate=rr, extra_cost_per_active_month=ec)
-    table = pd.DataFrame({
-        "x": summary["x"], "t_x": summary["t_x"], "T": summary["T"],
-        "recency": summary["T"] - summary["t_x"],
-        **({"m_x": summary["m_x"]} if "m_x" in summary.columns else {}),
-        "p_alive": model_fit.p_alive(summary),
-    }, index=summary.index)
-    table = table.join(vals)
-    return table, purchases, alive
+    return vals, purchases, alive
 
 
 def segment_sensitivity(
@@ -1060,7 +1092,7 @@ def holdout_interval(
                 continue
             drawn_any = True
         with np.errstate(all="ignore"):
-            tab = segment_customers(fit_b, gg_b, sim, **seg_rules)[0]
+            tab = _segment_values(fit_b, gg_b, sim, **seg_rules)[0]
             fc = holdout_forecast(fit_b, gg_b, sim, holdout_months, **fc_rules)
         codes = tab["segment"].cat.codes.to_numpy()
         E = fc["expected_purchases"].to_numpy(float)

@@ -108,11 +108,11 @@ class SimulationResult:
         return self.customers[cols].copy()
 
 
-def _log_rows(x, times, acq, time_unit_days, start_ts, resolution, id_prefix="", id_offset=0):
+def _log_rows(x, times, acq, time_unit_days, start_ts, resolution):
     """The log rows of simulated purchases, in customer order: each customer's first purchase (time 0)
     then the repeats (``times``, concatenated in customer order), no sort needed.
 
-    Returns ``(customer index of each row, is-first-purchase mask, dates, id strings of the customers)``.
+    Returns ``(customer index of each row, is-first-purchase mask, dates)``.
     """
     n = len(x)
     rows = x + 1
@@ -127,9 +127,13 @@ def _log_rows(x, times, acq, time_unit_days, start_ts, resolution, id_prefix="",
     dates = np.datetime64(start_ts.value, "ns") + (days * 86_400e9).astype("int64").view("timedelta64[ns]")
     if resolution == "day":
         dates = dates.astype("datetime64[D]").astype("datetime64[ns]")
+    return cust_idx, is_first, dates
+
+
+def _id_strings(n, id_prefix="", id_offset=0):
+    """Customer ids ``f"{id_prefix}{k:09d}"`` for k = id_offset .. id_offset + n - 1 (wider when needed)."""
     width = max(9, len(str(id_offset + n)))
-    id_strings = np.array([f"{id_prefix}{k:0{width}d}" for k in range(id_offset, id_offset + n)], dtype=object)
-    return cust_idx, is_first, dates, id_strings
+    return np.array([f"{id_prefix}{k:0{width}d}" for k in range(id_offset, id_offset + n)], dtype=object)
 
 
 def simulate_bgnbd(
@@ -211,10 +215,38 @@ def simulate_bgnbd(
     if resolution not in ("continuous", "day"):
         raise ValueError(f"resolution must be 'continuous' or 'day', got {resolution!r}")
     n = int(n_customers)
-    rng = np.random.default_rng(seed)
+    start_ts = pd.Timestamp(start)
+    d = _simulate_bg_arrays(process, n, (r, alpha, a, b), (p, q, gamma) if all(spend) else None,
+                            observation_days, time_unit_days, acquisition_days, seed, start_ts, resolution)
+    id_strings = _id_strings(n, id_prefix, id_offset)
+    tx = pd.DataFrame({"customer_id": id_strings[d["cust_idx"]], "date": d["dates"]})
+    customers = pd.DataFrame({**d["latent"], "acquisition_day": d["acq"], "x": d["x"].astype(float),
+                              "t_x": d["t_x"], "T": d["T"]},
+                             index=pd.Index(id_strings, name="customer_id"))
+    params = {"r": r, "alpha": alpha, "a": a, "b": b, "time_unit_days": time_unit_days,
+              "observation_days": observation_days, "acquisition_days": acquisition_days,
+              "start": str(start_ts.date()), "seed": seed, "resolution": resolution, "n_customers": n}
+    if all(spend):
+        tx["amount"] = d["amount"]
+        customers["nu"] = d["nu"]
+        customers["m_x"] = d["m_x"]
+        params.update({"p": p, "q": q, "gamma": gamma})
+    return SimulationResult(transactions=tx, params=params, customers=customers)
 
+
+def _simulate_bg_arrays(process, n, theta, spend_theta, observation_days, time_unit_days, acquisition_days, seed,
+                        start_ts, resolution) -> dict:
+    """The arrays of :func:`simulate_bgnbd` (checked arguments), without ids or frames.
+
+    One random stream (``numpy.random.default_rng(seed)``), drawn in this order:
+    the model's latent traits, the acquisition days, the purchases, then (with
+    ``spend_theta``) the spend traits and the amounts.  Returns a dict with
+    ``latent``, ``acq``, ``T``, ``x``, ``t_x``, ``cust_idx`` / ``is_first``
+    (per log row, customer order, first purchase first) and ``dates``, and with
+    spend ``nu``, ``amount`` (per row) and ``m_x``.
+    """
+    rng = np.random.default_rng(seed)
     # the model's generative process in its two stages, with the acquisition dates drawn in between
-    theta = (r, alpha, a, b)
     latent = process.draw_latent(theta, n, rng)                  # lam, p_drop, J
     acq = rng.uniform(0.0, acquisition_days, size=n) if acquisition_days > 0 else np.zeros(n)
     T = (observation_days - acq) / time_unit_days                 # window per customer, time units
@@ -223,26 +255,16 @@ def simulate_bgnbd(
     last = np.cumsum(x) - 1
     t_x = np.zeros(n)
     t_x[has] = times[last[has]]
-
-    start_ts = pd.Timestamp(start)
-    cust_idx, is_first, dates, id_strings = _log_rows(x, times, acq, time_unit_days, start_ts, resolution,
-                                                      id_prefix, id_offset)
-    tx = pd.DataFrame({"customer_id": id_strings[cust_idx], "date": dates})
-    customers = pd.DataFrame({**latent, "acquisition_day": acq, "x": x.astype(float), "t_x": t_x, "T": T},
-                             index=pd.Index(id_strings, name="customer_id"))
-    params = {"r": r, "alpha": alpha, "a": a, "b": b, "time_unit_days": time_unit_days,
-              "observation_days": observation_days, "acquisition_days": acquisition_days,
-              "start": str(start_ts.date()), "seed": seed, "resolution": resolution, "n_customers": n}
-    if all(spend):
+    cust_idx, is_first, dates = _log_rows(x, times, acq, time_unit_days, start_ts, resolution)
+    out = {"latent": latent, "acq": acq, "T": T, "x": x, "t_x": t_x, "cust_idx": cust_idx, "is_first": is_first,
+           "dates": dates}
+    if spend_theta is not None:
         spend_process = GammaGamma()
-        nu = spend_process.draw_latent((p, q, gamma), n, rng)["nu"]
-        z = spend_process.draw_amounts((p, q, gamma), nu, cust_idx, rng)
-        tx["amount"] = z
+        nu = spend_process.draw_latent(spend_theta, n, rng)["nu"]
+        z = spend_process.draw_amounts(spend_theta, nu, cust_idx, rng)
         repeat_sum = np.bincount(cust_idx[~is_first], weights=z[~is_first], minlength=n)
-        customers["nu"] = nu
-        customers["m_x"] = np.divide(repeat_sum, x, out=np.zeros(n), where=x > 0)
-        params.update({"p": p, "q": q, "gamma": gamma})
-    return SimulationResult(transactions=tx, params=params, customers=customers)
+        out.update(nu=nu, amount=z, m_x=np.divide(repeat_sum, x, out=np.zeros(n), where=x > 0))
+    return out
 
 
 def write_parquet_chunks(
@@ -492,7 +514,12 @@ def simulate_market(
         raise ValueError(f"dropout_concentration must be positive, got {dropout_concentration!r}")
     if not (-1 < correlation < 1):
         raise ValueError(f"correlation must lie in (-1, 1), got {correlation!r}")
-    _bg_family(model)
+    process = _bg_family(model)
+    for name, v in (("r", r), ("alpha", alpha), ("time_unit_days", time_unit_days)):
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive number, got {v!r}")
+    if not all(np.isfinite(v) and v > 0 for v in (p, q, gamma)):
+        raise ValueError("p, q, gamma must be positive")
     from scipy import stats  # noqa: PLC0415
 
     n_firms, months = int(n_firms), int(months)
@@ -521,18 +548,14 @@ def simulate_market(
     revenue = np.zeros(n_firms)
     new_rev = np.zeros(n_firms)
     for k in progress(range(n_firms), n_firms, "simulated firms", enabled=show_progress and n_firms > 1):
-        sim = simulate_bgnbd(
-            int(n_cust[k]), r, alpha, float(a_f[k]), float(b_f[k]), p=p, q=q, gamma=gamma,
-            start=start_ts, observation_days=observation_days, time_unit_days=time_unit_days,
-            acquisition_days=acquisition_days, seed=int(firm_seeds[k]), resolution="day", model=model,
-        )
-        tx = sim.transactions
-        month = tx["date"].to_numpy().astype("datetime64[M]").astype(np.int64) - start_month
-        amount = tx["amount"].to_numpy()
+        # the arrays of simulate_bgnbd (the same stream from the same seed), without its ids and frames
+        sim = _simulate_bg_arrays(process, int(n_cust[k]), (r, alpha, float(a_f[k]), float(b_f[k])), (p, q, gamma),
+                                  observation_days, time_unit_days, acquisition_days, int(firm_seeds[k]), start_ts,
+                                  "day")
+        month = sim["dates"].astype("datetime64[M]").astype(np.int64) - start_month
+        amount = sim["amount"]
         # rows are in customer order with each customer's first purchase first
-        ids = tx["customer_id"].to_numpy()
-        first_row = np.r_[True, ids[1:] != ids[:-1]]
-        first_month = month[first_row][np.cumsum(first_row) - 1]
+        first_month = month[sim["is_first"]][sim["cust_idx"]]
         measured = month >= first_measured
         revenue[k] = amount[measured].sum()
         new_rev[k] = amount[measured & (month == first_month)].sum()
@@ -668,8 +691,8 @@ def simulate_with_covariates(
                 t_x[i] = ts[-1]
     times = np.concatenate([per_customer_times[i] for i in range(n)]) if n else np.zeros(0)
     start_ts = pd.Timestamp(start)
-    cust_idx, is_first, dates, id_strings = _log_rows(x, times, acq, time_unit_days, start_ts, resolution,
-                                                      id_prefix)
+    cust_idx, is_first, dates = _log_rows(x, times, acq, time_unit_days, start_ts, resolution)
+    id_strings = _id_strings(n, id_prefix)
     tx = pd.DataFrame({"customer_id": id_strings[cust_idx], "date": dates})
     customers = pd.DataFrame({**levels, **{f"theta_{k}": v for k, v in theta_i.items()}, "acquisition_day": acq,
                               "x": x.astype(float), "t_x": t_x, "T": T},

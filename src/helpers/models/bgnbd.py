@@ -350,16 +350,18 @@ class _BGFamily(FrequencyModel):
         EX, S = _lever_mixture(r + xu, alpha + Tu, b + xu + float(self._k), t, a, s, c, n_nodes)
         return pa[:, None] * EX[inv], pa[:, None] * S[inv]
 
-    def lever_totals(self, theta, t, s, c, x, t_x, T, spend_weight, count_weight, n_nodes=64, period=1.0):
+    def lever_totals(self, theta, t, s, c, x, t_x, T, spend_weight, count_weight, n_nodes=64, period=1.0,
+                     p_alive=None):
         """Weighted totals of :meth:`lever_expectations` over a base: ``(sum_i w_i E_i[X(t)], sum_i n_i P_i(alive at t))``.
 
         ``spend_weight`` (e.g. expected spend x customers per row) weights the
         purchases, ``count_weight`` (customers per row) the alive counts; the
         quadrature runs once per distinct ``(x, T)``.
+        ``p_alive``: the rows' P(alive), when the caller has it already.
         """
         r, alpha, a, b = theta
         x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-        pa = self.p_alive(theta, x, t_x, T)
+        pa = self.p_alive(theta, x, t_x, T) if p_alive is None else np.asarray(p_alive, dtype=float)
         (xu, Tu), inv, _ = unique_rows(x, T)
         EX, S = _lever_mixture(r + xu, alpha + Tu, b + xu + float(self._k), t, a, s, c, n_nodes)
         ws = np.bincount(inv, weights=pa * spend_weight, minlength=len(xu))

@@ -600,7 +600,11 @@ class ParetoNBD(FrequencyModel):
         with ``beta`` replaced; ``R t / A`` for ``s_l = 0``).  Retention form:
         ``S(t) = P(mu <= h) + exp(h t) (B / (B + t))^S Q(S, (B + t) h)``
         (``Q`` the regularised upper incomplete gamma function), integrated over
-        ``u`` by Gauss-Legendre quadrature (``n_nodes`` per step of ``t``).
+        ``u`` by Gauss-Legendre quadrature (``n_nodes`` per step of ``t``).  Both
+        depend on a customer through ``B`` only, so they are evaluated once per
+        distinct ``B`` (age); with many distinct ages (a simulated base with
+        continuous ``T``) by Chebyshev interpolation in ``B``, checked against the
+        direct evaluation (:func:`_rate_lever_survival_interpolated`).
 
         New customer (``x`` None): ``R, A, B = r, alpha, beta``, alive at time 0;
         returns ``(len(t),)`` arrays.  Existing customers: the posterior given
@@ -620,15 +624,17 @@ class ParetoNBD(FrequencyModel):
         EX, S = _rate_lever(r + xu, alpha + Tu, beta + Tu, s_, t, s, c, period, n_nodes)
         return pa[:, None] * EX[inv], pa[:, None] * S[inv]
 
-    def lever_totals(self, theta, t, s, c, x, t_x, T, spend_weight, count_weight, n_nodes=64, period=1.0):
+    def lever_totals(self, theta, t, s, c, x, t_x, T, spend_weight, count_weight, n_nodes=64, period=1.0,
+                     p_alive=None):
         """Weighted totals of :meth:`lever_expectations` over a base: ``(sum_i w_i E_i[X(t)], sum_i n_i P_i(alive at t))``.
 
         ``spend_weight`` weights the purchases, ``count_weight`` (customers per
         row) the alive counts; the lever is evaluated once per distinct ``(x, T)``.
+        ``p_alive``: the rows' P(alive), when the caller has it already.
         """
         r, alpha, s_, beta = theta
         x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-        pa = self.p_alive(theta, x, t_x, T)
+        pa = self.p_alive(theta, x, t_x, T) if p_alive is None else np.asarray(p_alive, dtype=float)
         (xu, Tu), inv, _ = unique_rows(x, T)
         EX, S = _rate_lever(r + xu, alpha + Tu, beta + Tu, s_, t, s, c, period, n_nodes)
         ws = np.bincount(inv, weights=pa * spend_weight, minlength=len(xu))
@@ -701,23 +707,110 @@ def _rate_lever(R, A, B, S, t, s, c, period, n_nodes=64):
     """E[X(t)] and P(alive at t) of customers alive at time 0 with ``lambda ~ Gamma(R, A)``, ``mu ~ Gamma(S, B)``.
 
     ``(n_rows, n_t)`` arrays; see :meth:`ParetoNBD.lever_expectations` for the formulas.
+    The survival and its integral depend on a row through ``B`` only (``E[X(t)]``
+    is ``R / A`` times the integral), so they are evaluated once per distinct
+    ``B`` (an existing customer's ``beta + T``: one per distinct age, not per
+    distinct ``(x, T)``) and broadcast.
     """
     R, A, B = (np.atleast_1d(np.asarray(v, dtype=float))[:, None] for v in (R, A, B))
+    R, A, B = np.broadcast_arrays(R, A, B)
     t = np.atleast_1d(np.asarray(t, dtype=float))
     if np.any(t < 0):
         raise ValueError("t must be >= 0")
     form, f = _lever_form(s, c)
     rate = R / A
+    if form == "scale" and f == 0.0:                             # nobody drops out
+        return rate * t[None, :], np.ones((len(B), len(t)))
+    Bu, inv = np.unique(B[:, 0], return_inverse=True)
+    if form == "shift" and len(Bu) > max(_INTERP_MIN_B, 2 * _CHEB_POINTS * _n_pieces(Bu[0], Bu[-1])):
+        life, surv = _rate_lever_survival_interpolated(Bu, S, t, f, period, n_nodes)
+    else:
+        life, surv = _rate_lever_survival(Bu[:, None], S, t, form, f, period, n_nodes)
+    return rate * life[inv], surv[inv]
+
+
+#: Distinct ``B`` above which the retention form is interpolated in ``B`` (:func:`_rate_lever_survival_interpolated`).
+_INTERP_MIN_B = 256
+#: Chebyshev points per piece, and the half-width of a piece relative to its centre.
+_CHEB_POINTS, _CHEB_HALF = 24, 0.25
+#: Largest relative error at the check points for which the interpolant is used.
+_INTERP_RTOL = 1e-12
+
+
+def _n_pieces(lo_b, hi_b):
+    """Pieces of :func:`_rate_lever_survival_interpolated` on ``[lo_b, hi_b]`` (``0 < lo_b <= hi_b``)."""
+    ratio = (1.0 + _CHEB_HALF) / (1.0 - _CHEB_HALF)
+    return max(1, int(np.ceil(np.log(float(hi_b) / float(lo_b)) / np.log(ratio) - 1e-12)))
+
+
+def _rate_lever_survival_interpolated(Bu, S, t, f, period, n_nodes):
+    """:func:`_rate_lever_survival` (retention form) at many distinct sorted ``Bu`` by interpolation in ``B``.
+
+    With the ages continuous (e.g. the simulated customers of
+    :func:`helpers.economics.lever_simulation_check`) nearly every row has its own
+    ``B`` and the quadrature's ``gammaincc`` calls dominate.  Both outputs are
+    analytic in ``B`` for ``B > 0`` (their singularities are at ``B = 0`` and
+    ``B = -u <= 0``), so on a piece ``[c - w, c + w]`` with ``w / c <= 1/4``
+    Chebyshev interpolation on ``_CHEB_POINTS`` points converges like
+    ``rho^-n`` with ``rho = c / w + sqrt((c / w)^2 - 1) >= 7.9`` (Trefethen,
+    *Approximation Theory and Approximation Practice*, thm 8.2): below double
+    rounding.  The pieces cover ``[min B, max B]`` geometrically.  The
+    interpolant is checked against the direct evaluation at 16 of the ``Bu``;
+    if any relative error exceeds ``_INTERP_RTOL`` every ``B`` is evaluated directly.
+    """
+    lo_b, hi_b = float(Bu[0]), float(Bu[-1])
+    n_pieces = _n_pieces(lo_b, hi_b)
+    edges = lo_b * np.exp(np.linspace(0.0, np.log(hi_b / lo_b), n_pieces + 1))
+    edges[-1] = hi_b
+    k = np.arange(_CHEB_POINTS)
+    cheb = np.cos(np.pi * (k + 0.5) / _CHEB_POINTS)               # first-kind points in (-1, 1)
+    centre, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * (edges[1:] - edges[:-1])
+    nodes_b = (centre[:, None] + half[:, None] * cheb[None, :]).ravel()
+    life_n, surv_n = _rate_lever_survival(nodes_b[:, None], S, t, "shift", f, period, n_nodes)
+    # Chebyshev coefficients per piece: c_j = (2 / n) sum_k f(x_k) T_j(x_k), c_0 halved
+    Tk = np.cos(np.outer(k, np.pi * (k + 0.5) / _CHEB_POINTS))    # T_j(x_k), (j, k)
+    Tk_w = (2.0 / _CHEB_POINTS) * Tk
+    Tk_w[0] *= 0.5
+
+    def coefficients(v):
+        return np.einsum("jk,pkt->pjt", Tk_w, v.reshape(n_pieces, _CHEB_POINTS, -1))
+
+    coef_life, coef_surv = coefficients(life_n), coefficients(surv_n)
+    piece = np.clip(np.searchsorted(edges, Bu, side="right") - 1, 0, n_pieces - 1)
+
+    def evaluate(b, p):
+        out_life, out_surv = np.empty((len(b), len(t))), np.empty((len(b), len(t)))
+        for q in np.unique(p):
+            rows = np.flatnonzero(p == q)
+            x = np.clip((b[rows] - centre[q]) / half[q], -1.0, 1.0)
+            T = np.empty((len(rows), _CHEB_POINTS))               # T_j(x) by the recurrence
+            T[:, 0] = 1.0
+            T[:, 1] = x
+            for j in range(2, _CHEB_POINTS):
+                T[:, j] = 2.0 * x * T[:, j - 1] - T[:, j - 2]
+            out_life[rows], out_surv[rows] = T @ coef_life[q], T @ coef_surv[q]
+        return out_life, out_surv
+
+    check = np.unique(np.linspace(0, len(Bu) - 1, 16).round().astype(int))
+    life_c, surv_c = _rate_lever_survival(Bu[check, None], S, t, "shift", f, period, n_nodes)
+    life_i, surv_i = evaluate(Bu[check], piece[check])
+    err = max(float(np.max(np.abs(life_i - life_c) / np.maximum(np.abs(life_c), 1e-300))),
+              float(np.max(np.abs(surv_i - surv_c) / np.maximum(np.abs(surv_c), 1e-300))))
+    if not err <= _INTERP_RTOL:
+        return _rate_lever_survival(Bu[:, None], S, t, "shift", f, period, n_nodes)
+    return evaluate(Bu, piece)
+
+
+def _rate_lever_survival(B, S, t, form, f, period, n_nodes):
+    """``(int_0^t S(u) du, S(t))`` for ``mu ~ Gamma(S, B)`` under the lever, ``(len(B), len(t))`` (see :func:`_rate_lever`)."""
     if form == "scale":
-        if f == 0.0:                                             # nobody drops out
-            return rate * t[None, :], np.ones((len(B), len(t)))
         Bp = B / f
         surv = (Bp / (Bp + t[None, :])) ** S
         if np.isclose(S, 1.0):
             life = Bp * np.log1p(t[None, :] / Bp)
         else:
             life = -Bp / (S - 1.0) * np.expm1((S - 1.0) * np.log(Bp / (Bp + t[None, :])))
-        return rate * life, surv
+        return life, surv
     h = np.log(f) / float(period)
 
     def survival(u):
@@ -738,4 +831,4 @@ def _rate_lever(R, A, B, S, t, s, c, period, n_nodes=64):
     steps = (vals @ (0.5 * wts)) * (hi - lo)[None, :]
     life = np.empty((len(B), len(t)))
     life[:, order] = np.cumsum(steps, axis=1)
-    return rate * life, survival(t[None, :])
+    return life, survival(t[None, :])
