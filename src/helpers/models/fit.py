@@ -112,8 +112,16 @@ def _no_worse(f_new, f_old, g_new, g_old) -> bool:
     return bool(np.all(np.isfinite(g)) and np.max(np.abs(g)) <= np.max(np.abs(g_old)))
 
 
+class _Stopped(ModelFitError):
+    """The optimiser was stopped by the caller's ``stop`` predicate at ``phi`` (log parameters)."""
+
+    def __init__(self, message, phi):
+        super().__init__(message)
+        self.phi = phi
+
+
 def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out: dict | None = None,
-              mean_hess=None):
+              mean_hess=None, stop=None):
     """Minimise a mean negative log-likelihood over log-parameters; raise ModelFitError on failure.
 
     With an analytic ``mean_hess`` the optimiser is Newton's method in a trust region
@@ -145,14 +153,26 @@ def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out:
         def hess(phi):
             return _num_hessian(fun, phi, h=1e-4)
 
+    callback = stopped = None
+    if stop is not None:
+        predicate, reason = stop
+        stopped = []
+
+        def callback(xk):
+            if predicate(np.exp(xk)):
+                stopped.append(np.array(xk, dtype=float))
+                raise StopIteration
+
     try:
         with np.errstate(all="ignore"):
             if mean_hess is not None and mean_grad is not None:
                 res = optimize.minimize(fun, np.asarray(phi0, float), jac=jac, hess=hess, method="trust-exact",
-                                        options={"maxiter": 500, "gtol": 1e-9})
+                                        options={"maxiter": 500, "gtol": 1e-9}, callback=callback)
             else:
                 res = optimize.minimize(fun, np.asarray(phi0, float), jac=jac, method="L-BFGS-B", bounds=bounds,
-                                        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9})
+                                        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9}, callback=callback)
+            if stopped:
+                raise _Stopped(f"{label}: {reason}", stopped[0])
             phi = res.x
             # a few Newton steps polish the optimum (L-BFGS-B stops on tiny relative decrease)
             for _ in range(3):
@@ -405,13 +425,16 @@ class FittedModel(_ParamsMixin):
 # the generic fitter
 # ---------------------------------------------------------------------------
 
-_BINNED_MIN_ROWS = 40_000   # unique rows from which a fit starts from a fit on time-binned rows
-_BINNED_LEVELS = 64         # t_x and T rounded to multiples of max(T) / _BINNED_LEVELS there
-_BINNED_GAIN = 4.0          # ... when binning divides the number of rows by at least this
+_BINNED_GAIN = 2.0          # a binned start when binning divides the number of rows by at least this
 _REFINE_MAX_STEPS = 25
+_REFINE_GTOL = 1e-10        # max |mean gradient| at which _refine stops (the Newton polish's criterion)
 
 
-def _binned_rows(x, t_x, T, w, levels=_BINNED_LEVELS):
+def _finite(v: float) -> float:
+    return v if np.isfinite(v) else np.inf
+
+
+def _binned_rows(x, t_x, T, w, levels):
     """The rows with ``t_x`` and ``T`` rounded to multiples of ``q = max(T) / levels``, merged.
 
     ``x`` is kept; ``T >= q``; for ``x > 0``, ``q / 2 <= t_x <= T`` (``t_x = 0`` for ``x = 0``).
@@ -427,10 +450,10 @@ def _binned_rows(x, t_x, T, w, levels=_BINNED_LEVELS):
 def _refine(fun, jac, phi, H, gtol=1e-9, max_steps=_REFINE_MAX_STEPS):
     """Newton steps with a fixed Hessian ``H`` (of a nearby problem) from ``phi``: one evaluation per step.
 
-    Each step ``-H^-1 g`` is halved until the objective does not increase; the steps
-    stop when ``max |g| < gtol`` (L-BFGS-B's criterion in :func:`_minimise`), when a step
-    does not decrease the objective, or when the gradient stops shrinking (``H`` too far
-    from the problem's Hessian).  Returns the best point reached.
+    Each step ``-H^-1 g`` is halved (at most twice) until the objective does not increase;
+    the steps stop when ``max |g| < gtol``, when no such step decreases the objective, or
+    when a step does not halve the gradient (``H`` too far from the problem's Hessian: the
+    caller's optimiser does the rest).  Returns the best point reached.
     """
     try:
         C = np.linalg.cholesky(0.5 * (H + H.T))
@@ -451,33 +474,37 @@ def _refine(fun, jac, phi, H, gtol=1e-9, max_steps=_REFINE_MAX_STEPS):
             if _no_worse(fc, f, lambda: jac(cand), g):
                 break
             t *= 0.5
-            if t < 1e-3:
+            if t < 0.2:             # H is not this problem's Hessian: leave the rest to the optimiser
                 return phi
         gc = jac(cand)
         if not np.all(np.isfinite(gc)):
             break
-        slow = slow + 1 if np.max(np.abs(gc)) > 0.5 * np.max(np.abs(g)) else 0
+        slow = np.max(np.abs(gc)) > 0.5 * np.max(np.abs(g))
         phi, f, g = cand, fc, gc
-        if slow >= 2:
+        if slow:
             break
     return phi
 
 
-def _binned_start(objectives, mean_nll, mean_grad, phi0, x, t_x, T, w, n_customers, label):
+def _binned_start(objectives, mean_nll, mean_grad, phi0, x, t_x, T, w, n_customers, label, rows_levels,
+                  stop=None):
     """A start for the fit on many unique rows: the optimum on time-binned rows, refined on the rows.
 
-    When ``len(x) >= _BINNED_MIN_ROWS`` and :func:`_binned_rows` divides the rows by at
-    least ``_BINNED_GAIN``: the model is fitted from ``phi0`` on the binned rows (the
-    same customers, ``t_x`` and ``T`` rounded to ``max(T) / 64``: an optimum close to
-    the data's), then :func:`_refine` takes Newton steps on the real rows with the
-    binned fit's Hessian (a few likelihood evaluations instead of dozens).  The
-    caller's optimiser then starts there, so the optimum is the data's own (the binned
-    rows only choose the start).  Returns None when not applicable or when the binned
-    fit fails (the caller then starts from ``phi0``).
+    With ``rows_levels = (rows, levels)`` (the model's ``binned_start``): when
+    ``len(x) >= rows`` and :func:`_binned_rows` divides the rows by at least
+    ``_BINNED_GAIN``, the model is fitted from ``phi0`` on the binned rows (the same
+    customers, ``t_x`` and ``T`` rounded to ``max(T) / levels``: an optimum close to the
+    data's), then :func:`_refine` takes Newton steps on the real rows with the binned
+    fit's Hessian (a few likelihood evaluations instead of dozens).  The caller's
+    optimiser then starts there, so the optimum is the data's own (the binned rows only
+    choose the start).  Returns None when not applicable or when the binned fit fails
+    (the caller then starts from ``phi0``); when ``stop`` ended the binned fit, the point
+    where it stopped (the caller's fit, with the same ``stop``, continues from there).
     """
-    if len(x) < _BINNED_MIN_ROWS:
+    rows, levels = rows_levels
+    if len(x) < rows:
         return None
-    xb, txb, Tb, wb = _binned_rows(x, t_x, T, w)
+    xb, txb, Tb, wb = _binned_rows(x, t_x, T, w, levels)
     if len(xb) * _BINNED_GAIN > len(x):
         return None
     _, nll_b, grad_b = objectives(xb, txb, Tb, wb)
@@ -486,7 +513,9 @@ def _binned_start(objectives, mean_nll, mean_grad, phi0, x, t_x, T, w, n_custome
     polish: dict = {}
     try:
         phi_b, _, _ = _minimise(lambda p: nll_b(p) / n_customers, phi0, label,
-                                mean_grad=lambda p: grad_b(p) / n_customers, hessian_out=polish)
+                                mean_grad=lambda p: grad_b(p) / n_customers, hessian_out=polish, stop=stop)
+    except _Stopped as exc:
+        return exc.phi
     except ModelFitError:
         return None
     if "H" in polish and np.max(np.abs(polish["phi"] - phi_b)) < 1e-3:
@@ -497,17 +526,14 @@ def _binned_start(objectives, mean_nll, mean_grad, phi0, x, t_x, T, w, n_custome
     if not np.all(np.isfinite(H)):
         return phi_b
 
-    def fun(phi):
-        v = mean_nll(phi)
-        return v if np.isfinite(v) else np.inf
-
     with np.errstate(all="ignore"):
-        return _refine(fun, mean_grad, phi_b, H)
+        return _refine(lambda p: _finite(mean_nll(p)), mean_grad, phi_b, H, gtol=_REFINE_GTOL)
 
 
 def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initial_params=None,
         time_unit: str | None = None, se: bool = True, fixed: dict | None = None,
-        binned_start: bool | None = None) -> FittedModel:
+        binned_start: bool | None = None, hessian: np.ndarray | None = None,
+        hessian_out: dict | None = None, stop: tuple | None = None) -> FittedModel:
     """Maximum-likelihood fit of ``model`` on weighted rows ``(x, t_x, T)``.
 
     Maximises the sum of ``w * model.log_likelihood`` (or the model's fast
@@ -533,6 +559,15 @@ def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initia
         Start from a fit on time-binned rows (:func:`_binned_start`) when that
         shrinks the rows enough.  Default (None): when no ``initial_params`` are
         given; True: also from given ``initial_params`` (they then start the binned fit).
+    hessian : ndarray, optional
+        The Hessian of the mean negative log-likelihood in the log free parameters of
+        a nearby problem (e.g. the same model at the previous ``k`` of a profile): the
+        fit first takes Newton steps with it from the start (:func:`_refine`).
+    hessian_out : dict, optional
+        Receives ``"H"`` (such a Hessian at the optimum, when one was computed) and ``"phi"``.
+    stop : (callable, str), optional
+        ``(predicate, reason)``: the optimiser stops (:class:`ModelFitError` with ``reason``)
+        after an iteration whose free parameters (natural scale) satisfy ``predicate``.
     """
     label = model.label
     names = list(model.param_names)
@@ -641,16 +676,27 @@ def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initia
         binned_start = initial_params is None
     phi_binned = None
     if binned_start and mean_grad is not None and not model.discrete:
-        phi_binned = _binned_start(objectives, mean_nll, mean_grad, phi0, x, t_x, T, w, n_customers, label)
+        phi_binned = _binned_start(objectives, mean_nll, mean_grad, phi0, x, t_x, T, w, n_customers, label,
+                                   model.binned_start, stop=stop)
+    if hessian is not None and mean_grad is not None and phi_binned is None:
+        H0 = np.asarray(hessian, dtype=float)
+        if H0.shape == (len(phi0), len(phi0)) and np.all(np.isfinite(H0)):
+            with np.errstate(all="ignore"):
+                phi_binned = _refine(lambda p: _finite(mean_nll(p)), mean_grad, phi0, H0, gtol=_REFINE_GTOL)
     polish: dict = {}
     try:
         phi, converged, message = _minimise(mean_nll, phi0 if phi_binned is None else phi_binned, label,
-                                            mean_grad=mean_grad, hessian_out=polish)
+                                            mean_grad=mean_grad, hessian_out=polish, stop=stop)
+    except _Stopped:
+        raise
     except ModelFitError:
-        if initial_params is None and phi_binned is None:
-            raise
+        retry = start()
+        if (initial_params is None and phi_binned is None) or (
+                phi_binned is None and np.array_equal(retry, phi0)):
+            raise                   # (the retry would repeat the same run)
         polish.clear()
-        phi, converged, message = _minimise(mean_nll, start(), label, mean_grad=mean_grad, hessian_out=polish)
+        phi, converged, message = _minimise(mean_nll, retry, label, mean_grad=mean_grad, hessian_out=polish,
+                                            stop=stop)
 
     theta = np.exp(phi)
     params = pd.Series(full(theta), index=names, name=label)
@@ -662,11 +708,17 @@ def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initia
         H = None
         if total_grad is not None and "H" in polish and np.max(np.abs(polish["phi"] - phi)) < _HESSIAN_REUSE:
             H = polish["H"] * n_customers     # the Newton polish's Hessian, at (almost) this point
+        if H is None and total_grad is not None:
+            H = _grad_hessian(total_grad, phi)
+        if hessian_out is not None and H is not None:
+            hessian_out.update(H=H / n_customers, phi=phi.copy())
         se_, ci, cov = _cov_from_hessian(total_nll, phi, free, label, total_grad, H)
         if fixed:
             se_, ci, cov = se_.reindex(names), ci.reindex(names), cov.reindex(index=names, columns=names)
     else:
         se_, ci, cov = _no_se(names)
+        if hessian_out is not None and "H" in polish:
+            hessian_out.update(H=polish["H"], phi=polish["phi"])
     k = len(names)
     return FittedModel(
         name=model.name, params=params, se=se_, ci95=ci, cov=cov, log_likelihood=ll,

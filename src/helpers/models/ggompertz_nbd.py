@@ -85,6 +85,7 @@ __all__ = ["GGompertzNBD", "B_LIMIT"]
 #: ``b * max(T)`` at which the fitter holds ``b`` in the Pareto/NBD limit (``e^{bT} - 1 = bT (1 + B_LIMIT / 2)``).
 B_LIMIT = 1e-6
 _B_START = 0.1                   # b * max(T) of the second free fit's start from the limit
+_B_STOP = 1e-2 * B_LIMIT         # b * max(T) at which a free fit is stopped as having run into the limit
 _CLEAR_Z = 4.0                   # b / se(b) above which a free fit is taken without the limit's fit
 
 _GL_N = 16                       # Gauss-Legendre nodes per panel
@@ -594,7 +595,9 @@ class GGompertzNBD(FrequencyModel):
 
         1. free, from ``initial_params`` or :meth:`initial`; if it ends at ``b > 4 se(b)`` (the
            limit about 8 log-likelihood units below it in the quadratic approximation of the
-           profile) it is reported without steps 2 and 3;
+           profile) it is reported without steps 2 and 3; a free fit stops once an iteration
+           reaches ``b max(T) < B_LIMIT / 100`` (it has walked down the ridge into the limit,
+           where it could not be reported);
         2. in the Pareto/NBD limit, ``b`` held at ``B_LIMIT / max(T)``, from the
            best point the free fit evaluated; this gives ``dLL/db`` at ``b = 0`` (the
            slope of the profile likelihood there, the one-sided score of ``b``);
@@ -638,11 +641,18 @@ class GGompertzNBD(FrequencyModel):
         def run(fixed_b, start_r):
             init = np.array(start_r, dtype=float)
             fixed = None
+            extra = {}
             if fixed_b is not None:
                 init[2] = fixed_b
                 fixed = {"b": float(fixed_b)}
+            else:
+                # a free fit that walks down the ridge into the limit stops there (it could not be reported:
+                # see try_free).  No start from time-binned rows: binning t_x and T moves b's optimum (CDNOW)
+                extra = {"binned_start": False,
+                         "stop": (lambda th: th[2] * t_scale < _B_STOP,
+                                  f"the free fit ran into the Pareto/NBD limit (b * max(T) < {_B_STOP:g})")}
             return generic_fit(ridge, x, t_x, T, w, penalizer=penalizer, initial_params=init, time_unit=time_unit,
-                               se=se, fixed=fixed)
+                               se=se, fixed=fixed, **extra)
 
         def objective_value(res):
             return res.log_likelihood          # candidates are compared without the penalty
