@@ -447,7 +447,7 @@ def _binned_rows(x, t_x, T, w, levels):
     return xb, txb, Tb, np.bincount(inv, weights=w, minlength=len(xb))
 
 
-def _refine(fun, jac, phi, H, gtol=1e-9, max_steps=_REFINE_MAX_STEPS):
+def _refine(fun, jac, phi, H, gtol=_REFINE_GTOL, max_steps=_REFINE_MAX_STEPS):
     """Newton steps with a fixed Hessian ``H`` (of a nearby problem) from ``phi``: one evaluation per step.
 
     Each step ``-H^-1 g`` is halved (at most twice) until the objective does not increase;
@@ -460,7 +460,6 @@ def _refine(fun, jac, phi, H, gtol=1e-9, max_steps=_REFINE_MAX_STEPS):
     except np.linalg.LinAlgError:
         return phi
     f, g = fun(phi), jac(phi)
-    slow = 0
     for _ in range(max_steps):
         if not np.all(np.isfinite(g)) or np.max(np.abs(g)) < gtol:
             break
@@ -527,7 +526,7 @@ def _binned_start(objectives, mean_nll, mean_grad, phi0, x, t_x, T, w, n_custome
         return phi_b
 
     with np.errstate(all="ignore"):
-        return _refine(lambda p: _finite(mean_nll(p)), mean_grad, phi_b, H, gtol=_REFINE_GTOL)
+        return _refine(lambda p: _finite(mean_nll(p)), mean_grad, phi_b, H)
 
 
 def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initial_params=None,
@@ -682,7 +681,7 @@ def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initia
         H0 = np.asarray(hessian, dtype=float)
         if H0.shape == (len(phi0), len(phi0)) and np.all(np.isfinite(H0)):
             with np.errstate(all="ignore"):
-                phi_binned = _refine(lambda p: _finite(mean_nll(p)), mean_grad, phi0, H0, gtol=_REFINE_GTOL)
+                phi_binned = _refine(lambda p: _finite(mean_nll(p)), mean_grad, phi0, H0)
     polish: dict = {}
     try:
         phi, converged, message = _minimise(mean_nll, phi0 if phi_binned is None else phi_binned, label,
