@@ -17,6 +17,11 @@ mapped to the natural scale by the delta method
 (``se(theta) = theta * se(log theta)``); 95% intervals are
 ``exp(log theta +- 1.96 se(log theta))`` so they stay positive.
 
+On many unique rows (the model's ``binned_start``, 40,000 by default) :func:`fit` starts from
+the optimum on rows with ``t_x`` and ``T`` rounded to a grid (:func:`_binned_start`), refined
+on the rows by Newton steps with that fit's Hessian; the optimiser then converges on the rows
+themselves, so the estimates are those of the data (the binned rows only choose the start).
+
 :func:`fit` is the generic fitter behind :meth:`FrequencyModel.fit`;
 :func:`fit_model` is the public entry point (input checks, unique rows).
 """
