@@ -8,7 +8,9 @@ grows with.  This script simulates such a summary (BG/NBD truth r=0.6,
 alpha=4, a=0.8, b=4 per week; first purchases spread uniformly over two
 years, observed to the end of the third; ``t_x`` rounded to whole days) and
 times each model's fit (standard errors included) in this process, then
-lifetimes' BG/NBD on the same summary for the ratio.
+lifetimes' BG/NBD on the same summary for the ratio, and lifetimes' Pareto/NBD on
+the first ``--lifetimes-pareto`` customers (default 1e5; it takes minutes at 1e6)
+against ours on the same customers.
 
 Usage (repository root)::
 
@@ -48,7 +50,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=float, default=1e6)
     ap.add_argument("--models", nargs="*", default=None, help="registry names (default: every continuous model)")
-    ap.add_argument("--no-lifetimes", action="store_true", help="skip lifetimes' BG/NBD")
+    ap.add_argument("--no-lifetimes", action="store_true", help="skip lifetimes' BG/NBD and Pareto/NBD")
+    ap.add_argument("--lifetimes-pareto", type=float, default=1e5,
+                    help="customers for the lifetimes Pareto/NBD comparison (default 1e5)")
     args = ap.parse_args(argv)
     n = int(args.customers)
     names = args.models or [m for m in registered_models() if not get_model(m).discrete]
@@ -73,7 +77,24 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         lf = lifetimes.BetaGeoFitter().fit(s["x"], s["t_x"], s["T"])
         t_lf = time.perf_counter() - t0
-        print(f"lifetimes BG/NBD {t_lf:7.2f} s  {dict(lf.params_.round(4))}  ratio {t_lf / times['bgnbd']:.1f}x")
+        params = {k: round(float(v), 4) for k, v in lf.params_.items()}
+        print(f"lifetimes BG/NBD {t_lf:7.2f} s  {params}  ratio {t_lf / times['bgnbd']:.1f}x")
+    if not args.no_lifetimes and "pareto_nbd" in times:
+        import lifetimes
+
+        # lifetimes' Pareto/NBD evaluates hyp2f1 per customer with numerical gradients: minutes at 1e6,
+        # so it runs on the first --lifetimes-pareto customers, timed against ours on the same rows
+        m = min(n, int(args.lifetimes_pareto))
+        sub = s.iloc[:m]
+        t0 = time.perf_counter()
+        fit_model("pareto_nbd", sub, time_unit="W")
+        t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lf = lifetimes.ParetoNBDFitter().fit(sub["x"], sub["t_x"], sub["T"])
+        t_lf = time.perf_counter() - t0
+        params = {k: round(float(v), 4) for k, v in lf.params_.items()}
+        print(f"lifetimes Pareto/NBD on {m:,} customers {t_lf:7.2f} s  {params}; "
+              f"ours {t_ours:.2f} s there: ratio {t_lf / t_ours:.1f}x")
     return 0
 
 

@@ -263,6 +263,9 @@ class FrequencyModel(ABC):
     time_scale_params: tuple[str, ...] = ()
     integer_params: tuple[str, ...] = ()
     discrete: bool = False
+    #: ``(rows, levels)``: the generic fitter starts from a fit on rows with ``t_x``, ``T`` rounded to
+    #: ``max(T) / levels`` when there are at least ``rows`` unique rows (``helpers.models.fit._binned_start``)
+    binned_start: tuple[int, int] = (40_000, 64)
     survival_depends_on_t_x: bool = True
     covariate_links: dict[str, tuple[tuple[str, int], ...]] = {}
     covariate_quantities: dict[str, str] = {}

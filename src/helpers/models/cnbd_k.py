@@ -558,6 +558,7 @@ class _CNBDk(FrequencyModel):
             start = None
         table, fits, shift = [], {}, {}
         pos = wu > 0
+        H_prev = None       # the Hessian at the previous k's optimum: Newton steps with it start the next k
         for kk in ks:
             # the reported likelihood: the generic fit's (summary form) + (litt form - summary form)
             if with_litt:
@@ -565,14 +566,17 @@ class _CNBDk(FrequencyModel):
                              - _dot(wu[pos], _k_term(kk, xu[pos], txu[pos])))
             else:
                 shift[kk] = 0.0
+            h_out: dict = {}
             try:
                 f = _fit(self, xu, txu, Tu, wu, penalizer=penalizer, initial_params=start, time_unit=time_unit,
-                         se=False, fixed={"k": kk})
+                         se=False, fixed={"k": kk}, hessian=H_prev, hessian_out=h_out)
             except ModelFitError as exc:
                 table.append({"k": kk, "log_likelihood": np.nan, "r": np.nan, "alpha": np.nan, "a": np.nan,
                               "b": np.nan, "message": str(exc)})
                 continue
             fits[kk] = f
+            if "H" in h_out:
+                H_prev = h_out["H"]
             p = f.params
             table.append({"k": kk, "log_likelihood": f.log_likelihood + shift[kk], "r": p["r"],
                           "alpha": p["alpha"], "a": p["a"], "b": p["b"], "message": f.message})

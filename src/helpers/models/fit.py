@@ -17,6 +17,11 @@ mapped to the natural scale by the delta method
 (``se(theta) = theta * se(log theta)``); 95% intervals are
 ``exp(log theta +- 1.96 se(log theta))`` so they stay positive.
 
+On many unique rows (the model's ``binned_start``, 40,000 by default) :func:`fit` starts from
+the optimum on rows with ``t_x`` and ``T`` rounded to a grid (:func:`_binned_start`), refined
+on the rows by Newton steps with that fit's Hessian; the optimiser then converges on the rows
+themselves, so the estimates are those of the data (the binned rows only choose the start).
+
 :func:`fit` is the generic fitter behind :meth:`FrequencyModel.fit`;
 :func:`fit_model` is the public entry point (input checks, unique rows).
 """
@@ -95,8 +100,33 @@ def _once_per_point(f: Callable[[np.ndarray], object]) -> Callable[[np.ndarray],
 # the optimiser
 # ---------------------------------------------------------------------------
 
+def _no_worse(f_new, f_old, g_new, g_old) -> bool:
+    """Whether a step to a point with objective ``f_new`` is accepted from one with ``f_old``.
+
+    Near an optimum the decrease of a Newton step (``g' H^-1 g / 2``) falls below the
+    rounding noise of the objective (a sum over many rows); there a step is accepted when
+    the objective is equal within that noise (``64 eps max(|f|, 1)``) and the gradient
+    (``g_new``, a callable evaluated only then) is not larger.
+    """
+    if f_new <= f_old:
+        return True
+    tol = 64.0 * np.finfo(float).eps * max(abs(f_old), 1.0)
+    if not f_new <= f_old + tol:
+        return False
+    g = g_new()
+    return bool(np.all(np.isfinite(g)) and np.max(np.abs(g)) <= np.max(np.abs(g_old)))
+
+
+class _Stopped(ModelFitError):
+    """The optimiser was stopped by the caller's ``stop`` predicate at ``phi`` (log parameters)."""
+
+    def __init__(self, message, phi):
+        super().__init__(message)
+        self.phi = phi
+
+
 def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out: dict | None = None,
-              mean_hess=None):
+              mean_hess=None, stop=None):
     """Minimise a mean negative log-likelihood over log-parameters; raise ModelFitError on failure.
 
     With an analytic ``mean_hess`` the optimiser is Newton's method in a trust region
@@ -128,14 +158,26 @@ def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out:
         def hess(phi):
             return _num_hessian(fun, phi, h=1e-4)
 
+    callback = stopped = None
+    if stop is not None:
+        predicate, reason = stop
+        stopped = []
+
+        def callback(xk):
+            if predicate(np.exp(xk)):
+                stopped.append(np.array(xk, dtype=float))
+                raise StopIteration
+
     try:
         with np.errstate(all="ignore"):
             if mean_hess is not None and mean_grad is not None:
                 res = optimize.minimize(fun, np.asarray(phi0, float), jac=jac, hess=hess, method="trust-exact",
-                                        options={"maxiter": 500, "gtol": 1e-9})
+                                        options={"maxiter": 500, "gtol": 1e-9}, callback=callback)
             else:
                 res = optimize.minimize(fun, np.asarray(phi0, float), jac=jac, method="L-BFGS-B", bounds=bounds,
-                                        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9})
+                                        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9}, callback=callback)
+            if stopped:
+                raise _Stopped(f"{label}: {reason}", stopped[0])
             phi = res.x
             # a few Newton steps polish the optimum (L-BFGS-B stops on tiny relative decrease)
             for _ in range(3):
@@ -152,7 +194,7 @@ def _minimise(mean_obj, phi0, label, advice=ADVICE, mean_grad=None, hessian_out:
                 if not np.all(np.isfinite(step)) or np.max(np.abs(step)) > 1.0:
                     break
                 cand = phi - step
-                if fun(cand) <= fun(phi):
+                if _no_worse(fun(cand), fun(phi), lambda: jac(cand), g):
                     phi = cand
                 else:
                     break
@@ -388,8 +430,114 @@ class FittedModel(_ParamsMixin):
 # the generic fitter
 # ---------------------------------------------------------------------------
 
+_BINNED_GAIN = 2.0          # a binned start when binning divides the number of rows by at least this
+_REFINE_MAX_STEPS = 25
+_REFINE_GTOL = 1e-10        # max |mean gradient| at which _refine stops (the Newton polish's criterion)
+
+
+def _finite(v: float) -> float:
+    return v if np.isfinite(v) else np.inf
+
+
+def _binned_rows(x, t_x, T, w, levels):
+    """The rows with ``t_x`` and ``T`` rounded to multiples of ``q = max(T) / levels``, merged.
+
+    ``x`` is kept; ``T >= q``; for ``x > 0``, ``q / 2 <= t_x <= T`` (``t_x = 0`` for ``x = 0``).
+    Returns ``(x, t_x, T, w)`` of the distinct binned rows.
+    """
+    q = float(np.max(T)) / levels
+    Tb = np.maximum(np.round(T / q), 1.0) * q
+    txb = np.where(x > 0, np.minimum(np.maximum(np.round(t_x / q), 0.5) * q, Tb), 0.0)
+    (xb, txb, Tb), inv, _ = unique_rows(x, txb, Tb)
+    return xb, txb, Tb, np.bincount(inv, weights=w, minlength=len(xb))
+
+
+def _refine(fun, jac, phi, H, gtol=_REFINE_GTOL, max_steps=_REFINE_MAX_STEPS):
+    """Newton steps with a fixed Hessian ``H`` (of a nearby problem) from ``phi``: one evaluation per step.
+
+    Each step ``-H^-1 g`` is halved (at most twice) until the objective does not increase;
+    the steps stop when ``max |g| < gtol``, when no such step decreases the objective, or
+    when a step does not halve the gradient (``H`` too far from the problem's Hessian: the
+    caller's optimiser does the rest).  Returns the best point reached.
+    """
+    try:
+        C = np.linalg.cholesky(0.5 * (H + H.T))
+    except np.linalg.LinAlgError:
+        return phi
+    f, g = fun(phi), jac(phi)
+    for _ in range(max_steps):
+        if not np.all(np.isfinite(g)) or np.max(np.abs(g)) < gtol:
+            break
+        step = np.linalg.solve(C.T, np.linalg.solve(C, g))
+        if not np.all(np.isfinite(step)):
+            break
+        t = 1.0
+        while True:
+            cand = phi - t * step
+            fc = fun(cand)
+            if _no_worse(fc, f, lambda: jac(cand), g):
+                break
+            t *= 0.5
+            if t < 0.2:             # H is not this problem's Hessian: leave the rest to the optimiser
+                return phi
+        gc = jac(cand)
+        if not np.all(np.isfinite(gc)):
+            break
+        slow = np.max(np.abs(gc)) > 0.5 * np.max(np.abs(g))
+        phi, f, g = cand, fc, gc
+        if slow:
+            break
+    return phi
+
+
+def _binned_start(objectives, mean_nll, mean_grad, phi0, x, t_x, T, w, n_customers, label, rows_levels,
+                  stop=None):
+    """A start for the fit on many unique rows: the optimum on time-binned rows, refined on the rows.
+
+    With ``rows_levels = (rows, levels)`` (the model's ``binned_start``): when
+    ``len(x) >= rows`` and :func:`_binned_rows` divides the rows by at least
+    ``_BINNED_GAIN``, the model is fitted from ``phi0`` on the binned rows (the same
+    customers, ``t_x`` and ``T`` rounded to ``max(T) / levels``: an optimum close to the
+    data's), then :func:`_refine` takes Newton steps on the real rows with the binned
+    fit's Hessian (a few likelihood evaluations instead of dozens).  The caller's
+    optimiser then starts there, so the optimum is the data's own (the binned rows only
+    choose the start).  Returns None when not applicable or when the binned fit fails
+    (the caller then starts from ``phi0``); when ``stop`` ended the binned fit, the point
+    where it stopped (the caller's fit, with the same ``stop``, continues from there).
+    """
+    rows, levels = rows_levels
+    if len(x) < rows:
+        return None
+    xb, txb, Tb, wb = _binned_rows(x, t_x, T, w, levels)
+    if len(xb) * _BINNED_GAIN > len(x):
+        return None
+    _, nll_b, grad_b = objectives(xb, txb, Tb, wb)
+    if grad_b is None:
+        return None
+    polish: dict = {}
+    try:
+        phi_b, _, _ = _minimise(lambda p: nll_b(p) / n_customers, phi0, label,
+                                mean_grad=lambda p: grad_b(p) / n_customers, hessian_out=polish, stop=stop)
+    except _Stopped as exc:
+        return exc.phi
+    except ModelFitError:
+        return None
+    if "H" in polish and np.max(np.abs(polish["phi"] - phi_b)) < 1e-3:
+        H = polish["H"]
+    else:
+        with np.errstate(all="ignore"):
+            H = _grad_hessian(lambda p: grad_b(p) / n_customers, phi_b)
+    if not np.all(np.isfinite(H)):
+        return phi_b
+
+    with np.errstate(all="ignore"):
+        return _refine(lambda p: _finite(mean_nll(p)), mean_grad, phi_b, H)
+
+
 def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initial_params=None,
-        time_unit: str | None = None, se: bool = True, fixed: dict | None = None) -> FittedModel:
+        time_unit: str | None = None, se: bool = True, fixed: dict | None = None,
+        binned_start: bool | None = None, hessian: np.ndarray | None = None,
+        hessian_out: dict | None = None, stop: tuple | None = None) -> FittedModel:
     """Maximum-likelihood fit of ``model`` on weighted rows ``(x, t_x, T)``.
 
     Maximises the sum of ``w * model.log_likelihood`` (or the model's fast
@@ -411,6 +559,19 @@ def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initia
     fixed : dict, optional
         Parameters held at given values (required for ``model.integer_params``,
         e.g. ``{"k": 2}``); they are reported with NaN standard errors.
+    binned_start : bool, optional
+        Start from a fit on time-binned rows (:func:`_binned_start`) when that
+        shrinks the rows enough.  Default (None): when no ``initial_params`` are
+        given; True: also from given ``initial_params`` (they then start the binned fit).
+    hessian : ndarray, optional
+        The Hessian of the mean negative log-likelihood in the log free parameters of
+        a nearby problem (e.g. the same model at the previous ``k`` of a profile): the
+        fit first takes Newton steps with it from the start (:func:`_refine`).
+    hessian_out : dict, optional
+        Receives ``"H"`` (such a Hessian at the optimum, when one was computed) and ``"phi"``.
+    stop : (callable, str), optional
+        ``(predicate, reason)``: the optimiser stops (:class:`ModelFitError` with ``reason``)
+        after an iteration whose free parameters (natural scale) satisfy ``predicate``.
     """
     label = model.label
     names = list(model.param_names)
@@ -449,45 +610,53 @@ def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initia
     t_scale = max(float(T.max()), 1e-12)
     scale_vec = np.array([t_scale if k in model.time_scale_params else 1.0 for k in free])
 
-    objective = model.objective(x, t_x, T, w)
-    series = None
-    if objective is not None:
-        @_once_per_point
-        def series(phi):
-            theta = np.exp(phi)
-            with np.errstate(all="ignore"):
-                out = objective(full(theta))
-            if out is None:
-                return None
-            ll, g = float(out[0]), np.asarray(out[1], dtype=float)[free_idx] * theta   # d/d log theta
-            return (ll, g) if np.isfinite(ll) and np.all(np.isfinite(g)) else None
+    def objectives(x, t_x, T, w):
+        """``(series, total_nll, total_grad)`` of the rows (``series`` and ``total_grad`` None without a fast path)."""
+        objective = model.objective(x, t_x, T, w)
+        series = None
+        if objective is not None:
+            @_once_per_point
+            def series(phi):
+                theta = np.exp(phi)
+                with np.errstate(all="ignore"):
+                    out = objective(full(theta))
+                if out is None:
+                    return None
+                ll, g = float(out[0]), np.asarray(out[1], dtype=float)[free_idx] * theta   # d/d log theta
+                return (ll, g) if np.isfinite(ll) and np.all(np.isfinite(g)) else None
 
-    def total_nll(phi):
-        theta = np.exp(phi)
-        out = series(phi) if series is not None else None
-        if out is not None:
-            ll = out[0]
-        else:
-            with np.errstate(all="ignore"):
-                ll = np.sum(w * llf(full(theta), x, t_x, T))
-        pen = penalizer * np.sum((theta / scale_vec) ** 2) * n_customers if penalizer else 0.0
-        return -ll + pen
+        def total_nll(phi):
+            theta = np.exp(phi)
+            out = series(phi) if series is not None else None
+            if out is not None:
+                ll = out[0]
+            else:
+                with np.errstate(all="ignore"):
+                    ll = np.sum(w * llf(full(theta), x, t_x, T))
+            pen = penalizer * np.sum((theta / scale_vec) ** 2) * n_customers if penalizer else 0.0
+            return -ll + pen
+
+        total_grad = None
+        if series is not None:
+            def total_grad(phi):
+                out = series(phi)
+                if out is None:      # fast path not applicable here: _minimise falls back to differences
+                    return np.full(len(phi), np.nan)
+                theta = np.exp(phi)
+                g = -out[1]
+                if penalizer:
+                    g = g + 2.0 * penalizer * (theta / scale_vec) ** 2 * n_customers
+                return g
+
+        return series, total_nll, total_grad
+
+    series, total_nll, total_grad = objectives(x, t_x, T, w)
 
     def mean_nll(phi):
         return total_nll(phi) / n_customers
 
-    total_grad = mean_grad = None
-    if series is not None:
-        def total_grad(phi):
-            out = series(phi)
-            if out is None:      # fast path not applicable here: _minimise falls back to differences
-                return np.full(len(phi), np.nan)
-            theta = np.exp(phi)
-            g = -out[1]
-            if penalizer:
-                g = g + 2.0 * penalizer * (theta / scale_vec) ** 2 * n_customers
-            return g
-
+    mean_grad = None
+    if total_grad is not None:
         def mean_grad(phi):
             return total_grad(phi) / n_customers
 
@@ -507,14 +676,31 @@ def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initia
             raise ValueError("initial_params must be positive")
     else:
         phi0 = start()
+    if binned_start is None:
+        binned_start = initial_params is None
+    phi_binned = None
+    if binned_start and mean_grad is not None and not model.discrete:
+        phi_binned = _binned_start(objectives, mean_nll, mean_grad, phi0, x, t_x, T, w, n_customers, label,
+                                   model.binned_start, stop=stop)
+    if hessian is not None and mean_grad is not None and phi_binned is None:
+        H0 = np.asarray(hessian, dtype=float)
+        if H0.shape == (len(phi0), len(phi0)) and np.all(np.isfinite(H0)):
+            with np.errstate(all="ignore"):
+                phi_binned = _refine(lambda p: _finite(mean_nll(p)), mean_grad, phi0, H0)
     polish: dict = {}
     try:
-        phi, converged, message = _minimise(mean_nll, phi0, label, mean_grad=mean_grad, hessian_out=polish)
+        phi, converged, message = _minimise(mean_nll, phi0 if phi_binned is None else phi_binned, label,
+                                            mean_grad=mean_grad, hessian_out=polish, stop=stop)
+    except _Stopped:
+        raise
     except ModelFitError:
-        if initial_params is None:
-            raise
+        retry = start()
+        if (initial_params is None and phi_binned is None) or (
+                phi_binned is None and np.array_equal(retry, phi0)):
+            raise                   # (the retry would repeat the same run)
         polish.clear()
-        phi, converged, message = _minimise(mean_nll, start(), label, mean_grad=mean_grad, hessian_out=polish)
+        phi, converged, message = _minimise(mean_nll, retry, label, mean_grad=mean_grad, hessian_out=polish,
+                                            stop=stop)
 
     theta = np.exp(phi)
     params = pd.Series(full(theta), index=names, name=label)
@@ -526,11 +712,17 @@ def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initia
         H = None
         if total_grad is not None and "H" in polish and np.max(np.abs(polish["phi"] - phi)) < _HESSIAN_REUSE:
             H = polish["H"] * n_customers     # the Newton polish's Hessian, at (almost) this point
+        if H is None and total_grad is not None:
+            H = _grad_hessian(total_grad, phi)
+        if hessian_out is not None and H is not None:
+            hessian_out.update(H=H / n_customers, phi=phi.copy())
         se_, ci, cov = _cov_from_hessian(total_nll, phi, free, label, total_grad, H)
         if fixed:
             se_, ci, cov = se_.reindex(names), ci.reindex(names), cov.reindex(index=names, columns=names)
     else:
         se_, ci, cov = _no_se(names)
+        if hessian_out is not None and "H" in polish:
+            hessian_out.update(H=polish["H"], phi=polish["phi"])
     k = len(names)
     return FittedModel(
         name=model.name, params=params, se=se_, ci95=ci, cov=cov, log_likelihood=ll,

@@ -85,6 +85,7 @@ __all__ = ["GGompertzNBD", "B_LIMIT"]
 #: ``b * max(T)`` at which the fitter holds ``b`` in the Pareto/NBD limit (``e^{bT} - 1 = bT (1 + B_LIMIT / 2)``).
 B_LIMIT = 1e-6
 _B_START = 0.1                   # b * max(T) of the second free fit's start from the limit
+_B_STOP = 1e-2 * B_LIMIT         # b * max(T) at which a free fit is stopped as having run into the limit
 _CLEAR_Z = 4.0                   # b / se(b) above which a free fit is taken without the limit's fit
 
 _GL_N = 16                       # Gauss-Legendre nodes per panel
@@ -594,12 +595,18 @@ class GGompertzNBD(FrequencyModel):
 
         1. free, from ``initial_params`` or :meth:`initial`; if it ends at ``b > 4 se(b)`` (the
            limit about 8 log-likelihood units below it in the quadratic approximation of the
-           profile) it is reported without steps 2 and 3;
+           profile) it is reported without steps 2 and 3; a free fit stops once an iteration
+           reaches ``b max(T) < B_LIMIT / 100`` (it has walked down the ridge into the limit,
+           where it could not be reported); on many unique rows (``binned_start``, 40,000) this
+           fit starts from one on time-binned rows (:func:`helpers.models.fit._binned_start`;
+           if that one runs into the limit, so does this fit, and steps 2 and 3 decide);
         2. in the Pareto/NBD limit, ``b`` held at ``B_LIMIT / max(T)``, from the
-           best point the free fit evaluated; this gives ``dLL/db`` at ``b = 0`` (the
+           Pareto/NBD fit (with Newton steps on its Hessian; from the best point the free
+           fit evaluated if that fit fails); this gives ``dLL/db`` at ``b = 0`` (the
            slope of the profile likelihood there, the one-sided score of ``b``);
         3. if that slope is positive (the limit cannot be the maximum) and step 1
-           found nothing better, free again from the limit with ``b = 0.1 / max(T)``.
+           found nothing better, free again from the limit with ``b = 0.1 / max(T)`` (on the
+           rows themselves).
 
         A free fit is reported when it ends at ``b > B_LIMIT / max(T)`` with a
         log-likelihood above the limit's by more than 1e-6; otherwise
@@ -635,14 +642,22 @@ class GGompertzNBD(FrequencyModel):
         else:
             start = _to_ridge(self.initial(x, t_x, T, w))
 
-        def run(fixed_b, start_r):
+        def run(fixed_b, start_r, binned=False, hessian=None):
             init = np.array(start_r, dtype=float)
             fixed = None
+            extra = {}
             if fixed_b is not None:
                 init[2] = fixed_b
                 fixed = {"b": float(fixed_b)}
+                extra = {"hessian": hessian}
+            else:
+                # a free fit that walks down the ridge into the limit stops there (it could not be reported:
+                # see try_free)
+                extra = {"binned_start": binned,
+                         "stop": (lambda th: th[2] * t_scale < _B_STOP,
+                                  f"the free fit ran into the Pareto/NBD limit (b * max(T) < {_B_STOP:g})")}
             return generic_fit(ridge, x, t_x, T, w, penalizer=penalizer, initial_params=init, time_unit=time_unit,
-                               se=se, fixed=fixed)
+                               se=se, fixed=fixed, **extra)
 
         def objective_value(res):
             return res.log_likelihood          # candidates are compared without the penalty
@@ -654,10 +669,10 @@ class GGompertzNBD(FrequencyModel):
         b_lim = B_LIMIT / t_scale
         free, why = None, ""
 
-        def try_free(s0):
+        def try_free(s0, binned=False):
             nonlocal free, why
             try:
-                cand = run(None, s0)
+                cand = run(None, s0, binned)
             except ModelFitError as exc:
                 why = str(exc).split(". ")[0]
                 return
@@ -667,13 +682,23 @@ class GGompertzNBD(FrequencyModel):
             else:
                 why = f"free fit ended at b = {th[2]:.3g}"
 
-        try_free(start)
+        try_free(start, binned=True)
         if free is not None and free.se["b"] > 0 and free.params["b"] > _CLEAR_Z * free.se["b"]:
             # clearly interior: the limit lies _CLEAR_Z standard errors away, about _CLEAR_Z^2 / 2
             # log-likelihood units below in the quadratic approximation of the profile
             return self._from_ridge(free, fixed_b=False)
+        limit_start, limit_h = ridge.best if ridge.best is not None else start, None
         try:
-            limit = run(b_lim, ridge.best if ridge.best is not None else start)
+            # the limit is the Pareto/NBD to 5e-7 in the lifetime: its fit (far cheaper) and its Hessian in
+            # log(r, alpha, s, beta), that of the limit in log(r, alpha, s, beta / b), start the limit's fit
+            h_out: dict = {}
+            pn = generic_fit(ParetoNBD(), x, t_x, T, w, penalizer=penalizer, se=False, hessian_out=h_out)
+            r_, a_, s_, be_ = pn.params.to_numpy(dtype=float)
+            limit_start, limit_h = np.array([r_, a_, b_lim, s_, be_]), h_out.get("H")
+        except ModelFitError:
+            pass
+        try:
+            limit = run(b_lim, limit_start, hessian=limit_h)
         except ModelFitError as exc:
             if free is None:
                 raise ModelFitError(f"{self.label}: neither the free fit ({why}) nor the fit in the Pareto/NBD "
@@ -795,6 +820,9 @@ class _RidgeCoordinates(FrequencyModel):
     param_names = ("r", "alpha", "b", "s", "beta_b")
     time_scale_params = ("alpha", "beta_b")
     survival_depends_on_t_x = False
+    #: the free fit's walk down the ridge (dozens of evaluations of a quadrature per row) on rows binned to
+    #: max(T) / 32 from 40,000 unique rows (not fewer: on CDNOW binning moves b's interior optimum too far)
+    binned_start = (40_000, 32)
     _m = GGompertzNBD()
 
     def log_likelihood(self, theta, x, t_x, T):

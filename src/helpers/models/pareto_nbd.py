@@ -134,6 +134,23 @@ class _PnbdIndex:
         # gathers of the pair-by-pair path (a multi-cohort log: 2e4 customers, 0.67 s -> 0.2 s per evaluation)
         cells = len(self.xs) * n_u
         self.table = cells <= 8 * len(pairs) or cells <= _TABLE_CELLS
+        self._w_cache: tuple | None = None
+
+    def _weights(self, w):
+        """Customers per (x, T) pair and per distinct x for the row weights ``w`` (cached for the last ``w``)."""
+        c = self._w_cache
+        if c is None or c[0] is not w:
+            c = self._w_cache = (w, np.bincount(self.i_T, weights=w, minlength=len(self.p_x)),
+                                 np.bincount(self.x_inv, weights=w, minlength=len(self.xs)))
+        return c
+
+    def pair_weight_T(self, w):
+        """``sum w`` per distinct (x, u) pair over the rows whose (x, T) it is."""
+        return self._weights(w)[1]
+
+    def x_weight(self, w):
+        """``sum w`` per distinct x."""
+        return self._weights(w)[2]
 
 
 def _pnbd_series_terms(z_max):
@@ -313,12 +330,21 @@ def _pnbd_ll_grad(theta, idx):
 def _pnbd_ll_grad_sum(theta, idx, w):
     """Weighted sums of :func:`_pnbd_ll_grad`: ``(sum_i w_i ll_i, sum_i w_i grad_i)``.
 
-    The same quantities, computed without per-row gradient matrices: with
-    ``d = L2 - L1`` the mixture weights are ``w1 = 1 / (1 + e^d)``, ``w2 = e^d / (1 + e^d)``
-    and ``ll2 = L1 + ln(1 + e^d)`` (one exp and one log per row), and the ``J``
-    derivative terms are summed per distinct (x, u) pair (``bincount``) before they
-    meet the pair derivatives ``dJ``.  Rows are processed in blocks of ``base._CHUNK``.
-    Returns None when the series is not applicable (then the caller falls back).
+    The same quantities, computed without per-row gradient matrices.  Everything
+    except the mixture of the two likelihood terms depends on a row through its
+    ``(x, t_x)`` and ``(x, T)`` pairs only: with ``L1 = -(r+x) ln(alpha+T) - s ln(beta+T)``
+    and ``L2 = ln s + ln(J(t_x) - J(T))`` (note 009, eq. 18),
+
+        e^(L2 - L1) = u = E_T (e^delta - 1),   E_T = s J(T) e^-L1,   delta = ln J(t_x) - ln J(T) >= 0,
+
+    with ``E_T`` per ``(x, T)`` pair (a moderate number: ``J(T) ~ e^L1 / (r+s+x)``).  Per
+    row this leaves ``u``, ``ln(1 + u)`` (``ll2 = L1 + ln(1 + u)``) and the weight
+    ``w1 = 1 / (1 + u)`` of the first term; the sums of ``w w1`` per ``(x, T)`` pair and of
+    ``q = w w2 / (1 - J(T)/J(t_x)) = w E_T e^delta w1`` per ``(x, t_x)`` pair (``bincount``)
+    meet the per-pair terms and the pair derivatives ``dJ`` afterwards.  Rows whose
+    ``delta`` is too large for ``e^delta`` take the log form.  Rows are processed in blocks
+    of ``base._CHUNK``.  Returns None when the series is not applicable (then the caller
+    falls back).
     """
     r, alpha, s, beta = theta
     out = _pnbd_log_J(theta, idx)
@@ -326,50 +352,57 @@ def _pnbd_ll_grad_sum(theta, idx, w):
         return None
     logJ, dJ = out
     w = np.asarray(w, dtype=float)
-    la_u, lb_u = np.log(alpha + idx.us), np.log(beta + idx.us)
-    ia_u, ib_u = 1.0 / (alpha + idx.us), 1.0 / (beta + idx.us)
+    p_x, p_u = idx.p_x, idx.p_u
+    rx_p = r + idx.xs[p_x]                                      # r + x per pair
+    la_p, lb_p = np.log(alpha + idx.us)[p_u], np.log(beta + idx.us)[p_u]
+    L1_p = -rx_p * la_p - s * lb_p                              # L1 of each pair taken as (x, T)
     log_s = np.log(s)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        logE_p = log_s + logJ - L1_p
+        E_p = np.exp(logE_p)
     P = len(logJ)
+    A_T = np.zeros(P)                                           # sum of w w1 per (x, T) pair
     B_t = np.zeros(P)                                           # sum of w q per (x, t_x) pair
-    B_T = np.zeros(P)                                           # sum of w q rho per (x, T) pair
-    S = np.zeros(6)     # sum w ll2, w w1 laT, w w1 lbT, w w1 (r+x)/(alpha+T), w w1 / (beta+T), w w2
+    S_log = 0.0                                                 # sum of w ln(1 + u)
     n = len(idx.x)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         chunk = _base._CHUNK
         for lo in range(0, n, chunk):
             sl = slice(lo, min(lo + chunk, n))
-            i_t, i_T, iu = idx.i_tx[sl], idx.i_T[sl], idx.iu_T[sl]
-            wc, xc = w[sl], idx.x[sl]
-            lJt = logJ[i_t]
-            rho = np.exp(np.minimum(logJ[i_T] - lJt, 0.0))      # J(T) / J(t_x) <= 1
-            one_m = 1.0 - rho
-            laT, lbT = la_u[iu], lb_u[iu]
-            rx = r + xc
-            L1 = -rx * laT - s * lbT
-            d = log_s + lJt + np.log(one_m) - L1                # L2 - L1 (-inf when t_x = T)
-            if d.max() < 700.0:
-                u = np.exp(d)
-                opu = 1.0 + u
-                ll2 = L1 + np.log(opu)
-                w1 = 1.0 / opu
-            else:
-                ll2 = np.logaddexp(L1, L1 + d)
-                w1 = np.exp(L1 - ll2)
-            w2 = 1.0 - w1
-            q = np.divide(w2, one_m, out=np.zeros_like(w2), where=one_m > 0) * wc
+            i_t, i_T = idx.i_tx[sl], idx.i_T[sl]
+            wc = w[sl]
+            delta = np.maximum(logJ[i_t] - logJ[i_T], 0.0)       # ln J(t_x) - ln J(T) >= 0
+            E = E_p[i_T]
+            em = np.expm1(delta)
+            u = E * em                                          # e^(L2 - L1)
+            w1 = 1.0 / (1.0 + u)
+            lp = np.log1p(u)
+            q = wc * (E * (em + 1.0)) * w1
+            big = ~np.isfinite(lp) | ~np.isfinite(q)
+            if big.any():                                       # e^delta overflows: the log form
+                lu = logE_p[i_T[big]] + delta[big] + np.log1p(-np.exp(-delta[big]))
+                sp = np.logaddexp(0.0, lu)
+                lp[big] = sp
+                w1[big] = np.exp(-sp)
+                q[big] = wc[big] * np.exp(logE_p[i_T[big]] + delta[big] - sp)
             ww1 = wc * w1
-            S += [_dot(wc, ll2), _dot(ww1, laT), _dot(ww1, lbT), _dot(ww1 * rx, ia_u[iu]),
-                  _dot(ww1, ib_u[iu]), _dot(wc, w2)]
+            S_log += _dot(wc, lp)
+            A_T += np.bincount(i_T, weights=ww1, minlength=P)
             B_t += np.bincount(i_t, weights=q, minlength=P)
-            B_T += np.bincount(i_T, weights=q * rho, minlength=P)
+    B_T = E_p * A_T                                             # sum of w q J(T)/J(t_x) per (x, T) pair
+    B_T[A_T == 0] = 0.0
     N = float(w.sum())
-    Wx = np.bincount(idx.x_inv, weights=w, minlength=len(idx.xs))      # customers per distinct x
+    W_T = idx.pair_weight_T(w)                                  # customers per (x, T) pair
+    Wx = idx.x_weight(w)                                        # customers per distinct x
+    ia_p, ib_p = 1.0 / (alpha + idx.us[p_u]), 1.0 / (beta + idx.us[p_u])
     dlogD = np.einsum("p,pk->k", B_t, dJ) - np.einsum("p,pk->k", B_T, dJ)   # sum w w2 dlogD
-    ll = _dot(Wx, gammaln(r + idx.xs) - gammaln(r)) + N * (r * np.log(alpha) + s * np.log(beta)) + S[0]
-    g_r = _dot(Wx, psi(r + idx.xs)) - N * psi(r) + N * np.log(alpha) - S[1] + dlogD[0]
-    g_alpha = N * r / alpha - S[3] + dlogD[1]
-    g_s = N * np.log(beta) - S[2] + S[5] / s + dlogD[2]
-    g_beta = N * s / beta - s * S[4] + dlogD[3]
+    S_w1 = float(A_T.sum())
+    ll = (_dot(Wx, gammaln(r + idx.xs) - gammaln(r)) + N * (r * np.log(alpha) + s * np.log(beta))
+          + _dot(W_T, L1_p) + S_log)
+    g_r = _dot(Wx, psi(r + idx.xs)) - N * psi(r) + N * np.log(alpha) - _dot(A_T, la_p) + dlogD[0]
+    g_alpha = N * r / alpha - _dot(A_T, rx_p * ia_p) + dlogD[1]
+    g_s = N * np.log(beta) - _dot(A_T, lb_p) + (N - S_w1) / s + dlogD[2]
+    g_beta = N * s / beta - s * _dot(A_T, ib_p) + dlogD[3]
     return float(ll), np.array([g_r * r, g_alpha * alpha, g_s * s, g_beta * beta])
 
 
