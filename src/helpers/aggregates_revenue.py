@@ -147,7 +147,7 @@ def _finish(active: pd.DataFrame, churn: pd.DataFrame, cohorts: pd.DataFrame, in
     for g in GRAINS:
         one[f"p0_{g}"], one[f"p1_{g}"] = bounds[g]
     out = {"periods": periods, "cohorts": coh, "info": pd.DataFrame([one])}
-    if has_amounts:
+    if has_amounts and repeat is not None:
         def num(v):
             return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
 
@@ -186,11 +186,11 @@ def _pd_period(days: pd.Series, grain: str) -> np.ndarray:
 
 
 def compute_pandas(transactions: pd.DataFrame, cap: int | None = MIXEDLM_MAX_CUSTOMERS,
-                   max_order: int = PROFILE_MAX_ORDER) -> dict[str, pd.DataFrame]:
+                   max_order: int = PROFILE_MAX_ORDER, orders: bool = True) -> dict[str, pd.DataFrame]:
     """The tables from a validated pandas log (``customer_id``, ``date`` and optionally ``amount``).
 
     ``cap``: customers kept in ``repeat_orders`` (None: all); ``max_order``: order numbers kept in
-    ``profile``.
+    ``profile``; ``orders=False``: without the order tables (``repeat``, ``repeat_orders``, ``profile``).
     """
     from .summary import purchase_days  # noqa: PLC0415
 
@@ -235,7 +235,7 @@ def compute_pandas(transactions: pd.DataFrame, cap: int | None = MIXEDLM_MAX_CUS
     info = {"n_customers": int(pd.unique(cid).size), "n_days": int(daily["day"].nunique()),
             "first_day": daily["day"].min(), "last_day": daily["day"].max()}
     kw = {}
-    if has_amounts:
+    if has_amounts and orders:
         kw = _pd_orders(daily, cap, max_order)
     return _finish(pd.concat(actives, ignore_index=True), pd.concat(churns, ignore_index=True),
                    pd.concat(cohorts, ignore_index=True), info, has_amounts, cap=cap, **kw)
