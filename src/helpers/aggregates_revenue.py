@@ -484,7 +484,7 @@ def compute_spark(source, *, customer_id: str = "customer_id", date: str = "date
                 actives.append(cp.groupBy("p").agg(*parts).toPandas().assign(grain=g))
                 gone = F.col("next_p").isNull() | (F.col("next_p") > p + 1)
                 churns.append(cp.filter(gone).groupBy((p + 1).alias("p")).agg(
-                    F.count(F.lit(1)).alias("n_churned"), *(-F.sum(m).alias(f"churned_{m}") for m in measures))
+                    F.count(F.lit(1)).alias("n_churned"), *((-F.sum(m)).alias(f"churned_{m}") for m in measures))
                     .toPandas().assign(grain=g))
                 cohorts.append(cp.groupBy(F.col("first_p").alias("cohort"), (p - F.col("first_p")).alias("age")).agg(
                     F.count(F.lit(1)).alias("customers"), *(F.sum(m).alias(m) for m in measures))
