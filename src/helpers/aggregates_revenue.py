@@ -324,9 +324,9 @@ def compute_duckdb(source, *, customer_id: str = "customer_id", date: str = "dat
         try:
             return _duckdb_tables(con_, src, run, tag, has_amounts, cap, max_order, lambda trim: sd._rows_sql(
                 src, customer_id, date, amount, date_format, duplicates, negative_amounts,
-                sd._date_sql(end) if end is not None else None, lim, trim), sd._lit(sd._WS))
+                sd._date_sql(end) if end is not None else None, lim, trim))
         finally:
-            for t in ("days", "orders", "cp_M", "cp_Q", "days_raw"):
+            for t in ("days", "per", "cp_M", "cp_Q", "days_raw"):
                 try:
                     con_.execute(f"DROP TABLE IF EXISTS {tag}_{t}")
                 except Exception:  # noqa: BLE001  # pragma: no cover - best effort
@@ -336,7 +336,9 @@ def compute_duckdb(source, *, customer_id: str = "customer_id", date: str = "dat
                 con_.close()
 
 
-def _duckdb_tables(con, src, run, tag, has_amounts, cap, max_order, rows_sql, ws) -> dict[str, pd.DataFrame]:
+def _duckdb_tables(con, src, run, tag, has_amounts, cap, max_order, rows_sql) -> dict[str, pd.DataFrame]:
+    from .summary_duckdb import _WS, _arrow, _lit, _needs_trim  # noqa: PLC0415
+
     def q(sql):
         return run(lambda: con.sql(sql).df())
 
@@ -344,24 +346,34 @@ def _duckdb_tables(con, src, run, tag, has_amounts, cap, max_order, rows_sql, ws
         run(lambda: con.execute(sql))
 
     amt = ", sum(a) AS a" if has_amounts else ""
-    # per customer and purchase day, on the ids as stored; stripped afterwards if an id needs it
-    # (stripping the compact table is far cheaper than stripping every row of the log)
-    ex(f"CREATE TEMP TABLE {tag}_days_raw AS SELECT cid, d{amt} FROM {rows_sql(False)} WHERE NOT bad GROUP BY cid, d")
-    n_ws = con.execute(f"SELECT count(*) FROM {tag}_days_raw WHERE cid <> trim(cid, {ws})").fetchone()[0]
-    if n_ws:
-        ex(f"CREATE TEMP TABLE {tag}_days AS SELECT trim(cid, {ws}) AS cid, d{amt} FROM {tag}_days_raw GROUP BY 1, d")
-        ex(f"DROP TABLE {tag}_days_raw")
-    else:
-        ex(f"ALTER TABLE {tag}_days_raw RENAME TO {tag}_days")
-    days = f"{tag}_days"
     measures = _measures(has_amounts)
+    days = f"{tag}_days"
+
+    def windowed(name, inner):
+        """(customer, period) rows with the customer's first, previous and next period (LAG/LEAD)."""
+        ex(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT *, first_value(p) OVER w AS first_p, "
+           f"lag(p) OVER w AS prev_p, lead(p) OVER w AS next_p, "
+           + ", ".join(f"lag({m}) OVER w AS prev_{m}" for m in measures)
+           + f" FROM ({inner}) WINDOW w AS (PARTITION BY cid ORDER BY p)")
+
+    rev = ", sum(a) AS revenue" if has_amounts else ""
+    month = f"SELECT cid, {_sql_period('d', 'M')} AS p, count(*)::DOUBLE AS purchases{rev} FROM {days} GROUP BY cid, p"
+    # per customer and purchase day, on the ids as stored; if a customer's id needs stripping (checked on
+    # one row per customer, in Arrow), the compact tables are made again from the stripped ids
+    ex(f"CREATE TEMP TABLE {days} AS SELECT cid, d{amt} FROM {rows_sql(False)} WHERE NOT bad GROUP BY cid, d")
+    windowed(f"{tag}_cp_M", month)
+    if _needs_trim(_arrow(con, f"SELECT cid FROM {tag}_cp_M WHERE prev_p IS NULL").column("cid")):
+        ex(f"ALTER TABLE {days} RENAME TO {tag}_days_raw")
+        ex(f"CREATE TEMP TABLE {days} AS SELECT trim(cid, {_lit(_WS)}) AS cid, d{amt} FROM {tag}_days_raw "
+           f"GROUP BY 1, d")
+        ex(f"DROP TABLE {tag}_days_raw")
+        windowed(f"{tag}_cp_M", month)
+    # quarters from months: quarter ordinal = floor(month ordinal / 3)
+    rev_q = ", sum(revenue) AS revenue" if has_amounts else ""
+    windowed(f"{tag}_cp_Q", f"SELECT cid, CAST(floor(p / 3) AS BIGINT) AS p, sum(purchases) AS purchases{rev_q} "
+                            f"FROM {tag}_cp_M GROUP BY cid, CAST(floor(p / 3) AS BIGINT)")
     actives, churns, cohorts = [], [], []
     for g in GRAINS:
-        rev = ", sum(a) AS revenue" if has_amounts else ""
-        ex(f"CREATE TEMP TABLE {tag}_cp_{g} AS SELECT *, min(p) OVER w AS first_p, lag(p) OVER w AS prev_p, "
-           f"lead(p) OVER w AS next_p, " + ", ".join(f"lag({m}) OVER w AS prev_{m}" for m in measures)
-           + f" FROM (SELECT cid, {_sql_period('d', g)} AS p, count(*)::DOUBLE AS purchases{rev} FROM {days} "
-           f"GROUP BY cid, p) WINDOW w AS (PARTITION BY cid ORDER BY p)")
         cp = f"{tag}_cp_{g}"
         new, ret, res = "prev_p IS NULL", "prev_p = p - 1", "prev_p < p - 1"
         parts = [f"count(*) FILTER ({new}) AS n_new", f"count(*) FILTER ({ret}) AS n_retained",
@@ -378,38 +390,42 @@ def _duckdb_tables(con, src, run, tag, has_amounts, cap, max_order, rows_sql, ws
         cohorts.append(q(f"SELECT first_p AS cohort, p - first_p AS age, count(*) AS customers, "
                          f"{', '.join(f'sum({m}) AS {m}' for m in measures)} FROM {cp} GROUP BY first_p, p - first_p")
                        .assign(grain=g))
-        ex(f"DROP TABLE {cp}")
-    info = q(f"SELECT count(DISTINCT cid) AS n_customers, count(DISTINCT d) AS n_days, min(d) AS first_day, "
-             f"max(d) AS last_day FROM {days}").iloc[0].to_dict()
+    for g in GRAINS:
+        ex(f"DROP TABLE {tag}_cp_{g}")
+    info = q(f"SELECT count(DISTINCT d) AS n_days, min(d) AS first_day, max(d) AS last_day FROM {days}"
+             ).iloc[0].to_dict()
+    info["n_customers"] = int(actives[0]["n_new"].sum())      # every customer is new in exactly one month
     kw = {}
     if has_amounts:
-        ex(f"CREATE TEMP TABLE {tag}_orders AS SELECT cid, d, a, row_number() OVER w AS rn, count(*) OVER "
-           f"(PARTITION BY cid) AS n_orders FROM {days} WINDOW w AS (PARTITION BY cid ORDER BY d)")
-        ex(f"DROP TABLE {days}")
-        orders = f"{tag}_orders"
-        lv = "ln(CASE WHEN a > 0 THEN a END)"
-        per = (f"SELECT cid, max(a) FILTER (rn = 1) AS a_first, count(*) FILTER (rn > 1 AND a > 0) AS k, "
-               f"sum(CASE WHEN rn > 1 AND a > 0 THEN ln(a) END) AS s, count(*) FILTER (a <= 0) AS nonpos "
-               f"FROM {orders} GROUP BY cid")
-        ok, good = "a_first > 0 AND k > 0", "a_first > 0"
-        lf = "ln(CASE WHEN a_first > 0 THEN a_first END)"
-        d_i = f"(s / CASE WHEN k > 0 THEN k END - {lf})"
-        repeat = q(f"SELECT count(*) FILTER ({ok}) AS n_customers, sum(k + 1) FILTER ({ok}) AS n_orders, "
+        per = f"{tag}_per"
+        # one pass per customer (no window over the purchase days): the first max_order orders in day
+        # order (a top-n aggregate), the first day, the counts and the sum of log values of positive orders
+        ex(f"CREATE TEMP TABLE {per} AS SELECT cid, min(d) AS f, count(*) AS n_orders, "
+           f"min_by(a, d, {int(max_order)}) AS firsts, count(*) FILTER (a <= 0) AS nonpos, "
+           f"count(*) FILTER (a > 0) AS k_all, sum(ln(CASE WHEN a > 0 THEN a END)) AS s_all FROM {days} GROUP BY cid")
+        a1 = "firsts[1]"
+        good = f"{a1} > 0"
+        lf = f"ln(CASE WHEN {a1} > 0 THEN {a1} END)"
+        k = f"(k_all - CASE WHEN {good} THEN 1 ELSE 0 END)"
+        s_rep = f"(coalesce(s_all, 0) - coalesce({lf}, 0))"     # log values of the positive repeat orders
+        ok = f"{good} AND {k} > 0"
+        d_i = f"({s_rep} / CASE WHEN {k} > 0 THEN {k} END - {lf})"
+        repeat = q(f"SELECT count(*) FILTER ({ok}) AS n_customers, sum({k} + 1) FILTER ({ok}) AS n_orders, "
                    f"avg({d_i}) FILTER ({ok}) AS mean_d, var_samp({d_i}) FILTER ({ok}) AS var_d, "
                    f"sum(nonpos) AS n_nonpositive_orders, count(*) FILTER (NOT ({good})) AS n_customers_bad_first, "
-                   f"count(*) FILTER ({good} AND k = 0) AS n_customers_no_repeat, "
+                   f"count(*) FILTER ({good} AND {k} = 0) AS n_customers_no_repeat, "
                    f"sum({lf}) FILTER ({good}) AS first_log_sum, count(*) FILTER ({good}) AS first_n, "
-                   f"coalesce(sum(s) FILTER ({good}), 0) AS repeat_log_sum, "
-                   f"coalesce(sum(k) FILTER ({good}), 0) AS repeat_n FROM ({per})").iloc[0].to_dict()
+                   f"coalesce(sum({s_rep}) FILTER ({good}), 0) AS repeat_log_sum, "
+                   f"coalesce(sum({k}) FILTER ({good}), 0) AS repeat_n FROM {per}").iloc[0].to_dict()
         n_eligible = int(repeat["n_customers"] or 0)
         limit = f"ORDER BY md5(cid), cid LIMIT {int(cap)}" if cap is not None and n_eligible > cap else ""
-        sample = q(f"SELECT o.cid AS customer_id, {lv} AS log_value, (o.rn > 1)::DOUBLE AS repeat, o.rn "
-                   f"FROM {orders} AS o JOIN (SELECT cid FROM ({per}) WHERE {ok} {limit}) AS c USING (cid) "
-                   f"WHERE o.a > 0")
-        profile = q(f"SELECT rn AS order_number, CASE WHEN n_orders <= 1 THEN '1 order' WHEN n_orders = 2 THEN "
+        sample = q(f"SELECT o.cid AS customer_id, ln(o.a) AS log_value, (o.d > c.f)::DOUBLE AS repeat, "
+                   f"(o.d - DATE '1970-01-01')::BIGINT AS rn FROM {days} AS o "
+                   f"JOIN (SELECT cid, f FROM {per} WHERE {ok} {limit}) AS c USING (cid) WHERE o.a > 0")
+        profile = q(f"SELECT i AS order_number, CASE WHEN n_orders <= 1 THEN '1 order' WHEN n_orders = 2 THEN "
                     f"'2 orders' WHEN n_orders <= 4 THEN '3-4 orders' ELSE '5+ orders' END AS \"group\", "
-                    f"sum(ln(a)) AS log_sum, count(*) AS n FROM {orders} WHERE a > 0 AND rn <= {int(max_order)} "
-                    f"GROUP BY ALL")
+                    f"sum(ln(x)) AS log_sum, count(*) AS n FROM (SELECT n_orders, unnest(firsts) AS x, "
+                    f"generate_subscripts(firsts, 1) AS i FROM {per}) WHERE x > 0 GROUP BY ALL")
         kw = {"repeat": repeat, "orders": sample, "profile": profile, "n_eligible": n_eligible}
     return _finish(pd.concat(actives, ignore_index=True), pd.concat(churns, ignore_index=True),
                    pd.concat(cohorts, ignore_index=True), info, has_amounts, cap=cap, **kw)
