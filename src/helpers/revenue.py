@@ -265,7 +265,8 @@ def _bounds(tables, period: str) -> tuple[int, int]:
 
 
 def customer_periods(transactions: pd.DataFrame, period: str = "M", revenue: bool | None = None) -> pd.DataFrame:
-    """The per-period aggregate every analysis here derives from: one row per (customer, active period).
+    """One row per (customer, active period): the per-customer view behind the period tables of
+    :mod:`helpers.aggregates_revenue`.
 
     Parameters
     ----------
