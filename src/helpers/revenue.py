@@ -796,6 +796,9 @@ def returning_revenue_share(
     band = _check_band(band)
     if definition == "period":
         return _returning(_data_tables(transactions, need_amount=(measure == "revenue")), period, measure, band)
+    if isinstance(transactions, Mapping):
+        raise ValueError("definition='purchase_day' needs the transactions (the aggregates hold the 'period' "
+                         "definition's tables only)")
     _check_transactions(transactions, need_amount=(measure == "revenue"))
     tx = transactions if measure == "revenue" else transactions[["customer_id", "date"]]
     daily = purchase_days(tx)
