@@ -1633,7 +1633,12 @@ def revenue_dynamics(data, period: str = "auto", band: tuple[float, float] = (0.
         this many months (12 months = 12 monthly or 4 quarterly periods), but
         never the log's first period (0 % returning by construction).
     repeat_method : {"paired", "mixedlm", "mixedlm+mundlak"}
-        Method of :func:`order_value_repeat_effect`.
+        Method of :func:`order_value_repeat_effect`.  MixedLM runs on the
+        aggregates' order sample: every customer up to
+        :data:`helpers.aggregates_revenue.MIXEDLM_MAX_CUSTOMERS` customers
+        with a repeat order, beyond that a deterministic sample of that many
+        (from a transaction frame too, so both give the same result); the
+        paired test always uses every customer.
     max_order_number : int
         Orders shown in :func:`order_value_profile` (with aggregates: at most
         :data:`helpers.aggregates_revenue.PROFILE_MAX_ORDER`).
