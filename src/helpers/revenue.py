@@ -47,11 +47,17 @@ customers; the functions take ``measure``:
     contraction are then 0, and the bridge is the growth accounting of the
     active base).
 
-Every analysis derives from one aggregate of the log,
-:func:`customer_periods` (one row per customer and active period with its
-revenue and purchase days), so an engine that can produce that table can feed
-all of them.  Everything is vectorised with pandas group-bys and merges on
-that long table; no Python loop runs per customer.
+Every analysis derives from the compact tables of
+:mod:`helpers.aggregates_revenue` (per period, per cohort and age, per
+order class; computed by pandas, DuckDB or Spark into the shared stage), so
+:func:`revenue_dynamics` never needs the log itself: it takes the stage's
+aggregates (``stage.aggregates``) or, for researchers, a transaction frame,
+of which it first computes the same tables with pandas.  The public
+functions on transactions (:func:`growth_accounting`, :func:`cohort_table`,
+:func:`returning_revenue_share`, :func:`order_value_repeat_effect`, ...)
+take the same route, so each formula exists once.  :func:`customer_periods`
+(one row per customer and active period) is the per-customer view the
+pandas tables are computed from.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -75,6 +82,8 @@ __all__ = [
     "BRIDGE_COMPONENTS",
     "RETENTION_AGES",
     "resolve_period",
+    "AGGREGATES_PREFIX",
+    "revenue_tables",
     "customer_periods",
     "growth_accounting",
     "bridge_identity_error",
@@ -185,19 +194,79 @@ def _period_index(p0: int, p1: int, period: str) -> pd.PeriodIndex:
     return idx
 
 
-def resolve_period(period: str, transactions: pd.DataFrame, max_periods: int = 48) -> str:
+def resolve_period(period: str, data, max_periods: int = 48) -> str:
     """The reporting period: ``period`` itself, or for ``"auto"`` months unless the log spans more
-    than ``max_periods`` months (then quarters), so a long log does not give hundreds of bars."""
+    than ``max_periods`` months (then quarters), so a long log does not give hundreds of bars.
+
+    ``data``: a transaction frame or the aggregates of :func:`revenue_tables` / ``stage.aggregates``.
+    """
     if period != "auto":
         return _check_period(period)
-    _check_transactions(transactions, need_amount=False)
-    p = transactions["date"].dt.to_period("M")
-    months = int((p.max() - p.min()).n) + 1
+    if isinstance(data, Mapping):
+        info = _tables_of(data)["info"].iloc[0]
+        months = int(info["p1_M"]) - int(info["p0_M"]) + 1
+    else:
+        _check_transactions(data, need_amount=False)
+        p = data["date"].dt.to_period("M")
+        months = int((p.max() - p.min()).n) + 1
     return "M" if months <= max_periods else "Q"
 
 
+#: Prefix of this module's tables in ``stage.aggregates``.
+AGGREGATES_PREFIX = "aggregates_revenue."
+
+
+def revenue_tables(transactions: pd.DataFrame, orders: bool = True, max_order_number: int | None = None,
+                   mixedlm_cap: int | None = None) -> dict[str, pd.DataFrame]:
+    """The compact tables of :mod:`helpers.aggregates_revenue`, computed with pandas from a transaction frame.
+
+    ``orders=False`` leaves out the order tables (they also need ``amount``); ``max_order_number``:
+    order numbers kept in the profile (default the stage's bound); ``mixedlm_cap``: customers kept for
+    the MixedLM variant (default None: all, unlike the stage's capped sample).
+    """
+    from .aggregates_revenue import PROFILE_MAX_ORDER, compute_pandas  # noqa: PLC0415
+
+    has_amount = isinstance(transactions, pd.DataFrame) and "amount" in transactions.columns
+    _check_transactions(transactions, need_amount=has_amount)
+    cols = ["customer_id", "date", *(["amount"] if has_amount else [])]
+    bound = max(PROFILE_MAX_ORDER, int(max_order_number or 0))
+    return compute_pandas(transactions[cols], cap=mixedlm_cap, max_order=bound, orders=orders)
+
+
+def _tables_of(data) -> dict[str, pd.DataFrame]:
+    """This module's tables (names without the prefix) from ``stage.aggregates`` or :func:`revenue_tables`."""
+    out = {k[len(AGGREGATES_PREFIX):]: v for k, v in data.items() if str(k).startswith(AGGREGATES_PREFIX)}
+    if not out:
+        out = dict(data)
+    missing = [t for t in ("periods", "cohorts", "info") if t not in out]
+    if missing:
+        raise ValueError(f"revenue aggregates: table(s) {missing} missing (expected the tables of "
+                         f"helpers.aggregates_revenue, e.g. stage.aggregates; present: {sorted(data)})")
+    return out
+
+
+def _data_tables(data, need_amount: bool, orders: bool = False, max_order_number: int | None = None):
+    """Tables from aggregates (returned as they are) or from a transaction frame (computed with pandas)."""
+    if isinstance(data, Mapping):
+        t = _tables_of(data)
+        if need_amount and not bool(t["info"]["has_amounts"].iloc[0]):
+            raise ValueError("this analysis needs amounts: the log has no 'amount' column")
+        return t
+    if need_amount:
+        _check_transactions(data, need_amount=True)
+    elif isinstance(data, pd.DataFrame) and "amount" in data.columns:
+        data = data[["customer_id", "date"]]        # amounts not needed: not validated either
+    return revenue_tables(data, orders=orders, max_order_number=max_order_number)
+
+
+def _bounds(tables, period: str) -> tuple[int, int]:
+    info = tables["info"].iloc[0]
+    return int(info[f"p0_{period}"]), int(info[f"p1_{period}"])
+
+
 def customer_periods(transactions: pd.DataFrame, period: str = "M", revenue: bool | None = None) -> pd.DataFrame:
-    """The per-period aggregate every analysis here derives from: one row per (customer, active period).
+    """One row per (customer, active period): the per-customer view behind the period tables of
+    :mod:`helpers.aggregates_revenue`.
 
     Parameters
     ----------
@@ -244,20 +313,11 @@ def customer_periods(transactions: pd.DataFrame, period: str = "M", revenue: boo
     return cp
 
 
-def _values(cp: pd.DataFrame, measure: str) -> np.ndarray:
-    """The measure of each (customer, period) row."""
-    if measure == "customers":
-        return np.ones(len(cp))
-    if measure not in cp.columns:
-        raise ValueError(f"measure {measure!r} needs amounts: the log has no 'amount' column")
-    return cp[measure].to_numpy(dtype=float)
-
-
 # ---------------------------------------------------------------------------
 # 1. growth accounting
 # ---------------------------------------------------------------------------
 
-def growth_accounting(transactions: pd.DataFrame, period: str = "M", measure: str = "revenue") -> pd.DataFrame:
+def growth_accounting(transactions, period: str = "M", measure: str = "revenue") -> pd.DataFrame:
     """Growth accounting (a "bridge") per period, in any additive measure.
 
     Every customer active in period *t* or *t-1* is put in exactly one class:
@@ -286,7 +346,8 @@ def growth_accounting(transactions: pd.DataFrame, period: str = "M", measure: st
     transactions : DataFrame
         Clean purchases with ``customer_id``, ``date`` (datetime64) and, for
         ``measure="revenue"``, ``amount`` (>= 0), as in
-        ``load_transactions(...).transactions``.
+        ``load_transactions(...).transactions``; or the aggregates of
+        :func:`revenue_tables` (``stage.aggregates``).
     period : {"M", "Q"}
         Calendar month or calendar quarter.
     measure : {"revenue", "purchases", "customers"}
@@ -326,50 +387,25 @@ def growth_accounting(transactions: pd.DataFrame, period: str = "M", measure: st
     """
     period = _check_period(period)
     measure = _check_measure(measure)
-    return _bridge(customer_periods(transactions, period, revenue=(measure == "revenue")), measure)
+    return _bridge(_data_tables(transactions, need_amount=(measure == "revenue")), period, measure)
 
 
-def _bridge(cp: pd.DataFrame, measure: str) -> pd.DataFrame:
-    """The bridge of :func:`growth_accounting` from the aggregate of :func:`customer_periods`."""
-    period, p0, p1 = cp.attrs["period"], cp.attrs["p0"], cp.attrs["p1"]
-    base = pd.DataFrame({"customer_id": cp["customer_id"].to_numpy(), "p": cp["p"].to_numpy(),
-                         "value": _values(cp, measure), "first_p": cp["first_p"].to_numpy()})
-
-    # previous-period measure of each customer, keyed on the *next* period
-    prev = base[["customer_id", "p", "value"]].rename(columns={"value": "prev_value"})
-    prev["p"] = prev["p"] + 1
-    prev = prev.loc[prev["p"] <= p1]
-    m = base.merge(prev, on=["customer_id", "p"], how="outer", indicator=True, sort=False)
-
-    cur = m["_merge"].isin(["both", "left_only"]).to_numpy()
-    retained = (m["_merge"] == "both").to_numpy()
-    churned = (m["_merge"] == "right_only").to_numpy()
-    first_p = m["first_p"].to_numpy()
-    p = m["p"].to_numpy()
-    new = cur & ~retained & (p == first_p)
-    resurrected = cur & ~retained & (p != first_p)
-
-    val = m["value"].fillna(0.0).to_numpy()
-    prev_val = m["prev_value"].fillna(0.0).to_numpy()
-    diff = np.where(retained, val - prev_val, 0.0)
-
-    parts = pd.DataFrame(
-        {
-            "p": p,
-            measure: np.where(cur, val, 0.0),
-            "new": np.where(new, val, 0.0),
-            "expansion": np.maximum(diff, 0.0),
-            "contraction": np.minimum(diff, 0.0),
-            "resurrected": np.where(resurrected, val, 0.0),
-            "churned": np.where(churned, -prev_val, 0.0),
-            "n_new": new.astype(np.int64),
-            "n_retained": retained.astype(np.int64),
-            "n_resurrected": resurrected.astype(np.int64),
-            "n_churned": churned.astype(np.int64),
-        }
-    )
-    out = parts.groupby("p", sort=True).sum()
-    out = out.reindex(np.arange(p0, p1 + 1), fill_value=0)
+def _bridge(tables, period: str, measure: str) -> pd.DataFrame:
+    """The bridge of :func:`growth_accounting` from the per-period parts of :mod:`helpers.aggregates_revenue`."""
+    p0, p1 = _bounds(tables, period)
+    per = tables["periods"]
+    per = per.loc[per["grain"] == period].set_index("p")
+    if measure == "customers":
+        parts = {measure: per["n_active"], "new": per["n_new"], "expansion": 0.0, "contraction": 0.0,
+                 "resurrected": per["n_resurrected"], "churned": -per["n_churned"]}
+    else:
+        if measure not in per.columns:
+            raise ValueError(f"measure {measure!r} needs amounts: the log has no 'amount' column")
+        parts = {measure: per[measure], **{c: per[f"{c}_{measure}"] for c in BRIDGE_COMPONENTS}}
+    out = pd.DataFrame(parts, index=per.index).astype(float)
+    for c in ["n_new", "n_retained", "n_resurrected", "n_churned"]:
+        out[c] = per[c]
+    out = out.reindex(np.arange(p0, p1 + 1), fill_value=0)   # the aggregates cover every period already
     out.index = _period_index(p0, p1, period)
     for c in ["n_new", "n_retained", "n_resurrected", "n_churned"]:
         out[c] = out[c].astype(np.int64)
@@ -487,7 +523,7 @@ def acquisition_window(bridge: pd.DataFrame) -> AcquisitionWindow:
 # 2. cohorts
 # ---------------------------------------------------------------------------
 
-def cohort_table(transactions: pd.DataFrame, period: str = "M", value: str = "customers") -> pd.DataFrame:
+def cohort_table(transactions, period: str = "M", value: str = "customers") -> pd.DataFrame:
     """Acquisition cohorts by periods since acquisition.
 
     Parameters
@@ -520,14 +556,19 @@ def cohort_table(transactions: pd.DataFrame, period: str = "M", value: str = "cu
     period = _check_period(period)
     if value not in MEASURES:
         raise ValueError(f"value must be 'customers', 'revenue' or 'purchases', got {value!r}")
-    return _cohorts(customer_periods(transactions, period, revenue=(value == "revenue")), value)
+    return _cohorts(_data_tables(transactions, need_amount=(value == "revenue")), period, value)
 
 
-def _cohorts(cp: pd.DataFrame, value: str) -> pd.DataFrame:
-    period, p0, p1 = cp.attrs["period"], cp.attrs["p0"], cp.attrs["p1"]
-    d = pd.DataFrame({"first_p": cp["first_p"].to_numpy(), "age": (cp["p"] - cp["first_p"]).to_numpy(),
-                      "v": _values(cp, value)})
-    agg = d.groupby(["first_p", "age"], sort=True)["v"].sum()
+def _cohorts(tables, period: str, value: str) -> pd.DataFrame:
+    """The table of :func:`cohort_table` from the (cohort, age) table of :mod:`helpers.aggregates_revenue`."""
+    p0, p1 = _bounds(tables, period)
+    c = tables["cohorts"]
+    c = c.loc[c["grain"] == period]
+    if value not in c.columns:
+        raise ValueError(f"value {value!r} needs amounts: the log has no 'amount' column")
+    agg = pd.Series(c[value].to_numpy(dtype=float),
+                    index=pd.MultiIndex.from_arrays([c["cohort"].to_numpy(), c["age"].to_numpy()],
+                                                    names=["first_p", "age"]))
     n = p1 - p0 + 1
     tab = agg.unstack("age").reindex(index=np.arange(p0, p1 + 1), columns=np.arange(n)).fillna(0)
     cohort = np.arange(p0, p1 + 1)[:, None]
@@ -699,7 +740,7 @@ def _check_band(band) -> tuple[float, float]:
 
 
 def returning_revenue_share(
-    transactions: pd.DataFrame,
+    transactions,
     period: str = "M",
     band: tuple[float, float] = (0.25, 0.40),
     definition: str = "period",
@@ -754,29 +795,35 @@ def returning_revenue_share(
         raise ValueError(f"definition must be 'period' or 'purchase_day', got {definition!r}")
     band = _check_band(band)
     if definition == "period":
-        return _returning(customer_periods(transactions, period, revenue=(measure == "revenue")), measure, band)
+        return _returning(_data_tables(transactions, need_amount=(measure == "revenue")), period, measure, band)
+    if isinstance(transactions, Mapping):
+        raise ValueError("definition='purchase_day' needs the transactions (the aggregates hold the 'period' "
+                         "definition's tables only)")
     _check_transactions(transactions, need_amount=(measure == "revenue"))
     tx = transactions if measure == "revenue" else transactions[["customer_id", "date"]]
     daily = purchase_days(tx)
     p = _period_ordinals(daily["day"], period)
     amount = daily["amount"].to_numpy(dtype=float) if measure == "revenue" else np.ones(len(daily))
-    return _share_table(p, amount, daily["is_first"].to_numpy(), int(p.min()), int(p.max()), period,
+    is_first = daily["is_first"].to_numpy()
+    parts = pd.DataFrame({"level": amount, "new": np.where(is_first, amount, 0.0)}).groupby(p, sort=True).sum()
+    parts = parts.reindex(np.arange(int(p.min()), int(p.max()) + 1), fill_value=0.0)
+    return _share_table(parts["level"].to_numpy(), parts["new"].to_numpy(), int(p.min()), int(p.max()), period,
                         measure, band, "purchase_day")
 
 
-def _returning(cp: pd.DataFrame, measure: str, band: tuple[float, float]) -> ReturningShare:
-    return _share_table(cp["p"].to_numpy(), _values(cp, measure), (cp["p"] == cp["first_p"]).to_numpy(),
-                        cp.attrs["p0"], cp.attrs["p1"], cp.attrs["period"], measure, band, "period")
+def _returning(tables, period: str, measure: str, band: tuple[float, float]) -> ReturningShare:
+    """The ``"period"`` definition: per period, returning = level - new of the bridge in the same measure."""
+    b = _bridge(tables, period, measure)
+    p0, p1 = _bounds(tables, period)
+    return _share_table(b[measure].to_numpy(), b["new"].to_numpy(), p0, p1, period, measure, band, "period")
 
 
-def _share_table(p, amount, is_new, p0, p1, period, measure, band, definition) -> ReturningShare:
+def _share_table(level, new, p0, p1, period, measure, band, definition) -> ReturningShare:
+    """The share table and summary from per-period totals (``level``, ``new``) over every period p0..p1."""
     lo, hi = band
     new_col, ret_col = f"new_{measure}", f"returning_{measure}"
-    parts = pd.DataFrame(
-        {"p": p, measure: amount, new_col: np.where(is_new, amount, 0.0)}
-    ).groupby("p", sort=True).sum()
-    tab = parts.reindex(np.arange(p0, p1 + 1), fill_value=0.0)
-    tab.index = _period_index(p0, p1, period)
+    tab = pd.DataFrame({measure: np.asarray(level, dtype=float), new_col: np.asarray(new, dtype=float)},
+                       index=_period_index(p0, p1, period))
     tab[ret_col] = tab[measure] - tab[new_col]
     level = tab[measure]
     tab["returning_share"] = (tab[ret_col] / level.where(level > 0)).astype(float)
@@ -847,6 +894,13 @@ class RepeatEffect:
         Wall-clock time of the fit.
     warnings : list of str
         Warnings raised by the fit (e.g. statsmodels convergence warnings).
+    sampled : bool
+        MixedLM only: the fit used a deterministic sample of the customers
+        (:data:`helpers.aggregates_revenue.MIXEDLM_MAX_CUSTOMERS`, chosen by
+        the MD5 digest of their id), not all of them.
+    n_customers_eligible : int
+        Customers with a positive first and a positive repeat order (all of
+        them, also when the fit used a sample).
     """
 
     effect: float
@@ -866,39 +920,34 @@ class RepeatEffect:
     pooled_effect: float = float("nan")
     seconds: float = float("nan")
     warnings: list = field(default_factory=list)
+    sampled: bool = False
+    n_customers_eligible: int = 0
 
     def to_dict(self) -> dict:
         """All fields as a plain dict."""
         return asdict(self)
 
 
-def _orders(transactions: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Orders (= purchase days) of customers usable for the repeat contrast."""
-    daily = purchase_days(transactions)
-    positive = daily["amount"].to_numpy() > 0
-    n_nonpos = int((~positive).sum())
-    # first order = first purchase day, decided before exclusions
-    bad_first_ids = daily.loc[daily["is_first"].to_numpy() & ~positive, "customer_id"].unique()
-    d = daily.loc[positive].copy()
-    d = d.loc[~d["customer_id"].isin(bad_first_ids)]
-    d["repeat"] = (~d["is_first"]).astype(float)
-    d["log_value"] = np.log(d["amount"].to_numpy(dtype=float))
+def _repeat_info(tables) -> dict:
+    """The exclusion counts and the pooled contrast of the repeat-order test from the ``repeat`` table."""
+    r = tables["repeat"].iloc[0]
+    fs, fn, rs, rn = (float(r["first_log_sum"]), int(r["first_n"]), float(r["repeat_log_sum"]), int(r["repeat_n"]))
+    pooled = float(np.expm1(rs / rn - fs / fn)) if rn > 0 and fn > 0 else float("nan")
+    return {"n_nonpositive_orders": int(r["n_nonpositive_orders"]),
+            "n_customers_bad_first": int(r["n_customers_bad_first"]),
+            "n_customers_no_repeat": int(r["n_customers_no_repeat"]), "pooled_effect": pooled}
 
-    # pooled contrast over all customers with a positive first order
-    lv, rep = d["log_value"].to_numpy(), d["repeat"].to_numpy() > 0
-    pooled = float(np.expm1(lv[rep].mean() - lv[~rep].mean())) if rep.any() and (~rep).any() else float("nan")
 
-    n_rep = d.groupby("customer_id", sort=False)["repeat"].transform("sum").to_numpy()
-    n_cust_all = int(d["customer_id"].nunique())
-    d = d.loc[n_rep > 0].reset_index(drop=True)
-    n_cust = int(d["customer_id"].nunique())
-    info = {
-        "n_nonpositive_orders": n_nonpos,
-        "n_customers_bad_first": int(len(bad_first_ids)),
-        "n_customers_no_repeat": n_cust_all - n_cust,
-        "pooled_effect": pooled,
-    }
-    return d, info
+def _order_tables(data, max_order_number: int | None = None, mixedlm_cap: int | None = None):
+    """The order tables (``repeat``, ``repeat_orders``, ``profile``) from aggregates or a transaction frame."""
+    if isinstance(data, Mapping):
+        t = _tables_of(data)
+        if "repeat" not in t:
+            raise ValueError("the order-value analyses need amounts: the log has no 'amount' column "
+                             "(no aggregates_revenue.repeat table)")
+        return t
+    _check_transactions(data, need_amount=True)
+    return revenue_tables(data, orders=True, max_order_number=max_order_number, mixedlm_cap=mixedlm_cap)
 
 
 def _fit_mixedlm(d: pd.DataFrame, mundlak: bool = False) -> tuple[float, float, float, list]:
@@ -942,7 +991,7 @@ def _fit_mixedlm(d: pd.DataFrame, mundlak: bool = False) -> tuple[float, float, 
 
 
 def order_value_repeat_effect(
-    transactions: pd.DataFrame, method: str = "mixedlm", mundlak: bool = False
+    transactions, method: str = "mixedlm", mundlak: bool = False
 ) -> RepeatEffect:
     """Do repeat orders have higher value than the same customer's first order?
 
@@ -956,8 +1005,15 @@ def order_value_repeat_effect(
 
     Parameters
     ----------
-    transactions : DataFrame
-        Clean purchases (``customer_id``, ``date``, ``amount``).
+    transactions : DataFrame or mapping
+        Clean purchases (``customer_id``, ``date``, ``amount``), or the
+        aggregates of :func:`revenue_tables` / ``stage.aggregates`` (their
+        ``repeat`` statistics and ``repeat_orders``; the stage keeps the
+        orders of at most
+        :data:`helpers.aggregates_revenue.MIXEDLM_MAX_CUSTOMERS` customers,
+        so MixedLM on a larger log runs on that sample, said in
+        ``statement``, ``warnings`` and ``sampled``; from a transaction
+        frame every customer is used).
     method : {"mixedlm", "paired"}
         ``"mixedlm"``: statsmodels MixedLM (REML, L-BFGS from moment start
         values) of ``log(order value) ~ 1 + repeat`` with a random intercept
@@ -1001,9 +1057,10 @@ def order_value_repeat_effect(
         raise ValueError(f"method must be 'mixedlm' or 'paired', got {method!r}")
     if mundlak and method != "mixedlm":
         raise ValueError("mundlak=True applies to method='mixedlm' only (the paired method is already within-customer)")
-    _check_transactions(transactions)
-    d, info = _orders(transactions)
-    n_cust = int(d["customer_id"].nunique())
+    tables = _order_tables(transactions)
+    info = _repeat_info(tables)
+    r = tables["repeat"].iloc[0]
+    n_cust, n_orders = int(r["n_customers"]), int(r["n_orders"])
     if n_cust < 3:
         raise ValueError(
             f"order_value_repeat_effect needs at least 3 customers with a positive first order and "
@@ -1011,22 +1068,24 @@ def order_value_repeat_effect(
         )
     t0 = time.perf_counter()
     caught: list[str] = []
+    sampled = False
     if method == "mixedlm":
+        d = tables["repeat_orders"]
+        sampled = bool(d.attrs.get("sampled", False))
         beta, se, p, caught = _fit_mixedlm(d, mundlak=bool(mundlak))
         lo, hi = beta - stats.norm.ppf(0.975) * se, beta + stats.norm.ppf(0.975) * se
+        if sampled:
+            n_cust, n_orders = int(d["customer_id"].nunique()), int(len(d))
     else:
-        rep = d["repeat"].to_numpy() > 0
-        ids = d["customer_id"].to_numpy()
-        lv = d["log_value"].to_numpy()
-        first = pd.Series(lv[~rep], index=ids[~rep])
-        rep_mean = pd.Series(lv[rep]).groupby(ids[rep]).mean()
-        diffs = (rep_mean - first.reindex(rep_mean.index)).to_numpy()
-        tt = stats.ttest_1samp(diffs, 0.0)
-        beta = float(diffs.mean())
-        se = float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
-        p = float(tt.pvalue)
-        ci = tt.confidence_interval(0.95)
-        lo, hi = float(ci.low), float(ci.high)
+        # paired t-test of d_i from its sufficient statistics (n, mean, sample variance): exact
+        n = n_cust
+        beta = float(r["mean_d"])
+        se = float(np.sqrt(float(r["var_d"]) / n))
+        t_crit = float(stats.t.ppf(0.975, n - 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_stat = beta / se
+        p = float(2 * stats.t.sf(abs(t_stat), n - 1)) if np.isfinite(t_stat) else (1.0 if beta == 0 else 0.0)
+        lo, hi = beta - t_crit * se, beta + t_crit * se
     seconds = time.perf_counter() - t0
 
     effect = float(np.expm1(beta))
@@ -1045,17 +1104,21 @@ def order_value_repeat_effect(
               if (effect < 0 and p < 0.05)
               else "does not support the claim (no significant difference)")
     )
+    sample = (f"a sample of {n_cust:,} of the {int(r['n_customers']):,} customers with at least one repeat "
+              "order, chosen by the MD5 digest of their id" if sampled else
+              f"{n_cust:,} customers with at least one repeat order")
     statement = (
         f"Within customers, repeat orders were {abs(effect):.1%} {direction} than the same "
         f"customer's first order (95% CI {ci_low:+.1%} to {ci_high:+.1%}, {ptxt}; {label}; "
-        f"{n_cust:,} customers with at least one repeat order, {len(d):,} orders). "
+        f"{sample}, {n_orders:,} orders). "
         f"This {verdict}."
     )
     return RepeatEffect(
         effect=effect, ci_low=ci_low, ci_high=ci_high, p_value=p, beta=beta, se=se,
-        n_customers=n_cust, n_orders=int(len(d)),
+        n_customers=n_cust, n_orders=n_orders,
         method=method + ("+mundlak" if (mundlak and method == "mixedlm") else ""), supported=supported,
-        statement=statement, seconds=seconds, warnings=caught, **info,
+        statement=statement, seconds=seconds, warnings=caught, sampled=sampled,
+        n_customers_eligible=int(r["n_customers"]), **info,
     )
 
 
@@ -1150,7 +1213,7 @@ def strategic_functions(bridge: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def order_value_profile(transactions: pd.DataFrame, max_order_number: int = 6) -> pd.DataFrame:
+def order_value_profile(transactions, max_order_number: int = 6) -> pd.DataFrame:
     """Geometric-mean order value by order number, for groups of customers by their number of orders.
 
     Orders are purchase days (amounts summed per customer and day, as in
@@ -1158,18 +1221,26 @@ def order_value_profile(transactions: pd.DataFrame, max_order_number: int = 6) -
     are left out (a log cannot be taken).  Rows: order number 1 ..
     ``max_order_number``; columns: customers with 1, 2, 3-4 and 5+ orders.
     Reading across a row compares different customers; reading down a column
-    follows the same kind of customer from first to later orders.
+    follows the same kind of customer from first to later orders.  The
+    geometric mean is ``exp(sum of log values / count)`` of the ``profile``
+    aggregate; ``transactions`` may be those aggregates (``stage.aggregates``,
+    order numbers up to :data:`helpers.aggregates_revenue.PROFILE_MAX_ORDER`).
     """
-    _check_transactions(transactions, need_amount=True)
-    daily = purchase_days(transactions)
-    order_number = daily.groupby("customer_id", sort=False).cumcount() + 1
-    n_orders = order_number.groupby(daily["customer_id"], sort=False).transform("max")
-    group = pd.cut(n_orders, [0, 1, 2, 4, np.inf], labels=["1 order", "2 orders", "3-4 orders", "5+ orders"])
-    keep = (daily["amount"] > 0) & (order_number <= max_order_number)
-    frame = pd.DataFrame({"order_number": order_number[keep], "customers": group[keep],
-                          "log_value": np.log(daily.loc[keep, "amount"])})
-    table = frame.pivot_table(index="order_number", columns="customers", values="log_value",
-                              aggfunc="mean", observed=True)
+    tables = _order_tables(transactions, max_order_number=max_order_number)
+    prof = tables["profile"]
+    bound = int(prof.attrs.get("max_order_number", max_order_number))
+    if max_order_number > bound:
+        raise ValueError(f"max_order_number={max_order_number}: the aggregates keep order numbers up to {bound} "
+                         "(helpers.aggregates_revenue.PROFILE_MAX_ORDER)")
+    from .aggregates_revenue import PROFILE_GROUPS  # noqa: PLC0415
+
+    prof = prof.loc[prof["order_number"] <= max_order_number]
+    table = (prof.assign(mean=prof["log_sum"] / prof["n"])
+             .pivot(index="order_number", columns="group", values="mean"))
+    table = table.reindex(columns=[g for g in PROFILE_GROUPS if g in table.columns])
+    table.columns = pd.CategoricalIndex(table.columns, categories=list(PROFILE_GROUPS), ordered=False,
+                                        name="customers")
+    return np.exp(table)
     return np.exp(table)
 
 
@@ -1261,17 +1332,19 @@ def repeat_share_revenue_regression(
     )
 
 
-def repeat_effect_unavailable(transactions: pd.DataFrame, min_customers: int = 3) -> str:
+def repeat_effect_unavailable(transactions, min_customers: int = 3) -> str:
     """Why :func:`order_value_repeat_effect` cannot run on a log ("" when it can).
 
     It needs amounts, and at least ``min_customers`` customers with a
     positive first order and a positive repeat order (purchase days).
+    ``transactions``: a frame or the aggregates (``stage.aggregates``).
     """
-    if "amount" not in transactions.columns:
+    no_amounts = (not bool(_tables_of(transactions)["info"]["has_amounts"].iloc[0])
+                  if isinstance(transactions, Mapping) else "amount" not in transactions.columns)
+    if no_amounts:
         return ("the log has no amounts (no amount column mapped), and the test compares the value of repeat "
                 "orders with that of first orders")
-    d, _ = _orders(_check_transactions(transactions, need_amount=True))
-    n = int(d["customer_id"].nunique())
+    n = int(_order_tables(transactions)["repeat"]["n_customers"].iloc[0])
     if n < min_customers:
         return (f"only {n} customer{'s' if n != 1 else ''} bought on two different days with positive order "
                 f"values; the within-customer comparison needs at least {min_customers}")
@@ -1506,15 +1579,17 @@ def _pct(x: float, why: str):
     return round(100 * float(x), 1) if x is not None and math.isfinite(float(x)) else f"n/a: {why}"
 
 
-def _limits(cp: pd.DataFrame, n_customers: int, period: str, reason: str, has_amounts: bool) -> list[str]:
+def _limits(tables, n_customers: int, period: str, reason: str, has_amounts: bool) -> list[str]:
     name = _PERIOD_NAME[period]
+    info = tables["info"].iloc[0]
+    p0, p1 = _bounds(tables, period)
     out = []
-    if cp.attrs["n_days"] == 1:
-        day = pd.Timestamp(cp.attrs["first_day"]).date().isoformat()
+    if int(info["n_days"]) == 1:
+        day = pd.Timestamp(info["first_day"]).date().isoformat()
         out.append(f"Every purchase in the log falls on one day ({day}): there is no change from one {name} to "
                    f"the next, so the bridge, retention and the returning-customer share have nothing to measure.")
-    elif cp.attrs["p0"] == cp.attrs["p1"]:
-        p = str(pd.Period(ordinal=cp.attrs["p0"], freq=period))
+    elif p0 == p1:
+        p = str(pd.Period(ordinal=p0, freq=period))
         out.append(f"Every purchase in the log falls in one {name} ({p}): there is no change from one {name} to "
                    f"the next, so the bridge, retention and the returning-customer share have nothing to measure.")
     if n_customers == 1:
@@ -1525,13 +1600,16 @@ def _limits(cp: pd.DataFrame, n_customers: int, period: str, reason: str, has_am
     return out
 
 
-def revenue_dynamics(transactions: pd.DataFrame, period: str = "auto", band: tuple[float, float] = (0.25, 0.40),
+def revenue_dynamics(data, period: str = "auto", band: tuple[float, float] = (0.25, 0.40),
                      recent_months: int = 12, repeat_method: str = "paired", max_order_number: int = 6,
                      max_periods: int = 48) -> RevenueDynamics:
     """Bridge, cohorts, returning share and order values of a log, in revenue or (without amounts) purchases.
 
-    One aggregate (:func:`customer_periods`) feeds the bridges (the measure
-    and active customers), the cohort tables and the returning share.  With
+    The compact tables of :mod:`helpers.aggregates_revenue` feed the bridges
+    (the measure and active customers), the cohort tables, the returning
+    share and the order-value analyses; the report passes the stage's
+    (``stage.aggregates``, computed by the configured engine), so it never
+    holds the log.  With
     amounts the measure is revenue and the order-value analyses run; without
     (no ``amount`` column) the measure is purchases (purchase days), the
     returning share is the share of purchases, and the order-value analyses
@@ -1542,8 +1620,10 @@ def revenue_dynamics(transactions: pd.DataFrame, period: str = "auto", band: tup
 
     Parameters
     ----------
-    transactions : DataFrame
-        Clean purchases (``customer_id``, ``date``, optionally ``amount``).
+    data : mapping or DataFrame
+        ``stage.aggregates`` (or :func:`revenue_tables`), or clean purchases
+        (``customer_id``, ``date``, optionally ``amount``) of which the
+        tables are computed with pandas first.
     period : {"auto", "M", "Q"}
         Reporting period; ``"auto"``: :func:`resolve_period` with ``max_periods``.
     band : (low, high)
@@ -1553,46 +1633,60 @@ def revenue_dynamics(transactions: pd.DataFrame, period: str = "auto", band: tup
         this many months (12 months = 12 monthly or 4 quarterly periods), but
         never the log's first period (0 % returning by construction).
     repeat_method : {"paired", "mixedlm", "mixedlm+mundlak"}
-        Method of :func:`order_value_repeat_effect`.
+        Method of :func:`order_value_repeat_effect`.  MixedLM runs on the
+        aggregates' order sample: every customer up to
+        :data:`helpers.aggregates_revenue.MIXEDLM_MAX_CUSTOMERS` customers
+        with a repeat order, beyond that a deterministic sample of that many
+        (from a transaction frame too, so both give the same result); the
+        paired test always uses every customer.
     max_order_number : int
-        Orders shown in :func:`order_value_profile`.
+        Orders shown in :func:`order_value_profile` (with aggregates: at most
+        :data:`helpers.aggregates_revenue.PROFILE_MAX_ORDER`).
     """
     if repeat_method not in ("paired", "mixedlm", "mixedlm+mundlak"):
         raise ValueError(f"repeat_method must be 'paired', 'mixedlm' or 'mixedlm+mundlak', got {repeat_method!r}")
     band = _check_band(band)
-    period = resolve_period(period, transactions, max_periods)
-    has_amounts = "amount" in transactions.columns
-    measure = "revenue" if has_amounts else "purchases"
-    cp = customer_periods(transactions, period, revenue=has_amounts)
-    n_customers = int(cp["customer_id"].nunique())
-    n_periods = cp.attrs["p1"] - cp.attrs["p0"] + 1
+    if isinstance(data, Mapping):
+        tables = _tables_of(data)
+    else:
+        # the stage's bound on MixedLM's customers applies to a frame as well: the same result either way
+        from .aggregates_revenue import MIXEDLM_MAX_CUSTOMERS  # noqa: PLC0415
 
-    bridge = _bridge(cp, measure)
-    customers_bridge = _bridge(cp, "customers")
-    counts = _cohorts(cp, "customers")
-    values = _cohorts(cp, measure)
+        tables = revenue_tables(data, max_order_number=max_order_number, mixedlm_cap=MIXEDLM_MAX_CUSTOMERS)
+    period = resolve_period(period, tables, max_periods)
+    info = tables["info"].iloc[0]
+    has_amounts = bool(info["has_amounts"])
+    measure = "revenue" if has_amounts else "purchases"
+    n_customers = int(info["n_customers"])
+    p0, p1 = _bounds(tables, period)
+    n_periods = p1 - p0 + 1
+
+    bridge = _bridge(tables, period, measure)
+    customers_bridge = _bridge(tables, period, "customers")
+    counts = _cohorts(tables, period, "customers")
+    values = _cohorts(tables, period, measure)
     per_customer = values.div(counts[0].where(counts[0] > 0), axis=0)
     per_customer.attrs = {**values.attrs, "value": f"{measure}_per_customer"}
-    returning = _returning(cp, measure, band)
+    returning = _returning(tables, period, measure, band)
     recent = min(int(math.ceil(recent_months / _MONTHS_PER_PERIOD[period])), n_periods - 1)
     recent_share, _ = returning.recent(recent)
 
-    reason = repeat_effect_unavailable(transactions)
+    reason = repeat_effect_unavailable(tables)
     effect = profile = None
     if not reason:
         method, mundlak = ("mixedlm", repeat_method.endswith("+mundlak")) if repeat_method.startswith("mixedlm") \
             else (repeat_method, False)
-        effect = order_value_repeat_effect(transactions, method=method, mundlak=mundlak)
+        effect = order_value_repeat_effect(tables, method=method, mundlak=mundlak)
     if has_amounts:
-        profile = order_value_profile(transactions, max_order_number=max_order_number)
+        profile = order_value_profile(tables, max_order_number=max_order_number)
 
     return RevenueDynamics(
         period=period, measure=measure, has_amounts=has_amounts, n_customers=n_customers,
-        n_periods=int(n_periods), n_days=int(cp.attrs["n_days"]), bridge=bridge, customers_bridge=customers_bridge,
+        n_periods=int(n_periods), n_days=int(info["n_days"]), bridge=bridge, customers_bridge=customers_bridge,
         functions=strategic_functions(bridge), window=acquisition_window(bridge), cohort_counts=counts,
         retention=retention_rates(counts), cohort_values=values, value_per_customer=per_customer,
         retention_summary=retention_by_age(counts, values), returning=returning, recent_periods=recent,
         recent_share=recent_share, repeat_effect=effect, repeat_effect_reason=reason, order_profile=profile,
         identity_error=max(bridge_identity_error(bridge), bridge_identity_error(customers_bridge)),
-        limits=_limits(cp, n_customers, period, reason, has_amounts),
+        limits=_limits(tables, n_customers, period, reason, has_amounts),
     )

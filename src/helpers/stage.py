@@ -525,7 +525,16 @@ class Stage:
             values[name] = pd.read_parquet(folder / f"{name}.parquet")
         for name in OPTIONAL_TABLES:
             values[name] = pd.read_parquet(folder / f"{name}.parquet") if name in meta.get("tables", {}) else None
+        values["aggregates"] = {name: _read_aggregate(folder, spec)
+                                for name, spec in (meta.get("aggregates") or {}).items()}
         return cls(**values)
+
+
+def _read_aggregate(folder: Path, spec: dict) -> pd.DataFrame:
+    """One table of ``stage.aggregates`` as :meth:`Stage.save` wrote it (the Parquet file and its attrs)."""
+    frame = pd.read_parquet(folder / spec["file"])
+    frame.attrs = dict(_decode(spec.get("attrs") or {}))
+    return frame
 
 
 # ---------------------------------------------------------------------------
