@@ -86,7 +86,7 @@ def test_discrete_tracking_counts_and_bgbb_expectations(donations):
     """Actual: the log's donations per year after 1995; expected (BG/BB, everyone first in 1995): 11,104 times
     lifetimes' E[X(k)] for a new donor after k opportunities."""
     stage, tx = donations
-    track = clv_models.tracking(stage, tx)
+    track = clv_models.tracking(stage)
     assert track["unit"] == "year" and track["split"] == 3.0
     assert track["actual"]["repeat"].tolist() == [5558, 4740, 4101, 3638, 3415, 3163]
     lt = _bgbb_oracle(stage.fits_cal["bgbb"].params)
@@ -123,8 +123,11 @@ def test_discrete_calibration_fit_and_alive_matrix(donations):
 def test_discrete_histories_end_at_the_customers_p_alive(donations):
     from helpers.report import pseudonymise
 
-    stage, tx = donations
-    hist = clv_models.example_histories(stage, tx, n=3)
+    from helpers.aggregates_log import customer_days
+
+    stage, _ = donations
+    picks = clv_models.example_customers(stage, 3)
+    hist = clv_models.example_histories(stage, customer_days(ROOT / "configs" / "donations.yaml", picks), picks)
     assert len(hist["histories"]) == 3 and hist["label"] == "BG/BB"
     full_d = stage.full_discrete
     for label, h in hist["histories"].items():

@@ -491,7 +491,9 @@ class Stage:
             getattr(self, name).to_parquet(folder / f"{name}.parquet")
         (folder / "aggregates").mkdir(exist_ok=True)
         for name, frame in self.aggregates.items():
-            frame.to_parquet(folder / "aggregates" / f"{name}.parquet")
+            bare = frame.copy(deep=False)
+            bare.attrs = {}  # pandas would write the attrs into the file as JSON (no Timestamps); stage.json has them
+            bare.to_parquet(folder / "aggregates" / f"{name}.parquet")
         meta = {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)
                 if f.name not in (*TABLES, *OPTIONAL_TABLES, "aggregates")}
         meta["aggregates"] = {name: {"file": f"aggregates/{name}.parquet", "attrs": _encode(dict(frame.attrs))}
@@ -519,6 +521,11 @@ class Stage:
             values[name] = pd.read_parquet(folder / f"{name}.parquet")
         for name in OPTIONAL_TABLES:
             values[name] = pd.read_parquet(folder / f"{name}.parquet") if name in meta.get("tables", {}) else None
+        values["aggregates"] = {}
+        for name, entry in meta.get("aggregates", {}).items():
+            frame = pd.read_parquet(folder / entry["file"])
+            frame.attrs = _decode(entry["attrs"])
+            values["aggregates"][name] = frame
         return cls(**values)
 
 
