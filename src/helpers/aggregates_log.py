@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DEFAULT_ENCODING, DEFAULT_MAX_ABS_AMOUNT, DEFAULT_MIN_DATE, limits
-from .summary import day_table, purchase_days
+from .summary import day_table, gap_table, purchase_days
 
 __all__ = ["compute", "tables_pandas", "tables_duckdb", "tables_spark", "customer_days", "repeat_split",
            "holdout_last_days", "return_windows", "opportunity_counts"]
@@ -113,12 +113,7 @@ def tables_pandas(transactions: pd.DataFrame, returns: pd.DataFrame | None, cali
     cal_end = pd.Timestamp(calibration_end).normalize()
     daily = _customer_days(transactions)
     days = day_table(daily, cal_end)
-    gap = daily["day"].diff().dt.days
-    same = daily["customer_id"].eq(daily["customer_id"].shift()).to_numpy()
-    counts = gap[same].astype(np.int64).value_counts().sort_index()
-    gaps = pd.DataFrame({"count": counts.to_numpy(np.int64)},
-                        index=pd.Index(counts.index.to_numpy(np.int64), name="days"))
-    return {"days": days, "gaps": gaps,
+    return {"days": days, "gaps": gap_table(daily),
             "holdout_last": holdout_last_days(transactions, cal_end, observation_end),
             "returns": return_windows(returns, cal_end, observation_end)}
 

@@ -45,6 +45,7 @@ __all__ = [
     "repeats_by_period",
     "cohorts_from_days",
     "gap_counts",
+    "gap_table",
     "gap_statistics",
     "purchases_per_customer",
     "purchase_day_distribution",
@@ -341,19 +342,29 @@ def purchase_day_distribution(n_days: pd.Series, max_count: int = 10) -> pd.Data
     return out
 
 
-def interpurchase_days(transactions: pd.DataFrame) -> pd.Series:
-    """Days between consecutive purchase days of the same customer (all customers pooled)."""
-    daily = purchase_days(transactions)
+def _gaps(daily: pd.DataFrame) -> pd.Series:
+    """Days between consecutive purchase days of a customer, from :func:`purchase_days` rows (sorted)."""
     gap = daily["day"].diff().dt.days
     same = daily["customer_id"].eq(daily["customer_id"].shift())
-    return gap[same.to_numpy()].astype(int).rename("days_between_purchases").reset_index(drop=True)
+    return gap[same.to_numpy()].astype(np.int64)
+
+
+def interpurchase_days(transactions: pd.DataFrame) -> pd.Series:
+    """Days between consecutive purchase days of the same customer (all customers pooled)."""
+    return _gaps(purchase_days(transactions)).astype(int).rename("days_between_purchases").reset_index(drop=True)
+
+
+def gap_table(daily: pd.DataFrame) -> pd.DataFrame:
+    """The gaps between consecutive purchase days as a value count, from :func:`purchase_days` rows:
+    ``count`` per gap in ``days`` (sorted)."""
+    counts = _gaps(daily).value_counts().sort_index()
+    return pd.DataFrame({"count": counts.to_numpy(np.int64)},
+                        index=pd.Index(counts.index.to_numpy(np.int64), name="days"))
 
 
 def gap_counts(transactions: pd.DataFrame) -> pd.DataFrame:
     """:func:`interpurchase_days` as a value count: ``count`` per gap in ``days`` (sorted)."""
-    counts = interpurchase_days(transactions).value_counts().sort_index()
-    return pd.DataFrame({"count": counts.to_numpy(np.int64)}, index=pd.Index(counts.index.astype(np.int64),
-                                                                              name="days"))
+    return gap_table(purchase_days(transactions))
 
 
 def _weighted_quantile(values: np.ndarray, cum: np.ndarray, q: float) -> float:
