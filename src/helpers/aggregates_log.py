@@ -187,8 +187,9 @@ def _days_sql(rows: str, has_amount: bool) -> str:
     amt = ", sum(a) AS a" if has_amount else ""
     amt_out = ", a" if has_amount else ""
     per = f"SELECT cid, d, count(*) AS nr{amt} FROM {rows} GROUP BY cid, d"
-    return (f"SELECT cid, d, nr{amt_out}, min(d) OVER (PARTITION BY cid) AS f, "
-            f"d - lag(d) OVER (PARTITION BY cid ORDER BY d) AS gap FROM ({per})")
+    # one window (ordered): the running minimum is the first day; one sort serves both
+    return (f"SELECT cid, d, nr{amt_out}, min(d) OVER w AS f, d - lag(d) OVER w AS gap FROM ({per}) "
+            f"WINDOW w AS (PARTITION BY cid ORDER BY d)")
 
 
 def tables_duckdb(
@@ -346,9 +347,8 @@ def tables_spark(
             after_observation_end=after_observation_end, file_format=file_format, run=run, lim=lim)
         aggs = [F.count(F.lit(1)).alias("nr")] + ([F.sum(ss._AMT).alias("a")] if has_amount else [])
         per = prep.rows.groupBy(cid, day).agg(*aggs)
-        per = (per.withColumn("f", F.min(day).over(Window.partitionBy(cid)))
-               .withColumn("gap", F.col(day) - F.lag(day).over(Window.partitionBy(cid).orderBy(day)))
-               .cache())
+        w = Window.partitionBy(cid).orderBy(day)   # one window: the running minimum is the first day
+        per = per.withColumn("f", F.min(day).over(w)).withColumn("gap", F.col(day) - F.lag(day).over(w)).cache()
         d, f = F.col(day), F.col("f")
         cols = [F.sum("nr").alias("rows"), F.count(F.when(d == f, 1)).alias("new_customers"),
                 F.count(F.when(d > f, 1)).alias("repeat_days"),
