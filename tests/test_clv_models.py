@@ -86,7 +86,7 @@ def test_discrete_tracking_counts_and_bgbb_expectations(donations):
     """Actual: the log's donations per year after 1995; expected (BG/BB, everyone first in 1995): 11,104 times
     lifetimes' E[X(k)] for a new donor after k opportunities."""
     stage, tx = donations
-    track = clv_models.tracking(stage, tx)
+    track = clv_models.tracking(stage)
     assert track["unit"] == "year" and track["split"] == 3.0
     assert track["actual"]["repeat"].tolist() == [5558, 4740, 4101, 3638, 3415, 3163]
     lt = _bgbb_oracle(stage.fits_cal["bgbb"].params)
@@ -123,8 +123,11 @@ def test_discrete_calibration_fit_and_alive_matrix(donations):
 def test_discrete_histories_end_at_the_customers_p_alive(donations):
     from helpers.report import pseudonymise
 
-    stage, tx = donations
-    hist = clv_models.example_histories(stage, tx, n=3)
+    from helpers.aggregates_log import customer_days
+
+    stage, _ = donations
+    picks = clv_models.example_customers(stage, 3)
+    hist = clv_models.example_histories(stage, customer_days(ROOT / "configs" / "donations.yaml", picks), picks)
     assert len(hist["histories"]) == 3 and hist["label"] == "BG/BB"
     full_d = stage.full_discrete
     for label, h in hist["histories"].items():
@@ -146,3 +149,12 @@ def test_committed_notebook_records_the_stage_equity_and_the_issue_12_keys():
     assert set(res["holdout"]["ranking"]["baseline"]) == set(RANKING_METRICS)
     assert res["models"]["bgcnbd_k"]["params"]["k"] == 1
     assert 3 <= len(res["headlines"]) <= 8
+
+
+def test_continuous_tracking_from_the_stage_aggregates_matches_the_published_totals(paper):
+    """FHL (2005): the sample's 2,357 customers made 2,457 repeat purchases in weeks 1-39 and 1,882 in 40-78."""
+    track = clv_models.tracking(paper)
+    actual = track["actual"]
+    assert len(actual) == 78 and track["split"] == 39.0 and track["dropped_days"] == 0
+    assert actual["repeat"].iloc[:39].sum() == 2_457 and actual["repeat"].iloc[39:].sum() == 1_882
+    assert set(track["expected"]) == {f.label for f in paper.fits_cal.values()}

@@ -499,3 +499,14 @@ def test_money_at_stake_bars_labels_currency():
     assert [t.get_text() for t in ax.texts] == ["125,000 USD", "8,000 USD", "-2,500 USD"]
     assert ax.get_xlabel() == "money at stake (USD)"
     assert [t.get_text() for t in ax.get_yticklabels()] == list(amounts.index)
+
+
+def test_histogram_of_a_value_count_draws_the_expanded_bars():
+    """A value count with weights gives the bars of the expanded values (the same bin edges and heights)."""
+    values = np.array([1, 1, 1, 4, 9, 9, 30])
+    uniq, counts = np.unique(values, return_counts=True)
+    full = plots.histogram(values, bins=5, xlabel="days", title="t")
+    weighted = plots.histogram(uniq, bins=5, xlabel="days", title="t", weights=counts)
+    bars = [[(p.get_x(), p.get_height()) for p in ax.patches] for ax in (full, weighted)]
+    assert bars[0] == bars[1] and [h for _, h in bars[0]] == [4.0, 2.0, 0.0, 0.0, 1.0]
+    plt.close("all")

@@ -227,15 +227,20 @@ def test_segment_sensitivity_grid():
 
 
 def test_holdout_active_months_and_returns():
-    tx = pd.DataFrame({"customer_id": ["a", "a", "b", "c"],
-                       "date": pd.to_datetime(["2020-01-05", "2020-03-01", "2019-12-01", "2020-01-31"])})
-    m = holdout_active_months(tx, "2019-12-31", "2020-06-30", pd.Index(["a", "b", "c", "d"]), days_per_month=30)
-    assert m["a"] == pytest.approx(61 / 30) and m["b"] == 0 and m["c"] == pytest.approx(31 / 30) and m["d"] == 0
+    from helpers.aggregates_log import holdout_last_days, return_windows
+
+    tx = pd.DataFrame({"customer_id": ["a", "a", "b", "c", "a"],
+                       "date": pd.to_datetime(["2020-01-05", "2020-03-01", "2019-12-01", "2020-01-31", "2019-12-20"])})
+    last = holdout_last_days(tx, "2019-12-31", "2020-06-30")    # c first bought after the calibration end
+    m = holdout_active_months(last, "2019-12-31", pd.Index(["a", "b", "c", "d"]), days_per_month=30)
+    assert m["a"] == pytest.approx(61 / 30) and m["b"] == 0 and m["c"] == 0 and m["d"] == 0
     ret = pd.DataFrame({"customer_id": ["a", "a", "a", "b"], "amount": [-1.0, -2.0, -3.0, -4.0],
                         "date": pd.to_datetime(["2020-01-05", "2020-01-05", "2020-02-01", "2019-11-01"])})
-    r = return_counts(ret, pd.Index(["a", "b", "c"]), start="2019-12-31")
+    windows = return_windows(ret, "2019-12-31", "2020-06-30")
+    r = return_counts(windows, pd.Index(["a", "b", "c"]), "holdout")
     assert r.tolist() == [2.0, 0.0, 0.0]  # same-day returns are one returned order
-    assert return_counts(ret.iloc[0:0], pd.Index(["a"])).tolist() == [0.0]
+    assert return_counts(windows, pd.Index(["a", "b"]), "calibration").tolist() == [0.0, 1.0]
+    assert return_counts(return_windows(ret.iloc[0:0], "2019-12-31", "2020-06-30"), pd.Index(["a"])).tolist() == [0.0]
 
 
 def test_read_customer_costs(tmp_path):

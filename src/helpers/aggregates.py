@@ -28,7 +28,7 @@ import pandas as pd
 __all__ = ["AggregateContext", "PRODUCERS", "compute_all"]
 
 #: Producer modules (inside ``helpers``), in the order they run.
-PRODUCERS: tuple[str, ...] = ("aggregates_revenue",)
+PRODUCERS: tuple[str, ...] = ("aggregates_log", "aggregates_revenue")
 
 
 @dataclass

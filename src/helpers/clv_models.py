@@ -24,7 +24,7 @@ from . import concentration as _conc
 from . import validation, value
 from .diagnostics import RANKING_METRICS
 from .models import get_model, registered_models
-from .summary import days_per_unit, period_name, repeat_transactions_by_period
+from .summary import days_per_unit, period_name, repeats_by_period
 
 __all__ = [
     "METRIC_LABELS",
@@ -38,6 +38,7 @@ __all__ = [
     "conditional_expectations",
     "comparison",
     "alive_matrix",
+    "example_customers",
     "example_histories",
     "spend_check",
     "value_concentration",
@@ -236,7 +237,7 @@ def _expected_cumulative(fit, ages: np.ndarray, weights: np.ndarray) -> float:
     return float(np.dot(weights[pos], np.asarray(fit.expected_purchases_new(ages[pos]), dtype=float)))
 
 
-def tracking(stage, transactions: pd.DataFrame) -> dict:
+def tracking(stage) -> dict:
     """Repeat purchases per period of the calibration customers, actual against every model (FHL 2005, Fig. 3).
 
     Continuous log: repeat purchase days per period of the models' time unit (whole days), from the cohort's
@@ -244,7 +245,9 @@ def tracking(stage, transactions: pd.DataFrame) -> dict:
     unconditional ``E[X(t)]`` from the first purchase day (:func:`helpers.value.expected_tracking`).
     Discrete-time log: transactions per opportunity period (one per customer and period, the first period
     not counted); BG/BB's expectation counts whole opportunities since each customer's first period, the
-    continuous models' the time since the first purchase day to the period's end.
+    continuous models' the time since the first purchase day to the period's end.  The actual series are
+    roll-ups of the stage's aggregates (``aggregates_log.days``: ``repeat_days_cal`` per day;
+    ``aggregates_log.opportunities``), not of the log.
 
     Returns
     -------
@@ -252,15 +255,15 @@ def tracking(stage, transactions: pd.DataFrame) -> dict:
     (label -> same columns), ``split`` (the calibration end in periods), ``unit`` (the period's name),
     ``dropped_days`` (days of an incomplete last period left out).
     """
-    cohort = transactions[transactions["customer_id"].isin(stage.cal.index)]
     if not _discrete(stage):
+        days = stage.aggregates["aggregates_log.days"]
         unit_days = days_per_unit(stage.time_unit)
         period_days = max(1, round(unit_days))
-        start = cohort["date"].min().normalize()
+        start = pd.Timestamp(stage.cal["first_purchase"].min()).normalize()
         total_days = (stage.observation_end.normalize() - start).days + 1
         n_periods = max(1, total_days // period_days)
         end = start + pd.Timedelta(days=n_periods * period_days - 1)
-        actual = repeat_transactions_by_period(cohort, start=start, end=end, period_days=period_days)
+        actual = repeats_by_period(days["repeat_days_cal"], start=start, end=end, period_days=period_days)
         expected = {}
         for name, f in stage.fits_cal.items():
             e = value.expected_tracking(f, stage.cal["first_purchase"], start=start, n_periods=n_periods,
@@ -273,13 +276,11 @@ def tracking(stage, transactions: pd.DataFrame) -> dict:
     # discrete time: opportunity periods
     freq = stage.discrete_period
     cal_d = stage.cal_discrete
-    opp = pd.DataFrame({"customer_id": cohort["customer_id"].to_numpy(),
-                        "p": cohort["date"].dt.to_period(freq).array.asi8}).drop_duplicates()
     first = pd.Series(cal_d["first_period"].array.asi8, index=cal_d.index)
-    opp = opp[opp["p"].to_numpy() > first.reindex(opp["customer_id"]).to_numpy()]
     p0, p1 = int(first.min()), pd.Period(stage.observation_end, freq=freq).ordinal
     periods = np.arange(p0 + 1, p1 + 1)
-    counts = opp["p"].value_counts().reindex(periods, fill_value=0).to_numpy()
+    opp = stage.aggregates["aggregates_log.opportunities"]["transactions"]
+    counts = opp.reindex(periods, fill_value=0).to_numpy(np.int64)
     starts = pd.PeriodIndex.from_ordinals(periods, freq=freq).start_time
     actual = pd.DataFrame({"period": np.arange(1, len(periods) + 1), "period_start": starts, "repeat": counts})
     actual["cumulative"] = actual["repeat"].cumsum()
@@ -358,13 +359,30 @@ def alive_matrix(stage, what: str = "p_alive", max_x: int | None = None, t: floa
                         columns=pd.Index(rs, name=f"t_x (opportunity, {unit}s)"))
 
 
-def example_histories(stage, transactions: pd.DataFrame, n: int = 4, show_raw: bool = False) -> dict:
-    """P(alive) over time of ``n`` repeat buyers spread evenly over the full-period frequency range, under the
-    chosen model's full-period fit (identifiers pseudonymised unless ``show_raw``).
+def example_customers(stage, n: int = 4) -> list:
+    """``n`` repeat buyers spread evenly over the full-period frequency range of the chosen model's summary
+    (sorted by ``x`` then ``t_x``; fewer when there are fewer repeat buyers)."""
+    summary = stage.summary_of(stage.model_name, "full")
+    repeaters = summary[summary["x"] > 0].sort_values(["x", "t_x"], kind="mergesort")
+    if repeaters.empty or n < 1:
+        return []
+    picks = repeaters.index[[int(i * (len(repeaters) - 1) / max(n - 1, 1)) for i in range(min(n, len(repeaters)))]]
+    return list(dict.fromkeys(picks))
+
+
+def example_histories(stage, days: pd.DataFrame, picks: list, show_raw: bool = False) -> dict:
+    """P(alive) over time of the customers ``picks`` (:func:`example_customers`), under the chosen model's
+    full-period fit (identifiers pseudonymised unless ``show_raw``).
 
     Continuous models: :func:`helpers.value.p_alive_history` (weekly grid and purchase days).  Discrete-time
     models: P(alive) at the end of each opportunity period given the history up to it; the purchases are then
     the ends of the periods with a transaction.
+
+    Parameters
+    ----------
+    days : DataFrame
+        ``customer_id`` and ``day``: the purchase days of (at least) the picked customers, fetched by id
+        through the configured engine (:func:`helpers.aggregates_log.customer_days`).
 
     Returns
     -------
@@ -374,17 +392,14 @@ def example_histories(stage, transactions: pd.DataFrame, n: int = 4, show_raw: b
     from .report import pseudonymise  # noqa: PLC0415
 
     summary = stage.summary_of(stage.model_name, "full")
-    repeaters = summary[summary["x"] > 0].sort_values(["x", "t_x"], kind="mergesort")
     out = {"histories": {}, "purchases": {}, "label": stage.model.label}
-    if repeaters.empty or n < 1:
+    if not picks:
         return out
-    picks = repeaters.index[[int(i * (len(repeaters) - 1) / max(n - 1, 1)) for i in range(min(n, len(repeaters)))]]
-    picks = list(dict.fromkeys(picks))
     names = dict(zip(picks, picks if show_raw else pseudonymise(picks)))
-    sub = transactions[transactions["customer_id"].isin(picks)]
+    sub = days[days["customer_id"].isin(picks)]
     model, discrete = stage.model, stage.model_summaries.get(stage.model_name) == "discrete"
     for cid in picks:
-        dates = sub.loc[sub["customer_id"] == cid, "date"]
+        dates = sub.loc[sub["customer_id"] == cid, "day"]
         label = f"{names[cid]} (x={int(summary.loc[cid, 'x'])})"
         if not discrete:
             h = value.p_alive_history(model, dates, end=stage.observation_end, time_unit=model.time_unit)

@@ -170,10 +170,15 @@ def bar_distribution(table: pd.DataFrame, column: str, xlabel: str, ylabel: str,
 
 
 def histogram(values: pd.Series, bins: int | np.ndarray, xlabel: str, title: str, marks: dict | None = None,
-              *, unit: str | None = None, ax: Axes | None = None) -> Axes:
-    """A histogram of ``values`` with optional labelled vertical marks (e.g. ``{"median": m}``)."""
+              *, unit: str | None = None, weights=None, ax: Axes | None = None) -> Axes:
+    """A histogram of ``values`` with optional labelled vertical marks (e.g. ``{"median": m}``).
+
+    ``weights`` (one per value) draws a value count: each distinct value once with its count, the same
+    bars as the expanded values (the bins span the same minimum and maximum).
+    """
     ax = new_axes(ax)
-    sns.histplot(x=np.asarray(values, dtype=float), bins=bins, color=BLUE, alpha=0.85, ax=ax)
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    sns.histplot(x=np.asarray(values, dtype=float), weights=w, bins=bins, color=BLUE, alpha=0.85, ax=ax)
     for i, (name, x) in enumerate((marks or {}).items()):
         ax.axvline(x, color=PALETTE[1 + i % (len(PALETTE) - 1)], ls="--", lw=1.6,
                    label=f"{name}: {fmt_number(x)}" + (f" {unit}" if unit else ""))

@@ -689,9 +689,8 @@ def segment_sensitivity(
 # ---------------------------------------------------------------------------
 
 def holdout_active_months(
-    transactions: pd.DataFrame,
+    last_days: pd.DataFrame,
     calibration_end,
-    observation_end,
     customers: pd.Index,
     days_per_month: float = 365.25 / 12,
 ) -> pd.Series:
@@ -702,32 +701,40 @@ def holdout_active_months(
     at least until then, so this is the observable lower bound of the months
     the customer had to be served.  The upper bound is the whole holdout
     length for everybody (a firm that cannot tell who is alive serves all).
+
+    Parameters
+    ----------
+    last_days : DataFrame
+        ``last_day`` (the last holdout purchase day) per customer who bought in
+        the holdout: the stage's ``aggregates_log.holdout_last``
+        (:func:`helpers.aggregates_log.holdout_last_days`).
+    calibration_end : date
+        The holdout starts the day after it.
+    customers : Index
+        The customers to report (others in ``last_days`` are ignored).
     """
     start = pd.Timestamp(calibration_end).normalize()
-    end = pd.Timestamp(observation_end).normalize()
-    d = transactions["date"].dt.normalize()
-    h = transactions.loc[(d > start) & (d <= end), ["customer_id"]].assign(day=d)
-    last = h.groupby("customer_id")["day"].max()
-    months = (last - start).dt.days / days_per_month
+    months = (pd.to_datetime(last_days["last_day"]) - start).dt.days / days_per_month
     return months.reindex(customers, fill_value=0.0).rename("active_months").astype(float)
 
 
-def return_counts(returns: pd.DataFrame, customers: pd.Index, start=None, end=None) -> pd.Series:
-    """Number of returned orders (rows with negative amounts) per customer, within ``(start, end]``.
+def return_counts(returns: pd.DataFrame, customers: pd.Index, window: str = "full") -> pd.Series:
+    """Number of returned orders (return days: several return rows of one customer on one day are one
+    returned order) per customer in a window.
 
-    Several return rows of one customer on one day count as one returned order.
+    Parameters
+    ----------
+    returns : DataFrame
+        Returned orders per customer with a return, by window (columns
+        ``calibration``, ``holdout``, ``full``): the stage's
+        ``aggregates_log.returns`` (:func:`helpers.aggregates_log.return_windows`).
+    customers : Index
+    window : {"calibration", "holdout", "full"}
+        Up to the calibration end, after it up to the observation end, or up to the observation end.
     """
-    if returns is None or len(returns) == 0:
-        return pd.Series(0.0, index=customers, name="returns")
-    d = returns["date"].dt.normalize()
-    keep = np.ones(len(returns), dtype=bool)
-    if start is not None:
-        keep &= (d > pd.Timestamp(start).normalize()).to_numpy()
-    if end is not None:
-        keep &= (d <= pd.Timestamp(end).normalize()).to_numpy()
-    r = pd.DataFrame({"customer_id": returns["customer_id"].to_numpy()[keep], "day": d.to_numpy()[keep]})
-    n = r.drop_duplicates().groupby("customer_id").size()
-    return n.reindex(customers, fill_value=0).astype(float).rename("returns")
+    if window not in ("calibration", "holdout", "full"):
+        raise ValueError(f"window must be 'calibration', 'holdout' or 'full', got {window!r}")
+    return returns[window].reindex(customers, fill_value=0).astype(float).rename("returns")
 
 
 def read_customer_costs(path: str, customers: pd.Index, column: str = "cost_per_month") -> pd.Series:

@@ -497,7 +497,9 @@ class Stage:
             getattr(self, name).to_parquet(folder / f"{name}.parquet")
         (folder / "aggregates").mkdir(exist_ok=True)
         for name, frame in self.aggregates.items():
-            frame.to_parquet(folder / "aggregates" / f"{name}.parquet")
+            bare = frame.copy(deep=False)
+            bare.attrs = {}  # pandas would write the attrs into the file as JSON (no Timestamps); stage.json has them
+            bare.to_parquet(folder / "aggregates" / f"{name}.parquet")
         meta = {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)
                 if f.name not in (*TABLES, *OPTIONAL_TABLES, "aggregates")}
         meta["aggregates"] = {name: {"file": f"aggregates/{name}.parquet", "attrs": _encode(dict(frame.attrs))}

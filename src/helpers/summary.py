@@ -26,6 +26,8 @@ customer.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -39,6 +41,12 @@ __all__ = [
     "calibration_holdout",
     "check_calibration_end",
     "repeat_transactions_by_period",
+    "day_table",
+    "repeats_by_period",
+    "cohorts_from_days",
+    "gap_counts",
+    "gap_table",
+    "gap_statistics",
     "purchases_per_customer",
     "purchase_day_distribution",
     "interpurchase_days",
@@ -216,6 +224,73 @@ def calibration_holdout(
     return cal
 
 
+def day_table(daily: pd.DataFrame, calibration_end=None) -> pd.DataFrame:
+    """Activity per calendar day from the customer-day rows of :func:`purchase_days`.
+
+    One row per day on which some customer bought (days without a purchase
+    have no row; the roll-ups fill them with zeros).
+
+    Parameters
+    ----------
+    daily : DataFrame
+        :func:`purchase_days` of the clean log (``customer_id``, ``day``,
+        ``is_first``[, ``amount``]), optionally with ``rows`` (transactions on
+        the customer's day).
+    calibration_end : date, optional
+        With it, ``repeat_days_cal`` counts the repeat purchase days of the
+        calibration customers (first purchase on or before it).
+
+    Returns
+    -------
+    DataFrame indexed by ``day`` (datetime64, sorted) with ``rows``
+    (transactions, when ``daily`` has them), ``new_customers`` (customers whose
+    first purchase day it is), ``repeat_days`` (customers buying on a later
+    day than their first)[, ``repeat_days_cal``][, ``first_day_spend``,
+    ``repeat_spend``: the spend of those first and repeat days].
+    """
+    first = daily["is_first"].to_numpy()
+    cols = {"new_customers": first.astype(np.int64), "repeat_days": (~first).astype(np.int64)}
+    if calibration_end is not None:
+        first_day = daily.groupby("customer_id", sort=False)["day"].transform("min")
+        cal = (first_day <= pd.Timestamp(calibration_end).normalize()).to_numpy()
+        cols["repeat_days_cal"] = ((~first) & cal).astype(np.int64)
+    if "amount" in daily.columns:
+        a = daily["amount"].to_numpy(float)
+        cols["first_day_spend"] = np.where(first, a, 0.0)
+        cols["repeat_spend"] = np.where(first, 0.0, a)
+    frame = pd.DataFrame(cols, index=pd.DatetimeIndex(daily["day"].to_numpy(), name="day"))
+    if "rows" in daily.columns:
+        frame.insert(0, "rows", daily["rows"].to_numpy(np.int64))
+    return frame.groupby(level=0, sort=True).sum()
+
+
+def repeats_by_period(repeat_days: pd.Series, start=None, end=None, period_days: int = 7) -> pd.DataFrame:
+    """Repeat purchase days per period, from a count per calendar day (a column of :func:`day_table`).
+
+    Periods are consecutive blocks of ``period_days`` days from ``start``
+    (default: the first day of ``repeat_days``) to ``end`` (default: its last
+    day); days outside are not counted.
+
+    Returns
+    -------
+    DataFrame with ``period`` (1-based), ``period_start``, ``repeat`` and ``cumulative``.
+    """
+    days = pd.DatetimeIndex(repeat_days.index)
+    start = (pd.Timestamp(start) if start is not None else days.min()).normalize()
+    end = (pd.Timestamp(end) if end is not None else days.max()).normalize()
+    n_periods = int(np.ceil(((end - start).days + 1) / period_days))
+    inside = (days >= start) & (days <= end)
+    idx = ((days[inside] - start).days // period_days).to_numpy()
+    counts = np.bincount(idx, weights=repeat_days.to_numpy()[inside], minlength=n_periods)[:n_periods]
+    out = pd.DataFrame({
+        "period": np.arange(1, n_periods + 1),
+        "period_start": start + pd.to_timedelta(np.arange(n_periods) * period_days, unit="D"),
+        "repeat": np.rint(counts).astype(np.int64),
+    })
+    out["cumulative"] = out["repeat"].cumsum()
+    return out
+
+
 def repeat_transactions_by_period(
     transactions: pd.DataFrame,
     start: str | pd.Timestamp | None = None,
@@ -226,27 +301,15 @@ def repeat_transactions_by_period(
 
     A repeat purchase is any purchase day after a customer's first purchase
     day (several purchases on one day count once).  Periods are consecutive
-    blocks of ``period_days`` days from ``start`` (default: first purchase).
+    blocks of ``period_days`` days from ``start`` (default: first purchase);
+    :func:`repeats_by_period` of the log's :func:`day_table`.
 
     Returns
     -------
     DataFrame with ``period`` (1-based), ``period_start``, ``repeat`` (repeat
     purchase days in the period) and ``cumulative``.
     """
-    daily = purchase_days(transactions)
-    start = (pd.Timestamp(start) if start is not None else daily["day"].min()).normalize()
-    end = (pd.Timestamp(end) if end is not None else daily["day"].max()).normalize()
-    n_periods = int(np.ceil(((end - start).days + 1) / period_days))
-    rep = daily.loc[~daily["is_first"] & (daily["day"] >= start) & (daily["day"] <= end)]
-    idx = ((rep["day"] - start).dt.days // period_days).to_numpy()
-    counts = np.bincount(idx, minlength=n_periods)[:n_periods]
-    out = pd.DataFrame({
-        "period": np.arange(1, n_periods + 1),
-        "period_start": start + pd.to_timedelta(np.arange(n_periods) * period_days, unit="D"),
-        "repeat": counts,
-    })
-    out["cumulative"] = out["repeat"].cumsum()
-    return out
+    return repeats_by_period(day_table(purchase_days(transactions))["repeat_days"], start, end, period_days)
 
 
 def purchases_per_customer(transactions: pd.DataFrame, max_count: int = 10) -> pd.DataFrame:
@@ -279,29 +342,82 @@ def purchase_day_distribution(n_days: pd.Series, max_count: int = 10) -> pd.Data
     return out
 
 
-def interpurchase_days(transactions: pd.DataFrame) -> pd.Series:
-    """Days between consecutive purchase days of the same customer (all customers pooled)."""
-    daily = purchase_days(transactions)
+def _gaps(daily: pd.DataFrame) -> pd.Series:
+    """Days between consecutive purchase days of a customer, from :func:`purchase_days` rows (sorted)."""
     gap = daily["day"].diff().dt.days
     same = daily["customer_id"].eq(daily["customer_id"].shift())
-    return gap[same.to_numpy()].astype(int).rename("days_between_purchases").reset_index(drop=True)
+    return gap[same.to_numpy()].astype(np.int64)
+
+
+def interpurchase_days(transactions: pd.DataFrame) -> pd.Series:
+    """Days between consecutive purchase days of the same customer (all customers pooled)."""
+    return _gaps(purchase_days(transactions)).astype(int).rename("days_between_purchases").reset_index(drop=True)
+
+
+def gap_table(daily: pd.DataFrame) -> pd.DataFrame:
+    """The gaps between consecutive purchase days as a value count, from :func:`purchase_days` rows:
+    ``count`` per gap in ``days`` (sorted)."""
+    counts = _gaps(daily).value_counts().sort_index()
+    return pd.DataFrame({"count": counts.to_numpy(np.int64)},
+                        index=pd.Index(counts.index.to_numpy(np.int64), name="days"))
+
+
+def gap_counts(transactions: pd.DataFrame) -> pd.DataFrame:
+    """:func:`interpurchase_days` as a value count: ``count`` per gap in ``days`` (sorted)."""
+    return gap_table(purchase_days(transactions))
+
+
+def _weighted_quantile(values: np.ndarray, cum: np.ndarray, q: float) -> float:
+    """``pandas.Series.quantile(q)`` (linear interpolation) of the sorted sample holding ``values`` with
+    cumulative counts ``cum``, without expanding it."""
+    h = (cum[-1] - 1) * q
+    lo = int(np.floor(h))
+    v_lo = values[np.searchsorted(cum, lo, side="right")]
+    v_hi = values[np.searchsorted(cum, min(lo + 1, cum[-1] - 1), side="right")]
+    return float(v_lo + (h - lo) * (v_hi - v_lo))
+
+
+def gap_statistics(counts: pd.DataFrame) -> dict:
+    """Count, mean, quartiles, median and maximum of the gaps in a value count (:func:`gap_counts`).
+
+    The same numbers as ``Series.mean()``, ``.quantile(q)`` (linear
+    interpolation), ``.median()`` and ``.max()`` of the expanded gaps; NaN
+    (count 0) when there is no gap.
+    """
+    values = counts.index.to_numpy(np.int64)
+    n = counts["count"].to_numpy(np.int64)
+    keep = n > 0
+    values, n = values[keep], n[keep]
+    order = np.argsort(values, kind="stable")
+    values, n = values[order], n[order]
+    total = int(n.sum())
+    if total == 0:
+        return {"n": 0, "mean": math.nan, "q25": math.nan, "median": math.nan, "q75": math.nan, "max": math.nan}
+    cum = np.cumsum(n)
+    return {"n": total, "mean": float(np.dot(values, n)) / total,
+            "q25": _weighted_quantile(values, cum, 0.25), "median": _weighted_quantile(values, cum, 0.5),
+            "q75": _weighted_quantile(values, cum, 0.75), "max": float(values[-1])}
+
+
+def cohorts_from_days(days: pd.DataFrame, period: str = "M") -> pd.DataFrame:
+    """New customers (and their first-day spend, when known) per first-purchase period, from a :func:`day_table`.
+
+    ``period`` is a pandas period alias: "W", "M" or "Q".  Every period from
+    the first to the last with a new customer is a row (zeros in between).
+    """
+    first = days.loc[days["new_customers"] > 0]
+    cols = ["new_customers"] + (["first_day_spend"] if "first_day_spend" in days.columns else [])
+    out = first[cols].groupby(pd.DatetimeIndex(first.index).to_period(period).rename("cohort")).sum()
+    full = pd.period_range(out.index.min(), out.index.max(), freq=period)
+    return out.reindex(full, fill_value=0).rename_axis("cohort")
 
 
 def first_purchase_cohorts(transactions: pd.DataFrame, period: str = "M") -> pd.DataFrame:
     """New customers (and their first-day spend, when known) per first-purchase period.
 
-    ``period`` is a pandas period alias: "W", "M" or "Q".
+    ``period`` is a pandas period alias: "W", "M" or "Q"; :func:`cohorts_from_days` of the log's :func:`day_table`.
     """
-    daily = purchase_days(transactions)
-    first = daily.loc[daily["is_first"]].copy()
-    first["cohort"] = first["day"].dt.to_period(period)
-    agg = {"customer_id": "size"}
-    if "amount" in first.columns:
-        agg["amount"] = "sum"
-    out = first.groupby("cohort").agg(agg).rename(
-        columns={"customer_id": "new_customers", "amount": "first_day_spend"})
-    full = pd.period_range(out.index.min(), out.index.max(), freq=period)
-    return out.reindex(full, fill_value=0).rename_axis("cohort")
+    return cohorts_from_days(day_table(purchase_days(transactions)), period)
 
 
 def log_facts(transactions: pd.DataFrame) -> pd.Series:
