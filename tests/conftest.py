@@ -67,3 +67,15 @@ def shown_progress(monkeypatch, capsys):
     monkeypatch.setattr(hp, "SHOW_AFTER_S", 0.0)
     monkeypatch.setattr(hp, "POLL_INTERVAL_S", 0.005)
     return lambda: capsys.readouterr().err
+
+
+# Modules that take minutes (whole report collections, Spark sessions) go to the workers first, so that
+# pytest-xdist (--dist loadscope: a module stays on one worker) does not start one of them last while the
+# other worker idles: longest jobs first.  The order within each module is kept.
+SLOW_MODULES_FIRST = ("test_collection_engines.py", "test_collection.py", "test_paper_run.py",
+                      "test_aggregates_revenue.py", "test_aggregates_log.py", "test_summary_spark.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
