@@ -331,7 +331,7 @@ def _simulated_holdout(n, seed, amounts=True):
     return cal, f, g
 
 
-def _holdout_pits(n_logs=24, n=1500, n_sim=40):
+def _holdout_pits(n_logs=24, n=1500, n_sim=40, max_customers=None):
     """Position of each segment's realised holdout value within its simulated forecast distribution (PIT)."""
     rows = []
     for seed in range(n_logs):
@@ -342,7 +342,7 @@ def _holdout_pits(n_logs=24, n=1500, n_sim=40):
         seg = segment_customers(f, g, cal, **rules)[0]["segment"]
         fc = holdout_forecast(f, g, cal, months, 0.3, COSTS)
         realised = realised_holdout_value(cal, months, 0.3, COSTS, "spend model").groupby(seg, observed=False).sum()
-        hi = holdout_interval(f, g, cal, seg, fc, rules, months, n_sim=n_sim, seed=seed)
+        hi = holdout_interval(f, g, cal, seg, fc, rules, months, n_sim=n_sim, seed=seed, max_customers=max_customers)
         for s in SEGMENT_ORDER:
             d = hi.draws[s].dropna().to_numpy()
             if np.isfinite(hi.table.loc[s, "lower"]):
@@ -584,3 +584,41 @@ def test_capture_difference_counts_are_the_multinomial_bootstrap():
     d = capture_difference(good, worse, value, 0.2, n_boot=400, seed=12)
     assert d["se"] == pytest.approx(se_matrix, rel=0.15)
     assert d == capture_difference(good, worse, value, 0.2, n_boot=400, seed=12)
+
+
+@pytest.fixture(scope="module")
+def holdout_pits_subsampled():
+    return _holdout_pits(max_customers=400)
+
+
+def test_holdout_interval_with_smaller_look_alike_bases_keeps_its_coverage(holdout_pits_subsampled):
+    """Look-alike bases of 400 of the 1,500 customers, their holdout noise rescaled to 1,500 (max_customers):
+    the same coverage as the full simulation (and as sharp: twice or 0.4 times as wide fail)."""
+    rows = holdout_pits_subsampled
+    assert len(rows) >= 80 and {r["segment"] for r in rows} == set(SEGMENT_ORDER)
+    assert 0.80 <= _coverage(rows, 0.9) <= 0.97
+    assert 0.35 <= _coverage(rows, 0.5) <= 0.65
+    assert _coverage(rows, 0.5, widen=2.0) > 0.65
+    assert _coverage(rows, 0.9, widen=0.4) < 0.80
+
+
+def test_holdout_interval_max_customers():
+    """A base within max_customers is simulated whole (the same draws as max_customers=None); above it the
+    replicates simulate max_customers customers and the interval stays around the same forecast with a
+    width of the full simulation's order (not the sqrt(n/m) times wider interval of a small base unscaled)."""
+    cal, f, g = _simulated_holdout(3000, 7)
+    months = float(cal["t_star"].iloc[0]) * 7 / (365.25 / 12)
+    rules = dict(horizon_months=round(months), margin=0.3, monthly_discount_rate=0.01, costs=COSTS, time_unit="W")
+    seg = segment_customers(f, g, cal, **rules)[0]["segment"]
+    fc = holdout_forecast(f, g, cal, months, 0.3, COSTS)
+    kw = dict(n_sim=60, seed=2)
+    whole = holdout_interval(f, g, cal, seg, fc, rules, months, max_customers=None, **kw)
+    pd.testing.assert_frame_equal(holdout_interval(f, g, cal, seg, fc, rules, months, max_customers=3000, **kw).table,
+                                  whole.table)
+    sub = holdout_interval(f, g, cal, seg, fc, rules, months, max_customers=750, **kw)
+    pd.testing.assert_series_equal(sub.table["forecast"], whole.table["forecast"])
+    width = lambda t: (t["upper_purchases"] - t["lower_purchases"]).to_numpy()  # noqa: E731
+    ratio = width(sub.table) / width(whole.table)
+    assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio      # unscaled it would be about sqrt(3000/750) = 2
+    with pytest.raises(ValueError, match="max_customers"):
+        holdout_interval(f, g, cal, seg, fc, rules, months, max_customers=1, **kw)
