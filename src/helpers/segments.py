@@ -360,8 +360,10 @@ def capture_difference(score: pd.Series, alternative: pd.Series, value: pd.Serie
     ``(n; 1/n, ..., 1/n)``, drawn as ``n`` uniform picks of a customer counted
     per customer (the same distribution as ``Generator.multinomial``, which
     draws ``n`` binomials per replicate and took minutes at a million
-    customers); replicates are drawn one at a time, so memory stays one
-    vector per customer.  ``seed`` seeds ``numpy.random.default_rng``; the
+    customers); replicates are drawn one at a time, so memory stays a few
+    vectors per customer.  The picks are drawn as positions in ``score``'s
+    ranking (a uniformly drawn customer has a uniformly distributed position)
+    and mapped to ``alternative``'s, so both rankings see the same customers.  ``seed`` seeds ``numpy.random.default_rng``; the
     picks differ from the multinomial draws of earlier versions, the
     distribution of the SE does not.
 
@@ -380,18 +382,22 @@ def capture_difference(score: pd.Series, alternative: pd.Series, value: pd.Serie
               for s in (score, alternative)]
     k = share * n
     rng = np.random.default_rng(seed)
-    v_ordered = [v[order] for order in orders]
+    # picks are drawn as positions in the first ranking (a uniform customer has a uniform position there) and
+    # carried to the second ranking by a position map, so each replicate gathers once, on 32-bit integers
+    v1, v2 = v[orders[0]], v[orders[1]]
+    rank2 = np.empty(n, dtype=np.int64)
+    rank2[orders[1]] = np.arange(n)
+    to_second = rank2[orders[0]].astype(np.int32 if n < 2**31 else np.int64)
     d = np.empty(int(n_boot))
     with np.errstate(all="ignore"):
         for b in range(int(n_boot)):
-            w = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(float)
-            total = w @ v
+            p1 = rng.integers(0, n, size=n, dtype=to_second.dtype)
             caps = []
-            for order, vo in zip(orders, v_ordered):
-                wo = w[order]
-                top = np.cumsum(wo) <= k
-                caps.append(np.dot(wo[top], vo[top]) / total)
-            d[b] = caps[0] - caps[1]
+            for vo, w in ((v1, np.bincount(p1, minlength=n).astype(float)),
+                          (v2, np.bincount(to_second[p1], minlength=n).astype(float))):
+                top = int(np.searchsorted(np.cumsum(w), k, side="right"))   # the top: a prefix of the ranking
+                caps.append((np.dot(w[:top], vo[:top]), np.dot(w, vo)))
+            d[b] = caps[0][0] / caps[0][1] - caps[1][0] / caps[1][1]
     d = d[np.isfinite(d)]
     est = top_share_captured(score, value, share) - top_share_captured(alternative, value, share)
     return {"estimate": float(est), "se": float(d.std(ddof=1)) if len(d) > 1 else float("nan"), "n_boot": int(n_boot)}
