@@ -424,3 +424,38 @@ def test_bootstrap_newton_refits_are_the_converged_refits(data, cdnow_master, mo
     # without a finite covariance it declines (the caller then runs the optimiser)
     nan_cov = dataclasses.replace(base, cov=base.cov * np.nan)
     assert _newton_refit(nan_cov, xu, txu, Tu, w) is None
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "mbgnbd", "pareto_nbd"])
+def test_bootstrap_alive_factored_purchases_equal_the_direct_evaluation(data, model):
+    """The replicates' discounted purchases as P(alive) x f(x, T) (value._AliveFactored) equal the direct
+    evaluation (value._discounted_purchases) at parameters away from those it was built and checked at."""
+    from helpers.models.base import unique_rows
+    from helpers.value import _AliveFactored, _discounted_purchases, month_grid
+
+    _, ch = data
+    (x, t_x, T), _, counts = unique_rows(ch["x"], ch["t_x"], ch["T"])
+    f = fit_model(model, x=x, t_x=t_x, T=T, weights=counts, time_unit="W")
+    grid = month_grid(12, "W")
+    fac = _AliveFactored(f, x, t_x, T, grid, 0.01)
+    assert fac.ok
+    other = dataclasses.replace(f, params=f.params * np.array([1.3, 0.8, 1.2, 0.7]))
+    np.testing.assert_allclose(fac(other), _discounted_purchases(other, x, t_x, T, grid, 0.01), rtol=1e-10)
+
+
+def test_bootstrap_alive_factored_declines_when_survival_depends_on_t_x(data):
+    from helpers.models.base import unique_rows
+    from helpers.value import _AliveFactored, month_grid
+
+    _, ch = data
+    (x, t_x, T), _, counts = unique_rows(ch["x"], ch["t_x"], ch["T"])
+    f = fit_model("bgnbd", x=x, t_x=t_x, T=T, weights=counts, time_unit="W")
+
+    class Depends(type(f.model)):
+        survival_depends_on_t_x = True
+
+    import unittest.mock as mock
+
+    with mock.patch.object(type(f), "model", new_callable=mock.PropertyMock, return_value=Depends()):
+        assert not _AliveFactored(f, x, t_x, T, month_grid(12, "W"), 0.01).ok
+    assert _AliveFactored(f, x, t_x, T, month_grid(12, "W"), 0.01).ok

@@ -134,6 +134,44 @@ def _discounted_purchases(model_fit, x, t_x, T, t_grid, monthly_discount_rate):
     return clv_kernel(np.diff(G, axis=1), monthly_discount_rate)[inv] * h
 
 
+class _AliveFactored:
+    """Discounted expected purchases of fixed rows under many parameter values, as ``P(alive) x f(x, T)``.
+
+    Given alive at ``T`` the future of a model whose survival does not depend
+    on ``t_x`` (:attr:`~helpers.models.base.FrequencyModel.survival_depends_on_t_x`
+    False: BG/NBD, MBG/NBD, Pareto/NBD, ...) depends on ``(x, T)`` only, so
+    ``E[X(T, T+t] | x, t_x, T] = P(alive | x, t_x, T) E[X(T, T+t] | alive, x, T]``
+    and the same holds for the discounted sum over months.  The second factor
+    is evaluated on the distinct ``(x, T)`` (as the discounted purchases of a
+    row with ``t_x = T``, divided by its ``P(alive)``), the first in closed
+    form per row; the grouping of the rows into distinct ``(x, T)`` is done
+    once for all parameter values (a bootstrap's replicates).  The
+    factorisation is checked at construction against the direct evaluation
+    (:func:`_discounted_purchases`); where it does not hold (or the model's
+    survival depends on ``t_x``) :attr:`ok` is False and the caller uses the
+    direct evaluation.
+    """
+
+    def __init__(self, model_fit, x, t_x, T, t_grid, monthly_discount_rate):
+        self.x, self.t_x, self.T = x, t_x, T
+        self.t_grid, self.rate = t_grid, monthly_discount_rate
+        (self.xk, self.Tk), self.inv, _ = unique_rows(x, T)
+        self.txk = np.where(self.xk > 0, self.Tk, 0.0)
+        self.ok = not getattr(model_fit.model, "survival_depends_on_t_x", True)
+        if self.ok:
+            direct = _discounted_purchases(model_fit, x, t_x, T, t_grid, monthly_discount_rate)
+            with np.errstate(all="ignore"):
+                fast = self(model_fit)
+            self.ok = bool(np.all(np.isfinite(fast)) and np.allclose(fast, direct, rtol=1e-9, atol=0.0))
+
+    def __call__(self, model_fit) -> np.ndarray:
+        m, th = model_fit.model, model_fit.theta
+        with np.errstate(all="ignore"):
+            per_xT = (_discounted_purchases(model_fit, self.xk, self.txk, self.Tk, self.t_grid, self.rate)
+                      / np.asarray(m.p_alive(th, self.xk, self.txk, self.Tk), dtype=float))
+            return np.asarray(m.p_alive(th, self.x, self.t_x, self.T), dtype=float) * per_xT[self.inv]
+
+
 def _clv_rows(model_fit, spend_fit, x, t_x, T, m_x, t_grid, monthly_discount_rate, margin, x_spend=None):
     """CLV for (unique) rows: (n,) arrays -> (n,) CLV; vectorised over months.
 
@@ -373,6 +411,14 @@ def bootstrap(
     else:
         base_gg = ConstantSpend(value_per_purchase)
     clv_base = _clv_rows(base, base_gg, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin, xsu)
+    # replicates' CLV on the same rows: the discounted purchases factorised as P(alive) x f(x, T) when it holds
+    (xf, txf, Tf), inv_f, _ = unique_rows(xu, txu, Tu)
+    factored = _AliveFactored(base, xf, txf, Tf, t_grid, monthly_discount_rate)
+
+    def clv_of(f, g):
+        if not factored.ok:
+            return _clv_rows(f, g, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin, xsu)
+        return margin * np.asarray(g.expected_spend(xsu, mu), dtype=float) * factored(f)[inv_f]
 
     newton = refit == "newton"
     if refit not in ("newton", "full"):
@@ -405,7 +451,7 @@ def bootstrap(
             continue
         draws.append(np.concatenate([f.params.to_numpy(), g.params.to_numpy()]) if with_spend
                      else f.params.to_numpy())
-        clv_draws.append(_clv_rows(f, g, xu, txu, Tu, mu, t_grid, monthly_discount_rate, margin, xsu))
+        clv_draws.append(clv_of(f, g))
     if not draws:
         raise ModelFitError("every bootstrap replicate failed to fit; try a penalizer such as 0.001")
     names = [(base.label, k) for k in base.params.index]
