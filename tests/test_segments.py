@@ -622,3 +622,25 @@ def test_holdout_interval_max_customers():
     assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio      # unscaled it would be about sqrt(3000/750) = 2
     with pytest.raises(ValueError, match="max_customers"):
         holdout_interval(f, g, cal, seg, fc, rules, months, max_customers=1, **kw)
+
+
+def test_concentration_rankings_by_position_equal_the_label_sort():
+    """helpers.concentration ranks aligned Series by position (no label look-ups): the same order as
+    sort_values(ascending=False, kind="mergesort") on the labels, ties in index order and NaN last."""
+    from helpers import concentration
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = 400
+        idx = pd.Index([f"c{i}" for i in rng.permutation(n)])
+        score = pd.Series(rng.integers(0, 5, n).astype(float), index=idx)
+        score[rng.random(n) < 0.05] = np.nan
+        value = pd.Series(rng.random(n), index=idx)
+        by_label = value.reindex(score.sort_values(ascending=False, kind="mergesort").index).to_numpy()
+        np.testing.assert_array_equal(concentration._ranked(score, value), by_label)
+        top_a = score.sort_values(ascending=False, kind="mergesort").index[:40]
+        top_b = value.sort_values(ascending=False, kind="mergesort").index[:40]
+        assert concentration.top_overlap(score, value, 0.1) == len(top_a.intersection(top_b)) / 40
+        shuffled = value.sample(frac=1.0, random_state=1)           # not aligned: the label path
+        assert concentration.top_share(shuffled, 0.2, score=score) == pytest.approx(
+            concentration.top_share(value, 0.2, score=score))
