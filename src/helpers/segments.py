@@ -85,7 +85,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .concentration import concentration_curve, top_share
+from .concentration import _descending, concentration_curve, top_share
 from .value import clv_kernel, discount_factors  # discount_factors re-exported: costs and margin share one discounting
 
 __all__ = [
@@ -378,7 +378,8 @@ def capture_difference(score: pd.Series, alternative: pd.Series, value: pd.Serie
     v = value.to_numpy(dtype=float)
     n = len(v)
     pos = pd.Series(np.arange(n), index=value.index)
-    orders = [pos.reindex(s.reindex(value.index).sort_values(ascending=False, kind="mergesort").index).to_numpy()
+    orders = [_descending(s) if s.index.equals(value.index)          # aligned: by position, no label look-ups
+              else pos.reindex(s.reindex(value.index).sort_values(ascending=False, kind="mergesort").index).to_numpy()
               for s in (score, alternative)]
     k = share * n
     rng = np.random.default_rng(seed)
