@@ -14,8 +14,16 @@ import pandas as pd
 __all__ = ["concentration_curve", "top_share", "top_shares", "gini", "top_overlap"]
 
 
+def _descending(score: pd.Series) -> np.ndarray:
+    """Positions of ``score`` from the largest down, ties in index order, NaN last: the order of
+    ``score.sort_values(ascending=False, kind="mergesort")``, found on the values (no index look-ups)."""
+    return np.argsort(-score.to_numpy(dtype=float), kind="stable")
+
+
 def _ranked(score: pd.Series, value: pd.Series | None = None) -> np.ndarray:
     value = score if value is None else value
+    if value is score or value.index.equals(score.index):      # positional: no label look-ups on millions of ids
+        return value.to_numpy(float)[_descending(score)]
     order = score.sort_values(ascending=False, kind="mergesort").index
     return value.reindex(order).to_numpy(float)
 
@@ -67,6 +75,10 @@ def top_overlap(score_a: pd.Series, score_b: pd.Series, share: float = 0.1) -> f
     k = int(round(share * len(score_a)))
     if k == 0:
         return float("nan")
+    if score_a.index.equals(score_b.index) and score_a.index.is_unique:    # positional, as the labels
+        in_b = np.zeros(len(score_b), dtype=bool)
+        in_b[_descending(score_b)[:k]] = True
+        return int(in_b[_descending(score_a)[:k]].sum()) / k
     a = score_a.sort_values(ascending=False, kind="mergesort").index[:k]
     b = score_b.sort_values(ascending=False, kind="mergesort").index[:k]
     return len(a.intersection(b)) / k

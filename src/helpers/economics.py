@@ -105,6 +105,8 @@ Costs, referrals, comparisons
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping
 
@@ -610,13 +612,80 @@ def retention_effect(
     -------
     RetentionEffect
     """
-    pop = _Population(model, spend, summary, horizon_months, time_unit, days_per_month, first_purchase_spend,
+    pop = _population(model, spend, summary, horizon_months, time_unit, days_per_month, first_purchase_spend,
                       n_nodes)
     return pop.effect(delta, mode, margin, monthly_discount_rate)
 
 
+#: Populations of existing bases built so far (:func:`_population`), newest last; a few are kept.
+_POPULATIONS: "OrderedDict[tuple, _Population]" = OrderedDict()
+_POPULATIONS_KEPT = 4
+
+
+def _fingerprint(summary: pd.DataFrame, cols) -> str:
+    """A digest of the values of ``cols`` (row order included): equal digests, equal base."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(len(summary)).encode())
+    for c in cols:
+        h.update(pd.util.hash_array(summary[c].to_numpy(dtype=float)).tobytes())
+    return h.hexdigest()
+
+
+def _population(model, spend, summary, horizon_months, time_unit, days_per_month, first_purchase_spend=None,
+                n_nodes=32) -> "_Population":
+    """:class:`_Population`, shared between calls on the same base.
+
+    A notebook evaluates the lever on one base many times (the effect, the
+    grid of strengths, the claims, the sensitivity of a scenario, the price
+    cuts), each time with the same model, spend model, horizon and customers;
+    the population and the lever totals it has computed are reused when the
+    model (name and parameters), the spend model (parameters or value), the
+    month grid, the quadrature nodes and the customers' ``x, t_x, T[, m_x]``
+    (a digest of their values) are the same.  The result is the one a new
+    population would compute (the totals are a function of these inputs).
+    A one-new-customer population (``summary`` None) costs nothing to rebuild
+    and is not kept.
+    """
+    if summary is None:
+        return _Population(model, spend, None, horizon_months, time_unit, days_per_month, first_purchase_spend,
+                           n_nodes)
+    m, theta = _lever_model(model)
+    constant = not hasattr(spend, "expected_spend")
+    cols = ("x", "t_x", "T") if constant else ("x", "t_x", "T", "m_x")
+    if any(c not in summary.columns for c in cols):     # the population names what is missing
+        return _Population(model, spend, summary, horizon_months, time_unit, days_per_month, first_purchase_spend,
+                           n_nodes)
+    spend_key = (("value", _mean_spend(spend)) if constant
+                 else (type(spend).__name__, tuple(float(v) for v in spend.params)))
+    key = (m.name, theta, spend_key, int(horizon_months), time_unit, float(days_per_month), first_purchase_spend,
+           int(n_nodes), _fingerprint(summary, cols))
+    pop = _POPULATIONS.get(key)
+    if pop is None:
+        pop = _Population(model, spend, summary, horizon_months, time_unit, days_per_month, first_purchase_spend,
+                          n_nodes)
+        _POPULATIONS[key] = pop
+        while len(_POPULATIONS) > _POPULATIONS_KEPT:
+            _POPULATIONS.popitem(last=False)
+    else:
+        _POPULATIONS.move_to_end(key)
+    return pop
+
+
 class _Population:
-    """A population (base or one new customer) on a month grid; caches the no-programme totals."""
+    """A population (base or one new customer) on a month grid; caches the lever totals.
+
+    An existing base is held as its distinct ``(x, T)`` rows: every model with
+    the lever factorises a customer's expected purchases and survival under a
+    programme as ``P(alive | x, t_x, T) F(x, T, t)`` (given alive at ``T``, the
+    future depends on ``(x, T)`` only: BG/NBD and MBG/NBD through the
+    gamma-beta posterior of FHL 2005a, Pareto/NBD through the gamma posteriors
+    of Schmittlein, Morrison & Colombo 1987), so the spend- and count-weighted
+    totals of the model's ``lever_totals`` are sums over the distinct ``(x, T)``
+    of ``F`` weighted by ``sum P(alive) x weight`` of their customers.  These
+    sums are formed once here (with ``P(alive)`` once per unique row), and each
+    lever evaluation runs on the distinct ``(x, T)`` rows with ``P(alive)`` 1,
+    instead of re-grouping every customer row for each ``delta``.
+    """
 
     def __init__(self, model, spend, summary, horizon_months, time_unit, days_per_month,
                  first_purchase_spend=None, n_nodes=32):
@@ -646,8 +715,11 @@ class _Population:
                 self.sp = np.asarray(spend.expected_spend(self.xu, mu), dtype=float) * self.counts
             self.first_spend = 0.0
             self.n = int(self.counts.sum())
+            pa = self.model.p_alive(self.theta, self.xu, self.txu, self.Tu)
+            (self.xk, self.Tk), inv, _ = unique_rows(self.xu, self.Tu)
+            self.spk = np.bincount(inv, weights=pa * self.sp, minlength=len(self.xk))
+            self.ck = np.bincount(inv, weights=pa * self.counts, minlength=len(self.xk))
         self._cache = {}
-        self._p_alive = None
 
     def totals(self, delta, mode):
         """(spend-weighted expected purchases, expected alive customers) on the grid t_0..t_H."""
@@ -657,12 +729,11 @@ class _Population:
                 E, S = self.model.lever_expectations(self.theta, self.t, *dropout_map(*key), n_nodes=self.n_nodes,
                                                      period=self.period)
                 self._cache[key] = (self.ez * E, S)
-            else:
-                if self._p_alive is None:    # the same for every lever: once per population
-                    self._p_alive = self.model.p_alive(self.theta, self.xu, self.txu, self.Tu)
-                self._cache[key] = self.model.lever_totals(self.theta, self.t, *dropout_map(*key), self.xu, self.txu,
-                                                           self.Tu, self.sp, self.counts, self.n_nodes,
-                                                           period=self.period, p_alive=self._p_alive)
+            else:   # on the distinct (x, T) with the P(alive)-weighted sums (class docstring); t_x = T is a
+                # valid placeholder, unused with P(alive) given
+                self._cache[key] = self.model.lever_totals(self.theta, self.t, *dropout_map(*key), self.xk, self.Tk,
+                                                           self.Tk, self.spk, self.ck, self.n_nodes,
+                                                           period=self.period, p_alive=np.ones(len(self.xk)))
         return self._cache[key]
 
     def equity(self, delta, mode, margin, rate):
@@ -692,7 +763,7 @@ def retention_grid(model, spend, summary=None, deltas=(0.0, 0.05, 0.1, 0.15, 0.2
     """:func:`retention_effect` over a grid of ``delta`` and modes, one row each."""
     margin = kwargs.pop("margin", 0.3)
     rate = kwargs.pop("monthly_discount_rate", 0.01)
-    pop = _Population(model, spend, summary, kwargs.pop("horizon_months", 24), kwargs.pop("time_unit", "W"),
+    pop = _population(model, spend, summary, kwargs.pop("horizon_months", 24), kwargs.pop("time_unit", "W"),
                       kwargs.pop("days_per_month", DAYS_PER_MONTH), **kwargs)
     rows = [pop.effect(d, m, margin, rate).as_dict() for m in modes for d in deltas]
     return pd.DataFrame(rows)
@@ -840,7 +911,7 @@ def price_cut_breakeven(
     NaN when impossible, e.g. ``k >= margin`` or even no drop-out at all is
     not enough within the horizon).
     """
-    pop = _Population(model, spend, summary, horizon_months, time_unit, days_per_month, n_nodes=n_nodes)
+    pop = _population(model, spend, summary, horizon_months, time_unit, days_per_month, n_nodes=n_nodes)
     base = pop.equity(0.0, "dropout", 1.0, monthly_discount_rate)
 
     def ratio(d, mode):
@@ -905,7 +976,7 @@ class Scenario:
         v_new = float(cf["cumulative"].iloc[-1])
         key = (A.horizon_months, A.time_unit, A.days_per_month)
         if key not in self._populations:
-            self._populations[key] = _Population(self.model, self.spend, self.summary, A.horizon_months,
+            self._populations[key] = _population(self.model, self.spend, self.summary, A.horizon_months,
                                                  A.time_unit, A.days_per_month, n_nodes=self.n_nodes)
         eff = self._populations[key].effect(A.delta, A.mode, A.margin, A.monthly_discount_rate)
         cpe = cost_per_equity(eff, v_new, float(cf["alive"].iloc[-1]), A.acquisition_cost, A.retention_cost,
