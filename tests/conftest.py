@@ -69,7 +69,8 @@ def shown_progress(monkeypatch, capsys):
     return lambda: capsys.readouterr().err
 
 
-# Modules that take minutes (whole report collections, Spark sessions) go to the workers first, so that
+# Modules that take minutes (whole report collections, Spark sessions) go to the workers first (with
+# --no-loadscope-reorder in addopts: xdist would otherwise order modules by their number of tests), so that
 # pytest-xdist (--dist loadscope: a module stays on one worker) does not start one of them last while the
 # other worker idles: longest jobs first.  The order within each module is kept.
 SLOW_MODULES_FIRST = ("test_collection_engines.py", "test_collection.py", "test_paper_run.py",
