@@ -370,17 +370,20 @@ def holdout_pits():
     return _holdout_pits()
 
 
+def _assert_calibrated(rows):
+    """90% and 50% coverage within their bands, and sharply so: intervals twice as wide, or 40% as wide, fail."""
+    assert len(rows) >= 80 and {r["segment"] for r in rows} == set(SEGMENT_ORDER)
+    assert 0.80 <= _coverage(rows, 0.9) <= 0.97
+    assert 0.35 <= _coverage(rows, 0.5) <= 0.65
+    assert _coverage(rows, 0.5, widen=2.0) > 0.65
+    assert _coverage(rows, 0.9, widen=0.4) < 0.80
+
+
 def test_holdout_interval_coverage_on_simulated_logs(holdout_pits):
     """On logs simulated from BG/NBD + Gamma-Gamma (the fitted model is the true one) each segment's realised
     holdout value lies within its 90% forecast interval about 90% of the time and within its 50% interval about
     half the time: the intervals are neither too narrow nor too wide."""
-    rows = holdout_pits
-    assert len(rows) >= 80 and {r["segment"] for r in rows} == set(SEGMENT_ORDER)
-    assert 0.80 <= _coverage(rows, 0.9) <= 0.97
-    assert 0.35 <= _coverage(rows, 0.5) <= 0.65
-    # the check is sharp: intervals twice as wide, or 40% as wide, fail it
-    assert _coverage(rows, 0.5, widen=2.0) > 0.65
-    assert _coverage(rows, 0.9, widen=0.4) < 0.80
+    _assert_calibrated(holdout_pits)
 
 
 def test_holdout_interval_table_and_forecast_by_hand():
@@ -599,12 +602,7 @@ def holdout_pits_subsampled():
 def test_holdout_interval_with_smaller_look_alike_bases_keeps_its_coverage(holdout_pits_subsampled):
     """Look-alike bases of 400 of the 1,500 customers, their holdout noise rescaled to 1,500 (max_customers):
     the same coverage as the full simulation (and as sharp: twice or 0.4 times as wide fail)."""
-    rows = holdout_pits_subsampled
-    assert len(rows) >= 80 and {r["segment"] for r in rows} == set(SEGMENT_ORDER)
-    assert 0.80 <= _coverage(rows, 0.9) <= 0.97
-    assert 0.35 <= _coverage(rows, 0.5) <= 0.65
-    assert _coverage(rows, 0.5, widen=2.0) > 0.65
-    assert _coverage(rows, 0.9, widen=0.4) < 0.80
+    _assert_calibrated(holdout_pits_subsampled)
 
 
 def test_holdout_interval_max_customers():
