@@ -7,6 +7,7 @@ Published check: the CDNOW sample's weekly repeat purchase days (Fader, Hardie &
 """
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -18,14 +19,17 @@ from helpers.config import ensure_data, load_config, load_data
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("cdnow.yaml", "cdnow-no-amounts.yaml", "simulated-retailer.yaml")
-TABLES = ("days", "gaps", "holdout_last", "returns", "opportunities")
+TABLES = ("days", "gaps", "holdout_last", "returns", "opportunities", "examples")
 
 
 def _ctx(cfg, engine, td=None):
     s = cfg.settings
     tx = td.transactions if td is not None else None
     obs = cfg.data.get("observation_end") or load_data(cfg).transactions["date"].max()
-    return AggregateContext(cfg=cfg, engine=engine, transactions=tx if engine == "pandas" else None,
+    # example customers: a few of the log's ids (one of them bought once) and one the log does not hold
+    ids = (tuple(td.transactions["customer_id"].drop_duplicates().sample(6, random_state=3)) + ("no-such-id",)
+           if td is not None else ())
+    return AggregateContext(example_ids=ids, cfg=cfg, engine=engine, transactions=tx if engine == "pandas" else None,
                             returns=td.returns if engine == "pandas" else None,
                             calibration_end=pd.Timestamp(s.calibration_end),
                             observation_end=pd.Timestamp(obs).normalize(), time_unit=s.time_unit,
@@ -172,7 +176,7 @@ def test_returns_and_policies_in_every_engine(tmp_path, spark, dup):
     ref = aggregates_log.tables_pandas(td.transactions, td.returns, cal, obs)
     duck = aggregates_log.tables_duckdb(path, cal, observation_end=obs, **kw)
     spk = aggregates_log.tables_spark(path, cal, observation_end=obs, spark=spark, **kw)
-    empty = {"opportunities": aggregates_log._empty_opportunities()}
+    empty = {"opportunities": aggregates_log._empty_opportunities(), "examples": aggregates_log._days_of_frame(None, [])}
     for got in (duck, spk):
         assert_tables_equal({**ref, **empty}, {**got, **empty})
     # returned orders: return days per window (the 2020-04-02 return is after the observation end)
@@ -205,6 +209,35 @@ def test_customer_days_by_id_in_every_engine(tmp_path, spark):
     for engine in ("duckdb", "spark"):
         cfg.data["engine"] = engine
         pd.testing.assert_frame_equal(aggregates_log.customer_days(cfg, ids), ref, obj=engine)
+
+
+def test_customer_days_come_from_the_stage_when_it_holds_them(logs, monkeypatch):
+    cfg, td, tables = logs["cdnow.yaml"]
+    held = tables["examples"]
+    ids = list(held.attrs["ids"])
+    assert len(ids) == 7 and set(held["customer_id"]) == set(ids) - {"no-such-id"}
+    stage = SimpleNamespace(aggregates={"aggregates_log.examples": held})
+    want = aggregates_log.customer_days(cfg, ids[:3])                  # through the engine
+    monkeypatch.setattr("helpers.config.load_data", None)             # the stage's table, not the log
+    got = aggregates_log.customer_days(cfg, ids[:3], stage=stage)
+    pd.testing.assert_frame_equal(got, want)
+    assert not got.empty and set(got["customer_id"]) <= set(ids[:3])
+    monkeypatch.undo()
+    # a customer the stage did not fetch: through the engine again
+    other = td.transactions.loc[~td.transactions["customer_id"].isin(ids), "customer_id"].iloc[0]
+    both = aggregates_log.customer_days(cfg, [ids[0], other], stage=stage)
+    assert set(both["customer_id"]) == {ids[0], other}
+
+
+def test_the_example_pool_holds_every_pick_up_to_the_most():
+    summary = pd.DataFrame({"x": [0, 1, 1, 2, 3, 5, 8, 0, 2, 4] * 5, "t_x": np.arange(50.0)},
+                           index=[f"c{i}" for i in range(50)])
+    pool = aggregates_log.example_pool(summary)
+    for n in range(1, aggregates_log.MAX_EXAMPLES + 1):
+        picks = aggregates_log.example_ids(summary, n)
+        assert len(picks) == n and set(picks) <= set(pool) and (summary.loc[picks, "x"] > 0).all()
+    assert summary.loc[aggregates_log.example_ids(summary, 2), "x"].tolist() == [1, 8]   # the two ends
+    assert len(pool) < 36 and aggregates_log.example_ids(summary.assign(x=0), 3) == []
 
 
 def test_tables_survive_the_stage_files(logs, tmp_path):

@@ -127,7 +127,13 @@ def test_discrete_histories_end_at_the_customers_p_alive(donations):
 
     stage, _ = donations
     picks = clv_models.example_customers(stage, 3)
-    hist = clv_models.example_histories(stage, customer_days(ROOT / "configs" / "donations.yaml", picks), picks)
+    days = customer_days(ROOT / "configs" / "donations.yaml", picks, stage=stage)
+    # the stage fetched every pick for up to MAX_EXAMPLES examples, and holds what the engine gives
+    held = stage.aggregates["aggregates_log.examples"]
+    for n in range(1, 9):
+        assert set(clv_models.example_customers(stage, n)) <= set(held.attrs["ids"])
+    pd.testing.assert_frame_equal(days, customer_days(ROOT / "configs" / "donations.yaml", picks))
+    hist = clv_models.example_histories(stage, days, picks)
     assert len(hist["histories"]) == 3 and hist["label"] == "BG/BB"
     full_d = stage.full_discrete
     for label, h in hist["histories"].items():

@@ -52,6 +52,9 @@ class AggregateContext:
     has_amounts : bool
     customers_cal : Index
         Customers of the calibration summary (first purchase by the calibration end).
+    example_ids : tuple of str
+        Customers whose purchase days the stage fetches for the reports' examples
+        (:func:`helpers.aggregates_log.example_pool`).
     """
 
     cfg: Any
@@ -63,6 +66,7 @@ class AggregateContext:
     time_unit: str
     has_amounts: bool
     customers_cal: pd.Index
+    example_ids: tuple = ()
 
 
 def compute_all(ctx: AggregateContext) -> dict[str, pd.DataFrame]:

@@ -41,8 +41,14 @@ configured).  Purchases are counted per *day*, as everywhere in
     customers after their first period (at most one per customer and period).
     Empty otherwise.
 
-The few example customers of notebook 02 are fetched by id through the
-configured engine (:func:`customer_days`), not stored.
+``examples``
+    The purchase days (``customer_id``, ``day``) of the candidates for
+    notebook 02's example customers: the union of :func:`example_ids` of the
+    chosen model's full-period summary for 1 to :data:`MAX_EXAMPLES`
+    customers (at most 36 customers), fetched by id in the stage so that no
+    kernel scans the log or starts an engine for them.  Its ``ids`` attribute
+    lists the customers fetched; :func:`customer_days` reads it and fetches
+    any other customer through the engine.
 """
 
 from __future__ import annotations
@@ -54,7 +60,11 @@ from .data import DEFAULT_ENCODING, DEFAULT_MAX_ABS_AMOUNT, DEFAULT_MIN_DATE, li
 from .summary import day_table, gap_table, purchase_days
 
 __all__ = ["compute", "tables_pandas", "tables_duckdb", "tables_spark", "customer_days", "repeat_split",
-           "holdout_last_days", "return_windows", "opportunity_counts"]
+           "holdout_last_days", "return_windows", "opportunity_counts", "example_ids", "example_pool",
+           "MAX_EXAMPLES"]
+
+#: The largest number of example customers whose purchase days the stage fetches in advance.
+MAX_EXAMPLES = 8
 
 _EPOCH = pd.Timestamp("1970-01-01")
 _RETURN_WINDOWS = ("calibration", "holdout", "full")
@@ -82,6 +92,12 @@ def compute(ctx) -> dict[str, pd.DataFrame]:
         opts["observation_end"] = obs_end
         out = fn(cfg.data["path"], cal_end, **opts)
         out["opportunities"] = _empty_opportunities()
+    ids = [str(i) for i in getattr(ctx, "example_ids", ())]
+    if ctx.engine == "pandas":
+        out["examples"] = _days_of_frame(ctx.transactions, ids)
+    else:
+        out["examples"] = customer_days(cfg, ids) if ids else _days_of_frame(None, [])
+    out["examples"].attrs["ids"] = ids
     for frame in out.values():
         # as text: pandas writes attrs into the Parquet file's metadata as JSON
         frame.attrs.update(calibration_end=cal_end.date().isoformat(), observation_end=obs_end.date().isoformat(),
@@ -388,14 +404,47 @@ def _wanted(customer_id: str, date: str, amount: str | None) -> list[str]:
 # example customers, by id
 # ---------------------------------------------------------------------------
 
-def customer_days(cfg, ids) -> pd.DataFrame:
-    """The purchase days of a few customers, fetched by id through the configured engine.
+def example_ids(summary: pd.DataFrame, n: int) -> list:
+    """``n`` repeat buyers spread evenly over the frequency range of ``summary`` (sorted by ``x`` then
+    ``t_x``; fewer when there are fewer repeat buyers): notebook 02's example customers."""
+    repeaters = summary[summary["x"] > 0].sort_values(["x", "t_x"], kind="mergesort")
+    if repeaters.empty or n < 1:
+        return []
+    picks = repeaters.index[[int(i * (len(repeaters) - 1) / max(n - 1, 1)) for i in range(min(n, len(repeaters)))]]
+    return list(dict.fromkeys(picks))
+
+
+def example_pool(summary: pd.DataFrame, most: int = MAX_EXAMPLES) -> list:
+    """Every customer :func:`example_ids` picks for 1 to ``most`` examples (the stage's ``examples``)."""
+    return list(dict.fromkeys(i for n in range(1, most + 1) for i in example_ids(summary, n)))
+
+
+def _days_of_frame(transactions: pd.DataFrame | None, ids) -> pd.DataFrame:
+    """The (customer, purchase day) rows of ``ids`` in a validated log in memory, sorted."""
+    if transactions is None or not len(ids):
+        out = pd.DataFrame({"customer_id": pd.Series([], dtype=object),
+                            "day": pd.Series([], dtype="datetime64[ns]")})
+        return out
+    sub = transactions[transactions["customer_id"].isin(ids)]
+    out = pd.DataFrame({"customer_id": sub["customer_id"].to_numpy(),
+                        "day": sub["date"].dt.normalize().to_numpy()}).drop_duplicates()
+    out = out.sort_values(["customer_id", "day"], ignore_index=True)
+    out["day"] = out["day"].astype("datetime64[ns]")
+    return out
+
+
+def customer_days(cfg, ids, stage=None) -> pd.DataFrame:
+    """The purchase days of a few customers: from the stage's ``examples`` table when it holds them all,
+    otherwise fetched by id through the configured engine.
 
     Parameters
     ----------
     cfg : Config or path
     ids : sequence of str
         Customer ids (as in the summaries: surrounding whitespace stripped).
+    stage : Stage, optional
+        The run's stage: its ``aggregates_log.examples`` table (:data:`MAX_EXAMPLES`) is used when it
+        lists every id.
 
     Returns
     -------
@@ -405,19 +454,20 @@ def customer_days(cfg, ids) -> pd.DataFrame:
     from .config import Config, ensure_data, load_config, load_data, load_options  # noqa: PLC0415
     from .engines import engine_of  # noqa: PLC0415
 
+    ids = [str(i) for i in ids]
+    held = getattr(stage, "aggregates", {}).get("aggregates_log.examples") if stage is not None else None
+    if held is not None and set(ids) <= set(held.attrs.get("ids", ())):
+        out = held[held["customer_id"].isin(ids)].reset_index(drop=True)
+        out.attrs = {}
+        return out
     if not isinstance(cfg, Config):
         cfg = load_config(cfg)
-    ids = [str(i) for i in ids]
     engine = engine_of(cfg)
     if engine == "pandas":
-        tx = load_data(cfg).transactions
-        sub = tx[tx["customer_id"].isin(ids)]
-        out = pd.DataFrame({"customer_id": sub["customer_id"].to_numpy(),
-                            "day": sub["date"].dt.normalize().to_numpy()}).drop_duplicates()
-    else:
-        ensure_data(cfg)
-        fn = _days_of_duckdb if engine == "duckdb" else _days_of_spark
-        out = fn(cfg.data["path"], ids, **load_options(cfg, fn))
+        return _days_of_frame(load_data(cfg).transactions, ids)
+    ensure_data(cfg)
+    fn = _days_of_duckdb if engine == "duckdb" else _days_of_spark
+    out = fn(cfg.data["path"], ids, **load_options(cfg, fn))
     out = out.sort_values(["customer_id", "day"], ignore_index=True)
     out["day"] = out["day"].astype("datetime64[ns]")
     return out

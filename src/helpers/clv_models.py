@@ -361,13 +361,12 @@ def alive_matrix(stage, what: str = "p_alive", max_x: int | None = None, t: floa
 
 def example_customers(stage, n: int = 4) -> list:
     """``n`` repeat buyers spread evenly over the full-period frequency range of the chosen model's summary
-    (sorted by ``x`` then ``t_x``; fewer when there are fewer repeat buyers)."""
-    summary = stage.summary_of(stage.model_name, "full")
-    repeaters = summary[summary["x"] > 0].sort_values(["x", "t_x"], kind="mergesort")
-    if repeaters.empty or n < 1:
-        return []
-    picks = repeaters.index[[int(i * (len(repeaters) - 1) / max(n - 1, 1)) for i in range(min(n, len(repeaters)))]]
-    return list(dict.fromkeys(picks))
+    (:func:`helpers.aggregates_log.example_ids`: sorted by ``x`` then ``t_x``; fewer when there are fewer
+    repeat buyers).  The stage holds the purchase days of the picks for up to
+    :data:`helpers.aggregates_log.MAX_EXAMPLES` customers."""
+    from .aggregates_log import example_ids  # noqa: PLC0415
+
+    return example_ids(stage.summary_of(stage.model_name, "full"), n)
 
 
 def example_histories(stage, days: pd.DataFrame, picks: list, show_raw: bool = False) -> dict:
@@ -382,7 +381,7 @@ def example_histories(stage, days: pd.DataFrame, picks: list, show_raw: bool = F
     ----------
     days : DataFrame
         ``customer_id`` and ``day``: the purchase days of (at least) the picked customers, fetched by id
-        through the configured engine (:func:`helpers.aggregates_log.customer_days`).
+        from the stage or through the configured engine (:func:`helpers.aggregates_log.customer_days`).
 
     Returns
     -------

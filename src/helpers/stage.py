@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import aggregates
+from . import aggregates, aggregates_log
 from .config import PROJECT_ROOT, Config, ConfigError, ensure_data, load_config
 from .data import TransactionData, file_sha256
 from .provenance import code_version, source_sha256
@@ -852,7 +852,8 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
         cfg=cfg, engine=check.engine, transactions=tx,
         returns=check.data.returns if check.data is not None else None,
         calibration_end=pd.Timestamp(cal_end), observation_end=check.observation_end, time_unit=time_unit,
-        has_amounts=bool(check.has_amounts), customers_cal=cal.index))
+        has_amounts=bool(check.has_amounts), customers_cal=cal.index,
+        example_ids=tuple(aggregates_log.example_pool(stage.summary_of(model_name, "full")))))
     step("aggregates")
     return stage
 
