@@ -473,6 +473,7 @@ def test_subsample_starts_and_screening_reach_the_direct_fit(name, th, monkeypat
     direct = {lit: m.fit(x, t_x, T, litt=s["litt"] if lit else None, time_unit="W") for lit in (True, False)}
     direct_prof = m.profile_k(x, t_x, T, litt=s["litt"])
     monkeypatch.setattr(cnbd_k, "_SUB_CUSTOMERS", 3000)
+    monkeypatch.setattr(cnbd_k, "_SUB_MIN", 3000)
     monkeypatch.setattr(cnbd_k, "_SUB_ROWS", 4000)
     for lit, want in direct.items():
         f = m.fit(x, t_x, T, litt=s["litt"] if lit else None, time_unit="W")

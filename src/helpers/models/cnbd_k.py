@@ -70,13 +70,14 @@ K_MAX = 10
 _BLOCK = 1 << 20
 #: Rows per chunk of the objective (ten work arrays of 16,384 doubles stay in the cache).
 _CHUNK = 16384
-#: The profile over k on many rows starts each k from its fit on a random subsample of about this many
-#: customers (Poisson thinning of the row weights, seed :data:`_SUB_SEED`) ...
+#: The profile over k on many rows starts each k from its fit on a random subsample of about
+#: min(_SUB_CUSTOMERS, customers / _SUB_RATIO) customers (Poisson thinning of the row weights, seed
+#: _SUB_SEED) when there are at least _SUB_ROWS unique rows and that size is at least _SUB_MIN
 _SUB_CUSTOMERS = 50_000
-_SUB_SEED = 20210101
-#: ... when there are at least this many unique rows and this many times as many customers
-_SUB_ROWS = 100_000
 _SUB_RATIO = 4
+_SUB_MIN = 10_000
+_SUB_ROWS = 40_000
+_SUB_SEED = 20210101
 #: fit() (not profile_k) fits on all rows only the k whose log-likelihood, estimated from the subsample,
 #: is within _SCREEN_Z of its standard errors (plus the subsample fits' optimism) of the best k's
 _SCREEN_Z = 8.0
@@ -215,6 +216,19 @@ def _k_term(k, x, t_x, litt=None):
     xp = np.where(pos, x, 1.0)
     tp = np.where(pos, t_x, 1.0)
     return np.where(pos, (k - 1) * xp * np.log(tp) - gammaln(k * xp) + gammaln(xp), 0.0)
+
+
+def _rows_sorted_unique(x, t_x, T) -> bool:
+    """Whether the rows ``(x, t_x, T)`` are strictly increasing in lexicographic order (so unique)."""
+    if len(x) < 2:
+        return True
+    dx, dt, dT = np.diff(x), np.diff(t_x), np.diff(T)
+    return bool(np.all((dx > 0) | ((dx == 0) & ((dt > 0) | ((dt == 0) & (dT > 0))))))
+
+
+def _sub_size(n_customers: float) -> float:
+    """The expected size of the profile's subsample: ``min(_SUB_CUSTOMERS, n_customers / _SUB_RATIO)``."""
+    return min(float(_SUB_CUSTOMERS), n_customers / _SUB_RATIO)
 
 
 def _k_term_parts(x, t_x, w):
@@ -637,8 +651,8 @@ class _CNBDk(FrequencyModel):
         """Per k the estimates and the Hessian (mean objective, log parameters) of the fit on a customer subsample.
 
         Each customer of a row is kept independently (Poisson thinning of the weights,
-        ``w_sub ~ Poisson(w n_sub / N)``, fixed seed) to about :data:`_SUB_CUSTOMERS`
-        customers; the profile over ``ks`` on those rows (:meth:`_profile`, with standard
+        ``w_sub ~ Poisson(w n_sub / N)``, fixed seed) to about ``n_sub``
+        customers (:func:`_sub_size`); the profile over ``ks`` on those rows (:meth:`_profile`, with standard
         errors so that every k has its Hessian).  Used only to start the fits on all rows:
         the estimates are those of all rows.  Returns ``({k: (r, alpha, a, b)}, {k: H}, sub)`` with
         ``sub`` the subsample's rows ``(x, t_x, T, w)``, its share ``p`` of the customers and its
@@ -648,7 +662,7 @@ class _CNBDk(FrequencyModel):
 
         N = float(wu.sum())
         rng = np.random.default_rng(_SUB_SEED)
-        ws = rng.poisson(wu * (_SUB_CUSTOMERS / N)).astype(float)
+        ws = rng.poisson(wu * (_sub_size(N) / N)).astype(float)
         keep = ws > 0
         starts, Hs = {}, {}
         with warnings.catch_warnings():
@@ -698,8 +712,8 @@ class _CNBDk(FrequencyModel):
                  keep_hessians=False, screen=False):
         """The fits over ``k``: ``(table, fits)`` (see :meth:`profile_k`).
 
-        On many rows (at least :data:`_SUB_ROWS` unique rows and :data:`_SUB_RATIO` times
-        :data:`_SUB_CUSTOMERS` customers) each k starts from its fit on a customer subsample
+        On many rows (at least :data:`_SUB_ROWS` unique rows and a subsample of at least
+        :data:`_SUB_MIN` customers, :func:`_sub_size`) each k starts from its fit on a customer subsample
         (:meth:`_subsample_starts`) and takes Newton steps with that fit's Hessian on all rows
         until max |mean gradient| < :data:`_PROFILE_GTOL` (the log-likelihood is then within
         about ``N gtol^2`` of the k's maximum); the chosen k is polished by :meth:`fit`.
@@ -719,8 +733,11 @@ class _CNBDk(FrequencyModel):
                 raise ValueError(f"k_max must be an integer >= 1, got {k_max!r}")
             ks = list(range(1, int(k_max) + 1))
         # one row per distinct (x, t_x, T); litt enters only through its weighted sum
-        (xu, txu, Tu), inv, _ = unique_rows(x, t_x, T)
-        wu = np.bincount(inv, weights=w, minlength=len(xu))
+        if _rows_sorted_unique(x, t_x, T):              # (as fit_model passes them)
+            xu, txu, Tu, wu = x, t_x, T, w
+        else:
+            (xu, txu, Tu), inv, _ = unique_rows(x, t_x, T)
+            wu = np.bincount(inv, weights=w, minlength=len(xu))
         with_litt = litt is not None
         if with_litt:
             litt = np.asarray(litt, dtype=float).ravel()
@@ -745,8 +762,7 @@ class _CNBDk(FrequencyModel):
             else:
                 shift[kk] = 0.0
         sub_starts, sub_H, screened = {}, {}, {}
-        if (subsample and len(xu) >= _SUB_ROWS and float(wu.sum()) >= _SUB_RATIO * _SUB_CUSTOMERS
-                and initial_params is None):
+        if subsample and len(xu) >= _SUB_ROWS and _sub_size(float(wu.sum())) >= _SUB_MIN and initial_params is None:
             sub_starts, sub_H, sub = self._subsample_starts(xu, txu, Tu, wu, penalizer, ks)
             if screen:
                 screened = self._screen(sub, sub_starts, shift)
