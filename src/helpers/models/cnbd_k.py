@@ -26,6 +26,16 @@ Parameters ``theta = (k, r, alpha, a, b)`` (:attr:`param_names`); ``k`` is in
 ``integer_params``: :meth:`_CNBDk.fit` profiles the likelihood over
 ``k = 1..k_max`` (default 10) and fits ``r, alpha, a, b`` for each ``k``.
 
+On many rows (from 40,000 unique rows and 40,000 customers) the profile first runs on a
+random subsample of min(50,000, N/4) customers (each kept independently: Poisson thinning
+of the row weights, fixed seed); each k then starts on all rows from its subsample fit
+and takes Newton steps with that fit's Hessian.  :meth:`_CNBDk.fit` (not
+:meth:`_CNBDk.profile_k`) fits on all rows only the k whose log-likelihood, estimated
+from the subsample (its standard error from the Poisson variance of the thinned sum),
+is within 8 standard errors of the best k's (:meth:`_CNBDk._screen`); the message lists
+the others with the estimated gap.  The chosen k is fitted and polished on all rows as
+without the subsample, so its estimates and standard errors are the data's.
+
 The extra statistic ``litt``
 ----------------------------
 With Erlang-k gaps the likelihood of the purchase times depends, beyond
