@@ -732,8 +732,6 @@ class _CNBDk(FrequencyModel):
         (:meth:`fit`): with a subsample, the k that :meth:`_screen` rules out are not fitted on
         all rows (``fits["screened"]``: their estimated log-likelihood, gap to the best and its se).
         """
-        from .fit import fit as _fit  # noqa: PLC0415
-
         x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
         w = np.ones_like(x) if w is None else np.asarray(w, dtype=float).ravel()
         if k is not None:
