@@ -7,6 +7,7 @@ Usage (from the repository root, with the project's Python)::
     python benchmarks/bench.py clv     --scale 1e6     # 12-month CLV, customers
     python benchmarks/bench.py e2e     --scale 1e8     # log -> summary -> fit -> CLV -> segments
     python benchmarks/bench.py all     --scale 1e5     # quick smoke run of everything
+    python benchmarks/bench.py fit     --scale 1e6 --cohorts   # the same on a multi-cohort log (issue #15)
 
 Every timed measurement runs in a fresh subprocess (``python bench.py _worker
 ...``) that reports its wall time and its peak extra memory: the peak resident
@@ -20,7 +21,11 @@ timing, both paths' outputs are compared (``check`` step).
 Data are simulated with :func:`helpers.simulate.write_parquet_chunks` (BG/NBD +
 Gamma-Gamma, seeded, day-resolution dates, about 9.7 transactions per
 customer) into ``--workdir`` (default ``/tmp/clv-bench``, never the
-repository); generation is cached and not timed.
+repository); generation is cached and not timed.  By default the first purchases fall within 12 weeks
+(``acquisition_days=84``), so the ages ``T`` take few distinct values; ``--cohorts`` simulates the
+shape of issue #15 instead (:data:`COHORTS`: first purchases spread over two years, observed to the
+end of the third, hundreds of thousands of distinct ``(x, t_x, T)`` rows at 1e6 customers), cached
+under its own names (``log-<n>-cohorts``, ``summary-<n>-cohorts.pkl``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ HERE = Path(__file__).resolve()
 SIM = dict(r=0.7, alpha=2.5, a=0.6, b=4.0, p=6.25, q=3.74, gamma=15.44, observation_days=546.0,
            acquisition_days=84.0, resolution="day", start="2021-01-01")
 ROWS_PER_CUSTOMER = 9.68          # measured at SIM (seed 2024): 9,680,790 rows for 1,000,000 customers
+#: --cohorts: acquisition over two years, observation to the end of the third (the log shape of issue #15)
+COHORTS = dict(acquisition_days=730.0, observation_days=1095.0)
+TAG = ""                          # "-cohorts" with --cohorts (file names of the cached data)
 SEED = 2024
 HORIZON, RATE = 12, 0.01
 TARGETS = {"summary": ("speed-up >= 10x, memory <= 1/4", 10.0),
@@ -98,7 +106,7 @@ class Measure:
 # ---------------------------------------------------------------------------
 
 def log_dir(workdir: Path, n_customers: int) -> Path:
-    return workdir / f"log-{n_customers}"
+    return workdir / f"log-{n_customers}{TAG}"
 
 
 def ensure_log(workdir: Path, n_customers: int) -> Path:
@@ -132,7 +140,7 @@ def log_rows(path: Path) -> int:
 
 def ensure_summary(workdir: Path, n_customers: int) -> Path:
     """The weekly RFM summary (DuckDB) of a simulated log plus our BG/NBD and Gamma-Gamma fits."""
-    out = workdir / f"summary-{n_customers}.pkl"
+    out = workdir / f"summary-{n_customers}{TAG}.pkl"
     if out.exists():
         return out
     from helpers.models import fit_gamma_gamma, fit_model
@@ -342,7 +350,11 @@ def bench(task, scale, rounds, workdir: Path, results: list):
         n_customers = int(scale)
         path = ensure_summary(workdir, n_customers)
         size = f"{n_customers:,} customers"
-    a, b = workdir / f"{task}-ours.pkl", workdir / f"{task}-lifetimes.pkl"
+        if TAG:
+            summ = _load(path)["summary"]
+            size += (f" (multi-cohort: {len(summ[['x', 't_x', 'T']].drop_duplicates()):,} unique rows, "
+                     f"{summ['T'].nunique():,} distinct T)")
+    a, b = workdir / f"{task}{TAG}-ours.pkl", workdir / f"{task}{TAG}-lifetimes.pkl"
     first_ours = worker(task, path, "ours", str(a))
     first_lt = worker(task, path, "lifetimes", str(b))
     for r in (first_ours, first_lt):
@@ -446,7 +458,13 @@ def main(argv=None):
     ap.add_argument("--lifetimes-scale", type=float, default=None,
                     help="e2e: also run the lifetimes chain on a log of this many transactions (e.g. 1e7)")
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
+    ap.add_argument("--cohorts", action="store_true",
+                    help="multi-cohort log: first purchases over two years, observed to the end of the third")
     args = ap.parse_args(argv)
+    if args.cohorts:
+        global TAG
+        SIM.update(COHORTS)
+        TAG = "-cohorts"
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     info = machine()

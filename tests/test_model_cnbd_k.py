@@ -169,16 +169,23 @@ def test_likelihood_and_p_alive_against_numerical_integration(name, k):
         assert m.log_likelihood(th, *arr)[0] == pytest.approx(ll_q + shift, abs=1e-9)
 
 
+@pytest.mark.parametrize("chunk", [None, 700])
 @pytest.mark.parametrize("name", ["bgcnbd_k", "mbgcnbd_k"])
-def test_objective_and_gradient_at_k_above_1(name):
-    """The fast objective equals the summed likelihood (summary form) and its gradient central differences."""
+def test_objective_and_gradient_at_k_above_1(name, chunk, monkeypatch):
+    """The fast objective equals the summed likelihood (summary form) and its gradient central differences,
+    in one chunk of rows and in chunks of 700 (the last one partial); also at k = 1 (the BG/NBD objective)
+    and with b < 1 (where BG/CNBD-k's x = 0 rows have no drop-out term)."""
+    from helpers.models import cnbd_k
+
+    if chunk is not None:
+        monkeypatch.setattr(cnbd_k, "_CHUNK", chunk)
     m = get_model(name)
     s = m.simulate_summary(THETA_K3, np.random.default_rng(0).uniform(5.0, 40.0, 3000), np.random.default_rng(1))
     x, t_x, T = _arrays(s)
     w = np.random.default_rng(2).integers(1, 4, len(x)).astype(float)
     obj = m.objective(x, t_x, T, w)
-    for k in (2, 3, 6):
-        th = np.array([k, 0.7, 1.9, 1.1, 2.0])
+    for k, b in ((1, 2.0), (2, 2.0), (3, 2.0), (6, 2.0), (2, 0.6), (10, 0.6)):
+        th = np.array([k, 0.7, 1.9, 1.1, b])
         ll, g = obj(tuple(th))
         assert ll == pytest.approx(float(w @ m.log_likelihood(tuple(th), x, t_x, T)), rel=1e-12)
         for i in range(1, 5):
@@ -441,3 +448,50 @@ def test_litt_checks_name_the_column_and_rule():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match=r"column 'litt'.*x == 0"):
             m.fit(x, t_x, np.array([3.0, 3.0, 6.0]), litt=np.array([1.0, np.log(2.0), 0.0]))
+
+
+# ---------------------------------------------------------------------------
+# many rows: subsample starts and screening of k
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,th", [("bgcnbd_k", THETA_K2), ("mbgcnbd_k", THETA_K3)])
+def test_subsample_starts_and_screening_reach_the_direct_fit(name, th, monkeypatch):
+    """On many rows fit() starts each k from a customer subsample and does not fit the k that the
+    subsample rules out (here with the thresholds lowered to 12,000 customers / 4,000 rows; with litt some k
+    are ruled out, without litt the profile's steps are too small for that): the chosen
+    k, its estimates, standard errors and log-likelihood equal the direct profile's (every k fitted
+    from the previous one on all rows) to 1e-6 relative (the chosen k is polished to the same gradient
+    tolerance as the direct fit), with and without litt; profile_k (every k, Newton steps stopped at
+    max |mean gradient| 1e-8) gives the direct profile's log-likelihoods to 1e-6 and estimates to 1e-5;
+    each screened-out k's estimated gap to the best k lies within 5 of its standard errors of the true gap
+    (plus the allowance for the subsample fits' optimism)."""
+    from helpers.models import cnbd_k
+
+    m = get_model(name)
+    s = m.simulate_summary(th, np.random.default_rng(11).uniform(26.0, 52.0, 16_000), np.random.default_rng(12))
+    x, t_x, T = _arrays(s)
+    direct = {lit: m.fit(x, t_x, T, litt=s["litt"] if lit else None, time_unit="W") for lit in (True, False)}
+    direct_prof = m.profile_k(x, t_x, T, litt=s["litt"])
+    monkeypatch.setattr(cnbd_k, "_SUB_CUSTOMERS", 3000)
+    monkeypatch.setattr(cnbd_k, "_SUB_MIN", 3000)
+    monkeypatch.setattr(cnbd_k, "_SUB_ROWS", 4000)
+    for lit, want in direct.items():
+        f = m.fit(x, t_x, T, litt=s["litt"] if lit else None, time_unit="W")
+        # with litt the profile over k is steep enough for the subsample to rule k out; without, its steps are small
+        assert ("screened out on a subsample of" in f.message) == lit, f.message
+        assert f.params["k"] == want.params["k"] == th[0]
+        np.testing.assert_allclose(f.params.to_numpy(), want.params.to_numpy(), rtol=1e-6)
+        np.testing.assert_allclose(f.se.to_numpy()[1:], want.se.to_numpy()[1:], rtol=1e-6)
+        assert f.log_likelihood == pytest.approx(want.log_likelihood, rel=1e-9)
+    prof = m.profile_k(x, t_x, T, litt=s["litt"])
+    np.testing.assert_allclose(prof["log_likelihood"], direct_prof["log_likelihood"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(prof[["r", "alpha", "a", "b"]], direct_prof[["r", "alpha", "a", "b"]], rtol=1e-5)
+    assert all(msg.startswith("Newton steps with a given Hessian") for msg in prof["message"])
+    table, fits = m._profile(x, t_x, T, None, 0.0, None, None, s["litt"].to_numpy(), None, 10, screen=True)
+    screened = fits["screened"]
+    assert screened and int(direct_prof["log_likelihood"].idxmax()) not in screened
+    p_sub = fits["n_sub"] / len(x)
+    best = direct_prof["log_likelihood"].max()
+    for kk, (_, gap, se) in screened.items():
+        true_gap = best - direct_prof.loc[kk, "log_likelihood"]
+        assert abs(gap - true_gap) < 5.0 * se + 8.0 / p_sub, (kk, gap, true_gap, se)

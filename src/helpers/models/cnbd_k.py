@@ -26,6 +26,16 @@ Parameters ``theta = (k, r, alpha, a, b)`` (:attr:`param_names`); ``k`` is in
 ``integer_params``: :meth:`_CNBDk.fit` profiles the likelihood over
 ``k = 1..k_max`` (default 10) and fits ``r, alpha, a, b`` for each ``k``.
 
+On many rows (from 40,000 unique rows and 40,000 customers) the profile first runs on a
+random subsample of min(50,000, N/4) customers (each kept independently: Poisson thinning
+of the row weights, fixed seed); each k then starts on all rows from its subsample fit
+and takes Newton steps with that fit's Hessian.  :meth:`_CNBDk.fit` (not
+:meth:`_CNBDk.profile_k`) fits on all rows only the k whose log-likelihood, estimated
+from the subsample (its standard error from the Poisson variance of the thinned sum),
+is within 8 standard errors of the best k's (:meth:`_CNBDk._screen`); the message lists
+the others with the estimated gap.  The chosen k is fitted and polished on all rows as
+without the subsample, so its estimates and standard errors are the data's.
+
 The extra statistic ``litt``
 ----------------------------
 With Erlang-k gaps the likelihood of the purchase times depends, beyond
@@ -68,6 +78,22 @@ __all__ = ["BGCNBDK", "MBGCNBDK", "litt_from_transactions"]
 K_MAX = 10
 #: Flat work-array size (elements) of one block of the phase sums.
 _BLOCK = 1 << 20
+#: Rows per chunk of the objective (ten work arrays of 16,384 doubles stay in the cache).
+_CHUNK = 16384
+#: The profile over k on many rows starts each k from its fit on a random subsample of about
+#: min(_SUB_CUSTOMERS, customers / _SUB_RATIO) customers (Poisson thinning of the row weights, seed
+#: _SUB_SEED) when there are at least _SUB_ROWS unique rows and that size is at least _SUB_MIN
+_SUB_CUSTOMERS = 50_000
+_SUB_RATIO = 4
+_SUB_MIN = 10_000
+_SUB_ROWS = 40_000
+_SUB_SEED = 20210101
+#: fit() (not profile_k) fits on all rows only the k whose log-likelihood, estimated from the subsample,
+#: is within _SCREEN_Z of its standard errors (plus the subsample fits' optimism) of the best k's
+_SCREEN_Z = 8.0
+#: Newton steps with the subsample's Hessian end a k's fit at this max |mean gradient| (log parameters);
+#: the chosen k then gets the generic fitter's full polish (1e-10) and its own Hessian.
+_PROFILE_GTOL = 1e-8
 #: The models at k = 1 (their closed forms are used there).
 _K1 = {0: BGNBD(), 1: MBGNBD()}
 _REFERENCE = ("Reutterer, Platzer & Schröder (2021), Leveraging purchase regularity for predicting customer "
@@ -202,6 +228,34 @@ def _k_term(k, x, t_x, litt=None):
     return np.where(pos, (k - 1) * xp * np.log(tp) - gammaln(k * xp) + gammaln(xp), 0.0)
 
 
+def _rows_sorted_unique(x, t_x, T) -> bool:
+    """Whether the rows ``(x, t_x, T)`` are strictly increasing in lexicographic order (so unique)."""
+    if len(x) < 2:
+        return True
+    dx, dt, dT = np.diff(x), np.diff(t_x), np.diff(T)
+    return bool(np.all((dx > 0) | ((dx == 0) & ((dt > 0) | ((dt == 0) & (dT > 0))))))
+
+
+def _sub_size(n_customers: float) -> float:
+    """The expected size of the profile's subsample: ``min(_SUB_CUSTOMERS, n_customers / _SUB_RATIO)``."""
+    return min(float(_SUB_CUSTOMERS), n_customers / _SUB_RATIO)
+
+
+def _k_term_parts(x, t_x, w):
+    """What ``sum(w * _k_term(k, x, t_x))`` (no litt) needs for any k: the distinct ``x > 0`` with their weights
+    and ``sum w x ln t_x`` over ``x > 0``."""
+    pos = x > 0
+    xs, ix = np.unique(x[pos], return_inverse=True)
+    return xs, np.bincount(ix, weights=w[pos], minlength=len(xs)), _dot(w[pos] * x[pos], np.log(t_x[pos]))
+
+
+def _k_term_sum(k, parts):
+    """``sum(w * _k_term(k, x, t_x))`` without litt from :func:`_k_term_parts`:
+    ``(k-1) sum w x ln t_x - sum_x W_x [ln G(kx) - ln G(x)]``."""
+    xs, Wx, wxlt = parts
+    return (k - 1) * wxlt - _dot(Wx, gammaln(k * xs) - gammaln(xs))
+
+
 def _p_alive(k, m, th4, x, t_x, T):
     r, alpha, a, b = th4
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
@@ -305,8 +359,12 @@ class _CNBDkObjective:
         D    = ln a - ln(b+x+m-1) + s [ln(alpha+T) - ln(alpha+t_x)] - ln S2,
 
     ``delta = 1{x + m > 0}``, ``c_k`` the k-term of :func:`_k_term`.  Terms in ``x``
-    alone once per distinct ``x``, in ``T`` once per distinct ``T``; ``S2`` and its
-    derivatives (a k-1 step recursion) only for rows with ``t_x < T``.  The gradient
+    alone once per distinct ``x``, in ``T`` once per distinct ``T``, logarithms and
+    reciprocals of ``alpha + T`` and ``alpha + t_x`` once per distinct value; per row only
+    ``z``, ``S2`` with its derivatives (a k-1 step recursion; ``S2 = 1`` where ``t_x = T``)
+    and ``D`` with its logistic weight, in cache-sized chunks (``base._CHUNK`` rows) with
+    preallocated buffers.  At ``k = 1`` (``S2 = 1``, ``c_1 = 0``) this is the BG/NBD (MBG/NBD)
+    likelihood, and :class:`bgnbd._BGFamilyObjective` evaluates it.  The gradient
     entry for ``k`` is 0 (k is not optimised).
     """
 
@@ -314,88 +372,128 @@ class _CNBDkObjective:
         x, t_x, T, w = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T, w))
         self.m = float(m)
         self.N = float(w.sum())
-        ix, self.xs = pd.factorize(x, sort=True)
-        self.Wx = np.bincount(ix, weights=w, minlength=len(self.xs))
-        iT, self.Ts = pd.factorize(T, sort=True)
-        self.W_T = np.bincount(iT, weights=w, minlength=len(self.Ts))
-        self.WX_T = np.bincount(iT, weights=w * x, minlength=len(self.Ts))
-        self.x, self.t_x, self.w = x, t_x, w
-        # rows with a phase sum S2 (t_x < T) and rows with a drop-out term (x + m > 0)
-        g = t_x < T
-        self.g_x, self.g_T, self.g_gap, self.g_w = x[g], T[g], (T - t_x)[g], w[g]
-        d = (x + m) > 0
-        self.d_x, self.d_T, self.d_tx, self.d_w = x[d], T[d], t_x[d], w[d]
-        self.d_ix, self.d_xs = pd.factorize(self.d_x, sort=True)  # per distinct x of the d rows
-        pos_in_g = np.cumsum(g) - 1
-        self.d_g = np.where(g[d], pos_in_g[d], len(self.g_x))   # a d row's place among the g rows (else: past the end)
+        self.ix, self.xs = pd.factorize(x, sort=True)
+        self.Wx = np.bincount(self.ix, weights=w, minlength=len(self.xs))
+        self.iT, self.Ts = pd.factorize(T, sort=True)
+        self.W_T = np.bincount(self.iT, weights=w, minlength=len(self.Ts))
+        self.WX_T = np.bincount(self.iT, weights=w * x, minlength=len(self.Ts))
+        self.it, self.txs = pd.factorize(t_x, sort=True)
+        self.x, self.t_x, self.T, self.w = x, t_x, T, w
+        self.gap = T - t_x
+        self.has_drop = (self.xs + m) > 0                      # per distinct x: delta = 1{x + m > 0}
+        self.wd = w * self.has_drop[self.ix]                    # w delta per row
         self._kterm: dict[int, float] = {}
+        self._kparts = None
+        self._k1 = None
+        self._buf = None
 
     def _k_const(self, k):
         if k not in self._kterm:
-            self._kterm[k] = _dot(self.w, _k_term(k, self.x, self.t_x))
+            if self._kparts is None:
+                self._kparts = _k_term_parts(self.x, self.t_x, self.w)
+            self._kterm[k] = _k_term_sum(k, self._kparts)
         return self._kterm[k]
+
+    def _buffers(self, size):
+        if self._buf is None or len(self._buf[0]) < size:
+            self._buf = [np.empty(size) for _ in range(10)]
+        return self._buf
 
     def __call__(self, theta):
         k = _k_of(theta)
         r, alpha, a, b = (float(v) for v in theta[1:])
+        if k == 1:                                       # S2 = 1, c_1 = 0: the BG/NBD (MBG/NBD) likelihood
+            if self._k1 is None:
+                from .bgnbd import _BGFamilyObjective  # noqa: PLC0415
+
+                self._k1 = _BGFamilyObjective(self.x, self.t_x, self.T, self.w, modified=bool(self.m))
+            ll, g = self._k1((r, alpha, a, b))
+            return float(ll), np.array([0.0, *g])
         m, xs = self.m, self.xs
         lTs = np.log(alpha + self.Ts)
+        inv_Ts = 1.0 / (alpha + self.Ts)
+        lts = np.log(alpha + self.txs)
+        inv_ts = 1.0 / (alpha + self.txs)
         rW = r * self.W_T + k * self.WX_T                # sum of w s per distinct T
         A = gammaln(r + k * xs) - gammaln(r) + betaln(a, b + xs + m) - betaln(a, b)
         ll = _dot(self.Wx, A) + self.N * r * np.log(alpha) - _dot(rW, lTs) + self._k_const(k)
         pab = psi(a + b + xs + m)
         g_r = _dot(self.Wx, psi(r + k * xs) - psi(r)) + self.N * np.log(alpha) - _dot(self.W_T, lTs)
-        g_al = self.N * r / alpha - _dot(rW, 1.0 / (alpha + self.Ts))
+        g_al = self.N * r / alpha - _dot(rW, inv_Ts)
         g_a = _dot(self.Wx, psi(a + b) - pab)
         g_b = _dot(self.Wx, psi(b + xs + m) - pab - psi(b) + psi(a + b))
-        ng = len(self.g_x)
-        # ln S2 and its r- and alpha-derivatives on the g rows, one extra 0 for the other rows
-        lS2, dS2_r, dS2_al = np.zeros(ng + 1), np.zeros(ng + 1), np.zeros(ng + 1)
-        if k > 1 and ng:
-            s = r + k * self.g_x
-            inv_bT = 1.0 / (alpha + self.g_T)
-            z = self.g_gap * inv_bT
-            e = np.ones(ng)
-            de = np.zeros(ng)
-            tot, dtot, jtot = np.ones(ng), np.zeros(ng), np.zeros(ng)
-            for j in range(1, k):
-                fac = z / j
-                de = (de * (s + (j - 1.0)) + e) * fac        # d e_j / dr
-                e = e * (s + (j - 1.0)) * fac                 # e_j = (s)_j z^j / j!
+        bd = np.where(self.has_drop, b + xs + (m - 1.0), 1.0)
+        inv_bd = np.where(self.has_drop, 1.0 / bd, 0.0)  # per distinct x
+        c = np.log(a / bd)
+        S_x = np.zeros(len(xs))                          # sum of w delta sigma(D) per distinct x
+        n = len(self.x)
+        chunk = _CHUNK
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            nc = hi - lo
+            s, z, e, de, tot, dtot, jtot, D, u, tmp = (buf[:nc] for buf in self._buffers(min(n, chunk)))
+            ix, iT, it = self.ix[lo:hi], self.iT[lo:hi], self.it[lo:hi]
+            w, wd = self.w[lo:hi], self.wd[lo:hi]
+            np.multiply(self.x[lo:hi], float(k), out=s)
+            s += r                                       # s = r + kx
+            ibT = np.take(inv_Ts, iT, out=D)             # 1 / (alpha + T), kept in D until D is formed
+            np.multiply(self.gap[lo:hi], ibT, out=z)     # z = (T - t_x) / (alpha + T)
+            # e_j = (s)_j z^j / j!, d e_j / dr, and sums of e_j, d e_j / dr, j e_j (alpha enters through z:
+            # d e_j / d alpha = -j e_j / (alpha + T)); e_0 = 1
+            np.multiply(s, z, out=e)
+            de[:] = z
+            np.add(e, 1.0, out=tot)
+            dtot[:] = z
+            jtot[:] = e
+            for j in range(2, k):
+                np.multiply(z, 1.0 / j, out=u)           # z / j
+                np.add(s, j - 1.0, out=tmp)              # s + j - 1
+                de *= tmp
+                de += e
+                de *= u                                  # d e_j / dr = (d e_(j-1)/dr (s+j-1) + e_(j-1)) z / j
+                e *= tmp
+                e *= u                                   # e_j = e_(j-1) (s+j-1) z / j
                 tot += e
                 dtot += de
-                jtot += j * e                                 # alpha enters through z: d e_j/d alpha = -j e_j/(alpha+T)
-            inv_tot = 1.0 / tot
-            lS2[:ng] = np.log(tot)
-            dS2_r[:ng] = dtot * inv_tot
-            dS2_al[:ng] = -jtot * inv_tot * inv_bT
-            ll += _dot(self.g_w, lS2[:ng])
-            g_r += _dot(self.g_w, dS2_r[:ng])
-            g_al += _dot(self.g_w, dS2_al[:ng])
-        if len(self.d_x):
-            s = r + k * self.d_x
-            inv_T, inv_t = 1.0 / (alpha + self.d_T), 1.0 / (alpha + self.d_tx)
-            dl = np.log((alpha + self.d_T) * inv_t)          # ln(alpha+T) - ln(alpha+t_x)
-            inv_bd = 1.0 / (b + self.d_xs + (m - 1.0))      # per distinct x
-            D = np.log(a * inv_bd)[self.d_ix] + s * dl
-            if k > 1:
-                D -= lS2[self.d_g]
-            if D.max() < 700.0:
-                u = np.exp(D)
-                sp = np.log1p(u)                              # ln(1 + e^D)
-                sig = u / (1.0 + u)
+                np.multiply(e, float(j), out=tmp)
+                jtot += tmp
+            np.divide(1.0, tot, out=u)                   # 1 / S2
+            dtot *= u                                    # d ln S2 / dr
+            jtot *= u
+            jtot *= ibT
+            np.negative(jtot, out=jtot)                  # d ln S2 / d alpha
+            np.log(tot, out=tot)                         # ln S2
+            ll += _dot(w, tot)
+            g_r += _dot(w, dtot)
+            g_al += _dot(w, jtot)
+            # D = c(x) + s [ln(alpha+T) - ln(alpha+t_x)] - ln S2 and its logistic weight
+            dl = np.take(lTs, iT, out=z)
+            dl -= np.take(lts, it, out=tmp)              # ln(alpha+T) - ln(alpha+t_x), in z
+            np.take(c, ix, out=D)
+            np.multiply(s, dl, out=tmp)
+            D += tmp
+            D -= tot
+            if D.max() < 700.0:                          # e^D finite: one exp, one log
+                np.exp(D, out=u)
+                np.add(u, 1.0, out=tmp)
+                u /= tmp                                 # sigma(D)
+                np.log(tmp, out=D)                       # ln(1 + e^D)
             else:
-                sp = np.logaddexp(0.0, D)
-                sig = np.exp(D - sp)
-            ws = self.d_w * sig
-            ll += _dot(self.d_w, sp)
-            g_r += _dot(ws, dl)
-            g_al += _dot(ws, s * (inv_T - inv_t))
-            if k > 1:
-                g_r -= _dot(ws, dS2_r[self.d_g])
-                g_al -= _dot(ws, dS2_al[self.d_g])
-            g_a += ws.sum() / a
-            g_b -= _dot(np.bincount(self.d_ix, weights=ws, minlength=len(self.d_xs)), inv_bd)
+                ee = np.exp(-np.abs(D))
+                u[:] = np.where(D >= 0.0, 1.0, ee) / (1.0 + ee)
+                D[:] = np.maximum(D, 0.0) + np.log1p(ee)
+            ll += _dot(wd, D)
+            u *= wd                                      # w delta sigma(D)
+            S_x += np.bincount(ix, weights=u, minlength=len(xs))
+            dl -= dtot                                   # dD/dr = dl - d ln S2/dr
+            g_r += _dot(u, dl)
+            np.take(inv_Ts, iT, out=tmp)
+            tmp -= np.take(inv_ts, it, out=D)
+            tmp *= s
+            tmp -= jtot                                  # dD/dalpha = s [1/(alpha+T) - 1/(alpha+t_x)] - d ln S2/d alpha
+            g_al += _dot(u, tmp)
+        g_a += S_x.sum() / a
+        g_b -= _dot(S_x, inv_bd)
         return float(ll), np.array([0.0, g_r, g_al, g_a, g_b])
 
 
@@ -452,8 +550,19 @@ class _CNBDk(FrequencyModel):
         return _ll_rest(k, self._m, th4, x, t_x, T) + _k_term(k, x, t_x, litt)
 
     def objective(self, x, t_x, T, w):
-        """The rearranged weighted likelihood (summary form) with its exact gradient, :class:`_CNBDkObjective`."""
-        return _CNBDkObjective(x, t_x, T, w, self._m)
+        """The rearranged weighted likelihood (summary form) with its exact gradient, :class:`_CNBDkObjective`.
+
+        Within :meth:`_profile` the objective of its rows is built once and reused for every k
+        (the generic fitter asks for it once per fit).
+        """
+        cache = getattr(self, "_objective_cache", None)
+        key = tuple((np.asarray(v).__array_interface__["data"][0], np.size(v)) for v in (x, t_x, T, w))
+        if cache is not None and key in cache:
+            return cache[key][1]
+        obj = _CNBDkObjective(x, t_x, T, w, self._m)
+        if cache is not None:
+            cache[key] = ((x, t_x, T, w), obj)
+        return obj
 
     def initial(self, x, t_x, T, w):
         """``(k, r, alpha, a, b) = (1, 1, max T, 1, 1)``; :meth:`fit` starts each k > 1 from the fit at k - 1."""
@@ -493,7 +602,11 @@ class _CNBDk(FrequencyModel):
         ModelFitError
             No ``k`` could be fitted.
         """
-        prof, fits = self._profile(x, t_x, T, w, penalizer, initial_params, time_unit, litt, k, k_max)
+        return self._cached(lambda: self._fit_profiled(x, t_x, T, w, penalizer, initial_params, time_unit, se, litt,
+                                                       k, k_max))
+
+    def _fit_profiled(self, x, t_x, T, w, penalizer, initial_params, time_unit, se, litt, k, k_max):
+        prof, fits = self._profile(x, t_x, T, w, penalizer, initial_params, time_unit, litt, k, k_max, screen=True)
         ok = prof["log_likelihood"].notna()
         if not ok.any():
             raise ModelFitError(f"{self.label}: no k in {list(prof.index)} could be fitted: "
@@ -504,8 +617,9 @@ class _CNBDk(FrequencyModel):
         if se:                                           # the profile ran without standard errors
             from .fit import fit as _fit  # noqa: PLC0415
 
+            H_best = fits.get("H_sub", {}).get(best)
             res = _fit(self, *rows, penalizer=penalizer, initial_params=res.params, time_unit=time_unit, se=True,
-                       fixed={"k": best})
+                       fixed={"k": best}, hessian=H_best)
         ll = res.log_likelihood + shift[best]
         n_par = len(self.param_names)
         how = "the likelihood with litt" if fits["with_litt"] else "the likelihood of (x, t_x, T) (no litt given)"
@@ -513,6 +627,11 @@ class _CNBDk(FrequencyModel):
             msg = f"k = {best} given; log-likelihood by {how}; {res.message}"
         else:
             scan = ", ".join(f"{kk}: {v:.2f}" for kk, v in prof["log_likelihood"].items() if np.isfinite(v))
+            screened = fits.get("screened") or {}
+            if screened:
+                scan += ("; not fitted on all rows, screened out on a subsample of {:,} customers (estimated "
+                         "log-likelihood below the best k's by, with its standard error): ".format(fits["n_sub"])
+                         + ", ".join(f"{kk}: {gap:.0f} (se {se:.0f})" for kk, (v, gap, se) in sorted(screened.items())))
             msg = (f"k = {best} chosen by {how} over k = {prof.index.min()}..{prof.index.max()} "
                    f"(log-likelihood by k: {scan}); {res.message}")
         return dataclasses.replace(res, log_likelihood=ll, aic=-2 * ll + 2 * n_par,
@@ -528,9 +647,91 @@ class _CNBDk(FrequencyModel):
         """
         return self._profile(x, t_x, T, w, penalizer, None, None, litt, None, k_max)[0]
 
-    def _profile(self, x, t_x, T, w, penalizer, initial_params, time_unit, litt, k, k_max):
-        from .fit import fit as _fit  # noqa: PLC0415
+    def _cached(self, run):
+        """``run()`` with :meth:`objective` building the objective of given rows once (the cache keeps the rows
+        alive, so that its key, their data addresses and sizes, cannot be reused; dropped afterwards)."""
+        outer = getattr(self, "_objective_cache", None)
+        self._objective_cache = {} if outer is None else outer
+        try:
+            return run()
+        finally:
+            self._objective_cache = outer
 
+    def _subsample_starts(self, xu, txu, Tu, wu, penalizer, ks):
+        """Per k the estimates and the Hessian (mean objective, log parameters) of the fit on a customer subsample.
+
+        Each customer of a row is kept independently (Poisson thinning of the weights,
+        ``w_sub ~ Poisson(w n_sub / N)``, fixed seed) to about ``n_sub``
+        customers (:func:`_sub_size`); the profile over ``ks`` on those rows (:meth:`_profile`, with standard
+        errors so that every k has its Hessian).  Used only to start the fits on all rows:
+        the estimates are those of all rows.  Returns ``({k: (r, alpha, a, b)}, {k: H}, sub)`` with
+        ``sub`` the subsample's rows ``(x, t_x, T, w)``, its share ``p`` of the customers and its
+        summary-form log-likelihood by k (for :meth:`_screen`).
+        """
+        import warnings  # noqa: PLC0415
+
+        N = float(wu.sum())
+        rng = np.random.default_rng(_SUB_SEED)
+        ws = rng.poisson(wu * (_sub_size(N) / N)).astype(float)
+        keep = ws > 0
+        starts, Hs = {}, {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prof, fits = self._profile(xu[keep], txu[keep], Tu[keep], ws[keep], penalizer, None, None, None,
+                                       ks[0] if len(ks) == 1 else None, max(ks), subsample=False, keep_hessians=True)
+        for kk in ks:
+            if kk in fits and kk in fits["H_sub"]:
+                p = fits[kk].params
+                starts[kk] = np.array([p["r"], p["alpha"], p["a"], p["b"]])
+                Hs[kk] = fits["H_sub"][kk]
+        sub = {"rows": (xu[keep], txu[keep], Tu[keep], ws[keep]), "p": float(ws.sum()) / N,
+               "ll": {kk: float(prof.loc[kk, "log_likelihood"]) for kk in starts}}
+        return starts, Hs, sub
+
+    def _screen(self, sub, starts, shift):
+        """The k that cannot be the best by the subsample's evidence: ``{k: (estimated LL, gap, se)}``.
+
+        With ``p`` the subsample's share of the customers (each kept independently, Poisson thinning),
+        the log-likelihood of all rows at k is estimated by ``LL_sub(k) / p + shift(k)`` (the litt
+        shift is a constant of all rows, exact).  For each k against the best estimate ``k*``, the
+        difference of the summary-form log-likelihoods per row, ``d`` (at the subsample's estimates),
+        gives the standard error of the estimated difference, ``sqrt(sum w_sub d^2) / p`` (the Poisson
+        variance of a thinned sum).  A k is screened out when its estimate lies more than
+        ``_SCREEN_Z`` standard errors plus ``2 n_params / p`` (for the optimism of the subsample
+        maxima) below ``k*``'s; the others are fitted on all rows.
+        """
+        p = sub["p"]
+        xs_, txs_, Ts_, ws_ = sub["rows"]
+        est = {kk: v / p + shift[kk] for kk, v in sub["ll"].items() if np.isfinite(v)}
+        if len(est) < 2:
+            return {}
+        k_ref = max(est, key=lambda kk: (est[kk], -kk))
+        ll_ref = self.log_likelihood((float(k_ref), *starts[k_ref]), xs_, txs_, Ts_)
+        out = {}
+        for kk, v in est.items():
+            if kk == k_ref:
+                continue
+            d = self.log_likelihood((float(kk), *starts[kk]), xs_, txs_, Ts_) - ll_ref
+            se = float(np.sqrt(_dot(ws_, d * d))) / p
+            gap = est[k_ref] - v
+            if gap > _SCREEN_Z * se + 2.0 * (len(self.param_names) - 1) / p:
+                out[kk] = (v, gap, se)
+        return out
+
+    def _profile(self, x, t_x, T, w, penalizer, initial_params, time_unit, litt, k, k_max, subsample=True,
+                 keep_hessians=False, screen=False):
+        """The fits over ``k``: ``(table, fits)`` (see :meth:`profile_k`).
+
+        On many rows (at least :data:`_SUB_ROWS` unique rows and a subsample of at least
+        :data:`_SUB_MIN` customers, :func:`_sub_size`) each k starts from its fit on a customer subsample
+        (:meth:`_subsample_starts`) and takes Newton steps with that fit's Hessian on all rows
+        until max |mean gradient| < :data:`_PROFILE_GTOL` (the log-likelihood is then within
+        about ``N gtol^2`` of the k's maximum); the chosen k is polished by :meth:`fit`.
+        Otherwise each k starts from the fit at k - 1 (Newton steps with its Hessian).
+        ``keep_hessians``: every k's fit computes its Hessian (``fits["H_sub"]``).  ``screen``
+        (:meth:`fit`): with a subsample, the k that :meth:`_screen` rules out are not fitted on
+        all rows (``fits["screened"]``: their estimated log-likelihood, gap to the best and its se).
+        """
         x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
         w = np.ones_like(x) if w is None else np.asarray(w, dtype=float).ravel()
         if k is not None:
@@ -540,8 +741,11 @@ class _CNBDk(FrequencyModel):
                 raise ValueError(f"k_max must be an integer >= 1, got {k_max!r}")
             ks = list(range(1, int(k_max) + 1))
         # one row per distinct (x, t_x, T); litt enters only through its weighted sum
-        (xu, txu, Tu), inv, _ = unique_rows(x, t_x, T)
-        wu = np.bincount(inv, weights=w, minlength=len(xu))
+        if _rows_sorted_unique(x, t_x, T):              # (as fit_model passes them)
+            xu, txu, Tu, wu = x, t_x, T, w
+        else:
+            (xu, txu, Tu), inv, _ = unique_rows(x, t_x, T)
+            wu = np.bincount(inv, weights=w, minlength=len(xu))
         with_litt = litt is not None
         if with_litt:
             litt = np.asarray(litt, dtype=float).ravel()
@@ -557,19 +761,44 @@ class _CNBDk(FrequencyModel):
         else:
             start = None
         table, fits, shift = [], {}, {}
-        pos = wu > 0
         H_prev = None       # the Hessian at the previous k's optimum: Newton steps with it start the next k
+        parts = _k_term_parts(xu, txu, wu) if with_litt else None
         for kk in ks:
             # the reported likelihood: the generic fit's (summary form) + (litt form - summary form)
             if with_litt:
-                shift[kk] = ((kk - 1) * litt_sum - gammaln(kk) * _dot(wu, xu)
-                             - _dot(wu[pos], _k_term(kk, xu[pos], txu[pos])))
+                shift[kk] = (kk - 1) * litt_sum - gammaln(kk) * _dot(wu, xu) - _k_term_sum(kk, parts)
             else:
                 shift[kk] = 0.0
+        sub_starts, sub_H, screened = {}, {}, {}
+        if subsample and len(xu) >= _SUB_ROWS and _sub_size(float(wu.sum())) >= _SUB_MIN and initial_params is None:
+            sub_starts, sub_H, sub = self._subsample_starts(xu, txu, Tu, wu, penalizer, ks)
+            if screen:
+                screened = self._screen(sub, sub_starts, shift)
+        H_kept = {}
+        self._cached(lambda: self._profile_loop([kk for kk in ks if kk not in screened], xu, txu, Tu, wu, shift,
+                                                start, penalizer, time_unit, table, fits, H_prev, sub_starts, sub_H,
+                                                keep_hessians, H_kept))
+        for kk, (v, gap, se) in screened.items():
+            table.append({"k": kk, "log_likelihood": np.nan, "r": np.nan, "alpha": np.nan, "a": np.nan, "b": np.nan,
+                          "message": f"screened out on the subsample: estimated log-likelihood {v:.0f}, {gap:.0f} "
+                                     f"(se {se:.0f}) below the best k's"})
+        fits.update(rows=(xu, txu, Tu, wu), shift=shift, with_litt=with_litt, H_sub=sub_H if sub_H else H_kept,
+                    screened=screened, n_sub=int(round(float(sub["rows"][3].sum()))) if screened else 0)
+        return pd.DataFrame(table).set_index("k").sort_index(), fits
+
+    def _profile_loop(self, ks, xu, txu, Tu, wu, shift, start, penalizer, time_unit, table, fits, H_prev,
+                      sub_starts, sub_H, keep_hessians, H_kept):
+        from .fit import fit as _fit  # noqa: PLC0415
+
+        for kk in ks:
             h_out: dict = {}
             try:
-                f = _fit(self, xu, txu, Tu, wu, penalizer=penalizer, initial_params=start, time_unit=time_unit,
-                         se=False, fixed={"k": kk}, hessian=H_prev, hessian_out=h_out)
+                if kk in sub_starts:
+                    f = _fit(self, xu, txu, Tu, wu, penalizer=penalizer, initial_params=sub_starts[kk],
+                             time_unit=time_unit, se=False, fixed={"k": kk}, hessian=sub_H[kk], gtol=_PROFILE_GTOL)
+                else:
+                    f = _fit(self, xu, txu, Tu, wu, penalizer=penalizer, initial_params=start, time_unit=time_unit,
+                             se=keep_hessians, fixed={"k": kk}, hessian=H_prev, hessian_out=h_out)
             except ModelFitError as exc:
                 table.append({"k": kk, "log_likelihood": np.nan, "r": np.nan, "alpha": np.nan, "a": np.nan,
                               "b": np.nan, "message": str(exc)})
@@ -577,12 +806,12 @@ class _CNBDk(FrequencyModel):
             fits[kk] = f
             if "H" in h_out:
                 H_prev = h_out["H"]
+                if keep_hessians:
+                    H_kept[kk] = H_prev
             p = f.params
             table.append({"k": kk, "log_likelihood": f.log_likelihood + shift[kk], "r": p["r"],
                           "alpha": p["alpha"], "a": p["a"], "b": p["b"], "message": f.message})
             start = np.array([p["r"], p["alpha"] * kk / (kk + 1.0), p["a"], p["b"]])
-        fits.update(rows=(xu, txu, Tu, wu), shift=shift, with_litt=with_litt)
-        return pd.DataFrame(table).set_index("k"), fits
 
     # -- predictions --------------------------------------------------------
 

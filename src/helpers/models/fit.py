@@ -537,7 +537,7 @@ def _binned_start(objectives, mean_nll, mean_grad, phi0, x, t_x, T, w, n_custome
 def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initial_params=None,
         time_unit: str | None = None, se: bool = True, fixed: dict | None = None,
         binned_start: bool | None = None, hessian: np.ndarray | None = None,
-        hessian_out: dict | None = None, stop: tuple | None = None) -> FittedModel:
+        hessian_out: dict | None = None, stop: tuple | None = None, gtol: float | None = None) -> FittedModel:
     """Maximum-likelihood fit of ``model`` on weighted rows ``(x, t_x, T)``.
 
     Maximises the sum of ``w * model.log_likelihood`` (or the model's fast
@@ -572,6 +572,10 @@ def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initia
     stop : (callable, str), optional
         ``(predicate, reason)``: the optimiser stops (:class:`ModelFitError` with ``reason``)
         after an iteration whose free parameters (natural scale) satisfy ``predicate``.
+    gtol : float, optional
+        With ``hessian``: Newton steps (:func:`_refine`) until the largest absolute mean
+        gradient (log parameters) is below ``gtol``; when they get there the fit ends at that
+        point (no L-BFGS-B, no polish); otherwise the optimiser continues as without it.
     """
     label = model.label
     names = list(model.param_names)
@@ -686,11 +690,20 @@ def fit(model: FrequencyModel, x, t_x, T, w=None, penalizer: float = 0.0, initia
         H0 = np.asarray(hessian, dtype=float)
         if H0.shape == (len(phi0), len(phi0)) and np.all(np.isfinite(H0)):
             with np.errstate(all="ignore"):
-                phi_binned = _refine(lambda p: _finite(mean_nll(p)), mean_grad, phi0, H0)
+                phi_binned = _refine(lambda p: _finite(mean_nll(p)), mean_grad, phi0, H0,
+                                     gtol=_REFINE_GTOL if gtol is None else gtol)
     polish: dict = {}
+    g_ref = mean_grad(phi_binned) if gtol is not None and phi_binned is not None and mean_grad is not None else None
+    if g_ref is not None and np.all(np.isfinite(g_ref)) and np.max(np.abs(g_ref)) < gtol \
+            and np.isfinite(mean_nll(phi_binned)):
+        phi, converged = phi_binned, True
+        message = f"Newton steps with a given Hessian: max |mean gradient| {np.max(np.abs(g_ref)):.1e} < {gtol:g}"
+    else:
+        phi = None
     try:
-        phi, converged, message = _minimise(mean_nll, phi0 if phi_binned is None else phi_binned, label,
-                                            mean_grad=mean_grad, hessian_out=polish, stop=stop)
+        if phi is None:
+            phi, converged, message = _minimise(mean_nll, phi0 if phi_binned is None else phi_binned, label,
+                                                mean_grad=mean_grad, hessian_out=polish, stop=stop)
     except _Stopped:
         raise
     except ModelFitError:
