@@ -166,6 +166,20 @@ class _EveryConfiguration:
             assert noise not in err, (name, noise, err[-2000:])
 
 
+    def test_warm_kernels_serve_the_first_notebooks_unseen(self, frequency_run):
+        """Kernels started (and their imports done) while the stage computed ran the first notebooks; the
+        notebooks cannot tell: their cells count from 1, as in a fresh kernel."""
+        _, run, run_dir, _ = frequency_run
+        warmed = [nb["name"] for nb in run["notebooks"] if nb.get("warm_kernel")]
+        assert run["timings"]["warm_kernels_s"] and all(isinstance(t, float) for t in run["timings"]["warm_kernels_s"])
+        assert 1 <= len(warmed) <= run["jobs"]
+        for nb in run["notebooks"]:
+            executed = nbformat.read(run_dir / nb["name"] / f"{nb['name']}.ipynb", as_version=4)
+            counts = [c.execution_count for c in executed.cells if c.cell_type == "code"]
+            assert counts == list(range(1, len(counts) + 1)), (nb["name"], counts[:5])
+            assert nb["render_s"] > 0
+
+
 class TestCdnowNoAmounts(_EveryConfiguration):
     CONFIG = "cdnow-no-amounts"
 

@@ -213,6 +213,92 @@ class QuietKernelManager(AsyncKernelManager):
     interrupt_kernel = _async_interrupt_kernel
 
 
+# ---------------------------------------------------------------------------
+# Warm kernels: started while the stage computes
+# ---------------------------------------------------------------------------
+
+#: Kernels a worker process started in advance, by (kernel name, working directory).
+_WARM: dict[tuple[str, str], Any] = {}
+
+
+def notebook_imports(paths) -> list[str]:
+    """The modules the notebooks' code cells import (``import a.b``, ``from a import b``: ``a`` and, when
+    ``a.b`` is a module, ``a.b``), in first-seen order: what a warm kernel imports in advance."""
+    import ast  # noqa: PLC0415
+
+    out: dict[str, None] = {}
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    out.update(dict.fromkeys(a.name for a in node.names))
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    out[node.module] = None
+                    out.update(dict.fromkeys(f"{node.module}.{a.name}" for a in node.names))
+    return list(out)
+
+
+def warm_kernel(kernel_name: str, cwd: str, modules: list[str]) -> float:
+    """Start a kernel in ``cwd`` and import ``modules`` in it (silently: no execution count, no output),
+    for the next notebook this worker process runs; returns the seconds it took.
+
+    Runs in a notebook worker while the shared stage computes, so that kernel start-up and the imports of
+    pandas, matplotlib, seaborn, scipy and the helpers (several seconds per kernel) overlap with the stage
+    instead of adding to each notebook.  Also imports papermill and nbconvert in the worker.  A module that
+    cannot be imported is skipped (the notebook then reports its own error).
+    """
+    import atexit  # noqa: PLC0415
+
+    from nbclient import NotebookClient  # noqa: PLC0415
+    import papermill  # noqa: F401, PLC0415
+    from nbconvert import HTMLExporter  # noqa: F401, PLC0415
+
+    t0 = time.perf_counter()
+    key = (kernel_name, str(cwd))
+    if key in _WARM:
+        return 0.0
+    client = NotebookClient(nbformat.v4.new_notebook(), kernel_name=kernel_name,
+                            kernel_manager_class=QuietKernelManager, startup_timeout=120, timeout=600)
+    client.km = client.create_kernel_manager()
+    code = ("import importlib as _clv_il\n"
+            f"for _clv_m in {tuple(modules)!r}:\n"
+            "    try:\n        _clv_il.import_module(_clv_m)\n    except Exception:\n        pass\n"
+            "del _clv_il, _clv_m")
+    try:
+        client.start_new_kernel(cwd=str(cwd))
+        client.start_new_kernel_client()
+        client.wait_for_reply(client.kc.execute(code, silent=True, store_history=False))
+        client.kc.stop_channels()
+    except BaseException:
+        from jupyter_core.utils import run_sync  # noqa: PLC0415
+
+        if client.km.has_kernel:
+            run_sync(client.km.shutdown_kernel)(now=True)
+        raise
+    if not _WARM:
+        atexit.register(_shutdown_warm)
+    _WARM[key] = client.km
+    return time.perf_counter() - t0
+
+
+def _shutdown_warm() -> None:
+    from jupyter_core.utils import run_sync  # noqa: PLC0415
+
+    while _WARM:
+        _, km = _WARM.popitem()
+        try:
+            run_sync(km.shutdown_kernel)(now=True)
+        except Exception:  # noqa: BLE001 - the kernel is gone already
+            pass
+
+
 def _failed_cell(nb_path: Path) -> tuple[int | None, str, list[str] | None]:
     """Find the cell that failed (or timed out) in a papermill output notebook.
 
@@ -255,12 +341,14 @@ def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provena
     entry: dict[str, Any] = {"name": spec.name, "path": str(spec.path), "status": "running",
                              "parameters": params, "duration_s": 0.0}
     t0 = time.perf_counter()
+    km = _WARM.pop((kernel_name, str(spec.path.parent)), None)
+    entry["warm_kernel"] = km is not None
     try:
         pm.execute_notebook(
             str(spec.path), str(out_nb), parameters=params, kernel_name=kernel_name,
             cwd=str(spec.path.parent), progress_bar=False, log_output=False,
             execution_timeout=cfg.cell_timeout_s, request_save_on_cell_execute=True,
-            kernel_manager_class=QuietKernelManager,
+            kernel_manager_class=QuietKernelManager, **({"km": km} if km is not None else {}),
         )
         entry["status"] = "ok"
     except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
@@ -280,8 +368,18 @@ def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provena
         entry["error"] = f"{at}: {ename}: {evalue}" + (f" (raised at {where})" if where and not timeout else "")
         if is_disk_full(e):
             _mark_disk_full(entry, e)
+    finally:
+        if km is not None:  # papermill shuts down only the kernels it started
+            from jupyter_core.utils import run_sync  # noqa: PLC0415
+
+            try:
+                run_sync(km.shutdown_kernel)()
+            except Exception:  # noqa: BLE001 - a kernel that died with its notebook
+                pass
     entry["duration_s"] = round(time.perf_counter() - t0, 3)
+    t1 = time.perf_counter()
     _write_outputs(entry, spec, out_nb, nb_dir, provenance, declared)
+    entry["render_s"] = round(time.perf_counter() - t1, 3)
     return entry
 
 
@@ -485,6 +583,17 @@ def run_config(
 
     save()
 
+    # --- notebook workers: started now, each warms a kernel while the stage computes
+    n = len(cfg.notebooks)
+    pool = warming = None
+    if jobs > 1 and n > 1:
+        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked kernel/zmq state
+        pool = ProcessPoolExecutor(max_workers=min(jobs, n), mp_context=ctx)
+        cwds = [str(spec.path.parent) for spec in cfg.notebooks]
+        modules = notebook_imports([spec.path for spec in cfg.notebooks])
+        warming = [pool.submit(warm_kernel, kernel_name, max(set(cwds), key=cwds.count), modules)
+                   for _ in range(min(jobs, n))]
+
     # --- the shared analysis stage ------------------------------------------
     stage_dir = run_dir / "stage"
     t0 = time.perf_counter()
@@ -498,6 +607,8 @@ def run_config(
             nb["status"] = "skipped"
         if progress:
             print(f"stage: FAILED ({type(e).__name__}: {e})", flush=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         return finish()
     run["timings"]["stage_s"] = round(time.perf_counter() - t0, 3)
     run["stage"] = {"status": "ok", "dir": str(stage_dir), "key": stage.key, "steps_s": stage.timings}
@@ -518,7 +629,6 @@ def run_config(
         "valuation": stage.equity_sentence(),
         "packages": ", ".join(f"{k} {v}" for k, v in run["packages"].items() if k != "clv-lab"),
     }
-    n = len(cfg.notebooks)
 
     def done(i: int, entry: dict[str, Any]) -> None:
         run["notebooks"][i] = entry
@@ -534,19 +644,25 @@ def run_config(
         params = notebook_parameters(spec, cfg, declared, {"export_dir": str(run_dir / spec.name),
                                                            "stage_dir": str(stage_dir)})
         args.append((spec, cfg, run_dir / spec.name, kernel_name, provenance, params, declared))
-    if jobs == 1:
+    if pool is None:
         for i, a in enumerate(args):
             if progress:
                 print(f"[{i + 1}/{n}] {a[0].name} ...", flush=True)
             done(i, _execute_notebook(*a))
     else:
-        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked kernel/zmq state
-        with ProcessPoolExecutor(max_workers=min(jobs, n), mp_context=ctx) as pool:
+        with pool:
             futures = {}
             for i, a in enumerate(args):
                 futures[pool.submit(_execute_notebook, *a)] = i
             if progress:
                 print(f"running {n} notebooks, {min(jobs, n)} at a time ...", flush=True)
+            warm = []
+            for fut in warming:  # ran before the notebooks (first in the queue)
+                try:
+                    warm.append(round(fut.result(), 3))
+                except Exception as e:  # noqa: BLE001 - the notebook then starts its own kernel
+                    warm.append(f"failed: {type(e).__name__}: {e}")
+            run["timings"]["warm_kernels_s"] = warm
             for fut in as_completed(futures):
                 i = futures[fut]
                 try:
