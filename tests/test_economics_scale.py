@@ -140,3 +140,52 @@ def test_populations_at_two_horizons_share_the_base_rows():
     assert short is not long and short.rows is long.rows
     for key in ((0.0, "dropout"), (0.1, "retention")):
         np.testing.assert_allclose(short.totals(*key)[0], long.totals(*key)[0][:7], rtol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "pareto_nbd"])
+def test_per_customer_expectations_interpolated_in_age_equal_the_direct_ones(name, monkeypatch):
+    """The simulation check's per-customer expectations (continuous ages): interpolated equals direct, and a
+    forced check failure gives the direct values."""
+    m, theta, x, t_x, T = simulated_base(name, n=8000, seed=7)
+    t = np.array([4.3, 52.0])
+    verdicts = []
+    close = ec._close
+    monkeypatch.setattr(ec, "_close", lambda *a: verdicts.append(close(*a)) or verdicts[-1])
+    for delta, mode in ((0.0, "dropout"), (0.1, "dropout"), (0.05, "retention")):
+        sl, c = ec.dropout_map(delta, mode)
+        fast = ec._lever_expectations_rows(m, theta, t, sl, c, x, t_x, T, period=WEEKS_PER_MONTH)
+        ref = m.lever_expectations(theta, t, sl, c, x, t_x, T, 64, period=WEEKS_PER_MONTH)
+        for a, b in zip(fast, ref):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+    assert verdicts and all(verdicts)                     # the interpolated values were the ones compared
+    monkeypatch.setattr(ec, "_T_POINTS", 4)
+    forced = ec._lever_expectations_rows(m, theta, t, sl, c, x, t_x, T, period=WEEKS_PER_MONTH)
+    for a, b in zip(forced, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+def test_lever_simulation_check_on_continuous_ages_is_unchanged():
+    """The check's analytic side, now interpolated in the continuous ages, equals the per-row formula's mean."""
+    m, theta = get_model("bgnbd"), LEVER_THETA["bgnbd"]
+    out = ec.lever_simulation_check((m, theta), 0.1, "dropout", t=52.0, n_customers=20_000, ages=(5.0, 150.0))
+    rng = np.random.default_rng(0)                      # the check's own draws, repeated
+    latent = m.draw_latent(theta, 20_000, rng)
+    T = rng.uniform(5.0, 150.0, size=20_000)
+    counts, times = m.draw_purchases(theta, latent, T, rng)
+    t_x = np.zeros(len(T))
+    np.maximum.at(t_x, np.repeat(np.arange(len(T)), counts), times)
+    E0, E1 = (ec.expected_purchases_lever((m, theta), [52.0], d, "dropout", counts.astype(float), t_x, T)[:, 0]
+              for d in (0.0, 0.1))
+    assert out["analytic_change"] == pytest.approx(np.mean(E1 - E0), rel=1e-11)
+    assert out["analytic_base"] == pytest.approx(np.mean(E0), rel=1e-12)
+
+
+def test_population_cache_tells_bases_apart():
+    m, theta, x, t_x, T = simulated_base("bgnbd", n=3000)
+    base = pd.DataFrame({"x": x, "t_x": t_x, "T": T})
+    pop = ec._population((m, theta), 1.0, base, 12, "W", ec.DAYS_PER_MONTH)
+    assert ec._population((m, theta), 1.0, base.copy(), 12, "W", ec.DAYS_PER_MONTH) is pop
+    changed = base.copy()
+    changed.iloc[17, 2] += 1.0 / 7                     # one customer a day older
+    other = ec._population((m, theta), 1.0, changed, 12, "W", ec.DAYS_PER_MONTH)
+    assert other is not pop and other.rows is not pop.rows

@@ -626,11 +626,14 @@ _BASES_KEPT = 2
 
 
 def _fingerprint(summary: pd.DataFrame, cols) -> str:
-    """A digest of the values of ``cols`` (row order included): equal digests, equal base."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(len(summary)).encode())
+    """A digest of the values of ``cols`` (row order included): equal digests, equal base.
+
+    SHA-1 of the columns' float64 bytes (a cache key, not a security measure;
+    about 20 ms per million customers and four columns).
+    """
+    h = hashlib.sha1(str((len(summary), tuple(cols))).encode())
     for c in cols:
-        h.update(pd.util.hash_array(summary[c].to_numpy(dtype=float)).tobytes())
+        h.update(np.ascontiguousarray(summary[c].to_numpy(dtype=float)).view(np.uint8))
     return h.hexdigest()
 
 
@@ -776,10 +779,30 @@ def _lever_rows(x, T, spend_weight, count_weight):
     :class:`_BaseRows`).
     """
     x, T, sw, cw = (np.asarray(v, dtype=float) for v in (x, T, spend_weight, count_weight))
-    direct = (x, T, sw, cw)
+    keep, groups = _t_groups(x, T)
+    if not groups:
+        return (x, T, sw, cw), ()
+    out_x, out_T, out_sw, out_cw = [x[keep]], [T[keep]], [sw[keep]], [cw[keep]]
+    for xg, nodes, rows, L in groups:
+        out_x.append(np.full(len(nodes), xg))
+        out_T.append(nodes)
+        out_sw.append(sw[rows] @ L)
+        out_cw.append(cw[rows] @ L)
+    checks = tuple((xg, T[rows][pick], nodes, L[pick]) for xg, nodes, rows, L, pick in _t_checks(groups))
+    return tuple(np.concatenate(v) for v in (out_x, out_T, out_sw, out_cw)), checks
+
+
+def _t_groups(x, T):
+    """The interpolation pieces of :func:`_lever_rows`: ``(keep, groups)``.
+
+    ``keep`` marks the rows left as they are; each group is ``(x, nodes, rows,
+    L)``: an ``x``, its piece's Chebyshev nodes in ``T``, the indices of its
+    rows (distinct ages) and their Lagrange weights, ``(len(rows), len(nodes))``.
+    """
+    keep = np.ones(len(x), dtype=bool)
     pos = T > 0
     if not pos.any():
-        return direct, ()
+        return keep, []
     lo, hi = float(T[pos].min()), float(T[pos].max())
     n_pieces = max(1, int(np.ceil(np.log(hi / lo) / np.log(_T_RATIO) - 1e-12))) if hi > lo else 1
     edges = lo * np.exp(np.linspace(0.0, np.log(hi / lo), n_pieces + 1)) if hi > lo else np.array([lo, hi])
@@ -789,29 +812,32 @@ def _lever_rows(x, T, spend_weight, count_weight):
     (gx, gp), ginv, gcount = unique_rows(x, piece)
     big = (gcount > _T_POINTS) & (gp >= 0)
     if not big.any():
-        return direct, ()
+        return keep, []
     points, bary = _chebyshev_points(_T_POINTS)
     centre, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * (edges[1:] - edges[:-1])
-    nodes = centre[:, None] + half[:, None] * points[None, :]           # (n_pieces, _T_POINTS)
     keep = ~big[ginv]
-    out_x, out_T, out_sw, out_cw = [x[keep]], [T[keep]], [sw[keep]], [cw[keep]]
     order = np.argsort(ginv, kind="stable")
     starts = np.concatenate([[0], np.cumsum(gcount)])
-    interpolated = np.flatnonzero(big)
-    checks = []
-    for g in interpolated:
+    groups = []
+    for g in np.flatnonzero(big):
         rows = order[starts[g]:starts[g + 1]]
         q = int(gp[g])
-        L = _lagrange((T[rows] - centre[q]) / half[q], points, bary)
-        out_x.append(np.full(_T_POINTS, gx[g]))
-        out_T.append(nodes[q])
-        out_sw.append(sw[rows] @ L)
-        out_cw.append(cw[rows] @ L)
-        if g in (interpolated[0], interpolated[-1]) and (not checks or checks[-1][0] != gx[g]):
-            pick = np.unique(np.linspace(0, len(rows) - 1, _T_CHECK).round().astype(int))
-            checks.append((float(gx[g]), T[rows][pick], nodes[q], L[pick]))
-    fast = tuple(np.concatenate(v) for v in (out_x, out_T, out_sw, out_cw))
-    return fast, tuple(checks)
+        groups.append((float(gx[g]), centre[q] + half[q] * points, rows,
+                       _lagrange((T[rows] - centre[q]) / half[q], points, bary)))
+    return keep, groups
+
+
+def _t_checks(groups):
+    """The checked groups (the smallest and the largest interpolated ``x``) with ``_T_CHECK`` of their rows each."""
+    chosen = [groups[0]] + ([groups[-1]] if groups[-1][0] != groups[0][0] else [])
+    return [(*g, np.unique(np.linspace(0, len(g[2]) - 1, _T_CHECK).round().astype(int))) for g in chosen]
+
+
+def _close(interp, direct) -> bool:
+    """Every row of ``interp`` within ``_T_RTOL`` of ``direct``, relative to the row's largest value over ``t``."""
+    interp, direct = np.atleast_2d(interp), np.atleast_2d(direct)
+    scale = np.max(np.abs(direct), axis=1, keepdims=True)
+    return bool(np.all(np.abs(interp - direct) <= _T_RTOL * scale))
 
 
 def _lever_totals(m, theta, t, s, c, rows: _BaseRows, n_nodes, period):
@@ -830,10 +856,50 @@ def _lever_totals(m, theta, t, s, c, rows: _BaseRows, n_nodes, period):
         for Ti, Li in zip(Tc, L):
             direct = totals(np.array([xq]), np.array([Ti]), np.ones(1), np.ones(1))
             interp = totals(xn, nodes, Li, Li)
-            for d, i in zip(direct, interp):
-                if not np.max(np.abs(i - d)) <= _T_RTOL * np.max(np.abs(d)):
-                    return totals(*rows.direct)
+            if not all(_close(i, d) for i, d in zip(interp, direct)):
+                return totals(*rows.direct)
     return totals(*rows.fast)
+
+
+def _lever_expectations_rows(m, theta, t, s, c, x, t_x, T, n_nodes=64, period=1.0):
+    """The model's per-customer ``lever_expectations`` (``(n, len(t))`` arrays), interpolated in ``T`` as
+    :func:`_lever_rows` where an ``x`` has many distinct ages (simulated customers with continuous ages).
+
+    ``F(x, T, t)``, the expectation given alive at ``T``, is the model's
+    ``lever_expectations`` at ``t_x = T`` divided by its ``P(alive | x, T,
+    T)`` (> 0); it is evaluated at the kept ``(x, T)`` and at the nodes,
+    interpolated to the other ages, checked against the direct evaluation at
+    the rows of :func:`_t_checks` (every distinct ``(x, T)`` evaluated
+    directly if one is off by more than ``_T_RTOL``), and multiplied by each
+    customer's ``P(alive | x, t_x, T)``.
+    """
+    x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+    t = np.atleast_1d(np.asarray(t, dtype=float))
+    (xk, Tk), inv, _ = unique_rows(x, T)
+    keep, groups = _t_groups(xk, Tk)
+    if not groups:
+        return m.lever_expectations(theta, t, s, c, x, t_x, T, n_nodes, period=period)
+
+    def given_alive(xr, Tr):
+        E, S = m.lever_expectations(theta, t, s, c, xr, Tr, Tr, n_nodes, period=period)
+        pa = np.asarray(m.p_alive(theta, xr, Tr, Tr), dtype=float)[:, None]
+        return E / pa, S / pa
+
+    nk = int(keep.sum())
+    E, S = given_alive(np.concatenate([xk[keep]] + [np.full(len(g[1]), g[0]) for g in groups]),
+                       np.concatenate([Tk[keep]] + [g[1] for g in groups]))
+    EK, SK = np.empty((len(xk), len(t))), np.empty((len(xk), len(t)))
+    EK[keep], SK[keep] = E[:nk], S[:nk]
+    off = nk
+    for _, nodes, rows, L in groups:
+        EK[rows], SK[rows] = L @ E[off:off + len(nodes)], L @ S[off:off + len(nodes)]
+        off += len(nodes)
+    chk = np.concatenate([rows[pick] for _, _, rows, _, pick in _t_checks(groups)])
+    Ed, Sd = given_alive(xk[chk], Tk[chk])
+    if not (_close(EK[chk], Ed) and _close(SK[chk], Sd)):
+        EK, SK = given_alive(xk, Tk)
+    pa = np.asarray(m.p_alive(theta, x, t_x, T), dtype=float)[:, None]
+    return pa * EK[inv], pa * SK[inv]
 
 
 class _Population:
@@ -1276,8 +1342,10 @@ def lever_simulation_check(
         x = counts.astype(float)
         t_x = np.zeros(n)
         np.maximum.at(t_x, np.repeat(np.arange(n), counts), times)
-        E0 = expected_purchases_lever((m, theta), [t], 0.0, mode, x, t_x, T, **kw)[:, 0]
-        E1 = expected_purchases_lever((m, theta), [t], delta, mode, x, t_x, T, **kw)[:, 0]
+        # per customer (the residuals' spread is needed), interpolated in the continuous ages
+        per = _period(time_unit, days_per_month)
+        E0 = _lever_expectations_rows(m, theta, [t], *dropout_map(0.0, mode), x, t_x, T, period=per)[0][:, 0]
+        E1 = _lever_expectations_rows(m, theta, [t], *dropout_map(delta, mode), x, t_x, T, period=per)[0][:, 0]
         sim_f = simulate_continuation((m, theta), latent, t, delta, mode, seed + 1, x=x, T=T, **kw)
     else:
         E0 = np.full(n, float(expected_purchases_lever((m, theta), t, 0.0, mode, **kw)))
