@@ -71,6 +71,15 @@ verifies both by simulating the model's generative process
 random numbers).  A model without the lever methods raises a ``ValueError``
 naming it (:func:`lever_available` asks first).
 
+On a large base the expectation given alive depends on a customer through
+``(x, T)`` only and is evaluated once per distinct pair; where an ``x`` has
+many distinct ages (a multi-cohort base with daily ages, simulated customers
+with continuous ages) it is interpolated in ``T`` on Chebyshev nodes, with
+the customers' weights aggregated on the nodes (:func:`_lever_rows`): the
+error bound is below double rounding, and every evaluation is checked
+against the direct one at a few ages (relative error 1e-12, else every
+distinct ``(x, T)`` is evaluated directly).
+
 The common "shift the Beta at fixed a + b" approximation (``a' = a m'/m``,
 ``b' = a + b - a'`` with ``m, m'`` the mean drop-out before/after) is available
 for the BG models as :func:`shifted_beta` for comparison only;
@@ -840,23 +849,40 @@ def _close(interp, direct) -> bool:
     return bool(np.all(np.abs(interp - direct) <= _T_RTOL * scale))
 
 
+def _given_alive(m, theta, t, s, c, x, T, n_nodes, period):
+    """``F(x, T, t)``: the model's ``lever_expectations`` of customers alive at ``T`` (``(len(x), len(t))`` pairs).
+
+    The model's per-customer expectations at ``t_x = T`` divided by its
+    ``P(alive | x, T, T)`` (> 0: BG/NBD ``1 / (1 + a / (b + x - 1))``).
+    """
+    E, S = m.lever_expectations(theta, t, s, c, x, T, T, n_nodes, period=period)
+    pa = np.asarray(m.p_alive(theta, x, T, T), dtype=float)[:, None]
+    return E / pa, S / pa
+
+
 def _lever_totals(m, theta, t, s, c, rows: _BaseRows, n_nodes, period):
     """The model's ``lever_totals`` on a base's lever rows: interpolated in ``T`` when the check passes.
 
     At each check row (:func:`_lever_rows`) the interpolant ``sum_j L_j F(x,
-    T_j, t)`` is compared with the model's direct ``F(x, T, t)``; if any
-    relative error (to the row's largest value over ``t``) exceeds
-    ``_T_RTOL``, every distinct ``(x, T)`` is evaluated directly.
+    T_j, t)`` is compared with the model's direct ``F(x, T, t)``
+    (:func:`_given_alive`); if any relative error (to the row's largest value
+    over ``t``) exceeds ``_T_RTOL``, every distinct ``(x, T)`` is evaluated
+    directly.
     """
     def totals(x, T, ws, wc):   # P(alive) is in the weights; t_x = T is a placeholder, unused with it given
         return m.lever_totals(theta, t, s, c, x, T, T, ws, wc, n_nodes, period=period, p_alive=np.ones(len(x)))
 
-    for xq, Tc, nodes, L in rows.checks:
-        xn = np.full(len(nodes), xq)
-        for Ti, Li in zip(Tc, L):
-            direct = totals(np.array([xq]), np.array([Ti]), np.ones(1), np.ones(1))
-            interp = totals(xn, nodes, Li, Li)
-            if not all(_close(i, d) for i, d in zip(interp, direct)):
+    if rows.checks:
+        t = np.atleast_1d(np.asarray(t, dtype=float))
+        xc = np.concatenate([np.full(len(Tc), xq) for xq, Tc, _, _ in rows.checks])
+        xn = np.concatenate([np.full(len(nodes), xq) for xq, _, nodes, _ in rows.checks])
+        direct = _given_alive(m, theta, t, s, c, xc, np.concatenate([ch[1] for ch in rows.checks]), n_nodes, period)
+        on_nodes = _given_alive(m, theta, t, s, c, xn, np.concatenate([ch[2] for ch in rows.checks]), n_nodes,
+                                period)
+        starts = np.cumsum([0] + [len(ch[2]) for ch in rows.checks])
+        for d, f in zip(direct, on_nodes):
+            interp = np.concatenate([L @ f[a:b] for (_, _, _, L), a, b in zip(rows.checks, starts[:-1], starts[1:])])
+            if not _close(interp, d):
                 return totals(*rows.direct)
     return totals(*rows.fast)
 
@@ -865,9 +891,8 @@ def _lever_expectations_rows(m, theta, t, s, c, x, t_x, T, n_nodes=64, period=1.
     """The model's per-customer ``lever_expectations`` (``(n, len(t))`` arrays), interpolated in ``T`` as
     :func:`_lever_rows` where an ``x`` has many distinct ages (simulated customers with continuous ages).
 
-    ``F(x, T, t)``, the expectation given alive at ``T``, is the model's
-    ``lever_expectations`` at ``t_x = T`` divided by its ``P(alive | x, T,
-    T)`` (> 0); it is evaluated at the kept ``(x, T)`` and at the nodes,
+    ``F(x, T, t)``, the expectation given alive at ``T``
+    (:func:`_given_alive`), is evaluated at the kept ``(x, T)`` and at the nodes,
     interpolated to the other ages, checked against the direct evaluation at
     the rows of :func:`_t_checks` (every distinct ``(x, T)`` evaluated
     directly if one is off by more than ``_T_RTOL``), and multiplied by each
@@ -881,9 +906,7 @@ def _lever_expectations_rows(m, theta, t, s, c, x, t_x, T, n_nodes=64, period=1.
         return m.lever_expectations(theta, t, s, c, x, t_x, T, n_nodes, period=period)
 
     def given_alive(xr, Tr):
-        E, S = m.lever_expectations(theta, t, s, c, xr, Tr, Tr, n_nodes, period=period)
-        pa = np.asarray(m.p_alive(theta, xr, Tr, Tr), dtype=float)[:, None]
-        return E / pa, S / pa
+        return _given_alive(m, theta, t, s, c, xr, Tr, n_nodes, period)
 
     nk = int(keep.sum())
     E, S = given_alive(np.concatenate([xk[keep]] + [np.full(len(g[1]), g[0]) for g in groups]),
