@@ -71,6 +71,15 @@ verifies both by simulating the model's generative process
 random numbers).  A model without the lever methods raises a ``ValueError``
 naming it (:func:`lever_available` asks first).
 
+On a large base the expectation given alive depends on a customer through
+``(x, T)`` only and is evaluated once per distinct pair; where an ``x`` has
+many distinct ages (a multi-cohort base with daily ages, simulated customers
+with continuous ages) it is interpolated in ``T`` on Chebyshev nodes, with
+the customers' weights aggregated on the nodes (:func:`_lever_rows`): the
+error bound is below double rounding, and every evaluation is checked
+against the direct one at a few ages (relative error 1e-12, else every
+distinct ``(x, T)`` is evaluated directly).
+
 The common "shift the Beta at fixed a + b" approximation (``a' = a m'/m``,
 ``b' = a + b - a'`` with ``m, m'`` the mean drop-out before/after) is available
 for the BG models as :func:`shifted_beta` for comparison only;
@@ -617,18 +626,36 @@ def retention_effect(
     return pop.effect(delta, mode, margin, monthly_discount_rate)
 
 
-#: Populations of existing bases built so far (:func:`_population`), newest last; a few are kept.
+#: Populations built so far (:func:`_population`), newest last; a few are kept.
 _POPULATIONS: "OrderedDict[tuple, _Population]" = OrderedDict()
 _POPULATIONS_KEPT = 4
+#: Existing bases' lever rows built so far (:func:`_base_rows`), shared by their populations at any horizon.
+_BASES: "OrderedDict[tuple, _BaseRows]" = OrderedDict()
+_BASES_KEPT = 2
 
 
 def _fingerprint(summary: pd.DataFrame, cols) -> str:
-    """A digest of the values of ``cols`` (row order included): equal digests, equal base."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(len(summary)).encode())
+    """A digest of the values of ``cols`` (row order included): equal digests, equal base.
+
+    SHA-1 of the columns' float64 bytes (a cache key, not a security measure;
+    about 20 ms per million customers and four columns).
+    """
+    h = hashlib.sha1(str((len(summary), tuple(cols))).encode())
     for c in cols:
-        h.update(pd.util.hash_array(summary[c].to_numpy(dtype=float)).tobytes())
+        h.update(np.ascontiguousarray(summary[c].to_numpy(dtype=float)).view(np.uint8))
     return h.hexdigest()
+
+
+def _remember(cache: OrderedDict, key, kept: int, build):
+    """``cache[key]``, built by ``build()`` when absent; the ``kept`` most recently used entries are kept."""
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = build()
+        while len(cache) > kept:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return hit
 
 
 def _population(model, spend, summary, horizon_months, time_unit, days_per_month, first_purchase_spend=None,
@@ -641,7 +668,8 @@ def _population(model, spend, summary, horizon_months, time_unit, days_per_month
     the population and the lever totals it has computed are reused when the
     model (name and parameters), the spend model (parameters or value), the
     month grid, the quadrature nodes and the customers' ``x, t_x, T[, m_x]``
-    (a digest of their values) are the same.  The result is the one a new
+    (a digest of their values) are the same, and the base's lever rows
+    (:func:`_base_rows`) whatever the horizon.  The result is the one a new
     population would compute (the totals are a function of these inputs).
     A one-new-customer population (``summary`` None) costs nothing to rebuild
     and is not kept.
@@ -657,18 +685,244 @@ def _population(model, spend, summary, horizon_months, time_unit, days_per_month
                            n_nodes)
     spend_key = (("value", _mean_spend(spend)) if constant
                  else (type(spend).__name__, tuple(float(v) for v in spend.params)))
-    key = (m.name, theta, spend_key, int(horizon_months), time_unit, float(days_per_month), first_purchase_spend,
-           int(n_nodes), _fingerprint(summary, cols))
-    pop = _POPULATIONS.get(key)
-    if pop is None:
-        pop = _Population(model, spend, summary, horizon_months, time_unit, days_per_month, first_purchase_spend,
-                          n_nodes)
-        _POPULATIONS[key] = pop
-        while len(_POPULATIONS) > _POPULATIONS_KEPT:
-            _POPULATIONS.popitem(last=False)
+    base_key = (m.name, theta, spend_key, _fingerprint(summary, cols))
+    rows = _remember(_BASES, base_key, _BASES_KEPT, lambda: _base_rows(m, theta, spend, summary))
+    key = base_key + (int(horizon_months), time_unit, float(days_per_month), first_purchase_spend, int(n_nodes))
+    return _remember(_POPULATIONS, key, _POPULATIONS_KEPT,
+                     lambda: _Population(model, spend, summary, horizon_months, time_unit, days_per_month,
+                                         first_purchase_spend, n_nodes, rows=rows))
+
+
+#: Chebyshev points per piece of the interpolation in ``T`` (:func:`_lever_rows`), and the largest ratio of
+#: a piece's ends.
+_T_POINTS, _T_RATIO = 32, 3.0
+#: Largest relative error at the check rows for which the interpolated rows are used (:func:`_lever_totals`).
+_T_RTOL = 1e-12
+#: Check rows per checked piece.
+_T_CHECK = 6
+
+
+@dataclass(frozen=True)
+class _BaseRows:
+    """An existing base reduced to the rows its lever is evaluated on (see :class:`_Population`).
+
+    ``direct``: the distinct ``(x, T)`` with their ``P(alive)``-weighted spend
+    and customer counts, ``(x, T, spend_weight, count_weight)``; ``fast``: the
+    same after the interpolation in ``T`` (:func:`_lever_rows`); ``checks``:
+    ``(x, T, nodes, L)`` per checked piece (check rows ``T``, the piece's
+    Chebyshev nodes and the rows' Lagrange weights ``L``, ``(len(T), len(nodes))``);
+    ``n``: customers.
+    """
+
+    direct: tuple
+    fast: tuple
+    checks: tuple
+    n: int
+
+
+def _base_rows(m, theta, spend, summary) -> _BaseRows:
+    """The lever rows of an existing base: per distinct ``(x, T)``, then interpolated in ``T`` (:func:`_lever_rows`)."""
+    constant = not hasattr(spend, "expected_spend")
+    cols = ("x", "t_x", "T") if constant else ("x", "t_x", "T", "m_x")
+    missing = [c for c in cols if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary is missing column(s) {missing}")
+    if constant:
+        (xu, txu, Tu), _, counts = unique_rows(*(summary[c].to_numpy(float) for c in cols))
+        sp = _mean_spend(spend) * counts
     else:
-        _POPULATIONS.move_to_end(key)
-    return pop
+        (xu, txu, Tu, mu), _, counts = unique_rows(*(summary[c].to_numpy(float) for c in cols))
+        sp = np.asarray(spend.expected_spend(xu, mu), dtype=float) * counts
+    pa = m.p_alive(theta, xu, txu, Tu)
+    (xk, Tk), inv, _ = unique_rows(xu, Tu)
+    spk = np.bincount(inv, weights=pa * sp, minlength=len(xk))
+    ck = np.bincount(inv, weights=pa * counts, minlength=len(xk))
+    fast, checks = _lever_rows(xk, Tk, spk, ck)
+    return _BaseRows(direct=(xk, Tk, spk, ck), fast=fast, checks=checks, n=int(counts.sum()))
+
+
+def _chebyshev_points(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """First-kind Chebyshev points ``cos((k + 1/2) pi / n)`` on (-1, 1) and their barycentric weights."""
+    angle = np.pi * (np.arange(n) + 0.5) / n
+    return np.cos(angle), (-1.0) ** np.arange(n) * np.sin(angle)
+
+
+def _lagrange(u, points, weights) -> np.ndarray:
+    """Lagrange basis polynomials of ``points`` at ``u``, ``(len(u), len(points))`` (barycentric formula)."""
+    d = np.asarray(u, dtype=float)[:, None] - points[None, :]
+    exact = d == 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = weights[None, :] / d
+        L = q / q.sum(axis=1, keepdims=True)
+    hit = exact.any(axis=1)
+    L[hit] = exact[hit].astype(float)
+    return L
+
+
+def _lever_rows(x, T, spend_weight, count_weight):
+    """Replace a base's many distinct ages per ``x`` by Chebyshev nodes in ``T`` with aggregated weights.
+
+    Every lever total is ``sum_i w_i F(x_i, T_i, t)`` over the distinct
+    ``(x, T)`` (:class:`_Population`).  For fixed ``x``, ``F`` is analytic in
+    ``T`` for ``T > 0`` (BG/NBD and MBG/NBD: through ``alpha + T`` in ``(alpha
+    + T) / (alpha + T + q t)`` with ``q >= 0``, Pareto/NBD through ``alpha +
+    T`` and ``beta + T``: singular only where these vanish, at ``T < 0``).  The
+    ages ``T > 0`` of an ``x`` are split into geometric pieces ``[lo, hi]``
+    (``hi / lo <= _T_RATIO``; shared by every ``x``); on a piece with more than
+    ``_T_POINTS`` distinct ages ``F`` is replaced by its interpolant on the
+    piece's ``_T_POINTS`` Chebyshev points ``T_j``, ``F(T) ~ sum_j L_j(T)
+    F(T_j)`` (``L_j`` the Lagrange basis), so the piece's total is ``sum_j
+    W_j F(x, T_j, t)`` with ``W_j = sum_i w_i L_j(T_i)``: a model evaluation
+    per node instead of per age.  With ``w / c <= 1/2`` (half-width over
+    centre) and no singularity at ``T > 0`` the interpolant converges like
+    ``rho^-n``, ``rho = c / w + sqrt((c / w)^2 - 1) >= 3.73`` (Trefethen,
+    *Approximation Theory and Approximation Practice*, thm 8.2):
+    ``3.73^-32 ~ 5e-19``, below double rounding.  The Lebesgue constant of
+    Chebyshev points is below 3 for 32 points, so the weights add no error of
+    note.  :func:`_lever_totals` checks the interpolant against the direct
+    evaluation at a few ages of the smallest and the largest interpolated
+    ``x`` on every call.
+
+    Returns ``(x, T, spend_weight, count_weight)`` of the rows to evaluate
+    (the ages left as they are, then the nodes) and the checks (see
+    :class:`_BaseRows`).
+    """
+    x, T, sw, cw = (np.asarray(v, dtype=float) for v in (x, T, spend_weight, count_weight))
+    keep, groups = _t_groups(x, T)
+    if not groups:
+        return (x, T, sw, cw), ()
+    out_x, out_T, out_sw, out_cw = [x[keep]], [T[keep]], [sw[keep]], [cw[keep]]
+    for xg, nodes, rows, L in groups:
+        out_x.append(np.full(len(nodes), xg))
+        out_T.append(nodes)
+        out_sw.append(sw[rows] @ L)
+        out_cw.append(cw[rows] @ L)
+    checks = tuple((xg, T[rows][pick], nodes, L[pick]) for xg, nodes, rows, L, pick in _t_checks(groups))
+    return tuple(np.concatenate(v) for v in (out_x, out_T, out_sw, out_cw)), checks
+
+
+def _t_groups(x, T):
+    """The interpolation pieces of :func:`_lever_rows`: ``(keep, groups)``.
+
+    ``keep`` marks the rows left as they are; each group is ``(x, nodes, rows,
+    L)``: an ``x``, its piece's Chebyshev nodes in ``T``, the indices of its
+    rows (distinct ages) and their Lagrange weights, ``(len(rows), len(nodes))``.
+    """
+    keep = np.ones(len(x), dtype=bool)
+    pos = T > 0
+    if not pos.any():
+        return keep, []
+    lo, hi = float(T[pos].min()), float(T[pos].max())
+    n_pieces = max(1, int(np.ceil(np.log(hi / lo) / np.log(_T_RATIO) - 1e-12))) if hi > lo else 1
+    edges = lo * np.exp(np.linspace(0.0, np.log(hi / lo), n_pieces + 1)) if hi > lo else np.array([lo, hi])
+    edges[0], edges[-1] = lo, hi
+    piece = np.where(pos, np.clip(np.searchsorted(edges, T, side="right") - 1, 0, n_pieces - 1), -1)
+    # groups of rows with the same (x, piece) and more distinct ages than nodes
+    (gx, gp), ginv, gcount = unique_rows(x, piece)
+    big = (gcount > _T_POINTS) & (gp >= 0)
+    if not big.any():
+        return keep, []
+    points, bary = _chebyshev_points(_T_POINTS)
+    centre, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * (edges[1:] - edges[:-1])
+    keep = ~big[ginv]
+    order = np.argsort(ginv, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(gcount)])
+    groups = []
+    for g in np.flatnonzero(big):
+        rows = order[starts[g]:starts[g + 1]]
+        q = int(gp[g])
+        groups.append((float(gx[g]), centre[q] + half[q] * points, rows,
+                       _lagrange((T[rows] - centre[q]) / half[q], points, bary)))
+    return keep, groups
+
+
+def _t_checks(groups):
+    """The checked groups (the smallest and the largest interpolated ``x``) with ``_T_CHECK`` of their rows each."""
+    chosen = [groups[0]] + ([groups[-1]] if groups[-1][0] != groups[0][0] else [])
+    return [(*g, np.unique(np.linspace(0, len(g[2]) - 1, _T_CHECK).round().astype(int))) for g in chosen]
+
+
+def _close(interp, direct) -> bool:
+    """Every row of ``interp`` within ``_T_RTOL`` of ``direct``, relative to the row's largest value over ``t``."""
+    interp, direct = np.atleast_2d(interp), np.atleast_2d(direct)
+    scale = np.max(np.abs(direct), axis=1, keepdims=True)
+    return bool(np.all(np.abs(interp - direct) <= _T_RTOL * scale))
+
+
+def _given_alive(m, theta, t, s, c, x, T, n_nodes, period):
+    """``F(x, T, t)``: the model's ``lever_expectations`` of customers alive at ``T`` (``(len(x), len(t))`` pairs).
+
+    The model's per-customer expectations at ``t_x = T`` divided by its
+    ``P(alive | x, T, T)`` (> 0: BG/NBD ``1 / (1 + a / (b + x - 1))``).
+    """
+    E, S = m.lever_expectations(theta, t, s, c, x, T, T, n_nodes, period=period)
+    pa = np.asarray(m.p_alive(theta, x, T, T), dtype=float)[:, None]
+    return E / pa, S / pa
+
+
+def _lever_totals(m, theta, t, s, c, rows: _BaseRows, n_nodes, period):
+    """The model's ``lever_totals`` on a base's lever rows: interpolated in ``T`` when the check passes.
+
+    At each check row (:func:`_lever_rows`) the interpolant ``sum_j L_j F(x,
+    T_j, t)`` is compared with the model's direct ``F(x, T, t)``
+    (:func:`_given_alive`); if any relative error (to the row's largest value
+    over ``t``) exceeds ``_T_RTOL``, every distinct ``(x, T)`` is evaluated
+    directly.
+    """
+    def totals(x, T, ws, wc):   # P(alive) is in the weights; t_x = T is a placeholder, unused with it given
+        return m.lever_totals(theta, t, s, c, x, T, T, ws, wc, n_nodes, period=period, p_alive=np.ones(len(x)))
+
+    if rows.checks:
+        t = np.atleast_1d(np.asarray(t, dtype=float))
+        xc = np.concatenate([np.full(len(Tc), xq) for xq, Tc, _, _ in rows.checks])
+        xn = np.concatenate([np.full(len(nodes), xq) for xq, _, nodes, _ in rows.checks])
+        direct = _given_alive(m, theta, t, s, c, xc, np.concatenate([ch[1] for ch in rows.checks]), n_nodes, period)
+        on_nodes = _given_alive(m, theta, t, s, c, xn, np.concatenate([ch[2] for ch in rows.checks]), n_nodes,
+                                period)
+        starts = np.cumsum([0] + [len(ch[2]) for ch in rows.checks])
+        for d, f in zip(direct, on_nodes):
+            interp = np.concatenate([L @ f[a:b] for (_, _, _, L), a, b in zip(rows.checks, starts[:-1], starts[1:])])
+            if not _close(interp, d):
+                return totals(*rows.direct)
+    return totals(*rows.fast)
+
+
+def _lever_expectations_rows(m, theta, t, s, c, x, t_x, T, n_nodes=64, period=1.0):
+    """The model's per-customer ``lever_expectations`` (``(n, len(t))`` arrays), interpolated in ``T`` as
+    :func:`_lever_rows` where an ``x`` has many distinct ages (simulated customers with continuous ages).
+
+    ``F(x, T, t)``, the expectation given alive at ``T``
+    (:func:`_given_alive`), is evaluated at the kept ``(x, T)`` and at the nodes,
+    interpolated to the other ages, checked against the direct evaluation at
+    the rows of :func:`_t_checks` (every distinct ``(x, T)`` evaluated
+    directly if one is off by more than ``_T_RTOL``), and multiplied by each
+    customer's ``P(alive | x, t_x, T)``.
+    """
+    x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+    t = np.atleast_1d(np.asarray(t, dtype=float))
+    (xk, Tk), inv, _ = unique_rows(x, T)
+    keep, groups = _t_groups(xk, Tk)
+    if not groups:
+        return m.lever_expectations(theta, t, s, c, x, t_x, T, n_nodes, period=period)
+
+    def given_alive(xr, Tr):
+        return _given_alive(m, theta, t, s, c, xr, Tr, n_nodes, period)
+
+    nk = int(keep.sum())
+    E, S = given_alive(np.concatenate([xk[keep]] + [np.full(len(g[1]), g[0]) for g in groups]),
+                       np.concatenate([Tk[keep]] + [g[1] for g in groups]))
+    EK, SK = np.empty((len(xk), len(t))), np.empty((len(xk), len(t)))
+    EK[keep], SK[keep] = E[:nk], S[:nk]
+    off = nk
+    for _, nodes, rows, L in groups:
+        EK[rows], SK[rows] = L @ E[off:off + len(nodes)], L @ S[off:off + len(nodes)]
+        off += len(nodes)
+    chk = np.concatenate([rows[pick] for _, _, rows, _, pick in _t_checks(groups)])
+    Ed, Sd = given_alive(xk[chk], Tk[chk])
+    if not (_close(EK[chk], Ed) and _close(SK[chk], Sd)):
+        EK, SK = given_alive(xk, Tk)
+    pa = np.asarray(m.p_alive(theta, x, t_x, T), dtype=float)[:, None]
+    return pa * EK[inv], pa * SK[inv]
 
 
 class _Population:
@@ -682,13 +936,17 @@ class _Population:
     of Schmittlein, Morrison & Colombo 1987), so the spend- and count-weighted
     totals of the model's ``lever_totals`` are sums over the distinct ``(x, T)``
     of ``F`` weighted by ``sum P(alive) x weight`` of their customers.  These
-    sums are formed once here (with ``P(alive)`` once per unique row), and each
-    lever evaluation runs on the distinct ``(x, T)`` rows with ``P(alive)`` 1,
-    instead of re-grouping every customer row for each ``delta``.
+    sums are formed once (:func:`_base_rows`, with ``P(alive)`` once per unique
+    row), and each lever evaluation runs on the distinct ``(x, T)`` rows with
+    ``P(alive)`` 1, instead of re-grouping every customer row for each
+    ``delta``.  Where an ``x`` has many distinct ages (a multi-cohort base with
+    daily ages: hundreds per ``x``), ``F`` is interpolated in ``T`` on
+    Chebyshev nodes and the weights aggregated on them (:func:`_lever_rows`,
+    checked on every evaluation by :func:`_lever_totals`).
     """
 
     def __init__(self, model, spend, summary, horizon_months, time_unit, days_per_month,
-                 first_purchase_spend=None, n_nodes=32):
+                 first_purchase_spend=None, n_nodes=32, rows: _BaseRows | None = None):
         self.model, self.theta = _lever_model(model)
         self.H = int(horizon_months)
         self.t = month_grid(self.H, time_unit, days_per_month)
@@ -701,24 +959,9 @@ class _Population:
             self.first_spend = self.ez if first_purchase_spend is None else float(first_purchase_spend)
             self.n = 1
         else:
-            constant = not hasattr(spend, "expected_spend")
-            cols = ("x", "t_x", "T") if constant else ("x", "t_x", "T", "m_x")
-            missing = [c for c in cols if c not in summary.columns]
-            if missing:
-                raise ValueError(f"summary is missing column(s) {missing}")
-            if constant:
-                (self.xu, self.txu, self.Tu), _, self.counts = unique_rows(*(summary[c].to_numpy(float) for c in cols))
-                self.sp = _mean_spend(spend) * self.counts
-            else:
-                (self.xu, self.txu, self.Tu, mu), _, self.counts = unique_rows(*(summary[c].to_numpy(float)
-                                                                                 for c in cols))
-                self.sp = np.asarray(spend.expected_spend(self.xu, mu), dtype=float) * self.counts
+            self.rows = _base_rows(self.model, self.theta, spend, summary) if rows is None else rows
             self.first_spend = 0.0
-            self.n = int(self.counts.sum())
-            pa = self.model.p_alive(self.theta, self.xu, self.txu, self.Tu)
-            (self.xk, self.Tk), inv, _ = unique_rows(self.xu, self.Tu)
-            self.spk = np.bincount(inv, weights=pa * self.sp, minlength=len(self.xk))
-            self.ck = np.bincount(inv, weights=pa * self.counts, minlength=len(self.xk))
+            self.n = self.rows.n
         self._cache = {}
 
     def totals(self, delta, mode):
@@ -729,11 +972,9 @@ class _Population:
                 E, S = self.model.lever_expectations(self.theta, self.t, *dropout_map(*key), n_nodes=self.n_nodes,
                                                      period=self.period)
                 self._cache[key] = (self.ez * E, S)
-            else:   # on the distinct (x, T) with the P(alive)-weighted sums (class docstring); t_x = T is a
-                # valid placeholder, unused with P(alive) given
-                self._cache[key] = self.model.lever_totals(self.theta, self.t, *dropout_map(*key), self.xk, self.Tk,
-                                                           self.Tk, self.spk, self.ck, self.n_nodes,
-                                                           period=self.period, p_alive=np.ones(len(self.xk)))
+            else:   # on the base's lever rows, with the P(alive)-weighted sums (class docstring)
+                self._cache[key] = _lever_totals(self.model, self.theta, self.t, *dropout_map(*key), self.rows,
+                                                 self.n_nodes, self.period)
         return self._cache[key]
 
     def equity(self, delta, mode, margin, rate):
@@ -1124,8 +1365,10 @@ def lever_simulation_check(
         x = counts.astype(float)
         t_x = np.zeros(n)
         np.maximum.at(t_x, np.repeat(np.arange(n), counts), times)
-        E0 = expected_purchases_lever((m, theta), [t], 0.0, mode, x, t_x, T, **kw)[:, 0]
-        E1 = expected_purchases_lever((m, theta), [t], delta, mode, x, t_x, T, **kw)[:, 0]
+        # per customer (the residuals' spread is needed), interpolated in the continuous ages
+        per = _period(time_unit, days_per_month)
+        E0 = _lever_expectations_rows(m, theta, [t], *dropout_map(0.0, mode), x, t_x, T, period=per)[0][:, 0]
+        E1 = _lever_expectations_rows(m, theta, [t], *dropout_map(delta, mode), x, t_x, T, period=per)[0][:, 0]
         sim_f = simulate_continuation((m, theta), latent, t, delta, mode, seed + 1, x=x, T=T, **kw)
     else:
         E0 = np.full(n, float(expected_purchases_lever((m, theta), t, 0.0, mode, **kw)))
