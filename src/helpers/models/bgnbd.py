@@ -481,7 +481,7 @@ def _nbd_and_cdf_before(r, alpha, t, n):
 # quadrature over the Beta drop-out distribution (the retention lever)
 # ---------------------------------------------------------------------------
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=4096)
 def _gauss_jacobi(n: int, al: float, be: float) -> tuple[np.ndarray, np.ndarray]:
     """Nodes on [-1, 1] and *normalised* weights (sum 1) for weight (1-x)^al (1+x)^be.
 
@@ -503,7 +503,7 @@ def _gauss_jacobi(n: int, al: float, be: float) -> tuple[np.ndarray, np.ndarray]
     return x, V[0] ** 2
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)
 def _beta_nodes(a: float, B: float, s: float, c: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``g(p_k)`` and probabilities ``W_k`` with ``sum W_k h(g(p_k)) ~= E[h(g(p))]``, p ~ Beta(a, B).
 
