@@ -705,7 +705,8 @@ def _segment_values(model_fit, spend_fit, summary, horizon_months, margin, month
                     return_rate=0.0, extra_cost_per_active_month=0.0, value_per_purchase=None, dense=True):
     """The values and segments of :func:`segment_customers` without its history columns:
     ``(value_and_segment table, purchases_by_month, p_alive_by_month)`` (the holdout interval needs no more;
-    without ``dense`` the two month-by-month frames are None)."""
+    without ``dense`` no month-by-month frames: ``(table, factors, None)``, ``factors`` the ``(x, T)``
+    factorisation of :func:`_monthly_sums` (``rows``, ``inv``, ``p_alive``, ``p_alive_rows``) or None)."""
     rr = return_rate.reindex(summary.index).fillna(0.0) if isinstance(return_rate, pd.Series) else return_rate
     ec = (extra_cost_per_active_month.reindex(summary.index).fillna(0.0)
           if isinstance(extra_cost_per_active_month, pd.Series) else extra_cost_per_active_month)
@@ -720,6 +721,8 @@ def _segment_values(model_fit, spend_fit, summary, horizon_months, margin, month
     vals = _values_from_sums(sums, spend.to_numpy(float), potential.to_numpy(float), margin, costs,
                              np.asarray(rr, dtype=float), np.asarray(ec, dtype=float), summary.index)
     vals["segment"] = assign_segments(vals["net_clv"], vals["potential_net_clv"], mvc_share, mgc_share)
+    if not dense:                                      # the (x, T) factorisation, for the interval's replicates
+        return vals, sums["factors"], None
     return vals, purchases, alive
 
 
@@ -749,7 +752,7 @@ def _monthly_sums(model_fit, summary: pd.DataFrame, horizon_months: int, time_un
         P, A = monthly_expectations(model_fit, summary, horizon_months, time_unit=time_unit)
         Pn, An = P.to_numpy(), A.to_numpy()
         sums = {"orders": clv_kernel(Pn, monthly_discount_rate), "alive": clv_kernel(An, monthly_discount_rate),
-                "purchases": Pn.sum(axis=1), "alive_months": An.sum(axis=1)}
+                "purchases": Pn.sum(axis=1), "alive_months": An.sum(axis=1), "factors": None}
         return sums, (P if dense else None), (A if dense else None)
 
     model, th = model_fit.model, model_fit.theta
@@ -766,7 +769,9 @@ def _monthly_sums(model_fit, summary: pd.DataFrame, horizon_months: int, time_un
         sums = {"orders": pa * clv_kernel(Pk, monthly_discount_rate)[inv],
                 "alive": pa * clv_kernel(Ak, monthly_discount_rate)[inv],
                 "purchases": pa * Pk.sum(axis=1)[inv], "alive_months": pa * Ak.sum(axis=1)[inv]}
+    factors = {"rows": rows, "inv": inv, "p_alive": pa, "p_alive_rows": pak}
     ok = all(np.all(np.isfinite(v)) for v in sums.values())
+    sums["factors"] = factors
     if ok and check:
         rows_checked = np.unique(np.linspace(0, len(summary) - 1, min(256, len(summary))).astype(np.int64))
         rows_checked = np.union1d(rows_checked, np.argsort(pa, kind="stable")[:16])   # the least alive rows too
@@ -1086,19 +1091,29 @@ def _perturbed(fit, rng: np.random.Generator):
     Parameters without a finite variance (structural integer ones such as CNBD-k's
     ``k``) stay at their estimates.  Returns ``(fit, drawn)``.
     """
+    return _perturber(fit)(rng)
+
+
+def _perturber(fit):
+    """:func:`_perturbed` of ``fit`` as a function of ``rng``: the covariance's root is found once."""
     names = list(fit.params.index)
     theta = fit.params.to_numpy(dtype=float)
     cov = fit.cov.reindex(index=names, columns=names).to_numpy(dtype=float)
     free = (theta > 0) & np.isfinite(np.diag(cov)) & (np.diag(cov) > 0)
     free &= np.all(np.isfinite(cov[:, free]), axis=1) if free.any() else free
     if not free.any():
-        return fit, False
+        return lambda rng: (fit, False)
     c = cov[np.ix_(free, free)] / np.outer(theta[free], theta[free])     # log scale (delta method)
     w, V = np.linalg.eigh((c + c.T) / 2)
     root = V * np.sqrt(np.clip(w, 0.0, None))
-    draw = theta.copy()
-    draw[free] = theta[free] * np.exp(root @ rng.standard_normal(int(free.sum())))
-    return dataclasses.replace(fit, params=pd.Series(draw, index=names, name=fit.params.name)), True
+    k = int(free.sum())
+
+    def draw_fit(rng: np.random.Generator):
+        draw = theta.copy()
+        draw[free] = theta[free] * np.exp(root @ rng.standard_normal(k))
+        return dataclasses.replace(fit, params=pd.Series(draw, index=names, name=fit.params.name)), True
+
+    return draw_fit
 
 
 def _simulated_base(model_fit, spend_fit, cal: pd.DataFrame, t_star: float, time_unit: str,
@@ -1128,6 +1143,27 @@ def _simulated_base(model_fit, spend_fit, cal: pd.DataFrame, t_star: float, time
         sim["m_x"] = np.where(x > 0, rng.gamma(np.maximum(p * x, 1e-12)) / nu / np.maximum(x, 1.0), 0.0)
         sim["holdout_spend"] = np.where(xs > 0, rng.gamma(np.maximum(p * xs, 1e-12)) / nu, 0.0)
     return sim
+
+
+def _holdout_expectation(model_fit, sim: pd.DataFrame, t_star: float, factors=None, p_alive=None) -> np.ndarray:
+    """``E[X(t_star) | x, t_x, T]`` of each simulated customer (the ``expected_purchases`` of :func:`holdout_forecast`).
+
+    With the ``(x, T)`` factorisation of :func:`_monthly_sums` (``factors``) it is evaluated
+    per distinct ``(x, T)`` and scaled by ``P(alive)`` (``p_alive`` when already computed under
+    ``model_fit``), the identity of :func:`_monthly_sums`; if that gives anything non-finite,
+    or without ``factors``, per customer.
+    """
+    if factors is not None:
+        m, th = model_fit.model, model_fit.theta
+        rows, inv = factors["rows"], factors["inv"]
+        x, t_x, T = (rows[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
+        if p_alive is None:
+            p_alive = np.asarray(m.p_alive(th, *(sim[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))), float)
+        pak = factors["p_alive_rows"] if p_alive is factors["p_alive"] else np.asarray(m.p_alive(th, x, t_x, T), float)
+        E = p_alive * (np.asarray(model_fit.expected_purchases(t_star, rows), dtype=float) / pak)[inv]
+        if np.all(np.isfinite(E)):
+            return E
+    return np.asarray(model_fit.expected_purchases(t_star, sim), dtype=float)
 
 
 def ensemble_interval(draws, level: float = 0.9) -> tuple[float, float]:
@@ -1273,18 +1309,19 @@ def holdout_interval(
         sim_cal, noise_scale = cal.iloc[keep], float(np.sqrt(m / n_real))
         positional = {k: (v[keep] if np.ndim(v) == 1 and len(v) == n_real else v) for k, v in positional.items()}
     seg_rules = {**rules, **positional}
-    fc_keys = ("margin", "costs", "value_per_purchase", "return_rate", "extra_cost_per_active_month")
-    fc_rules = {k: seg_rules[k] for k in fc_keys if k in seg_rules}
     code = {s: i for i, s in enumerate(SEGMENT_ORDER)}
 
     rho_x, rho_s, failed, drawn_any = [], [], 0, False
+    if mode == "draw":
+        perturb_model = _perturber(model_fit)
+        perturb_spend = _perturber(spend_fit) if spend_fit is not None else None
     for _ in range(int(n_sim)):
         fit_b, gg_b = model_fit, spend_fit
         if mode == "draw":
-            fit_b, d1 = _perturbed(model_fit, rng)
+            fit_b, d1 = perturb_model(rng)
             d2 = False
             if spend_fit is not None:
-                gg_b, d2 = _perturbed(spend_fit, rng)
+                gg_b, d2 = perturb_spend(rng)
                 if not np.isfinite(gg_b.population_mean_spend()):
                     failed += 1
                     continue
@@ -1309,14 +1346,13 @@ def holdout_interval(
                 continue
             drawn_any = True
         with np.errstate(all="ignore"):
-            tab = _segment_values(fit_b, gg_b, sim, **seg_rules, dense=False)[0]
-            fc = holdout_forecast(fit_b, gg_b, sim, holdout_months, **fc_rules)
+            tab, factors, _ = _segment_values(fit_b, gg_b, sim, **seg_rules, dense=False)
+            E = _holdout_expectation(fit_b, sim, t_star, factors, factors["p_alive"] if factors else None)
         codes = tab["segment"].cat.codes.to_numpy()
-        E = fc["expected_purchases"].to_numpy(float)
         fx, rx = _segment_sums(codes, E), _segment_sums(codes, sim["x_star"].to_numpy(float))
         if noise_scale != 1.0:      # realised = conditional mean + deviation scaled to n customers (max_customers)
             with np.errstate(all="ignore"):
-                mu = np.asarray(model_fit.expected_purchases(t_star, sim), dtype=float)
+                mu = _holdout_expectation(model_fit, sim, t_star, factors)
             mx = _segment_sums(codes, mu)
             rx = mx + noise_scale * (rx - mx)
         with np.errstate(all="ignore"):
