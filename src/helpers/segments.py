@@ -1148,7 +1148,7 @@ def _simulated_base(model_fit, spend_fit, cal: pd.DataFrame, t_star: float, time
 
 
 def _holdout_expectation(model_fit, sim: pd.DataFrame, t_star: float, factors=None, p_alive=None) -> np.ndarray:
-    """``E[X(t_star) | x, t_x, T]`` of each simulated customer (the ``expected_purchases`` of :func:`holdout_forecast`).
+    """``E[X(t_star) | x, t_x, T]`` per simulated customer (``expected_purchases`` of :func:`holdout_forecast`).
 
     With the ``(x, T)`` factorisation of :func:`_monthly_sums` (``factors``) it is evaluated
     per distinct ``(x, T)`` and scaled by ``P(alive)`` (``p_alive`` when already computed under
