@@ -647,3 +647,88 @@ def test_concentration_rankings_by_position_equal_the_label_sort():
         shuffled = value.sample(frac=1.0, random_state=1)           # not aligned: the label path
         assert concentration.top_share(shuffled, 0.2, score=score) == pytest.approx(
             concentration.top_share(value, 0.2, score=score))
+
+
+# ---------------------------------------------------------------------------
+# the fast forms at scale (issue #15): each against the direct form it replaces
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["bgnbd", "pareto_nbd"])
+def test_segment_customers_factorised_equals_the_direct_monthly_expectations(paper_split, model):
+    """segment_customers evaluates the monthly expectations per distinct (x, T) as P(alive) x a row of (x, T);
+    the same frames, sums and segments as monthly_expectations per customer followed by value_and_segment
+    (to rounding: the factorisation is exact, rtol 1e-9 allows the reordered floating-point products)."""
+    from helpers.value import monthly_expectations
+
+    cal = paper_split
+    f = fit_model(model, cal, time_unit="W")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = fit_gamma_gamma(cal, warn=False)
+    rules = dict(horizon_months=12, margin=0.3, monthly_discount_rate=0.01, costs=COSTS, time_unit="W")
+    table, P, A = segment_customers(f, g, cal, **rules)
+    P0, A0 = monthly_expectations(f, cal, 12, time_unit="W")
+    pd.testing.assert_frame_equal(P, P0, rtol=1e-9, atol=1e-13)
+    pd.testing.assert_frame_equal(A, A0, rtol=1e-9, atol=1e-13)
+    ref = value_and_segment(P0, A0, table["expected_spend"], table["potential_spend"], 0.3, 0.01, COSTS)
+    for col in ("expected_purchases", "alive_months", "gross_margin", "cost_to_serve", "net_clv", "growth_gap"):
+        np.testing.assert_allclose(table[col], ref[col], rtol=1e-9, atol=1e-10, err_msg=col)
+    assert (table["segment"] == ref["segment"]).mean() > 0.999          # only exact near-ties at a cut may swap
+    assert table["segment"].value_counts().equals(ref["segment"].value_counts())
+
+
+def test_segment_sensitivity_equals_value_and_segment_per_setting():
+    """The grid on per-customer discounted sums gives the segment counts and net equity of value_and_segment
+    re-run on the monthly frames for every setting (the earlier implementation, written out here)."""
+    rng = np.random.default_rng(5)
+    n, H = 3000, 12
+    idx = pd.RangeIndex(n)
+    P = pd.DataFrame(rng.gamma(0.5, 0.2, (n, H)), index=idx)
+    A = pd.DataFrame(np.sort(rng.uniform(0.1, 1.0, (n, H)), axis=1)[:, ::-1], index=idx)
+    spend = pd.Series(rng.gamma(4.0, 10.0, n), index=idx)
+    pot = spend * rng.uniform(1.0, 1.5, n)
+    rr = rng.uniform(0, 0.2, n)
+    base = dict(margin=0.3, monthly_discount_rate=0.01, cost_per_order=3.0, cost_per_active_month=0.25,
+                cost_per_return=5.0, mvc_share=0.2, mgc_share=0.2, return_rate=rr)
+    vary = {"cost_per_active_month": [0.0, 0.5, 1.0], "monthly_discount_rate": [0.0, 0.03], "margin": [0.2, 0.5],
+            "mvc_share": [0.1, 0.4], "mgc_share": [0.05], "cost_per_return": [0.0, 10.0], "cost_per_order": [1.0, 6.0]}
+    t = segment_sensitivity(P, A, spend, pot, base, vary)
+    for name, values in vary.items():
+        for v in values:
+            cfg = dict(base, **{name: v})
+            costs = CostModel(cfg["cost_per_order"], cfg["cost_per_active_month"], cfg["cost_per_return"])
+            ref = value_and_segment(P, A, spend, pot, cfg["margin"], cfg["monthly_discount_rate"], costs,
+                                    cfg["mvc_share"], cfg["mgc_share"], return_rate=rr)
+            counts = ref["segment"].value_counts().reindex(SEGMENT_ORDER)
+            assert t.loc[(name, v), SEGMENT_ORDER].tolist() == counts.tolist(), (name, v)
+            assert t.loc[(name, v), "net_equity"] == pytest.approx(ref["net_clv"].sum(), rel=1e-12)
+            assert t.loc[(name, v), "share_BZ"] == counts["BZ"] / n
+
+
+def test_capture_difference_subsampled_se_is_calibrated():
+    """Above max_customers the bootstrap runs on a random sample of m customers and its SE is rescaled by
+    sqrt(m / n): it agrees with the spread of the difference over fresh samples of n customers (the independent
+    check of the whole-base test; 80 samples, so about 8% sampling error) and with the whole-base bootstrap SE
+    (to 20%: the subsample's own sampling error, a few %, plus 5% of each bootstrap); unscaled it would be
+    sqrt(5) = 2.2 times too large, which both bounds exclude."""
+    def draw(r, n):
+        v = pd.Series(r.gamma(0.5, 10, n))
+        return v + r.normal(0, 5, n), v + r.normal(0, 15, n), v
+
+    n = 20_000
+    good, worse, value = draw(np.random.default_rng(0), n)
+    sub = capture_difference(good, worse, value, 0.2, n_boot=300, seed=1, max_customers=4000)
+    whole = capture_difference(good, worse, value, 0.2, n_boot=300, seed=1, max_customers=None)
+    assert sub["estimate"] == whole["estimate"] == pytest.approx(
+        top_share_captured(good, value) - top_share_captured(worse, value), abs=1e-15)
+    assert sub["se"] == pytest.approx(whole["se"], rel=0.2)
+    diffs = []
+    for k in range(80):
+        a, b, v = draw(np.random.default_rng(200 + k), n)
+        diffs.append(top_share_captured(a, v) - top_share_captured(b, v))
+    assert sub["se"] == pytest.approx(np.std(diffs, ddof=1), rel=0.3)
+    # at or below max_customers nothing is subsampled: the whole-base draws
+    assert capture_difference(good, worse, value, 0.2, n_boot=50, seed=3, max_customers=n) == capture_difference(
+        good, worse, value, 0.2, n_boot=50, seed=3, max_customers=None)
+    with pytest.raises(ValueError, match="max_customers"):
+        capture_difference(good, worse, value, max_customers=1)
