@@ -156,8 +156,16 @@ def _log_hyp2f1_safe(a, b, c, z):
     """
     with np.errstate(all="ignore"):
         val = np.log(hyp2f1(a, b, c, z))
+        bad = ~np.isfinite(val)
+        if not bad.any():
+            return val
+        a, b, c, z = (np.broadcast_to(v, np.shape(val))[bad] for v in (a, b, c, z))
         alt = np.log(hyp2f1(c - a, c - b, c, z)) + (c - a - b) * np.log1p(-z)
-    return np.where(np.isfinite(val), val, alt)
+        if np.ndim(val) == 0:
+            return alt[()] if np.ndim(alt) == 0 else alt.reshape(())
+        val = np.array(val, dtype=float, copy=True)
+        val[bad] = alt
+    return val
 
 
 def _log_nbd_pmf(n, r, alpha, t):
