@@ -85,7 +85,7 @@ __all__ = [
 ]
 
 #: Version of the on-disk layout of a stage folder.
-STAGE_FORMAT = 3
+STAGE_FORMAT = 4
 
 #: Registry entries that are spend models, not frequency models.
 SPEND_MODELS = ("gamma_gamma",)
@@ -493,8 +493,15 @@ class Stage:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tables = [name for name in (*TABLES, *OPTIONAL_TABLES) if getattr(self, name) is not None]
-        for name in tables:
-            getattr(self, name).to_parquet(folder / f"{name}.parquet")
+        shared: dict[str, str] = {}   # table -> the earlier table whose index it has (written once)
+        for i, name in enumerate(tables):
+            frame = getattr(self, name)
+            ref = next((r for r in tables[:i] if r not in shared and _same_index(getattr(self, r), frame)), None)
+            if ref is None:
+                frame.to_parquet(folder / f"{name}.parquet")
+            else:
+                shared[name] = ref
+                frame.to_parquet(folder / f"{name}.parquet", index=False)
         (folder / "aggregates").mkdir(exist_ok=True)
         for name, frame in self.aggregates.items():
             bare = frame.copy(deep=False)
@@ -506,6 +513,7 @@ class Stage:
                               for name, frame in self.aggregates.items()}
         meta["format"] = STAGE_FORMAT
         meta["tables"] = {name: f"{name}.parquet" for name in tables}
+        meta["shared_index"] = shared
         tmp = folder / f".stage.json.{uuid.uuid4().hex}"
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, folder / "stage.json")
@@ -523,13 +531,26 @@ class Stage:
             raise ValueError(f"{path}: stage format {meta.get('format')!r}, this code reads {STAGE_FORMAT}")
         values = {f.name: _decode(meta[f.name]) for f in dataclasses.fields(cls)
                   if f.name not in TABLES + OPTIONAL_TABLES}
-        for name in TABLES:
-            values[name] = pd.read_parquet(folder / f"{name}.parquet")
-        for name in OPTIONAL_TABLES:
-            values[name] = pd.read_parquet(folder / f"{name}.parquet") if name in meta.get("tables", {}) else None
+        shared = meta.get("shared_index") or {}
+        for name in (*TABLES, *OPTIONAL_TABLES):
+            if name not in TABLES and name not in meta.get("tables", {}):
+                values[name] = None
+                continue
+            frame = pd.read_parquet(folder / f"{name}.parquet")
+            if name in shared:   # written without its index: the one of an earlier table (one copy of the ids)
+                frame.index = values[shared[name]].index
+            values[name] = frame
         values["aggregates"] = {name: _read_aggregate(folder, spec)
                                 for name, spec in (meta.get("aggregates") or {}).items()}
         return cls(**values)
+
+
+def _same_index(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two tables have the same index (values, order, names and dtype): the later one is then saved
+    without it.  Per-customer tables share the 1e6-1e7 customer ids, whose conversion to Python strings
+    dominates reading a large stage."""
+    return (len(a) == len(b) and len(a) > 0 and a.index.names == b.index.names and a.index.dtype == b.index.dtype
+            and (a.index is b.index or a.index.equals(b.index)))
 
 
 def _read_aggregate(folder: Path, spec: dict) -> pd.DataFrame:
