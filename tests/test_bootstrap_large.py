@@ -62,10 +62,12 @@ def test_large_base_bootstrap_equals_the_bootstrap_in_distribution(pair):
 
 
 def test_large_base_equity_of_a_replicate_is_the_exact_equity(base, pair):
-    """A large-base replicate's equity (full-data equity + a Horvitz-Thompson estimate of the change over a
-    sample of the distinct (x, T)) equals the equity of all 12,000 customers under its parameters
-    (helpers.value.clv) to 5% of the replicates' SD; the estimate is unbiased, so over the replicates the
-    mean error is within 4 SE of zero."""
+    """A large-base replicate's equity (full-data equity + a GREG estimate of the change from a sample of about
+    1,000 of the 12,000 distinct (x, T): here every customer is its own) equals the equity of all 12,000
+    customers under its parameters (helpers.value.clv) to 15% of the replicates' SD: an error that adds at
+    most 2% to their variance (the percentile ends of 150 replicates have a Monte-Carlo SE of about 0.15 SD).
+    A Horvitz-Thompson estimate without the sample-size weights would be off by the sampling fraction, a
+    wrong sign of the change by twice the SD."""
     _, large = pair
     D = large.param_draws.to_numpy()
     f, g = fit_model("bgnbd", base), fit_gamma_gamma(base, warn=False)
@@ -75,7 +77,7 @@ def test_large_base_equity_of_a_replicate_is_the_exact_equity(base, pair):
                           base).sum() for d in D[:40]])
     err = large.equity_draws[:40] - exact
     sd = large.equity_draws.std(ddof=1)
-    assert np.max(np.abs(err)) < 0.05 * sd, (np.max(np.abs(err)), sd)
+    assert np.max(np.abs(err)) < 0.15 * sd, (np.max(np.abs(err)), sd)
     # (not the full-data equity: the replicates move it by about one SD)
     assert np.max(np.abs(exact - large.equity["estimate"])) > 0.5 * sd
 
@@ -114,3 +116,19 @@ def test_a_result_without_customer_draws_says_so():
 def test_resample_size_is_checked(base):
     with pytest.raises(ValueError, match="resample_size"):
         bootstrap(base, n_boot=1, resample_above=10, resample_size=1, show_progress=False)
+
+
+def test_large_base_without_amounts_values_purchases(base):
+    """Without a spend model (value_per_purchase) the large-base replicates resample the frequency model alone,
+    and a replicate's sampled equity equals the exact discounted purchases under its parameters (15% of the SD,
+    as with spend)."""
+    f = fit_model("bgnbd", base)
+    b = bootstrap(base.drop(columns="m_x"), fit=f, seed=3, resample_above=5_000, resample_size=3_000,
+                  value_per_purchase=2.0, margin=0.5, **{**KW, "n_boot": 20})
+    assert b.param_draws.shape == (20, 4)
+    from helpers.value import ConstantSpend
+
+    exact = np.array([clv(dataclasses.replace(f, params=pd.Series(d, index=f.params.index)), ConstantSpend(2.0),
+                          base, margin=0.5).sum() for d in b.param_draws.to_numpy()])
+    assert b.equity["estimate"] == pytest.approx(clv(f, ConstantSpend(2.0), base, margin=0.5).sum(), rel=1e-9)
+    assert np.max(np.abs(b.equity_draws - exact)) < 0.15 * b.equity_draws.std(ddof=1)
