@@ -363,10 +363,12 @@ def example_customers(stage, n: int = 4) -> list:
     """``n`` repeat buyers spread evenly over the full-period frequency range of the chosen model's summary
     (sorted by ``x`` then ``t_x``; fewer when there are fewer repeat buyers)."""
     summary = stage.summary_of(stage.model_name, "full")
-    repeaters = summary[summary["x"] > 0].sort_values(["x", "t_x"], kind="mergesort")
-    if repeaters.empty or n < 1:
+    x, t_x = summary["x"].to_numpy(float), summary["t_x"].to_numpy(float)
+    rep = np.flatnonzero(x > 0)
+    if len(rep) == 0 or n < 1:
         return []
-    picks = repeaters.index[[int(i * (len(repeaters) - 1) / max(n - 1, 1)) for i in range(min(n, len(repeaters)))]]
+    order = rep[np.lexsort((t_x[rep], x[rep]))]      # by x then t_x, ties in the summary's order (stable)
+    picks = summary.index[order[[int(i * (len(order) - 1) / max(n - 1, 1)) for i in range(min(n, len(order)))]]]
     return list(dict.fromkeys(picks))
 
 
