@@ -407,10 +407,12 @@ def _wanted(customer_id: str, date: str, amount: str | None) -> list[str]:
 def example_ids(summary: pd.DataFrame, n: int) -> list:
     """``n`` repeat buyers spread evenly over the frequency range of ``summary`` (sorted by ``x`` then
     ``t_x``; fewer when there are fewer repeat buyers): notebook 02's example customers."""
-    repeaters = summary[summary["x"] > 0].sort_values(["x", "t_x"], kind="mergesort")
-    if repeaters.empty or n < 1:
+    x, t_x = summary["x"].to_numpy(float), summary["t_x"].to_numpy(float)
+    rep = np.flatnonzero(x > 0)
+    if len(rep) == 0 or n < 1:
         return []
-    picks = repeaters.index[[int(i * (len(repeaters) - 1) / max(n - 1, 1)) for i in range(min(n, len(repeaters)))]]
+    order = rep[np.lexsort((t_x[rep], x[rep]))]      # by x then t_x, ties in the summary's order (stable)
+    picks = summary.index[order[[int(i * (len(order) - 1) / max(n - 1, 1)) for i in range(min(n, len(order)))]]]
     return list(dict.fromkeys(picks))
 
 

@@ -484,17 +484,19 @@ def top_customers(stage, boot, n: int = 10, show_raw: bool = False) -> pd.DataFr
     from .report import display_ids  # noqa: PLC0415
 
     v = stage.valuation
-    full = stage.full
-    summary = stage.summary_of(stage.model_name, "full").reindex(full.index)
+    # the n largest CLVs first (ties in the summary's order), then their columns: nothing per customer is built
+    ids = v["clv"].sort_values(ascending=False, kind="mergesort").index[:n]
+    full = stage.full.loc[ids]
+    summary = stage.summary_of(stage.model_name, "full").reindex(ids)
+    interval = boot.customer_clv(ids)
     unit = period_name(stage.model_time_unit)
     what = "transactions" if stage.model_summaries.get(stage.model_name) == "discrete" else "repeat purchase days"
-    cols = {"CLV": v["clv"], "lower": boot.clv["lower"], "upper": boot.clv["upper"], "P(alive)": v["p_alive"],
-            f"{what} x": summary["x"], f"recency t_x ({unit}s)": summary["t_x"],
+    cols = {"CLV": v["clv"].loc[ids], "lower": interval["lower"], "upper": interval["upper"],
+            "P(alive)": v["p_alive"].loc[ids], f"{what} x": summary["x"], f"recency t_x ({unit}s)": summary["t_x"],
             f"age T ({unit}s)": summary["T"]}
     if stage.has_amounts:
         cols["past spend"] = full["total_spend"]
-    top = pd.DataFrame(cols).sort_values("CLV", ascending=False, kind="mergesort").head(n)
-    return display_ids(top, show_raw=show_raw)
+    return display_ids(pd.DataFrame(cols, index=ids), show_raw=show_raw)
 
 
 def fit_results(stage, period: str = "cal") -> dict:
