@@ -9,10 +9,12 @@ q=3.74, gamma=15.44).  Holdout predictions are recomputed with lifetimes 0.11.3 
 lifetimes' own calibration/holdout summary.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from helpers.config import load_config
@@ -256,6 +258,14 @@ def test_save_load_round_trip(tmp_path, paper):
     back = Stage.load(tmp_path / "stage")
     for name in ("quality", "cal", "full", "predictions", "comparison", "valuation"):
         pd.testing.assert_frame_equal(getattr(back, name), getattr(paper, name), check_exact=True)
+    # the customer ids are written once: CDNOW's customers all arrived in the calibration period, so the full
+    # summary, the predictions and the valuation borrow the calibration summary's index on load
+    shared = json.loads((tmp_path / "stage" / "stage.json").read_text())["shared_index"]
+    assert paper.full.index.equals(paper.cal.index)
+    assert shared == {"full": "cal", "predictions": "cal", "valuation": "cal"}
+    assert back.valuation.index is back.cal.index and back.full.index is back.cal.index
+    assert "customer_id" not in pq.read_schema(tmp_path / "stage" / "valuation.parquet").names
+    assert "customer_id" in pq.read_schema(tmp_path / "stage" / "cal.parquet").names
     assert list(back.aggregates) == list(paper.aggregates)
     for name, frame in paper.aggregates.items():   # the tables and their attrs (periods, units) survive
         pd.testing.assert_frame_equal(back.aggregates[name], frame, check_exact=True)
