@@ -47,6 +47,8 @@ def test_large_base_bootstrap_equals_the_bootstrap_in_distribution(pair):
     a band of about 0.3), so the test fails if the rescaling is wrong."""
     exact, large = pair
     assert exact.n_failed == large.n_failed == 0
+    assert (exact.n_customers, exact.resample_size) == (12_000, 12_000)      # what the reports say (02)
+    assert (large.n_customers, large.resample_size) == (12_000, 3_000)
     D1, D2 = exact.param_draws.to_numpy(), large.param_draws.to_numpy()
     log_ratio = np.log(D2.std(axis=0, ddof=1) / D1.std(axis=0, ddof=1))
     assert (np.abs(log_ratio) < _sd_band(D1, D2)).all(), (log_ratio, _sd_band(D1, D2))

@@ -164,3 +164,12 @@ def test_continuous_tracking_from_the_stage_aggregates_matches_the_published_tot
     assert len(actual) == 78 and track["split"] == 39.0 and track["dropped_days"] == 0
     assert actual["repeat"].iloc[:39].sum() == 2_457 and actual["repeat"].iloc[39:].sum() == 1_882
     assert set(track["expected"]) == {f.label for f in paper.fits_cal.values()}
+
+
+def test_the_report_says_when_the_bootstrap_resampled_fewer_customers():
+    from types import SimpleNamespace
+
+    assert clv_models.bootstrap_method_note(SimpleNamespace(n_customers=23_570, resample_size=23_570)) == ""
+    assert clv_models.bootstrap_method_note(SimpleNamespace()) == ""        # a result without the attributes
+    note = clv_models.bootstrap_method_note(SimpleNamespace(n_customers=1_000_000, resample_size=20_000))
+    assert "1,000,000 customers" in note and "20,000 customers" in note and "m-out-of-n" in note

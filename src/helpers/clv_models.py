@@ -39,6 +39,7 @@ __all__ = [
     "comparison",
     "alive_matrix",
     "example_customers",
+    "bootstrap_method_note",
     "example_histories",
     "spend_check",
     "value_concentration",
@@ -416,6 +417,18 @@ def example_histories(stage, days: pd.DataFrame, picks: list, show_raw: bool = F
         out["histories"][label] = h
         out["purchases"][label] = dates.dt.normalize().drop_duplicates()
     return out
+
+
+def bootstrap_method_note(boot) -> str:
+    """How the bootstrap resampled, when it did not resample every customer (empty otherwise): the reports
+    say when a large base is bootstrapped by smaller rescaled resamples (:func:`helpers.value.bootstrap`)."""
+    n, m = getattr(boot, "n_customers", None), getattr(boot, "resample_size", None)
+    if not n or not m or m >= n:
+        return ""
+    return (f"On this base of {n:,} customers each resample drew {m:,} customers (with replacement), and the "
+            f"re-fitted parameters' deviations from the estimates were scaled by sqrt({m:,}/{n:,}) to the spread "
+            "of a resample of every customer (an m-out-of-n bootstrap); each resample's equity was estimated "
+            f"from a fixed sample of about {value._EQUITY_CELLS:,} (x, T) groups of customers, each valued exactly.")
 
 
 def spend_check(stage) -> dict | None:

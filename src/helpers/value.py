@@ -314,6 +314,9 @@ class BootstrapResult:
         :meth:`customer_clv`.
     param_draws : DataFrame
         Parameters of each successful replicate.
+    n_customers, resample_size : int
+        Customers of the summary, and customers drawn per replicate (fewer
+        on a large base: an m-out-of-n bootstrap, see :func:`bootstrap`).
     equity_draws : ndarray
     level : float
     n_boot, n_failed, seed : int
@@ -324,7 +327,9 @@ class BootstrapResult:
     def __init__(self, params: pd.DataFrame, equity: pd.Series, clv: pd.DataFrame | None = None,
                  param_draws: pd.DataFrame | None = None, equity_draws: np.ndarray | None = None,
                  level: float = 0.90, n_boot: int = 0, n_failed: int = 0, seed: int = 0, seconds: float = 0.0,
-                 model: str = "bgnbd", customer_draws: _CustomerDraws | None = None):
+                 model: str = "bgnbd", customer_draws: _CustomerDraws | None = None,
+                 n_customers: int | None = None, resample_size: int | None = None):
+        self.n_customers, self.resample_size = n_customers, resample_size
         self.params, self.equity, self._clv = params, equity, clv
         self.param_draws, self.equity_draws = param_draws, equity_draws
         self.level, self.n_boot, self.n_failed, self.seed, self.seconds = level, n_boot, n_failed, seed, seconds
@@ -607,7 +612,7 @@ def bootstrap(
     return BootstrapResult(
         params=params, equity=equity, param_draws=pd.DataFrame(D, columns=idx), equity_draws=eq_draws,
         level=level, n_boot=n_boot, n_failed=failed, seed=seed, seconds=_time.perf_counter() - t_start,
-        model=base.name, customer_draws=customers,
+        model=base.name, customer_draws=customers, n_customers=n, resample_size=m,
     )
 
 
