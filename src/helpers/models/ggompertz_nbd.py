@@ -366,6 +366,161 @@ def _ll_rows(theta, x, t_x, T, grad=False):
     return ll, L1, L2, g
 
 
+class _TailPairs:
+    """The rows' distinct ``(x, u)`` pairs, ``u`` a ``t_x`` or a ``T`` of a row with that ``x`` (fast objective).
+
+    The integral of the likelihood is a difference of tail integrals,
+    ``int_{t_x}^T g_x = F(x, t_x) - F(x, T)`` with ``F(x, u) = int_u^inf g_x(tau) dtau``
+    (``g_x = (alpha + tau)^-(r+x) f(tau)``), and ``F`` is needed only at the pairs.  Sorted by
+    ``x`` then ``u``, the pairs of one ``x`` cut ``[u_min, inf)`` into pieces
+    ``[u_k, u_{k+1}]`` and a tail ``[u_max, inf)``; :func:`_tail_integrals` integrates each
+    piece once and sums them from the right.  On a multi-cohort summary at day resolution
+    there are about 13 times fewer pairs than rows (1e6 customers: 57,437 pairs, 732,706 rows).
+
+    Attributes
+    ----------
+    x, u : ndarray (P,)
+        The pairs, sorted by ``x`` then ``u``.
+    hi : ndarray (P,)
+        The next ``u`` of the same ``x`` (NaN for the last one: its piece is the tail).
+    groups : list of slice
+        The pairs of each distinct ``x``.
+    a, c : ndarray (n,)
+        Each row's pair ``(x, T)`` and pair ``(x, t_x)``.
+    """
+
+    def __init__(self, x, t_x, T):
+        n = len(x)
+        (self.x, self.u), inv, _ = unique_rows(np.concatenate([x, x]), np.concatenate([T, t_x]))
+        self.a, self.c = inv[:n], inv[n:]
+        P = len(self.x)
+        same = np.zeros(P, dtype=bool)
+        same[:-1] = self.x[1:] == self.x[:-1]
+        self.hi = np.where(same, np.append(self.u[1:], np.nan), np.nan)
+        starts = np.flatnonzero(np.concatenate([[True], ~same[:-1]]))
+        self.groups = [slice(int(s0), int(s1)) for s0, s1 in zip(starts, np.append(starts[1:], P))]
+
+
+def _tail_integrals(theta, pairs):
+    """``log F(x, u)`` and the means over ``[u, inf)`` of six multipliers of ``g_x``, per pair.
+
+    ``F(x, u) = int_u^inf g_x(tau) dtau`` (:class:`_TailPairs`) by the quadrature of the
+    module docstring on each piece ``[u_k, u_{k+1}]`` (the tail ``[u_max, inf)`` cut where its
+    bound falls below ``e^-60`` of its value at ``u_max``, as in :func:`_ll_rows`), then summed
+    from the right (``logaddexp.accumulate``: all terms are positive, so the sums keep
+    the pieces' relative precision).  The multipliers are those of the gradient of
+    :func:`_ll_rows`, shifted to be non-negative so that their integrals add in logs too:
+    ``log(alpha+tau) - log(alpha)``, ``1/(alpha+tau)``, ``tau``, ``tau/(beta+y)``,
+    ``log(beta+y) - log(beta)``, ``1/(beta+y)``.
+
+    Returns ``(log_F, R)`` with ``R`` of shape ``(6, P)`` (0 where ``F`` underflows).
+    """
+    r, alpha, b, s, beta = (float(v) for v in theta)
+    u, p = pairs.u, r + pairs.x
+    q = s + 1.0
+    lb = np.log(beta)
+    const = np.log(s) + s * lb + np.log(b)
+    m = min(beta, alpha * b, 1.0)
+    lby_lo = _log_c_expm1(beta, b * u)
+    lmy_lo = _log_c_expm1(m, b * u)
+    ref = const - p * np.log(alpha + u) - q * lby_lo + lmy_lo - np.log(b)
+    tail = np.isnan(pairs.hi)
+    hi = pairs.hi.copy()
+    hi[tail] = _tail_cut(b, u[tail], beta, s, (lby_lo - lmy_lo)[tail], alpha, p[tail])
+    lmy_hi, l1y_hi = _log_c_expm1(m, b * hi), b * hi
+    A = np.minimum(1.0, np.exp(lmy_hi - l1y_hi) / (b * (alpha + u)))
+    B = np.exp(lmy_hi - _log_c_expm1(beta, b * hi))
+    slope = p * A + q * B + 1.0
+    S = np.empty((7, len(u)))
+    la0 = np.log(alpha)
+    # the tails (one per x) apart: they may reach b tau >= 30 (the slower overflow-safe forms)
+    for rows in (np.flatnonzero(~tail), np.flatnonzero(tail)):
+        _piece_integrals(S, rows, _Plan(b, u[rows], hi[rows], m, slope[rows]), p[rows], ref[rows], alpha, beta,
+                         const, q, la0, lb)
+    for g in pairs.groups:
+        S[:, g] = np.logaddexp.accumulate(S[:, g][:, ::-1], axis=1)[:, ::-1]
+    with np.errstate(invalid="ignore"):
+        R = np.exp(S[1:] - S[0])
+    R[:, ~np.isfinite(S[0])] = 0.0
+    return S[0], R
+
+
+def _piece_integrals(S, rows, plan, p, ref, alpha, beta, const, q, la0, lb):
+    """``S[:, rows]``: the log integral of each piece of ``plan`` and ``log`` of it times the mean multipliers."""
+    for sl in plan.blocks():
+        nd = plan.nodes(sl)
+        pr = p[sl][nd.row, None]
+        tau = nd.tau
+        a_tau = alpha + tau
+        la = np.log(a_tau)
+        lby = nd.log_c_plus_y(beta)
+        expo = np.multiply(la, -pr)
+        expo -= q * lby
+        expo += nd.log_w
+        expo += const
+        iby = nd.inv_c_plus_y(beta)
+        ia = np.divide(1.0, a_tau, out=a_tau)
+        la -= la0
+        lI, means = nd.integrate(expo, ref[sl], (la, ia, tau, tau * iby, lby - lb, iby))
+        idx = rows[sl]
+        S[0, idx] = lI
+        with np.errstate(divide="ignore"):
+            S[1:, idx] = lI + np.log(np.maximum(means, 0.0))
+
+
+def _objective_pairs(theta, pairs, w, W):
+    """``sum_i w_i LL_i`` and its gradient from the tail integrals of :func:`_tail_integrals`.
+
+    Per row ``L = e^{L1} + F(x, t_x) - F(x, T)`` (``e^{L1} = S(T) (alpha+T)^-(r+x)``); as
+    ``F(x, T) <= e^{L1}``, ``L = (e^{L1} - F(x, T)) + F(x, t_x)`` adds two non-negative terms
+    (no cancellation beyond ``eps e^{L1} <= eps L``).  The gradient of each term is ``F``
+    times the mean of the multipliers of :func:`_ll_rows`; the rows enter through the
+    weights ``w e^{L1 - log L}`` and ``w F(x, t_x) / L`` summed per pair.  ``W`` is ``w``
+    summed per ``(x, T)`` pair.
+    """
+    r, alpha, b, s, beta = (float(v) for v in theta)
+    u, p = pairs.u, r + pairs.x
+    q = s + 1.0
+    lb = np.log(beta)
+    lF, R = _tail_integrals(theta, pairs)
+    lbu = _log_c_expm1(beta, b * u)                                    # log(beta + y_u)
+    lau = np.log(alpha + u)
+    L1 = -p * lau + s * (lb - lbu)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = np.minimum(np.exp(lF - L1), 1.0)                       # F(x, u) / e^{L1(x, u)}
+        lA = L1 + np.log1p(-ratio)                                     # log(e^{L1} - F(x, T))
+    # per row log L = logaddexp(lA, lF); the shares of the two terms in L are 1 - sigma and sigma
+    la_, lf_ = lA[pairs.a], lF[pairs.c]
+    t = lf_ - la_
+    mx = np.maximum(la_, lf_, out=la_)
+    e = np.exp(-np.abs(t))
+    sig = np.where(t > 0, 1.0, e)
+    e += 1.0
+    sig /= e                                                           # F(x, t_x) / L
+    common = gammaln(p) - gammaln(r) + r * np.log(alpha)
+    value = float(W @ common + w @ mx + w @ np.log(e))
+    U = np.bincount(pairs.c, weights=w * sig, minlength=len(u))
+    V = np.bincount(pairs.a, weights=w * (1.0 - sig), minlength=len(u))   # (e^{L1} - F(x, T)) / L, per pair
+    V = np.where(V > 0, V * np.exp(L1 - lA), 0.0)                     # e^{L1} / L, per pair
+    R_la, R_ia, R_tau, R_tau_iby, R_lby, R_iby = R
+    Rm = np.empty((5, len(u)))                                         # means of d log g / d theta over [u, inf)
+    Rm[0] = -(R_la + np.log(alpha))
+    Rm[1] = -p * R_ia
+    Rm[2] = 1.0 / b + R_tau - q * (R_tau + (1.0 - beta) * R_tau_iby)
+    Rm[3] = 1.0 / s - R_lby
+    Rm[4] = s / beta - q * R_iby
+    d = np.empty((5, len(u)))                                          # d L1 / d theta
+    d[0] = -lau
+    d[1] = -p / (alpha + u)
+    d[2] = -s * u * np.exp(b * u - lbu)
+    d[3] = lb - lbu
+    d[4] = s / beta - s * np.exp(-lbu)
+    grad = d @ V - Rm @ (V * ratio) + Rm @ U
+    grad[0] += W @ (psi(p) - psi(r) + np.log(alpha))
+    grad[1] += W.sum() * r / alpha
+    return value, grad
+
+
 def _survival_integral(theta, T, t):
     """``int_0^t S(T+v) / S(T) dv`` with ``S(T+v) / S(T) = ((beta + y_T) / (beta + y_{T+v}))^s``.
 
@@ -450,13 +605,14 @@ class GGompertzNBD(FrequencyModel):
         The gradient differentiates the likelihood under the integral sign (the
         same quadrature nodes), see :func:`_ll_rows`.
         """
-        (xs, txs, Ts), inv, _ = unique_rows(x, t_x, T)
-        ws = np.bincount(inv, weights=np.asarray(w, dtype=float).ravel(), minlength=len(xs))
+        xs, txs, Ts = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+        ws = np.broadcast_to(np.asarray(w, dtype=float).ravel(), xs.shape)
+        pairs = _TailPairs(xs, txs, Ts)
+        W = np.bincount(pairs.a, weights=ws, minlength=len(pairs.u))
 
         def value_grad(theta):
             with np.errstate(all="ignore"):
-                ll, _, _, g = _ll_rows(theta, xs, txs, Ts, grad=True)
-            return float(ws @ ll), g @ ws
+                return _objective_pairs(theta, pairs, ws, W)
 
         return value_grad
 
