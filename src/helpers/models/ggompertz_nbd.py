@@ -86,6 +86,7 @@ __all__ = ["GGompertzNBD", "B_LIMIT"]
 B_LIMIT = 1e-6
 _B_START = 0.1                   # b * max(T) of the second free fit's start from the limit
 _B_STOP = 1e-2 * B_LIMIT         # b * max(T) at which a free fit is stopped as having run into the limit
+_LIMIT_GTOL = 1e-10              # max |mean gradient| (log parameters) of the limit's Newton steps from the Pareto/NBD fit
 _CLEAR_Z = 4.0                   # b / se(b) above which a free fit is taken without the limit's fit
 
 _GL_N = 16                       # Gauss-Legendre nodes per panel
@@ -607,7 +608,7 @@ class GGompertzNBD(FrequencyModel):
         """
         xs, txs, Ts = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
         ws = np.broadcast_to(np.asarray(w, dtype=float).ravel(), xs.shape)
-        pairs = _TailPairs(xs, txs, Ts)
+        pairs = self._pairs(xs, txs, Ts)
         W = np.bincount(pairs.a, weights=ws, minlength=len(pairs.u))
 
         def value_grad(theta):
@@ -615,6 +616,22 @@ class GGompertzNBD(FrequencyModel):
                 return _objective_pairs(theta, pairs, ws, W)
 
         return value_grad
+
+    #: within :meth:`fit`, a list of ``((x, t_x, T), pairs)`` already made (the fit builds objectives on the
+    #: same rows several times); None elsewhere
+    _pairs_cache: list | None = None
+
+    def _pairs(self, x, t_x, T):
+        """:class:`_TailPairs` of the rows (from :attr:`_pairs_cache` when the same rows were seen)."""
+        cache = self._pairs_cache
+        if cache is not None:
+            for rows, pairs in cache:
+                if all(len(a) == len(b) and np.array_equal(a, b) for a, b in zip(rows, (x, t_x, T))):
+                    return pairs
+        pairs = _TailPairs(x, t_x, T)
+        if cache is not None:
+            cache.append(((x.copy(), t_x.copy(), T.copy()), pairs))
+        return pairs
 
     def initial(self, x, t_x, T, w):
         """``r = s = 1``, ``alpha = max T``, ``b = 1 / max T`` and ``beta = 1`` (``beta / b = max T``)."""
@@ -789,6 +806,8 @@ class GGompertzNBD(FrequencyModel):
         x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
         w = np.ones_like(x) if w is None else np.asarray(w, dtype=float).ravel()
         ridge = _RidgeCoordinates()
+        ridge._m = GGompertzNBD()                # this fit's own instance: its objectives share the rows' pairs
+        ridge._m._pairs_cache = []
         t_scale = max(float(np.max(T)), 1e-12)
         if initial_params is not None:
             start = np.asarray(self.theta_of(initial_params), dtype=float)
@@ -805,7 +824,9 @@ class GGompertzNBD(FrequencyModel):
             if fixed_b is not None:
                 init[2] = fixed_b
                 fixed = {"b": float(fixed_b)}
-                extra = {"hessian": hessian}
+                # from the Pareto/NBD fit with its Hessian (the limit's to 5e-7), Newton steps alone reach the
+                # polish's gradient criterion: no L-BFGS-B, no polish (each needing many likelihood evaluations)
+                extra = {"hessian": hessian, "gtol": _LIMIT_GTOL if hessian is not None else None}
             else:
                 # a free fit that walks down the ridge into the limit stops there (it could not be reported:
                 # see try_free)
@@ -848,7 +869,7 @@ class GGompertzNBD(FrequencyModel):
             # the limit is the Pareto/NBD to 5e-7 in the lifetime: its fit (far cheaper) and its Hessian in
             # log(r, alpha, s, beta), that of the limit in log(r, alpha, s, beta / b), start the limit's fit
             h_out: dict = {}
-            pn = generic_fit(ParetoNBD(), x, t_x, T, w, penalizer=penalizer, se=False, hessian_out=h_out)
+            pn = generic_fit(ParetoNBD(), x, t_x, T, w, penalizer=penalizer, se=True, hessian_out=h_out)
             r_, a_, s_, be_ = pn.params.to_numpy(dtype=float)
             limit_start, limit_h = np.array([r_, a_, b_lim, s_, be_]), h_out.get("H")
         except ModelFitError:
