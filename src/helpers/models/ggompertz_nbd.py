@@ -60,6 +60,19 @@ survival integral of the expectations (``m = min(beta, 1)``; against ``quad`` an
 closed form with ``2F1(1, s; s+1; .)`` to 4e-14) and the count distribution
 (``m = min(beta, alpha b, 1)``; 1e-14).
 
+The fit's objective
+-------------------
+The fitter's objective (:meth:`GGompertzNBD.objective`) evaluates the same likelihood in an
+equal form: ``int_{t_x}^T = F(x, t_x) - F(x, T)`` with the tail integral
+``F(x, u) = int_u^inf (alpha+tau)^-(r+x) f(tau) dtau``, needed only at the distinct pairs
+``(x, u)`` with ``u`` a ``t_x`` or a ``T`` of a row with that ``x`` (:class:`_TailPairs`).  Per ``x``
+the sorted ``u`` cut ``[u_min, inf)`` into pieces, each integrated once by the quadrature
+above (short pieces with 8 nodes) and summed from the right in logs; a row then costs two
+look-ups, ``L = (e^{L1} - F(x, T)) + F(x, t_x)``: two non-negative terms, as ``F(x, T) <= e^{L1}``.
+On a multi-cohort summary at day resolution the pairs are few (1e6 customers: 57,437
+pairs for 732,706 unique rows, one piece a day and ``x``).  Against the direct quadrature
+per row: value to 2e-14 relative, gradient to 1e-13 (tests).
+
 Fitting on the ridge
 --------------------
 :meth:`GGompertzNBD.fit` maximises over ``(r, alpha, b, s, beta / b)`` (the log of
@@ -77,7 +90,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln, psi
 
-from .base import ADVICE, FrequencyModel, ModelFitError, _split, unique_rows
+from .base import ADVICE, FrequencyModel, ModelFitError, _dot, _split, unique_rows
 from .pareto_nbd import ParetoNBD
 
 __all__ = ["GGompertzNBD", "B_LIMIT"]
@@ -520,7 +533,7 @@ def _objective_pairs(theta, pairs, w, W):
     e += 1.0
     sig /= e                                                           # F(x, t_x) / L
     common = gammaln(p) - gammaln(r) + r * np.log(alpha)
-    value = float(W @ common + w @ mx + w @ np.log(e))
+    value = _dot(W, common) + _dot(w, mx) + _dot(w, np.log(e))       # (no BLAS: multithreaded on these sizes)
     U = np.bincount(pairs.c, weights=w * sig, minlength=len(u))
     V = np.bincount(pairs.a, weights=w * (1.0 - sig), minlength=len(u))   # (e^{L1} - F(x, T)) / L, per pair
     V = np.where(V > 0, V * np.exp(L1 - lA), 0.0)                     # e^{L1} / L, per pair
@@ -537,8 +550,8 @@ def _objective_pairs(theta, pairs, w, W):
     d[2] = -s * u * np.exp(b * u - lbu)
     d[3] = lb - lbu
     d[4] = s / beta - s * np.exp(-lbu)
-    grad = d @ V - Rm @ (V * ratio) + Rm @ U
-    grad[0] += W @ (psi(p) - psi(r) + np.log(alpha))
+    grad = np.einsum("kp,p->k", d, V) + np.einsum("kp,p->k", Rm, U - V * ratio)
+    grad[0] += _dot(W, psi(p) - psi(r) + np.log(alpha))
     grad[1] += W.sum() * r / alpha
     return value, grad
 
@@ -622,10 +635,10 @@ class GGompertzNBD(FrequencyModel):
         return _ll_rows(theta, x, t_x, T)[0].reshape(x.shape)
 
     def objective(self, x, t_x, T, w):
-        """``theta -> (sum_i w_i LL_i, gradient w.r.t. theta)`` on the unique rows.
+        """``theta -> (sum_i w_i LL_i, gradient w.r.t. theta)`` on the rows.
 
-        The gradient differentiates the likelihood under the integral sign (the
-        same quadrature nodes), see :func:`_ll_rows`.
+        From the tail integrals per distinct ``(x, u)`` pair (:func:`_objective_pairs`, module
+        docstring); the gradient differentiates under the integral sign, as :func:`_ll_rows`.
         """
         xs, txs, Ts = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
         ws = np.broadcast_to(np.asarray(w, dtype=float).ravel(), xs.shape)
@@ -795,7 +808,8 @@ class GGompertzNBD(FrequencyModel):
            fit starts from one on time-binned rows (:func:`helpers.models.fit._binned_start`;
            if that one runs into the limit, so does this fit, and steps 2 and 3 decide);
         2. in the Pareto/NBD limit, ``b`` held at ``B_LIMIT / max(T)``, from the
-           Pareto/NBD fit (with Newton steps on its Hessian; from the best point the free
+           Pareto/NBD fit (Newton steps on its Hessian until the largest mean gradient is below
+           1e-10, otherwise L-BFGS-B from there; from the best point the free
            fit evaluated if that fit fails); this gives ``dLL/db`` at ``b = 0`` (the
            slope of the profile likelihood there, the one-sided score of ``b``);
         3. if that slope is positive (the limit cannot be the maximum) and step 1
