@@ -428,6 +428,14 @@ class _TailPairs:
         self.hi = np.where(same, np.append(self.u[1:], np.nan), np.nan)
         starts = np.flatnonzero(np.concatenate([[True], ~same[:-1]]))
         self.groups = [slice(int(s0), int(s1)) for s0, s1 in zip(starts, np.append(starts[1:], P))]
+        # the sums from the right in one padded array when that is at most twice the pairs (binned rows),
+        # else one accumulate per x: (group, position from the group's end) of each pair
+        ends = np.append(starts[1:], P)
+        sizes = ends - starts
+        self.pad = None
+        if len(sizes) * int(sizes.max(initial=0)) <= 2 * P:
+            self.pad = (np.repeat(np.arange(len(sizes)), sizes), np.repeat(ends, sizes) - 1 - np.arange(P),
+                        (len(sizes), int(sizes.max(initial=0))))
 
 
 def _tail_integrals(theta, pairs):
@@ -472,8 +480,15 @@ def _tail_integrals(theta, pairs):
              (tails, _Plan(b, u[tails], hi[tails], m, slope[tails]))]
     for rows, pl in parts:
         _piece_integrals(S, rows, pl, p[rows], ref[rows], alpha, beta, const, q, la0, lb)
-    for g in pairs.groups:
-        S[:, g] = np.logaddexp.accumulate(S[:, g][:, ::-1], axis=1)[:, ::-1]
+    if pairs.pad is not None:                  # the groups in one (7, groups, longest) array, padded with -inf
+        gid, rpos, shape = pairs.pad
+        Mp = np.full((7,) + shape, -np.inf)
+        Mp[:, gid, rpos] = S
+        np.logaddexp.accumulate(Mp, axis=2, out=Mp)
+        S = Mp[:, gid, rpos]
+    else:
+        for g in pairs.groups:
+            S[:, g] = np.logaddexp.accumulate(S[:, g][:, ::-1], axis=1)[:, ::-1]
     with np.errstate(invalid="ignore"):
         R = np.exp(S[1:] - S[0])
     R[:, ~np.isfinite(S[0])] = 0.0
