@@ -86,6 +86,8 @@ message says so), otherwise the free optimum.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.special import gammaln, psi
@@ -918,8 +920,12 @@ class GGompertzNBD(FrequencyModel):
         try:
             # the limit is the Pareto/NBD to 5e-7 in the lifetime: its fit (far cheaper) and its Hessian in
             # log(r, alpha, s, beta), that of the limit in log(r, alpha, s, beta / b), start the limit's fit
+            # (se=True computes that Hessian; the Pareto/NBD's own standard errors are not reported, nor is
+            # its warning when they are NaN: the limit's fit then starts without the Hessian)
             h_out: dict = {}
-            pn = generic_fit(ParetoNBD(), x, t_x, T, w, penalizer=penalizer, se=True, hessian_out=h_out)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                pn = generic_fit(ParetoNBD(), x, t_x, T, w, penalizer=penalizer, se=True, hessian_out=h_out)
             r_, a_, s_, be_ = pn.params.to_numpy(dtype=float)
             limit_start, limit_h = np.array([r_, a_, b_lim, s_, be_]), h_out.get("H")
         except ModelFitError:
