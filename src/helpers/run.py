@@ -42,6 +42,7 @@ forward, to a newer complete run, also when runs of one configuration overlap.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import fcntl
 import asyncio
@@ -217,6 +218,9 @@ class QuietKernelManager(AsyncKernelManager):
 # Warm kernels: started while the stage computes
 # ---------------------------------------------------------------------------
 
+#: Niceness added to a notebook worker when it warms its kernel (see :func:`warm_kernel`).
+WARM_NICENESS = 5
+
 #: Kernels a worker process started in advance, by (kernel name, working directory).
 _WARM: dict[tuple[str, str], Any] = {}
 
@@ -264,6 +268,10 @@ def warm_kernel(kernel_name: str, cwd: str, modules: list[str]) -> float:
     key = (kernel_name, str(cwd))
     if key in _WARM:
         return 0.0
+    # below the stage's priority (the kernel inherits it): the warm-up takes the cores the stage leaves idle
+    # instead of slowing it down; the notebooks that follow all run at this one priority
+    with contextlib.suppress(OSError):
+        os.nice(WARM_NICENESS)
     client = NotebookClient(nbformat.v4.new_notebook(), kernel_name=kernel_name,
                             kernel_manager_class=QuietKernelManager, startup_timeout=120, timeout=600)
     client.km = client.create_kernel_manager()
