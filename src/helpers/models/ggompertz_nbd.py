@@ -362,16 +362,7 @@ def _ll_rows(theta, x, t_x, T, grad=False):
     L2 = np.empty(n)
     M = np.zeros((6, n)) if grad else None
     for sl in plan.blocks():
-        nd = plan.nodes(sl)
-        pr = p[sl][nd.row, None]
-        tau = nd.tau
-        a_tau = alpha + tau
-        la = np.log(a_tau)
-        lby = nd.log_c_plus_y(beta)
-        expo = np.multiply(la, -pr)
-        expo -= q * lby
-        expo += nd.log_w
-        expo += const
+        nd, tau, a_tau, la, lby, expo = _integrand(plan, sl, p, alpha, beta, q, const)
         if not grad:
             L2[sl], _ = nd.integrate(expo, ref[sl])
             continue
@@ -497,19 +488,27 @@ def _tail_integrals(theta, pairs):
     return S[0], R
 
 
+def _integrand(plan, sl, p, alpha, beta, q, const):
+    """The quadrature nodes of the block ``sl`` of ``plan`` and the log integrand over the death time there:
+    ``-(r+x) log(alpha+tau) - (s+1) log(beta+y) + log w + const`` (with ``tau``, ``alpha+tau``,
+    ``log(alpha+tau)`` and ``log(beta+y)``, which the gradients reuse).  One formula for the per-row
+    objective and the tail integrals."""
+    nd = plan.nodes(sl)
+    tau = nd.tau
+    a_tau = alpha + tau
+    la = np.log(a_tau)
+    lby = nd.log_c_plus_y(beta)
+    expo = np.multiply(la, -p[sl][nd.row, None])
+    expo -= q * lby
+    expo += nd.log_w
+    expo += const
+    return nd, tau, a_tau, la, lby, expo
+
+
 def _piece_integrals(S, rows, plan, p, ref, alpha, beta, const, q, la0, lb):
     """``S[:, rows]``: the log integral of each piece of ``plan`` and ``log`` of it times the mean multipliers."""
     for sl in plan.blocks():
-        nd = plan.nodes(sl)
-        pr = p[sl][nd.row, None]
-        tau = nd.tau
-        a_tau = alpha + tau
-        la = np.log(a_tau)
-        lby = nd.log_c_plus_y(beta)
-        expo = np.multiply(la, -pr)
-        expo -= q * lby
-        expo += nd.log_w
-        expo += const
+        nd, tau, a_tau, la, lby, expo = _integrand(plan, sl, p, alpha, beta, q, const)
         iby = nd.inv_c_plus_y(beta)
         ia = np.divide(1.0, a_tau, out=a_tau)
         la -= la0
