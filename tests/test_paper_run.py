@@ -15,6 +15,8 @@ import pytest
 
 from helpers.run import run_config
 
+from collections_support import quick_notebooks
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,7 +32,7 @@ def paper_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
     cfg = yaml.safe_load((ROOT / "configs" / "cdnow-paper.yaml").read_text())
     cfg["data"]["path"] = str((ROOT / "configs" / cfg["data"]["path"]).resolve())
-    cfg["notebooks"] = [{"path": str(ROOT / "notebooks" / f"{name}.ipynb")} for name in PAPER_NOTEBOOKS]
+    cfg["notebooks"] = quick_notebooks(ROOT / "notebooks" / f"{name}.ipynb" for name in PAPER_NOTEBOOKS)
     path = tmp_path_factory.mktemp("config") / "cdnow-paper.yaml"
     path.write_text(yaml.safe_dump(cfg))
     run = run_config(path, out, progress=False)
