@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import age_interpolation as ai
 from helpers import economics as ec
 from helpers.models import fit_bgnbd, fit_gamma_gamma, get_model
 from helpers.summary import rfm_summary
@@ -49,14 +50,14 @@ def direct_totals(model, t, delta, mode, x, t_x, T, spend):
 
 
 def test_lagrange_basis_reproduces_polynomials_and_its_nodes():
-    points, bary = ec._chebyshev_points(ec._T_POINTS)
+    points, bary = ai.chebyshev_points(ai.T_POINTS)
     u = np.concatenate([np.linspace(-1, 1, 57), points[[0, 7, 31]]])
-    L = ec._lagrange(u, points, bary)
+    L = ai.lagrange(u, points, bary)
     np.testing.assert_allclose(L.sum(axis=1), 1.0, rtol=0, atol=1e-13)
-    for deg in (1, 5, 17, ec._T_POINTS - 1):
+    for deg in (1, 5, 17, ai.T_POINTS - 1):
         p = np.polynomial.chebyshev.Chebyshev(np.random.default_rng(deg).normal(size=deg + 1))
         np.testing.assert_allclose(L @ p(points), p(u), rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(L[-3:], np.eye(ec._T_POINTS)[[0, 7, 31]])     # exactly at the nodes
+    np.testing.assert_array_equal(L[-3:], np.eye(ai.T_POINTS)[[0, 7, 31]])     # exactly at the nodes
 
 
 @pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "pareto_nbd"])
@@ -119,7 +120,7 @@ def test_a_failed_check_falls_back_to_the_direct_evaluation(monkeypatch):
     pa = m.p_alive(theta, x, t_x, T)
     (xk, Tk), inv, _ = ec.unique_rows(x, T)
     w = np.bincount(inv, weights=pa, minlength=len(xk))
-    monkeypatch.setattr(ec, "_T_POINTS", 4)
+    monkeypatch.setattr(ai, "T_POINTS", 4)
     fast, checks = ec._lever_rows(xk, Tk, w, w)
     rows = ec._BaseRows(direct=(xk, Tk, w, w), fast=fast, checks=checks, n=len(x))
     t, (s, c) = ec.month_grid(24, "W"), ec.dropout_map(0.1, "dropout")
@@ -149,8 +150,8 @@ def test_per_customer_expectations_interpolated_in_age_equal_the_direct_ones(nam
     m, theta, x, t_x, T = simulated_base(name, n=8000, seed=7)
     t = np.array([4.3, 52.0])
     verdicts = []
-    close = ec._close
-    monkeypatch.setattr(ec, "_close", lambda *a: verdicts.append(close(*a)) or verdicts[-1])
+    close = ai.close
+    monkeypatch.setattr(ai, "close", lambda *a: verdicts.append(close(*a)) or verdicts[-1])
     for delta, mode in ((0.0, "dropout"), (0.1, "dropout"), (0.05, "retention")):
         sl, c = ec.dropout_map(delta, mode)
         fast = ec._lever_expectations_rows(m, theta, t, sl, c, x, t_x, T, period=WEEKS_PER_MONTH)
@@ -158,7 +159,7 @@ def test_per_customer_expectations_interpolated_in_age_equal_the_direct_ones(nam
         for a, b in zip(fast, ref):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
     assert verdicts and all(verdicts)                     # the interpolated values were the ones compared
-    monkeypatch.setattr(ec, "_T_POINTS", 4)
+    monkeypatch.setattr(ai, "T_POINTS", 4)
     forced = ec._lever_expectations_rows(m, theta, t, sl, c, x, t_x, T, period=WEEKS_PER_MONTH)
     for a, b in zip(forced, ref):
         np.testing.assert_allclose(a, b, rtol=1e-14)

@@ -677,6 +677,56 @@ def test_segment_customers_factorised_equals_the_direct_monthly_expectations(pap
     assert table["segment"].value_counts().equals(ref["segment"].value_counts())
 
 
+@pytest.mark.parametrize("model", ["bgnbd", "pareto_nbd"])
+def test_segment_customers_on_many_ages_interpolates_in_age_and_equals_the_direct_form(model, monkeypatch):
+    """A multi-cohort base (day-resolved ages over three years): the monthly expectations given alive are
+    interpolated in T (helpers.age_interpolation) on far fewer rows than its distinct (x, T), and the frames
+    equal monthly_expectations per customer (rtol 1e-9, the factorised form's tolerance)."""
+    from helpers import age_interpolation
+    from helpers.models import get_model
+    from helpers.value import monthly_expectations
+
+    rng = np.random.default_rng(4)
+    n = 6000
+    T = rng.integers(1, 1096, n) / 7.0
+    m = get_model("bgnbd")
+    theta = np.array([0.7, 2.5, 0.6, 4.0])
+    counts, times = m.draw_purchases(theta, m.draw_latent(theta, n, rng), T, rng)
+    t_x = np.zeros(n)
+    np.maximum.at(t_x, np.repeat(np.arange(n), counts), times)
+    t_x = np.where(counts > 0, np.minimum(np.ceil(t_x * 7) / 7, T), 0.0)
+    cal = pd.DataFrame({"x": counts.astype(float), "t_x": t_x, "T": T,
+                        "m_x": np.where(counts > 0, rng.gamma(6.0, 5.0, n), 0.0)},
+                       index=pd.Index([f"c{i}" for i in range(n)], name="customer_id"))
+    f = fit_model(model, cal, time_unit="W")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = fit_gamma_gamma(cal, warn=False)
+    used, interpolate = [], age_interpolation.interpolated_in_age
+
+    def spy(fn, x, T, **kw):
+        out = interpolate(fn, x, T, **kw)
+        used.append((len(x), out is not None))
+        return out
+
+    monkeypatch.setattr(age_interpolation, "interpolated_in_age", spy)
+    evaluated, me = [], monthly_expectations
+
+    def counting(fit, rows, *a, **kw):
+        evaluated.append(len(rows))
+        return me(fit, rows, *a, **kw)
+
+    monkeypatch.setattr("helpers.value.monthly_expectations", counting)
+    rules = dict(horizon_months=12, margin=0.3, monthly_discount_rate=0.01, costs=COSTS, time_unit="W")
+    table, P, A = segment_customers(f, g, cal, **rules)
+    n_rows = len(cal[["x", "T"]].drop_duplicates())
+    assert used == [(n_rows, True)]
+    assert evaluated[0] < n_rows / 2, (evaluated, n_rows)              # kept rows and nodes, not every age
+    P0, A0 = me(f, cal, 12, time_unit="W")
+    pd.testing.assert_frame_equal(P, P0, rtol=1e-9, atol=1e-13)
+    pd.testing.assert_frame_equal(A, A0, rtol=1e-9, atol=1e-13)
+
+
 def test_segment_sensitivity_equals_value_and_segment_per_setting():
     """The grid on per-customer discounted sums gives the segment counts and net equity of value_and_segment
     re-run on the monthly frames for every setting (the earlier implementation, written out here)."""

@@ -123,6 +123,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from . import age_interpolation
 from .models import FittedModel, FrequencyModel, GammaGamma, GammaGammaFit, get_model, registered_models, unique_rows
 from .models.bgnbd import BGNBD
 from .models.bgnbd import _beta_nodes  # noqa: F401  (the lever's quadrature; tests reach it here)
@@ -693,15 +694,6 @@ def _population(model, spend, summary, horizon_months, time_unit, days_per_month
                                          first_purchase_spend, n_nodes, rows=rows))
 
 
-#: Chebyshev points per piece of the interpolation in ``T`` (:func:`_lever_rows`), and the largest ratio of
-#: a piece's ends.
-_T_POINTS, _T_RATIO = 32, 3.0
-#: Largest relative error at the check rows for which the interpolated rows are used (:func:`_lever_totals`).
-_T_RTOL = 1e-12
-#: Check rows per checked piece.
-_T_CHECK = 6
-
-
 @dataclass(frozen=True)
 class _BaseRows:
     """An existing base reduced to the rows its lever is evaluated on (see :class:`_Population`).
@@ -741,24 +733,6 @@ def _base_rows(m, theta, spend, summary) -> _BaseRows:
     return _BaseRows(direct=(xk, Tk, spk, ck), fast=fast, checks=checks, n=int(counts.sum()))
 
 
-def _chebyshev_points(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """First-kind Chebyshev points ``cos((k + 1/2) pi / n)`` on (-1, 1) and their barycentric weights."""
-    angle = np.pi * (np.arange(n) + 0.5) / n
-    return np.cos(angle), (-1.0) ** np.arange(n) * np.sin(angle)
-
-
-def _lagrange(u, points, weights) -> np.ndarray:
-    """Lagrange basis polynomials of ``points`` at ``u``, ``(len(u), len(points))`` (barycentric formula)."""
-    d = np.asarray(u, dtype=float)[:, None] - points[None, :]
-    exact = d == 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = weights[None, :] / d
-        L = q / q.sum(axis=1, keepdims=True)
-    hit = exact.any(axis=1)
-    L[hit] = exact[hit].astype(float)
-    return L
-
-
 def _lever_rows(x, T, spend_weight, count_weight):
     """Replace a base's many distinct ages per ``x`` by Chebyshev nodes in ``T`` with aggregated weights.
 
@@ -766,29 +740,20 @@ def _lever_rows(x, T, spend_weight, count_weight):
     ``(x, T)`` (:class:`_Population`).  For fixed ``x``, ``F`` is analytic in
     ``T`` for ``T > 0`` (BG/NBD and MBG/NBD: through ``alpha + T`` in ``(alpha
     + T) / (alpha + T + q t)`` with ``q >= 0``, Pareto/NBD through ``alpha +
-    T`` and ``beta + T``: singular only where these vanish, at ``T < 0``).  The
-    ages ``T > 0`` of an ``x`` are split into geometric pieces ``[lo, hi]``
-    (``hi / lo <= _T_RATIO``; shared by every ``x``); on a piece with more than
-    ``_T_POINTS`` distinct ages ``F`` is replaced by its interpolant on the
-    piece's ``_T_POINTS`` Chebyshev points ``T_j``, ``F(T) ~ sum_j L_j(T)
-    F(T_j)`` (``L_j`` the Lagrange basis), so the piece's total is ``sum_j
-    W_j F(x, T_j, t)`` with ``W_j = sum_i w_i L_j(T_i)``: a model evaluation
-    per node instead of per age.  With ``w / c <= 1/2`` (half-width over
-    centre) and no singularity at ``T > 0`` the interpolant converges like
-    ``rho^-n``, ``rho = c / w + sqrt((c / w)^2 - 1) >= 3.73`` (Trefethen,
-    *Approximation Theory and Approximation Practice*, thm 8.2):
-    ``3.73^-32 ~ 5e-19``, below double rounding.  The Lebesgue constant of
-    Chebyshev points is below 3 for 32 points, so the weights add no error of
-    note.  :func:`_lever_totals` checks the interpolant against the direct
-    evaluation at a few ages of the smallest and the largest interpolated
-    ``x`` on every call.
+    T`` and ``beta + T``), so on each piece of ages of
+    :func:`helpers.age_interpolation.age_pieces` ``F(T) ~ sum_j L_j(T)
+    F(T_j)`` (its convergence: that module's docstring), and the piece's total
+    is ``sum_j W_j F(x, T_j, t)`` with ``W_j = sum_i w_i L_j(T_i)``: a model
+    evaluation per node instead of per age.  :func:`_lever_totals` checks the
+    interpolant against the direct evaluation at a few ages of the smallest
+    and the largest interpolated ``x`` on every call.
 
     Returns ``(x, T, spend_weight, count_weight)`` of the rows to evaluate
     (the ages left as they are, then the nodes) and the checks (see
     :class:`_BaseRows`).
     """
     x, T, sw, cw = (np.asarray(v, dtype=float) for v in (x, T, spend_weight, count_weight))
-    keep, groups = _t_groups(x, T)
+    keep, groups = age_interpolation.age_pieces(x, T)
     if not groups:
         return (x, T, sw, cw), ()
     out_x, out_T, out_sw, out_cw = [x[keep]], [T[keep]], [sw[keep]], [cw[keep]]
@@ -797,56 +762,9 @@ def _lever_rows(x, T, spend_weight, count_weight):
         out_T.append(nodes)
         out_sw.append(sw[rows] @ L)
         out_cw.append(cw[rows] @ L)
-    checks = tuple((xg, T[rows][pick], nodes, L[pick]) for xg, nodes, rows, L, pick in _t_checks(groups))
+    checks = tuple((xg, T[rows][pick], nodes, L[pick])
+                   for xg, nodes, rows, L, pick in age_interpolation.check_rows(groups))
     return tuple(np.concatenate(v) for v in (out_x, out_T, out_sw, out_cw)), checks
-
-
-def _t_groups(x, T):
-    """The interpolation pieces of :func:`_lever_rows`: ``(keep, groups)``.
-
-    ``keep`` marks the rows left as they are; each group is ``(x, nodes, rows,
-    L)``: an ``x``, its piece's Chebyshev nodes in ``T``, the indices of its
-    rows (distinct ages) and their Lagrange weights, ``(len(rows), len(nodes))``.
-    """
-    keep = np.ones(len(x), dtype=bool)
-    pos = T > 0
-    if not pos.any():
-        return keep, []
-    lo, hi = float(T[pos].min()), float(T[pos].max())
-    n_pieces = max(1, int(np.ceil(np.log(hi / lo) / np.log(_T_RATIO) - 1e-12))) if hi > lo else 1
-    edges = lo * np.exp(np.linspace(0.0, np.log(hi / lo), n_pieces + 1)) if hi > lo else np.array([lo, hi])
-    edges[0], edges[-1] = lo, hi
-    piece = np.where(pos, np.clip(np.searchsorted(edges, T, side="right") - 1, 0, n_pieces - 1), -1)
-    # groups of rows with the same (x, piece) and more distinct ages than nodes
-    (gx, gp), ginv, gcount = unique_rows(x, piece)
-    big = (gcount > _T_POINTS) & (gp >= 0)
-    if not big.any():
-        return keep, []
-    points, bary = _chebyshev_points(_T_POINTS)
-    centre, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * (edges[1:] - edges[:-1])
-    keep = ~big[ginv]
-    order = np.argsort(ginv, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(gcount)])
-    groups = []
-    for g in np.flatnonzero(big):
-        rows = order[starts[g]:starts[g + 1]]
-        q = int(gp[g])
-        groups.append((float(gx[g]), centre[q] + half[q] * points, rows,
-                       _lagrange((T[rows] - centre[q]) / half[q], points, bary)))
-    return keep, groups
-
-
-def _t_checks(groups):
-    """The checked groups (the smallest and the largest interpolated ``x``) with ``_T_CHECK`` of their rows each."""
-    chosen = [groups[0]] + ([groups[-1]] if groups[-1][0] != groups[0][0] else [])
-    return [(*g, np.unique(np.linspace(0, len(g[2]) - 1, _T_CHECK).round().astype(int))) for g in chosen]
-
-
-def _close(interp, direct) -> bool:
-    """Every row of ``interp`` within ``_T_RTOL`` of ``direct``, relative to the row's largest value over ``t``."""
-    interp, direct = np.atleast_2d(interp), np.atleast_2d(direct)
-    scale = np.max(np.abs(direct), axis=1, keepdims=True)
-    return bool(np.all(np.abs(interp - direct) <= _T_RTOL * scale))
 
 
 def _given_alive(m, theta, t, s, c, x, T, n_nodes, period):
@@ -866,7 +784,7 @@ def _lever_totals(m, theta, t, s, c, rows: _BaseRows, n_nodes, period):
     At each check row (:func:`_lever_rows`) the interpolant ``sum_j L_j F(x,
     T_j, t)`` is compared with the model's direct ``F(x, T, t)``
     (:func:`_given_alive`); if any relative error (to the row's largest value
-    over ``t``) exceeds ``_T_RTOL``, every distinct ``(x, T)`` is evaluated
+    over ``t``) exceeds ``age_interpolation.T_RTOL``, every distinct ``(x, T)`` is evaluated
     directly.
     """
     def totals(x, T, ws, wc):   # P(alive) is in the weights; t_x = T is a placeholder, unused with it given
@@ -882,7 +800,7 @@ def _lever_totals(m, theta, t, s, c, rows: _BaseRows, n_nodes, period):
         starts = np.cumsum([0] + [len(ch[2]) for ch in rows.checks])
         for d, f in zip(direct, on_nodes):
             interp = np.concatenate([L @ f[a:b] for (_, _, _, L), a, b in zip(rows.checks, starts[:-1], starts[1:])])
-            if not _close(interp, d):
+            if not age_interpolation.close(interp, d):
                 return totals(*rows.direct)
     return totals(*rows.fast)
 
@@ -892,35 +810,21 @@ def _lever_expectations_rows(m, theta, t, s, c, x, t_x, T, n_nodes=64, period=1.
     :func:`_lever_rows` where an ``x`` has many distinct ages (simulated customers with continuous ages).
 
     ``F(x, T, t)``, the expectation given alive at ``T``
-    (:func:`_given_alive`), is evaluated at the kept ``(x, T)`` and at the nodes,
-    interpolated to the other ages, checked against the direct evaluation at
-    the rows of :func:`_t_checks` (every distinct ``(x, T)`` evaluated
-    directly if one is off by more than ``_T_RTOL``), and multiplied by each
-    customer's ``P(alive | x, t_x, T)``.
+    (:func:`_given_alive`), is interpolated in ``T`` and checked by
+    :func:`helpers.age_interpolation.interpolated_in_age` (every distinct ``(x,
+    T)`` evaluated directly if a check row is off by more than its ``T_RTOL``),
+    and multiplied by each customer's ``P(alive | x, t_x, T)``.
     """
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
     t = np.atleast_1d(np.asarray(t, dtype=float))
     (xk, Tk), inv, _ = unique_rows(x, T)
-    keep, groups = _t_groups(xk, Tk)
-    if not groups:
-        return m.lever_expectations(theta, t, s, c, x, t_x, T, n_nodes, period=period)
-
     def given_alive(xr, Tr):
         return _given_alive(m, theta, t, s, c, xr, Tr, n_nodes, period)
 
-    nk = int(keep.sum())
-    E, S = given_alive(np.concatenate([xk[keep]] + [np.full(len(g[1]), g[0]) for g in groups]),
-                       np.concatenate([Tk[keep]] + [g[1] for g in groups]))
-    EK, SK = np.empty((len(xk), len(t))), np.empty((len(xk), len(t)))
-    EK[keep], SK[keep] = E[:nk], S[:nk]
-    off = nk
-    for _, nodes, rows, L in groups:
-        EK[rows], SK[rows] = L @ E[off:off + len(nodes)], L @ S[off:off + len(nodes)]
-        off += len(nodes)
-    chk = np.concatenate([rows[pick] for _, _, rows, _, pick in _t_checks(groups)])
-    Ed, Sd = given_alive(xk[chk], Tk[chk])
-    if not (_close(EK[chk], Ed) and _close(SK[chk], Sd)):
-        EK, SK = given_alive(xk, Tk)
+    interpolated = age_interpolation.interpolated_in_age(given_alive, xk, Tk)
+    if interpolated is None:
+        return m.lever_expectations(theta, t, s, c, x, t_x, T, n_nodes, period=period)
+    EK, SK = interpolated
     pa = np.asarray(m.p_alive(theta, x, t_x, T), dtype=float)[:, None]
     return pa * EK[inv], pa * SK[inv]
 
