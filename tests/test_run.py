@@ -223,3 +223,38 @@ def test_stage_failure_exits_4_without_notebooks(project, capsys, monkeypatch):
     assert [nb["status"] for nb in run["notebooks"]] == ["skipped"]
     assert not (run_dir / "good").exists()  # no notebook ran
 
+
+
+def test_notebook_order_is_longest_first_by_the_last_good_run(tmp_path):
+    from helpers.run import notebook_order
+
+    names = ["a", "b", "c", "d"]
+    base = tmp_path / "cfg"
+    base.mkdir()
+    assert notebook_order(base, names) == ([0, 1, 2, 3], "configuration")      # no last good run
+    (base / "20260101T000000Z").mkdir()
+    (base / "20260101T000000Z" / "run.json").write_text(json.dumps(
+        {"timings": {"notebooks": {"a": 4.0, "b": 30.5, "d": 12.0, "gone": 99.0}}}))
+    (base / "latest").symlink_to("20260101T000000Z", target_is_directory=True)
+    order, source = notebook_order(base, names)
+    # c is new (no duration): first; then b, d, a by their last durations
+    assert [names[i] for i in order] == ["c", "b", "d", "a"]
+    assert "20260101T000000Z" in source
+    (base / "20260101T000000Z" / "run.json").write_text("{not json")
+    assert notebook_order(base, names)[0] == [0, 1, 2, 3]
+
+
+def test_second_run_starts_the_longer_notebook_first(project):
+    make_notebook(project / "longer.ipynb", "import time\ntime.sleep(3)\nreport.record_results({'n': 1})")
+    cfg = make_config(project, "order", ["good.ipynb", "longer.ipynb"])
+    out = project / "reports"
+    for _ in range(2):
+        assert main(["run", str(cfg), "--output-dir", str(out), "--quiet", "--jobs", "2"]) == 0
+    runs = sorted(p for p in (out / "order").iterdir() if p.name != "latest" and not p.name.startswith("."))
+    first, second = (json.loads((r / "run.json").read_text()) for r in runs)
+    assert first["notebook_order"] == ["good", "longer"] and first["notebook_order_from"] == "configuration"
+    took = first["timings"]["notebooks"]
+    assert took["longer"] > took["good"]                         # it sleeps 3 s more
+    assert second["notebook_order"] == ["longer", "good"]
+    assert runs[0].name in second["notebook_order_from"]
+    assert [nb["name"] for nb in second["notebooks"]] == ["good", "longer"]   # the record keeps the config order
