@@ -665,6 +665,13 @@ def _rescaled(fit, base, shrink: float):
     return dataclasses.replace(fit, params=pd.Series(new, index=base.params.index, name=fit.params.name))
 
 
+#: Largest step of a log parameter in :func:`_newton_refit` (a factor of e): a replicate optimum farther away
+#: is left to the optimiser.
+_NEWTON_MAX_STEP = 1.0
+#: The converged point's chord step ``H_0^{-1} g`` must be below this (log parameters).
+_NEWTON_CHORD_TOL = 1e-7
+
+
 def _newton_refit(base: FittedModel, x, t_x, T, w, max_iter: int = 30, tol: float = 1e-10,
                   weight_scale: float = 1.0) -> FittedModel | None:
     """The maximum-likelihood refit of ``base`` on the rows ``(x, t_x, T)`` reweighted by ``w``, by Newton
@@ -686,14 +693,21 @@ def _newton_refit(base: FittedModel, x, t_x, T, w, max_iter: int = 30, tol: floa
     and it contracts at the rate ``||I - H_0^{-1} H_b||``, which is
     ``O(1/sqrt(n))`` (a few iterations to ``tol``; on CDNOW about 5).  Each
     iteration costs one likelihood-and-gradient evaluation, against the dozens
-    of the L-BFGS-B/trust-region run it replaces.
+    of the L-BFGS-B/trust-region run it replaces.  The inverse Hessian is
+    updated after each step by Broyden's ("good") rank-one rule, ``B_{k+1} =
+    B_k + (s - B_k y) s' B_k / (s' B_k y)`` with ``s`` the step and ``y`` the
+    change of the gradient (Broyden 1965; Dennis & Moré 1977): started at
+    ``H_0^{-1}`` it converges superlinearly, so the replicates where the chord
+    method contracts slowly (Pareto/NBD on CDNOW: 11 of 50 stopped) need no
+    full refit; the fixed point is unchanged.
 
     Returns None (the caller then runs the full optimiser) when the model has
     no analytic objective, ``base.cov`` is not finite and positive definite, an
-    evaluation is not finite, a step is not at most half the previous one (the
-    iteration does not contract: a weakly identified model, e.g. Pareto/NBD on
-    the 2,357 customers of the CDNOW sample, whose replicate optima lie far
-    from the full-data one), or the steps do not fall below ``tol`` (maximum
+    evaluation is not finite, a step of a log parameter exceeds
+    ``_NEWTON_MAX_STEP`` (a weakly identified model, e.g. Pareto/NBD on the
+    2,357 customers of the CDNOW sample, whose replicate optima lie far from
+    the full-data one), the converged point's chord step ``H_0^{-1} g``
+    exceeds ``_NEWTON_CHORD_TOL``, or the steps do not fall below ``tol`` (maximum
     absolute change of a log parameter) within ``max_iter`` iterations.  The
     result carries no standard errors; ``aic``/``bic`` are NaN.
 
@@ -719,24 +733,45 @@ def _newton_refit(base: FittedModel, x, t_x, T, w, max_iter: int = 30, tol: floa
     objective = base.model.objective(x[keep], t_x[keep], T[keep], w[keep])
     if objective is None:
         return None
+    def gradient(phi):
+        """The log-likelihood at ``exp(phi)`` and the gradient of -LL in log theta (None if not finite)."""
+        out = objective(tuple(np.exp(phi)))
+        if out is None:
+            return None
+        ll, grad = float(out[0]), np.asarray(out[1], dtype=float)
+        if not (np.isfinite(ll) and np.all(np.isfinite(grad))):
+            return None
+        return ll, -grad * np.exp(phi)
+
     phi = np.log(theta)
-    prev = np.inf
+    B = cov_log                      # the inverse Jacobian of the gradient map, updated by Broyden's rule
     with np.errstate(all="ignore"):
+        now = gradient(phi)
+        if now is None:
+            return None
+        ll, G = now
         for _ in range(int(max_iter)):
-            out = objective(tuple(np.exp(phi)))
-            if out is None:
-                return None
-            ll, grad = float(out[0]), np.asarray(out[1], dtype=float)
-            if not (np.isfinite(ll) and np.all(np.isfinite(grad))):
-                return None
-            step = cov_log @ (-grad * np.exp(phi))     # H_0^{-1} times the gradient of -LL in log theta
-            phi = phi - step
+            step = B @ G
             size = np.max(np.abs(step))
-            if size < tol:
-                break
-            if size > 0.5 * prev:    # not contracting (a weakly identified model, a far optimum): give up early
+            if not np.isfinite(size):
                 return None
-            prev = size
+            if size < tol:
+                # a zero of the gradient also in the full-data metric (B stays close to H_0^{-1} near it)
+                if np.max(np.abs(cov_log @ G)) > _NEWTON_CHORD_TOL:
+                    return None
+                phi = phi - step
+                break
+            if size > _NEWTON_MAX_STEP:   # a far optimum (a weakly identified model): the optimiser instead
+                return None
+            new = gradient(phi - step)
+            if new is None:
+                return None
+            s, y = -step, new[1] - G
+            By = B @ y
+            denom = s @ By
+            if np.isfinite(denom) and abs(denom) > 1e-300:
+                B = B + np.outer(s - By, s @ B) / denom
+            phi, (ll, G) = phi - step, new
         else:
             return None
     se, ci, cv = _no_se(names)
