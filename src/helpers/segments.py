@@ -769,6 +769,7 @@ def _monthly_sums(model_fit, summary: pd.DataFrame, horizon_months: int, time_un
     model, th = model_fit.model, model_fit.theta
     if getattr(model, "survival_depends_on_t_x", True) or len(summary) == 0:
         return direct()
+
     def given_alive(xr, Tr):
         """The monthly expectations of customers alive at ``Tr`` with ``xr`` purchases (rows with ``t_x = T``)."""
         r = pd.DataFrame({"x": xr, "t_x": np.where(xr > 0, Tr, 0.0), "T": Tr})
