@@ -253,6 +253,54 @@ def test_several_files_are_one_scan_when_their_schemas_agree(tmp_path):
         con.close()
 
 
+
+@pytest.mark.parametrize("key", [None, "hash(customer_id, date, amount) % 5", "1"])
+def test_duplicate_count_is_exact_also_when_hashes_collide(key):
+    """The hash only picks the rows to compare: with a key that collides for most distinct rows
+    (or for all: "1"), the count is still rows minus distinct rows."""
+    from helpers.summary_duckdb import _duplicates_sql, connect
+
+    rng = np.random.default_rng(7)
+    n = 2_000
+    log = pd.DataFrame({"customer_id": rng.integers(0, 300, n).astype(str),
+                        "date": pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 40, n), unit="D"),
+                        "amount": rng.integers(1, 4, n).astype(float)})
+    exact = len(log) - len(log.drop_duplicates())
+    assert exact > 50                              # the log has duplicates, and distinct rows per hash
+    con = connect()
+    try:
+        con.register("log", log)
+        got = con.execute(_duplicates_sql("log", "customer_id, date, amount", key=key)).fetchone()[0]
+        none = con.execute(_duplicates_sql("(SELECT DISTINCT * FROM log)", "customer_id, date, amount",
+                                           key=key)).fetchone()[0]
+    finally:
+        con.close()
+    assert (got, none) == (exact, 0)
+
+
+def test_validation_of_several_files_counts_duplicates_across_them_in_one_scan(tmp_path):
+    """Validation numbers rows per file for its examples, but counts (duplicates too) on one scan
+    of all files; a row repeated in another file is a duplicate, as in load_transactions."""
+    from helpers.summary_duckdb import _Source, connect
+
+    log = _several_rows_a_day()
+    log.iloc[:8].to_parquet(tmp_path / "1.parquet", index=False)
+    pd.concat([log.iloc[8:], log.iloc[[0, 6]]]).to_parquet(tmp_path / "2.parquet", index=False)  # 2 rows again
+    con = connect()
+    try:
+        src = _Source(con, tmp_path, "customer_id", "date", "amount", numbered=True)
+        assert "UNION" in src.sql and "UNION" not in src.plain and "__row" not in src.plain
+    finally:
+        con.close()
+    for dup in ("keep", "drop"):
+        ref = load_transactions(tmp_path, duplicates=dup)
+        q = validate_duckdb(tmp_path, duplicates=dup)
+        assert q.attrs["counts"] == ref.counts and ref.counts["duplicate_rows"] == 3   # c's day twice, + 2
+        pd.testing.assert_frame_equal(q, ref.quality)
+    with pytest.raises(DataValidationError, match="duplicate rows are not allowed") as e:
+        validate_duckdb(tmp_path, duplicates="error")
+    assert list(e.value.examples.index) == [0, 6, 9, 10, 14]
+
 # ---------------------------------------------------------------------------
 # progress: the queries polled from a worker thread give the same results
 # ---------------------------------------------------------------------------

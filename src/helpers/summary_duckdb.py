@@ -247,11 +247,17 @@ class _Source:
         self._registered = []
         if isinstance(source, pd.DataFrame):
             self.sql, self.n_hint = self._from_frame(source, numbered), len(source)
+            self.plain = self.sql
         else:
             files = resolve_files(source)
             check_files(files, encoding)             # the bytes first: encoding, binary, Parquet footer
             self.files = files
             self.sql, self.n_hint = self._from_files(files, numbered), None
+            # the same rows without the row numbers, for the queries that do not show rows: one scan
+            # of all files (see _single_scan) instead of a union of numbered per-file scans, each
+            # its own pipeline with its own hash tables (at 1.2e8 rows in 20 files the union's
+            # duplicate count ran out of DuckDB's 4 GB; the single scan needs 2 GB, spilling)
+            self.plain = self._from_files(files, False) if numbered else self.sql
         desc = _csv_guard(lambda: con.execute(f"DESCRIBE SELECT * FROM {self.sql}").fetchall(),
                           ", ".join(f.name for f in self.files) or self.label)
         self.types = {row[0]: str(row[1]).upper() for row in desc}
@@ -1066,6 +1072,24 @@ def validate_duckdb(
                 con_.close()
 
 
+def _duplicates_sql(relation: str, cols: str, key: str | None = None) -> str:
+    """The number of exact duplicate rows (rows minus distinct rows) of ``relation`` over ``cols``.
+
+    Exact, and about twice as fast as ``count(DISTINCT ...)`` on large logs (8.7 s against 16 s
+    for 1.2e8 rows): the rows are first grouped by a 64-bit hash of ``cols`` (a hash table of
+    integers, not of the rows' text), and only the rows whose hash occurs more than once --
+    every copy of a duplicated row, plus the rare rows whose hashes collide -- are compared
+    column by column.  Each duplicated row's copies share their hash, so none is missed; a
+    collision of distinct rows puts both in the compared set, where they count as distinct.
+    ``key`` replaces the hash (tests force collisions with a coarse one).
+    """
+    h = key or f"hash({cols})"
+    return (f"WITH shared AS MATERIALIZED (SELECT h FROM (SELECT {h} AS h FROM {relation}) GROUP BY h HAVING count(*) > 1), "
+            f"candidates AS MATERIALIZED (SELECT {cols} FROM {relation} WHERE {h} IN (SELECT h FROM shared)) "
+            f"SELECT (SELECT count(*) FROM candidates) - (SELECT count(*) FROM (SELECT DISTINCT {cols} "
+            f"FROM candidates))")
+
+
 def _validate(con, src, customer_id, date, amount, date_format, observation_end, negative_amounts, duplicates,
               after_observation_end, lim: Limits, run=_direct):
     has_amount = amount is not None
@@ -1092,7 +1116,7 @@ def _validate(con, src, customer_id, date, amount, date_format, observation_end,
     counts_sql = ", ".join(f"count(*) FILTER (WHERE {cond}) AS {name}" for name, cond in checks.items())
     row = run(lambda: con.execute(f"SELECT count(*) AS n, count(*) FILTER (WHERE {after}) AS n_after, "
                                   f"count(*) FILTER (WHERE {outside}) AS n_outside, "
-                                  f"{counts_sql} FROM {src.sql}").fetchone())
+                                  f"{counts_sql} FROM {src.plain}").fetchone())
     names = ["n", "n_after", "n_outside"] + list(checks)
     c = dict(zip(names, (int(v) for v in row)))
     n_read = c["n"]
@@ -1111,9 +1135,7 @@ def _validate(con, src, customer_id, date, amount, date_format, observation_end,
 
     # --- exact duplicates (raw rows as read) -------------------------------
     cols = ", ".join(_q(k) for k in src.wanted)
-    n_distinct = int(run(lambda: con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {src.sql})")
-                         .fetchone()[0]))
-    n_dup = n_read - n_distinct
+    n_dup = int(run(lambda: con.execute(_duplicates_sql(src.plain, cols)).fetchone()[0]))
     counts["duplicate_rows"] = n_dup
     if n_dup and duplicates == "error":
         ex = run(lambda: con.execute(
@@ -1129,9 +1151,9 @@ def _validate(con, src, customer_id, date, amount, date_format, observation_end,
     counts["after_observation_end"] = n_after
 
     # --- the kept rows: negative and zero amounts, rows used, customers -------
-    kept_src = src.sql
+    kept_src = src.plain
     if duplicates == "drop":
-        kept_src = f"(SELECT DISTINCT ON ({cols}) * FROM {src.sql} ORDER BY __row)"
+        kept_src = f"(SELECT DISTINCT {cols} FROM {src.plain})"
     excluded = f"({after} OR {outside})"
     a = src.amount_expr(amount) if has_amount else None
     neg = f"({a} < 0)" if has_amount else "false"
