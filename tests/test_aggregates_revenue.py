@@ -73,6 +73,15 @@ def test_duckdb_equals_pandas(name, pandas_tables, duckdb_tables):
     assert_same_tables(duckdb_tables[name], pandas_tables[name])
 
 
+def test_duckdb_per_customer_table_in_several_passes_equals_one_pass(root, pandas_tables, monkeypatch):
+    """Above PER_CUSTOMER_PASS customers the order table is built in passes over a hash of the id
+    (top-n states do not spill); the tables are the same (CDNOW's 23,570 customers in 5 passes)."""
+    cfg = _cfg(root, "cdnow")
+    monkeypatch.setattr(ar, "PER_CUSTOMER_PASS", 5_000)
+    assert_same_tables(ar.compute_duckdb(cfg.data["path"], **ar._options(cfg, ar.compute_duckdb)),
+                       pandas_tables["cdnow"])
+
+
 def test_spark_equals_pandas(root, spark, pandas_tables):
     for name in CONFIGS:
         cfg = _cfg(root, name)

@@ -74,6 +74,9 @@ GRAINS = ("M", "Q")
 #: Order numbers kept in ``profile`` (the report's ``max_order_number`` can be at most this).
 PROFILE_MAX_ORDER = 12
 
+#: Customers per pass of the DuckDB per-customer order table (its top-n aggregate states stay in memory).
+PER_CUSTOMER_PASS = 2_000_000
+
 #: Customers whose orders are kept for the MixedLM variant of the repeat-order test.
 MIXEDLM_MAX_CUSTOMERS = 50_000
 
@@ -400,9 +403,15 @@ def _duckdb_tables(con, src, run, tag, has_amounts, cap, max_order, rows_sql) ->
         per = f"{tag}_per"
         # one pass per customer (no window over the purchase days): the first max_order orders in day
         # order (a top-n aggregate), the first day, the counts and the sum of log values of positive orders
-        ex(f"CREATE TEMP TABLE {per} AS SELECT cid, min(d) AS f, count(*) AS n_orders, "
-           f"min_by(a, d, {int(max_order)}) AS firsts, count(*) FILTER (a <= 0) AS nonpos, "
-           f"count(*) FILTER (a > 0) AS k_all, sum(ln(CASE WHEN a > 0 THEN a END)) AS s_all FROM {days} GROUP BY cid")
+        # in passes of at most PER_CUSTOMER_PASS customers (by a hash of the id): the top-n states of
+        # min_by do not spill, and at 1e7 customers one pass ran out of DuckDB's 4 GB
+        passes = max(1, -(-int(info["n_customers"]) // PER_CUSTOMER_PASS))
+        for i in range(passes):
+            where = f" WHERE hash(cid) % {passes} = {i}" if passes > 1 else ""
+            ex(f"{'CREATE TEMP TABLE' if i == 0 else 'INSERT INTO'} {per} {'AS ' if i == 0 else ''}SELECT cid, "
+               f"min(d) AS f, count(*) AS n_orders, min_by(a, d, {int(max_order)}) AS firsts, "
+               f"count(*) FILTER (a <= 0) AS nonpos, count(*) FILTER (a > 0) AS k_all, "
+               f"sum(ln(CASE WHEN a > 0 THEN a END)) AS s_all FROM {days}{where} GROUP BY cid")
         a1 = "firsts[1]"
         good = f"{a1} > 0"
         lf = f"ln(CASE WHEN {a1} > 0 THEN {a1} END)"
