@@ -46,6 +46,7 @@ import contextlib
 import errno
 import fcntl
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -656,6 +657,10 @@ def run_config(
         "valuation": stage.equity_sentence(),
         "packages": ", ".join(f"{k} {v}" for k, v in run["packages"].items() if k != "clv-lab"),
     }
+    # the notebooks read the saved stage: the runner lets go of its copy (at 1e7 customers its
+    # summaries and valuation hold several GB that would otherwise stay resident beside the kernels)
+    del stage
+    gc.collect()
 
     def done(i: int, entry: dict[str, Any]) -> None:
         run["notebooks"][i] = entry
