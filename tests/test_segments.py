@@ -481,6 +481,10 @@ def test_export_segment_table_for_the_crm(tmp_path):
     csv = pd.read_csv(paths[1], dtype={"customer_id": str})
     assert len(table) == len(csv) == len(cal)
     assert list(csv["customer_id"]) == list(cal.index.astype(str))                  # raw ids, for the CRM
+    # the CSV holds the Parquet's values: floats to the last digit, empty fields for missing values
+    exact = pd.read_csv(paths[1], dtype={"customer_id": str}, float_precision="round_trip")
+    pd.testing.assert_frame_equal(exact.set_index("customer_id"), table.assign(
+        segment=table["segment"].astype(str)).rename_axis("customer_id"), check_exact=True, check_dtype=False)
     assert set(table["segment"]) <= set(SEGMENT_ORDER) and (table["model"] == "bgnbd").all()
     assert sorted(table["rank_net_clv"]) == list(range(1, len(cal) + 1))
     assert table.loc[table["rank_net_clv"] == 1, "net_clv"].iloc[0] == table["net_clv"].max()
