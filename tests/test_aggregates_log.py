@@ -70,6 +70,35 @@ def test_duckdb_equals_pandas(logs, name):
     assert_tables_equal(ref, aggregates_log.compute(_ctx(cfg, "duckdb", td)))
 
 
+@pytest.mark.parametrize("name", ["cdnow.yaml", "cdnow-no-amounts.yaml"])
+def test_stage_producers_share_one_customer_day_table_in_duckdb(logs, name, monkeypatch):
+    """compute_all builds the customer-day table once (one scan of the log) for both DuckDB producers
+    and the example customers; every table equals the pandas engine's, and the table is dropped after."""
+    from helpers import aggregates
+
+    cfg, td, _ = logs[name]
+    built = []
+    real = aggregates_log.CustomerDays
+
+    class Counted(real):
+        def __init__(self, *a, **k):
+            built.append(self)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(aggregates_log, "CustomerDays", Counted)
+    ref = aggregates.compute_all(_ctx(cfg, "pandas", td))
+    ctx = _ctx(cfg, "duckdb", td)
+    got = aggregates.compute_all(ctx)
+    assert len(built) == 1 and ctx.duckdb_days is None
+    with pytest.raises(Exception, match="closed"):
+        built[0].con.execute("SELECT 1")
+    assert sorted(got) == sorted(ref)
+    assert_tables_equal({t: ref[f"aggregates_log.{t}"] for t in TABLES}, {t: got[f"aggregates_log.{t}"] for t in TABLES})
+    for t in [k for k in ref if k.startswith("aggregates_revenue.")]:
+        pd.testing.assert_frame_equal(got[t], ref[t], check_exact=False, rtol=1e-9, atol=0, obj=t)
+    assert got["aggregates_log.examples"]["customer_id"].nunique() == 6      # the unknown id has no days
+
+
 def test_spark_equals_pandas(logs, spark):
     for name in CONFIGS:
         cfg, td, ref = logs[name]

@@ -55,6 +55,9 @@ class AggregateContext:
     example_ids : tuple of str
         Customers whose purchase days the stage fetches for the reports' examples
         (:func:`helpers.aggregates_log.example_pool`).
+    duckdb_days : CustomerDays or None
+        DuckDB engine: the log's customer-day table (:class:`helpers.aggregates_log.CustomerDays`),
+        built once by :func:`compute_all` for every producer, so the log is scanned once.
     """
 
     cfg: Any
@@ -67,13 +70,28 @@ class AggregateContext:
     has_amounts: bool
     customers_cal: pd.Index
     example_ids: tuple = ()
+    duckdb_days: Any = None
 
 
 def compute_all(ctx: AggregateContext) -> dict[str, pd.DataFrame]:
     """Every producer's tables, named ``<producer>.<table>``."""
     out: dict[str, pd.DataFrame] = {}
-    for name in PRODUCERS:
-        module = importlib.import_module(f"{__package__}.{name}")
-        for table, frame in module.compute(ctx).items():
-            out[f"{name}.{table}"] = frame
+    built = ctx.engine == "duckdb" and ctx.duckdb_days is None
+    if built:
+        from .aggregates_log import CustomerDays  # noqa: PLC0415
+        from .config import ensure_data, load_options  # noqa: PLC0415
+
+        ensure_data(ctx.cfg)
+        opts = load_options(ctx.cfg, CustomerDays)
+        opts["observation_end"] = ctx.observation_end
+        ctx.duckdb_days = CustomerDays(ctx.cfg.data["path"], **opts)
+    try:
+        for name in PRODUCERS:
+            module = importlib.import_module(f"{__package__}.{name}")
+            for table, frame in module.compute(ctx).items():
+                out[f"{name}.{table}"] = frame
+    finally:
+        if built:
+            ctx.duckdb_days.close()
+            ctx.duckdb_days = None
     return out

@@ -59,7 +59,7 @@ import pandas as pd
 from .data import DEFAULT_ENCODING, DEFAULT_MAX_ABS_AMOUNT, DEFAULT_MIN_DATE, limits
 from .summary import day_table, gap_table, purchase_days
 
-__all__ = ["compute", "tables_pandas", "tables_duckdb", "tables_spark", "customer_days", "repeat_split",
+__all__ = ["compute", "CustomerDays", "tables_pandas", "tables_duckdb", "tables_spark", "customer_days", "repeat_split",
            "holdout_last_days", "return_windows", "opportunity_counts", "example_ids", "example_pool",
            "MAX_EXAMPLES"]
 
@@ -90,11 +90,17 @@ def compute(ctx) -> dict[str, pd.DataFrame]:
         fn = tables_duckdb if ctx.engine == "duckdb" else tables_spark
         opts = load_options(cfg, fn)
         opts["observation_end"] = obs_end
+        shared = getattr(ctx, "duckdb_days", None)
+        if shared is not None:
+            opts["shared"] = shared
         out = fn(cfg.data["path"], cal_end, **opts)
         out["opportunities"] = _empty_opportunities()
     ids = [str(i) for i in getattr(ctx, "example_ids", ())]
+    shared = getattr(ctx, "duckdb_days", None)
     if ctx.engine == "pandas":
         out["examples"] = _days_of_frame(ctx.transactions, ids)
+    elif shared is not None and ids:
+        out["examples"] = _sorted_days(shared.days_of(ids))
     else:
         out["examples"] = customer_days(cfg, ids) if ids else _days_of_frame(None, [])
     out["examples"].attrs["ids"] = ids
@@ -197,15 +203,104 @@ def repeat_split(days: pd.DataFrame, calibration_end) -> dict[str, int]:
 # DuckDB
 # ---------------------------------------------------------------------------
 
-def _days_sql(rows: str, has_amount: bool) -> str:
-    """Customer-day rows with the day's rows and spend, the customer's first day and the gap to the previous
-    purchase day (DuckDB)."""
-    amt = ", sum(a) AS a" if has_amount else ""
-    amt_out = ", a" if has_amount else ""
-    per = f"SELECT cid, d, count(*) AS nr{amt} FROM {rows} GROUP BY cid, d"
-    # one window (ordered): the running minimum is the first day; one sort serves both
-    return (f"SELECT cid, d, nr{amt_out}, min(d) OVER w AS f, d - lag(d) OVER w AS gap FROM ({per}) "
-            f"WINDOW w AS (PARTITION BY cid ORDER BY d)")
+class CustomerDays:
+    """The clean log's customer-day table in one DuckDB connection, shared by the stage's DuckDB producers.
+
+    One scan of the log, grouped by customer and day (DuckDB spills beyond its memory limit), gives
+    ``cid``, ``d`` (DATE), ``nr`` (rows on the day) and, with amounts, ``a`` (the day's spend) for the
+    rows of :func:`helpers.summary_duckdb._rows_sql` (the summaries' policies; the log is assumed
+    validated, so ``duplicates="error"`` counts as ``"keep"``).  Ids are grouped as stored and the
+    table is regrouped on stripped ids only when an id has surrounding whitespace.  Both DuckDB
+    producers (:func:`tables_duckdb`, :func:`helpers.aggregates_revenue.compute_duckdb`) and the
+    example customers' days read it: at 1.2e8 rows each had scanned and grouped the log itself
+    (about 25 s each).  Use as a context manager or call :meth:`close`.
+
+    Attributes
+    ----------
+    con : DuckDB connection
+        Its own, unless ``con`` is passed (then used, and left open without the table).
+    table : str
+        The table's name in ``con``.
+    has_amount : bool
+    trimmed : bool
+        Whether the ids needed stripping.
+    """
+
+    def __init__(self, source, *, customer_id: str = "customer_id", date: str = "date",
+                 amount: str | None = "amount", date_format: str | None = None, observation_end=None,
+                 negative_amounts: str = "error", duplicates: str = "keep", threads: int | None = None,
+                 memory_limit: str | None = None, encoding: str = DEFAULT_ENCODING,
+                 max_abs_amount: float = DEFAULT_MAX_ABS_AMOUNT, min_date=DEFAULT_MIN_DATE, max_date=None,
+                 implausible_dates: str = "error", con=None, **_ignored):
+        from contextlib import ExitStack  # noqa: PLC0415
+
+        from . import summary_duckdb as sd  # noqa: PLC0415
+        from .progress import polled  # noqa: PLC0415
+
+        lim = limits(encoding, max_abs_amount, min_date, max_date, implausible_dates)
+        duplicates = "keep" if duplicates == "error" else duplicates
+        self.has_amount = amount is not None
+        self.negative_amounts = negative_amounts
+        end_sql = sd._date_sql(sd._day(observation_end)) if observation_end is not None else None
+        self._stack = ExitStack()
+        step = self._stack.enter_context(polled("log customer days (DuckDB)", False))
+        self.con, own, self.src, self.run = sd._open(source, customer_id, date, amount, con,
+                                                     threads or sd.DEFAULT_THREADS,
+                                                     memory_limit or sd.DEFAULT_MEMORY_LIMIT, step,
+                                                     encoding=lim.encoding)
+        self.table = f"clvlab_customer_days_{id(self):x}"
+        if own:
+            self._stack.callback(self.con.close)      # a connection passed in is left open, without the table
+        else:
+            self._stack.callback(lambda: self.con.execute(f"DROP TABLE IF EXISTS {self.table}"))
+        self._stack.callback(self.src.close)
+
+        def rows(trim_ids, policy=negative_amounts):
+            return sd._rows_sql(self.src, customer_id, date, amount, date_format, duplicates, policy, end_sql,
+                                lim, trim_ids)
+
+        self.rows = rows
+        try:
+            amt = ", sum(a) AS a" if self.has_amount else ""
+            self.execute(f"CREATE TEMP TABLE {self.table} AS SELECT cid, d, count(*) AS nr{amt} "
+                         f"FROM {rows(False)} WHERE NOT bad GROUP BY cid, d")
+            self.trimmed = sd._needs_trim(sd._arrow(self.con, f"SELECT DISTINCT cid FROM {self.table}")
+                                          .column("cid"))
+            if self.trimmed:
+                raw = f"{self.table}_raw"
+                self.execute(f"ALTER TABLE {self.table} RENAME TO {raw}")
+                amt = ", sum(a) AS a" if self.has_amount else ""
+                self.execute(f"CREATE TEMP TABLE {self.table} AS SELECT trim(cid, {sd._lit(sd._WS)}) AS cid, d, "
+                             f"sum(nr)::BIGINT AS nr{amt} FROM {raw} GROUP BY 1, d")
+                self.execute(f"DROP TABLE {raw}")
+        except BaseException:
+            self.close()
+            raise
+
+    def execute(self, sql: str):
+        """Run a statement (Ctrl-C interrupts it; a malformed CSV line is the ``file_csv`` rule)."""
+        return self.run(lambda: self.con.execute(sql))
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        return self.run(lambda: self.con.execute(sql).df())
+
+    def days_of(self, ids) -> pd.DataFrame:
+        """``customer_id`` and ``day`` of the purchase days of ``ids`` (stripped ids), unsorted."""
+        from .summary_duckdb import _lit  # noqa: PLC0415
+
+        wanted = ", ".join(_lit(str(i)) for i in ids) or "NULL"
+        res = self.frame(f"SELECT cid AS customer_id, d AS day FROM {self.table} WHERE cid IN ({wanted})")
+        res["day"] = pd.to_datetime(res["day"])
+        return res
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def tables_duckdb(
@@ -227,68 +322,54 @@ def tables_duckdb(
     min_date=DEFAULT_MIN_DATE,
     max_date=None,
     implausible_dates: str = "error",
+    shared: "CustomerDays | None" = None,
     **_ignored,
 ) -> dict[str, pd.DataFrame]:
     """``days``, ``gaps``, ``holdout_last`` and ``returns`` computed by DuckDB out of core.
 
     The rows are :func:`helpers.summary_duckdb._rows_sql`'s (the summaries' policies); the log is assumed
     validated (the stage validated it: a log with rows breaking a fatal rule never gets here), so
-    ``duplicates="error"`` counts as ``"keep"``.  One scan of the log builds a temporary table of
-    customer-days (hash aggregation plus a window per customer; DuckDB spills beyond its memory limit);
-    the tables are queries on it.  Customer ids are grouped as stored and regrouped with surrounding
-    whitespace stripped only when an id has some (as the summaries do).
+    ``duplicates="error"`` counts as ``"keep"``.  The tables are queries on the customer-day table of
+    :class:`CustomerDays` (one scan of the log) plus one window per customer; ``shared`` is that table
+    when the stage has built it for every DuckDB producer, otherwise it is built here and closed.
     """
     from . import summary_duckdb as sd  # noqa: PLC0415
-    from .progress import polled  # noqa: PLC0415
 
-    lim = limits(encoding, max_abs_amount, min_date, max_date, implausible_dates)
-    duplicates = "keep" if duplicates == "error" else duplicates
-    has_amount = amount is not None
+    own = shared is None
+    if own:
+        shared = CustomerDays(source, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
+                              observation_end=observation_end, negative_amounts=negative_amounts,
+                              duplicates=duplicates, threads=threads, memory_limit=memory_limit, encoding=encoding,
+                              max_abs_amount=max_abs_amount, min_date=min_date, max_date=max_date,
+                              implausible_dates=implausible_dates)
+    has_amount = shared.has_amount
     cal = sd._date_sql(sd._day(calibration_end))
-    end_sql = sd._date_sql(sd._day(observation_end)) if observation_end is not None else None
-    with polled("log aggregates (DuckDB)", progress) as step:
-        con, own, src, run = sd._open(source, customer_id, date, amount, None, threads or sd.DEFAULT_THREADS,
-                                      memory_limit or sd.DEFAULT_MEMORY_LIMIT, step, encoding=lim.encoding)
-        try:
-            def rows(trim_ids, policy=negative_amounts):
-                return sd._rows_sql(src, customer_id, date, amount, date_format, duplicates, policy, end_sql,
-                                    lim, trim_ids)
-
-            def build(trim_ids):
-                run(lambda: con.execute("CREATE OR REPLACE TEMP TABLE clvlab_days AS "
-                                        + _days_sql(rows(trim_ids), has_amount)))
-
-            build(False)
-            ws = sd._lit(sd._WS)
-            if run(lambda: con.execute(f"SELECT bool_or(cid <> trim(cid, {ws})) FROM "
-                                       "(SELECT DISTINCT cid FROM clvlab_days)").fetchone()[0]):
-                build(True)
-                trimmed = True
-            else:
-                trimmed = False
-            spend = (", coalesce(sum(a) FILTER (WHERE d = f), 0.0) AS first_day_spend, "
-                     "coalesce(sum(a) FILTER (WHERE d > f), 0.0) AS repeat_spend" if has_amount else "")
-            days = run(lambda: con.execute(
-                f"SELECT d AS day, sum(nr)::BIGINT AS rows, count(*) FILTER (WHERE d = f) AS new_customers, "
-                f"count(*) FILTER (WHERE d > f) AS repeat_days, "
-                f"count(*) FILTER (WHERE d > f AND f <= {cal}) AS repeat_days_cal{spend} "
-                f"FROM clvlab_days GROUP BY d ORDER BY d").df())
-            gaps = run(lambda: con.execute("SELECT gap::BIGINT AS days, count(*) AS count FROM clvlab_days "
-                                           "WHERE gap IS NOT NULL GROUP BY gap ORDER BY gap").df())
-            last = run(lambda: con.execute(f"SELECT cid, max(d) AS last_day FROM clvlab_days WHERE f <= {cal} "
-                                           f"AND d > {cal} GROUP BY cid ORDER BY cid").df())
-            ret = None
-            if has_amount and negative_amounts == "returns":
-                # the rows the returns policy sets aside: the same relation with negative amounts kept
-                ret = run(lambda: con.execute(
-                    f"SELECT cid, count(DISTINCT d) FILTER (WHERE d <= {cal}) AS calibration, "
-                    f"count(DISTINCT d) FILTER (WHERE d > {cal}) AS holdout, count(DISTINCT d) AS \"full\" "
-                    f"FROM {rows(trimmed, 'error')} WHERE a < 0 GROUP BY cid ORDER BY cid").df())
-            con.execute("DROP TABLE IF EXISTS clvlab_days")
-        finally:
-            src.close()
-            if own:
-                con.close()
+    frame = shared.frame
+    try:
+        amt = ", a" if has_amount else ""
+        # the customer's first day (running minimum) and the gap to the previous day: one window
+        shared.execute(f"CREATE OR REPLACE TEMP TABLE clvlab_days AS SELECT cid, d, nr{amt}, min(d) OVER w AS f, "
+                       f"d - lag(d) OVER w AS gap FROM {shared.table} WINDOW w AS (PARTITION BY cid ORDER BY d)")
+        spend = (", coalesce(sum(a) FILTER (WHERE d = f), 0.0) AS first_day_spend, "
+                 "coalesce(sum(a) FILTER (WHERE d > f), 0.0) AS repeat_spend" if has_amount else "")
+        days = frame(f"SELECT d AS day, sum(nr)::BIGINT AS rows, count(*) FILTER (WHERE d = f) AS new_customers, "
+                     f"count(*) FILTER (WHERE d > f) AS repeat_days, "
+                     f"count(*) FILTER (WHERE d > f AND f <= {cal}) AS repeat_days_cal{spend} "
+                     f"FROM clvlab_days GROUP BY d ORDER BY d")
+        gaps = frame("SELECT gap::BIGINT AS days, count(*) AS count FROM clvlab_days "
+                     "WHERE gap IS NOT NULL GROUP BY gap ORDER BY gap")
+        last = frame(f"SELECT cid, max(d) AS last_day FROM clvlab_days WHERE f <= {cal} "
+                     f"AND d > {cal} GROUP BY cid ORDER BY cid")
+        ret = None
+        if has_amount and shared.negative_amounts == "returns":
+            # the rows the returns policy sets aside: the same relation with negative amounts kept
+            ret = frame(f"SELECT cid, count(DISTINCT d) FILTER (WHERE d <= {cal}) AS calibration, "
+                        f"count(DISTINCT d) FILTER (WHERE d > {cal}) AS holdout, count(DISTINCT d) AS \"full\" "
+                        f"FROM {shared.rows(shared.trimmed, 'error')} WHERE a < 0 GROUP BY cid ORDER BY cid")
+        shared.execute("DROP TABLE IF EXISTS clvlab_days")
+    finally:
+        if own:
+            shared.close()
     return _finish(days, gaps, last, ret, has_amount)
 
 
@@ -480,7 +561,10 @@ def customer_days(cfg, ids, stage=None) -> pd.DataFrame:
         return _days_of_frame(load_data(cfg).transactions, ids)
     ensure_data(cfg)
     fn = _days_of_duckdb if engine == "duckdb" else _days_of_spark
-    out = fn(cfg.data["path"], ids, **load_options(cfg, fn))
+    return _sorted_days(fn(cfg.data["path"], ids, **load_options(cfg, fn)))
+
+
+def _sorted_days(out: pd.DataFrame) -> pd.DataFrame:
     out = out.sort_values(["customer_id", "day"], ignore_index=True)
     out["day"] = out["day"].astype("datetime64[ns]")
     return out

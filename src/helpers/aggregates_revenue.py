@@ -301,56 +301,45 @@ def compute_duckdb(source, *, customer_id: str = "customer_id", date: str = "dat
                    duplicates: str = "keep", after_observation_end: str = "exclude", con=None, threads: int | None = None,
                    memory_limit: str | None = None, encoding: str | None = None, max_abs_amount=None, min_date=None,
                    max_date=None, implausible_dates: str = "error", cap: int | None = MIXEDLM_MAX_CUSTOMERS,
-                   max_order: int = PROFILE_MAX_ORDER) -> dict[str, pd.DataFrame]:
+                   max_order: int = PROFILE_MAX_ORDER, shared=None) -> dict[str, pd.DataFrame]:
     """The tables computed in DuckDB (out of core) from a log the stage has validated.
 
     The clean rows are :func:`helpers.summary_duckdb._rows_sql` (the summaries' validation policies: duplicates,
-    returns, rows after ``observation_end``, implausible dates, id trimming); only the compact tables come back.
+    returns, rows after ``observation_end``, implausible dates, id trimming), grouped by customer and day in
+    :class:`helpers.aggregates_log.CustomerDays`: ``shared`` when the stage has built it for every DuckDB
+    producer, otherwise built here (on ``con`` if given) and closed.  Only the compact tables come back.
     """
-    from . import summary_duckdb as sd  # noqa: PLC0415
-    from .data import DEFAULT_ENCODING, DEFAULT_MAX_ABS_AMOUNT, DEFAULT_MIN_DATE, limits  # noqa: PLC0415
-    from .progress import polled  # noqa: PLC0415
+    from .aggregates_log import CustomerDays  # noqa: PLC0415
+    from .data import DEFAULT_ENCODING, DEFAULT_MAX_ABS_AMOUNT, DEFAULT_MIN_DATE, check_policies  # noqa: PLC0415
 
-    lim = limits(encoding or DEFAULT_ENCODING, DEFAULT_MAX_ABS_AMOUNT if max_abs_amount is None else max_abs_amount,
-                 DEFAULT_MIN_DATE if min_date is None else min_date, max_date, implausible_dates)
-    sd._policy_checks(negative_amounts, duplicates)
-    if duplicates == "error":
-        duplicates = "keep"    # the stage's validation has already failed on duplicates
-    has_amounts = amount is not None
-    end = sd._day(observation_end) if observation_end is not None else None
-    threads = sd.DEFAULT_THREADS if threads is None else threads
-    memory_limit = sd.DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit
-    with polled("revenue aggregates (DuckDB)", False) as step:
-        con_, own, src, run = sd._open(source, customer_id, date, amount, con, threads, memory_limit, step,
-                                       encoding=lim.encoding)
-        tag = f"clvrev_{id(src):x}"
-        try:
-            return _duckdb_tables(con_, src, run, tag, has_amounts, cap, max_order, lambda trim: sd._rows_sql(
-                src, customer_id, date, amount, date_format, duplicates, negative_amounts,
-                sd._date_sql(end) if end is not None else None, lim, trim))
-        finally:
-            for t in ("days", "per", "cp_M", "cp_Q", "days_raw"):
-                try:
-                    con_.execute(f"DROP TABLE IF EXISTS {tag}_{t}")
-                except Exception:  # noqa: BLE001  # pragma: no cover - best effort
-                    pass
-            src.close()
-            if own:
-                con_.close()
+    check_policies(negative_amounts, duplicates)
+    own = shared is None
+    if own:
+        shared = CustomerDays(source, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
+                              observation_end=observation_end, negative_amounts=negative_amounts,
+                              duplicates=duplicates, con=con, threads=threads, memory_limit=memory_limit,
+                              encoding=encoding or DEFAULT_ENCODING,
+                              max_abs_amount=DEFAULT_MAX_ABS_AMOUNT if max_abs_amount is None else max_abs_amount,
+                              min_date=DEFAULT_MIN_DATE if min_date is None else min_date, max_date=max_date,
+                              implausible_dates=implausible_dates)
+    tag = f"clvrev_{id(shared):x}"
+    try:
+        return _duckdb_tables(shared, tag, cap, max_order)
+    finally:
+        for t in ("per", "cp_M", "cp_Q"):
+            try:
+                shared.con.execute(f"DROP TABLE IF EXISTS {tag}_{t}")
+            except Exception:  # noqa: BLE001  # pragma: no cover - best effort
+                pass
+        if own:
+            shared.close()
 
 
-def _duckdb_tables(con, src, run, tag, has_amounts, cap, max_order, rows_sql) -> dict[str, pd.DataFrame]:
-    from .summary_duckdb import _WS, _arrow, _lit, _needs_trim  # noqa: PLC0415
-
-    def q(sql):
-        return run(lambda: con.sql(sql).df())
-
-    def ex(sql):
-        run(lambda: con.execute(sql))
-
-    amt = ", sum(a) AS a" if has_amounts else ""
+def _duckdb_tables(shared, tag, cap, max_order) -> dict[str, pd.DataFrame]:
+    q, ex = shared.frame, shared.execute
+    has_amounts = shared.has_amount
     measures = _measures(has_amounts)
-    days = f"{tag}_days"
+    days = shared.table
 
     def windowed(name, inner):
         """(customer, period) rows with the customer's first, previous and next period (LAG/LEAD)."""
@@ -361,16 +350,7 @@ def _duckdb_tables(con, src, run, tag, has_amounts, cap, max_order, rows_sql) ->
 
     rev = ", sum(a) AS revenue" if has_amounts else ""
     month = f"SELECT cid, {_sql_period('d', 'M')} AS p, count(*)::DOUBLE AS purchases{rev} FROM {days} GROUP BY cid, p"
-    # per customer and purchase day, on the ids as stored; if a customer's id needs stripping (checked on
-    # one row per customer, in Arrow), the compact tables are made again from the stripped ids
-    ex(f"CREATE TEMP TABLE {days} AS SELECT cid, d{amt} FROM {rows_sql(False)} WHERE NOT bad GROUP BY cid, d")
     windowed(f"{tag}_cp_M", month)
-    if _needs_trim(_arrow(con, f"SELECT cid FROM {tag}_cp_M WHERE prev_p IS NULL").column("cid")):
-        ex(f"ALTER TABLE {days} RENAME TO {tag}_days_raw")
-        ex(f"CREATE TEMP TABLE {days} AS SELECT trim(cid, {_lit(_WS)}) AS cid, d{amt} FROM {tag}_days_raw "
-           f"GROUP BY 1, d")
-        ex(f"DROP TABLE {tag}_days_raw")
-        windowed(f"{tag}_cp_M", month)
     # quarters from months: quarter ordinal = floor(month ordinal / 3)
     rev_q = ", sum(revenue) AS revenue" if has_amounts else ""
     windowed(f"{tag}_cp_Q", f"SELECT cid, CAST(floor(p / 3) AS BIGINT) AS p, sum(purchases) AS purchases{rev_q} "
@@ -587,7 +567,8 @@ def compute(ctx) -> dict[str, pd.DataFrame]:
     if ctx.engine == "pandas":
         return compute_pandas(ctx.transactions)
     if ctx.engine == "duckdb":
-        return compute_duckdb(ctx.cfg.data["path"], **_options(ctx.cfg, compute_duckdb))
+        return compute_duckdb(ctx.cfg.data["path"], **_options(ctx.cfg, compute_duckdb),
+                              shared=getattr(ctx, "duckdb_days", None))
     if ctx.engine == "spark":
         return compute_spark(ctx.cfg.data["path"], **_options(ctx.cfg, compute_spark))
     raise ValueError(f"engine must be 'pandas', 'duckdb' or 'spark', got {ctx.engine!r}")
