@@ -15,7 +15,7 @@ import pytest
 
 from helpers import aggregates_log, segments, summary
 from helpers.aggregates import PRODUCERS, AggregateContext
-from helpers.config import ensure_data, load_config, load_data
+from helpers.config import ensure_data, load_config, load_data, load_options
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("cdnow.yaml", "cdnow-no-amounts.yaml", "simulated-retailer.yaml")
@@ -97,6 +97,20 @@ def test_stage_producers_share_one_customer_day_table_in_duckdb(logs, name, monk
     for t in [k for k in ref if k.startswith("aggregates_revenue.")]:
         pd.testing.assert_frame_equal(got[t], ref[t], check_exact=False, rtol=1e-9, atol=0, obj=t)
     assert got["aggregates_log.examples"]["customer_id"].nunique() == 6      # the unknown id has no days
+
+
+def test_duckdb_tables_with_progress_equal_tables_without(logs, shown_progress):
+    """``progress`` of tables_duckdb reaches the customer-day step it runs under; the tables do not change."""
+    cfg, _, _ = logs["cdnow.yaml"]
+    opts = load_options(cfg, aggregates_log.tables_duckdb)
+    cal = cfg.settings.calibration_end
+    off = aggregates_log.tables_duckdb(cfg.data["path"], cal, **opts, progress=False)
+    assert "log customer days (DuckDB):" not in shown_progress()
+    on = aggregates_log.tables_duckdb(cfg.data["path"], cal, **opts, progress=True)
+    assert "log customer days (DuckDB):" in shown_progress()
+    assert sorted(on) == sorted(off)
+    for name in off:
+        pd.testing.assert_frame_equal(on[name], off[name], rtol=1e-12, obj=name)   # sums in another order
 
 
 def test_spark_equals_pandas(logs, spark):

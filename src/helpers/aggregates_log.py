@@ -80,6 +80,7 @@ def compute(ctx) -> dict[str, pd.DataFrame]:
 
     cfg = ctx.cfg
     cal_end, obs_end = pd.Timestamp(ctx.calibration_end), pd.Timestamp(ctx.observation_end)
+    shared = getattr(ctx, "duckdb_days", None)       # the stage's customer-day table (DuckDB), if built
     if ctx.engine == "pandas":
         out = tables_pandas(ctx.transactions, ctx.returns, cal_end, obs_end)
         period = cfg.data.get("opportunity_period")
@@ -90,13 +91,11 @@ def compute(ctx) -> dict[str, pd.DataFrame]:
         fn = tables_duckdb if ctx.engine == "duckdb" else tables_spark
         opts = load_options(cfg, fn)
         opts["observation_end"] = obs_end
-        shared = getattr(ctx, "duckdb_days", None)
         if shared is not None:
             opts["shared"] = shared
         out = fn(cfg.data["path"], cal_end, **opts)
         out["opportunities"] = _empty_opportunities()
     ids = [str(i) for i in getattr(ctx, "example_ids", ())]
-    shared = getattr(ctx, "duckdb_days", None)
     if ctx.engine == "pandas":
         out["examples"] = _days_of_frame(ctx.transactions, ids)
     elif shared is not None and ids:
@@ -224,6 +223,9 @@ class CustomerDays:
     has_amount : bool
     trimmed : bool
         Whether the ids needed stripping.
+
+    ``progress`` is that of the module's other DuckDB steps (None: shown when longer than 2 s,
+    True: from the start, False: never); every query on the table runs under this one step.
     """
 
     def __init__(self, source, *, customer_id: str = "customer_id", date: str = "date",
@@ -231,7 +233,7 @@ class CustomerDays:
                  negative_amounts: str = "error", duplicates: str = "keep", threads: int | None = None,
                  memory_limit: str | None = None, encoding: str = DEFAULT_ENCODING,
                  max_abs_amount: float = DEFAULT_MAX_ABS_AMOUNT, min_date=DEFAULT_MIN_DATE, max_date=None,
-                 implausible_dates: str = "error", con=None, **_ignored):
+                 implausible_dates: str = "error", con=None, progress: bool | None = None, **_ignored):
         from contextlib import ExitStack  # noqa: PLC0415
 
         from . import summary_duckdb as sd  # noqa: PLC0415
@@ -243,7 +245,7 @@ class CustomerDays:
         self.negative_amounts = negative_amounts
         end_sql = sd._date_sql(sd._day(observation_end)) if observation_end is not None else None
         self._stack = ExitStack()
-        step = self._stack.enter_context(polled("log customer days (DuckDB)", False))
+        step = self._stack.enter_context(polled("log customer days (DuckDB)", progress))
         self.con, own, self.src, self.run = sd._open(source, customer_id, date, amount, con,
                                                      threads or sd.DEFAULT_THREADS,
                                                      memory_limit or sd.DEFAULT_MEMORY_LIMIT, step,
@@ -269,7 +271,6 @@ class CustomerDays:
             if self.trimmed:
                 raw = f"{self.table}_raw"
                 self.execute(f"ALTER TABLE {self.table} RENAME TO {raw}")
-                amt = ", sum(a) AS a" if self.has_amount else ""
                 self.execute(f"CREATE TEMP TABLE {self.table} AS SELECT trim(cid, {sd._lit(sd._WS)}) AS cid, d, "
                              f"sum(nr)::BIGINT AS nr{amt} FROM {raw} GROUP BY 1, d")
                 self.execute(f"DROP TABLE {raw}")
@@ -341,7 +342,7 @@ def tables_duckdb(
                               observation_end=observation_end, negative_amounts=negative_amounts,
                               duplicates=duplicates, threads=threads, memory_limit=memory_limit, encoding=encoding,
                               max_abs_amount=max_abs_amount, min_date=min_date, max_date=max_date,
-                              implausible_dates=implausible_dates)
+                              implausible_dates=implausible_dates, progress=progress)
     has_amount = shared.has_amount
     cal = sd._date_sql(sd._day(calibration_end))
     frame = shared.frame

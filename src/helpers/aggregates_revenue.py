@@ -321,7 +321,7 @@ def compute_duckdb(source, *, customer_id: str = "customer_id", date: str = "dat
                               encoding=encoding or DEFAULT_ENCODING,
                               max_abs_amount=DEFAULT_MAX_ABS_AMOUNT if max_abs_amount is None else max_abs_amount,
                               min_date=DEFAULT_MIN_DATE if min_date is None else min_date, max_date=max_date,
-                              implausible_dates=implausible_dates)
+                              implausible_dates=implausible_dates, progress=False)
     tag = f"clvrev_{id(shared):x}"
     try:
         return _duckdb_tables(shared, tag, cap, max_order)
