@@ -103,6 +103,7 @@ _B_START = 0.1                   # b * max(T) of the second free fit's start fro
 _B_STOP = 1e-2 * B_LIMIT         # b * max(T) at which a free fit is stopped as having run into the limit
 _LIMIT_GTOL = 1e-10              # max |mean gradient| (log parameters) of the limit's Newton steps from the Pareto/NBD fit
 _CLEAR_Z = 4.0                   # b / se(b) above which a free fit is taken without the limit's fit
+_B_STENCIL = 3e-3                # b * max(T) of the step of the slope and curvature at b = 0 (_b_derivatives)
 
 _GL_N = 16                       # Gauss-Legendre nodes per panel
 _PANEL_EFOLDS = 24.0             # max (slope bound x panel length) per panel
@@ -936,7 +937,7 @@ class GGompertzNBD(FrequencyModel):
                 raise ModelFitError(f"{self.label}: neither the free fit ({why}) nor the fit in the Pareto/NBD "
                                     f"limit b -> 0 ({str(exc).split('. ')[0]}) converged. {ADVICE}") from None
             return self._from_ridge(free, fixed_b=False)
-        score = float(ridge.objective(x, t_x, T, w)(limit.params.to_numpy(dtype=float))[1][2])   # dLL/db at b -> 0
+        score, dg = self._b_derivatives(ridge.objective(x, t_x, T, w), limit, t_scale)   # dLL/db at b -> 0
         if score > 0 and (free is None or objective_value(free) <= objective_value(limit) + 1e-6):
             s0 = limit.params.to_numpy(dtype=float).copy()
             s0[2] = _B_START / t_scale
@@ -946,31 +947,46 @@ class GGompertzNBD(FrequencyModel):
         if free is not None:
             why = (f"free fit at b = {free.params['b']:.3g}, log-likelihood "
                    f"{objective_value(free) - objective_value(limit):+.2g} from the limit's")
-        var_b, bound = (self._boundary_variance(ridge.objective(x, t_x, T, w), limit, score, t_scale) if se
-                        else (float("nan"), float("nan")))
+        var_b, bound = self._boundary_variance(limit, score, dg) if se else (float("nan"), float("nan"))
         note = (f"Pareto/NBD limit: the likelihood is largest as b -> 0 along beta = b * {limit.params['beta_b']:.6g} "
                 f"(slope dLL/db = {score:.4g} at b = 0; {why}); b held at {b_lim:.3g} = {B_LIMIT:g} / max(T); "
                 f"se(b) = {np.sqrt(var_b):.3g} from the curvature of the profile likelihood at b = 0, "
-                f"one-sided 95% profile bound b < {bound:.3g} (the 95% interval of b; beta's: [0, bound * beta/b])")
+                f"one-sided 95% bound of the quadratic profile b < {bound:.3g} (the 95% interval of b; beta's: [0, bound * beta/b])")
         return self._from_ridge(limit, fixed_b=True, var_b=var_b, b_upper=bound, message_extra=note)
 
     @staticmethod
-    def _boundary_variance(objective, limit, score, t_scale):
+    def _b_derivatives(objective, limit, t_scale):
+        """``dLL/db`` and ``d(gradient)/db`` at ``b = 0`` (the other parameters at the limit's fit).
+
+        Both are extrapolated to ``b = 0`` from the analytic gradient at ``b = h, 2h, 3h``
+        (``h = _B_STENCIL / max(T)``; the quadratic through the three points: ``g(0) = 3 g(h) - 3 g(2h) + g(3h)``,
+        ``g'(0) = (-5 g(h) + 8 g(2h) - 3 g(3h)) / (2h)``, errors of order ``h^3`` and ``h^2``).  At the
+        held ``b`` itself (``B_LIMIT / max(T)``) the derivative in ``b`` (``beta / b`` fixed) is a sum of
+        per-customer terms of order ``1 / b`` that cancel: its rounding error (1e-3 on CDNOW) would
+        enter the slope and, divided by the step, the curvature.
+        """
+        th = limit.params.to_numpy(dtype=float)
+        h = _B_STENCIL / t_scale
+        g = []
+        for k in (1.0, 2.0, 3.0):
+            p = th.copy()
+            p[2] = k * h
+            g.append(np.asarray(objective(p)[1], dtype=float))
+        score = float(3.0 * g[0][2] - 3.0 * g[1][2] + g[2][2])
+        return score, (-5.0 * g[0] + 8.0 * g[1] - 3.0 * g[2]) / (2.0 * h)
+
+    @staticmethod
+    def _boundary_variance(limit, score, dg):
         """Variance of ``b`` at the Pareto/NBD limit and the one-sided 95% profile-likelihood bound on ``b``.
 
         The profile log-likelihood near ``b = 0`` is ``LL_p(b) = LL_p(0) + c b - d b^2 / 2`` with ``c`` the
         slope (``score``) and ``d`` the profile information ``I_bb - I_bt I_tt^-1 I_tb`` (``t`` the other
-        four parameters, ``I_tt^-1`` their covariance from the fit at the limit; ``I_bb``, ``I_tb`` central
-        differences of the analytic gradient in ``b`` at ``b = 0.001 / max(T)``).  ``var(b) = 1 / d`` (NaN
+        four parameters, ``I_tt^-1`` their covariance from the fit at the limit; ``I_bb``, ``I_tb`` from ``dg``,
+        the derivative of the analytic gradient in ``b`` at ``b = 0``, :meth:`_b_derivatives`).  ``var(b) = 1 / d`` (NaN
         if ``d <= 0``); the bound solves ``LL_p(0) - LL_p(b) = 1.353`` (the 95% point of the
         likelihood-ratio statistic ``(chi2_0 + chi2_1) / 2`` of a parameter on its boundary).  Without
         curvature (``d <= 0``) the variance is NaN and the bound that of the linear profile, ``1.353 / -c``.
         """
-        th = limit.params.to_numpy(dtype=float).copy()
-        h = 1e-3 / t_scale
-        lo, hi = th.copy(), th.copy()
-        lo[2], hi[2] = th[2], th[2] + 2.0 * h
-        dg = (np.asarray(objective(hi)[1]) - np.asarray(objective(lo)[1])) / (2.0 * h)     # d gradient / d b
         free = [0, 1, 3, 4]
         cov_t = limit.cov.to_numpy(dtype=float)[np.ix_(free, free)]
         I_bt = -dg[free]
