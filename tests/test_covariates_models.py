@@ -530,12 +530,25 @@ def test_gamma_gamma_log_likelihood_broadcasts_per_row_gamma():
 
 def test_bgnbd_attrition_covariates_on_apparel_end_at_the_edge_with_a_warning(apparel):
     """On apparel the BG/NBD likelihood with attrition covariates keeps rising as a, b -> infinity (Channel = 0
-    customers without drop-out heterogeneity; CLVTools has no reference for this fit): the fit says so, and
-    a penalty on the coefficients gives an interior optimum."""
+    customers without drop-out heterogeneity; CLVTools has no reference for this fit): the fit says so, holds
+    b on the edge (e^8 times the no-covariate fit's b) and fits the others there, which makes the estimates
+    the same from another start (the optimiser's end point on the ridge was arbitrary); a penalty on the
+    coefficients gives an interior optimum."""
+    import helpers.models.covariates as C
+
     cal, Z = apparel
-    with pytest.warns(RuntimeWarning, match="edge of the parameter space"):
+    with pytest.warns(RuntimeWarning, match="edge of the parameter space: b = .* held there"):
         f = fit_covariate_model("bgnbd", cal, Z, Z)
-    assert "edge" in f.message and f.params["a"] > 1e5
+    nocov = fit_model("bgnbd", cal)
+    assert "edge" in f.message
+    assert f.params["b"] == pytest.approx(nocov.params["b"] * np.exp(C._EDGE_LOG), rel=1e-9)
+    assert np.isnan(f.se["b"]) and np.isfinite(f.se["a"]) and 100 < f.params["a"] < f.params["b"]
+    assert abs(np.log(f.params["a"] / nocov.params["a"])) < C._EDGE_LOG
+    with pytest.warns(RuntimeWarning, match="edge of the parameter space"):
+        g = fit_covariate_model("bgnbd", cal, Z, Z, initial_coefficients={"attrition": {"Channel": -3.0}})
+    for k in ("r", "alpha", "a", "b"):
+        assert g.params[k] == pytest.approx(f.params[k], rel=1e-6), k
+    assert g.coefficients["attrition"]["Channel"] == pytest.approx(f.coefficients["attrition"]["Channel"], rel=1e-6)
     g = fit_covariate_model("bgnbd", cal, Z, Z, penalizer=0.001)
     assert "edge" not in g.message and g.params["a"] < 100
     assert g.log_likelihood < f.log_likelihood

@@ -76,7 +76,8 @@ are mapped by the delta method ``se(theta) = theta se(log theta)`` and get the
 intervals ``exp(log theta +- z se(log theta))``, as in :mod:`.fit`; coefficients
 get ``gamma +- z se``.  A maximum at the edge of the parameter space (a base
 parameter moved by more than ``e^8`` from the no-covariate fit, or ``|gamma| > 10``)
-is reported by a RuntimeWarning and in ``message``.
+is the maximum with those parameters held on that edge (:func:`_optimise_within_edge`),
+reported by a RuntimeWarning and in ``message``; they have no standard errors.
 """
 
 from __future__ import annotations
@@ -589,13 +590,75 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
                             f"Try penalizer=... on the coefficients. {ADVICE}")
     converged = bool(np.max(np.abs(grad)) < 1e-5)
     if not converged:
-        raise ModelFitError(f"{label} did not converge ({res.message}; max |mean gradient| "
+        exc = ModelFitError(f"{label} did not converge ({res.message}; max |mean gradient| "
                             f"{np.max(np.abs(grad)):.2g}); try penalizer=... on the coefficients. {ADVICE}")
+        exc.phi = phi                    # the end point (:func:`_optimise_within_edge` goes on from it)
+        raise exc
     # a last Newton step this small (in log-parameters and coefficients) changes the Hessian by about as
     # much relative to itself: reused for the standard errors (error ~1e-4 relative)
     if H_at is None or np.max(np.abs(H_at - phi)) > 1e-4:
         H = None
     return phi, converged, str(res.message), H
+
+
+def _optimise_within_edge(total_nll, total_grad, total_hess, phi0, N, label, n_base, log_start):
+    """:func:`_optimise`, with the parameters that run off held at the edge of the parameter space.
+
+    A parameter is at the edge when a base parameter's log is more than ``_EDGE_LOG`` from the
+    no-covariate fit's (``log_start``) or a coefficient's ``|gamma|`` exceeds ``_EDGE_GAMMA``.  There
+    the likelihood still rises along a ridge (e.g. BG/NBD's ``a, b -> infinity`` with ``a / (a + b)``
+    fixed) and the optimiser's end point is arbitrary: it depends on the last bits of the
+    arithmetic, so on the machine.  The parameter furthest beyond the edge is held on it
+    and the others are fitted again, until none is beyond: the maximum on that boundary, the same
+    on any machine.  One at a time, since two parameters running off together along a ridge keep
+    their ratio only if one of them is free; the free ones start again from ``phi0`` (from the
+    end point, a held parameter's ridge partners would start far out).
+
+    Returns ``(phi, converged, message, H, held)``: ``H`` the Hessian of the free parameters (or
+    None), ``held`` index -> value of the parameters held.
+    """
+    held: dict[int, float] = {}
+
+    def beyond(phi):
+        over = []
+        for i in range(len(phi)):
+            if i not in held:
+                excess = (abs(phi[i] - log_start[i]) - _EDGE_LOG) if i < n_base else (abs(phi[i]) - _EDGE_GAMMA)
+                if excess > 0:
+                    over.append((excess, i))
+        return over
+
+    try:
+        phi, converged, message, H = _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base)
+    except ModelFitError as exc:
+        # on a ridge the free optimiser may stop short of its gradient criterion: beyond the edge, go on
+        phi = getattr(exc, "phi", None)
+        if phi is None or not beyond(phi):
+            raise
+    k = len(phi)
+    for _ in range(k - 1):
+        over = beyond(phi)
+        if not over:
+            break
+        _, i = max(over)
+        held[i] = (log_start[i] + np.sign(phi[i] - log_start[i]) * _EDGE_LOG if i < n_base
+                   else np.sign(phi[i]) * _EDGE_GAMMA)
+        free = np.array([j for j in range(k) if j not in held], dtype=int)
+        full = np.asarray(phi0, dtype=float).copy()      # the others from the start: their ridge partners moved
+        for j, v in held.items():
+            full[j] = v
+
+        def expand(u, full=full, free=free):
+            p = full.copy()
+            p[free] = u
+            return p
+
+        sub, converged, message, Hs = _optimise(
+            lambda u, e=expand: total_nll(e(u)), lambda u, e=expand, f=free: total_grad(e(u))[f],
+            lambda u, central=False, e=expand, f=free: total_hess(e(u), central=central)[np.ix_(f, f)],
+            full[free], N, label, int(np.sum(free < n_base)))
+        phi, H = expand(sub), Hs
+    return phi, converged, message, H, held
 
 
 # ---------------------------------------------------------------------------
@@ -1111,25 +1174,30 @@ def fit_covariate_model(
         return H
 
     label = model.label + " with covariates"
-    phi, converged, message, H = _optimise(total_nll, total_grad, total_hess, phi0, N, label, nb)
+    log_start = np.log([float(start.params[k]) for k in lay.base_free])
+    phi, converged, message, H, held = _optimise_within_edge(total_nll, total_grad, total_hess, phi0, N, label,
+                                                             nb, log_start)
     ll = float(value_grad(phi)[0])
     k_free = len(phi)
+    free_idx = np.array([i for i in range(k_free) if i not in held], dtype=int)
 
-    # covariance in phi, then mapped to the reported keys
+    # covariance in phi (conditional on the parameters held at the edge: zero rows), then mapped to the keys
+    cov_phi = np.zeros((k_free, k_free))
     if se:
         if H is None:
-            H = total_hess(phi, central=True)
-        cov_phi = _invert_hessian(H, label, "weakly identified parameters or collinear covariates", stacklevel=2)
+            H = total_hess(phi, central=True)[np.ix_(free_idx, free_idx)]
+        cov_phi[np.ix_(free_idx, free_idx)] = _invert_hessian(
+            H, label, "weakly identified parameters or collinear covariates", stacklevel=2)
     else:
-        cov_phi = np.full((k_free, k_free), np.nan)
-    # a maximum at the edge of the parameter space (the likelihood still rising as a parameter runs off,
-    # e.g. BG/NBD's a and b -> infinity for one covariate group: no heterogeneity in its drop-out)
-    log_start = np.log([float(start.params[k]) for k in lay.base_free])
-    edge = [f"{k} = {np.exp(v) if i < nb else v:.4g}" for i, (k, v) in enumerate(zip(lay.free_names(), phi))
-            if (i < nb and abs(v - log_start[i]) > _EDGE_LOG) or (i >= nb and abs(v) > _EDGE_GAMMA)]
-    if edge:
-        edge_note = (f"at the edge of the parameter space: {', '.join(edge)} (the likelihood keeps rising as "
-                     "they run off; their standard errors mean little); try penalizer=... or fewer covariates")
+        cov_phi[:] = np.nan
+    if held:
+        # a maximum at the edge of the parameter space (the likelihood still rising as a parameter runs off,
+        # e.g. BG/NBD's a and b -> infinity for one covariate group: no heterogeneity in its drop-out)
+        names_free = lay.free_names()
+        shown = [f"{names_free[i]} = {np.exp(v) if i < nb else v:.4g}" for i, v in held.items()]
+        edge_note = (f"at the edge of the parameter space: {', '.join(shown)} held there (the likelihood keeps "
+                     "rising as they run off; no standard errors for them, the others' are conditional on "
+                     "them); try penalizer=... or fewer covariates")
         warnings.warn(f"{label}: {edge_note}", RuntimeWarning, stacklevel=2)
         message = f"{message}; {edge_note}"
     th0 = lay.theta0(phi)
@@ -1144,8 +1212,11 @@ def fit_covariate_model(
         J[len(names) + i, nb + f] = 1.0
     cov = J @ cov_phi @ J.T
     for i, kname in enumerate(names):
-        if kname in lay.fixed:
+        if kname in lay.fixed or (kname in lay.base_free and lay.base_free.index(kname) in held):
             cov[i, :] = cov[:, i] = np.nan
+    for i, f in enumerate(lay.free_of_key):
+        if nb + f in held:
+            cov[len(names) + i, :] = cov[:, len(names) + i] = np.nan
     with np.errstate(invalid="ignore"):
         se_v = np.sqrt(np.diag(cov))
     gam = lay.gammas(phi)
