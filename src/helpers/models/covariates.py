@@ -103,6 +103,7 @@ START_SAMPLE = 100_000
 _H_ROW = 1e-5          # step in log theta of the per-row central differences
 _EDGE_LOG = 8.0        # a base parameter this far (in log) from the no-covariate fit's (x or / 3,000): the edge
 _EDGE_GAMMA = 10.0     # |gamma| beyond this (a multiplier beyond e^10): likewise
+_ROOT_STEP = 1e-3      # Newton steps this short (max, log-parameters and coefficients) may be taken on the gradient alone
 
 
 # ---------------------------------------------------------------------------
@@ -423,14 +424,20 @@ class _Objective:
         thg = per_customer_theta(self.model, th0, gam, self.Zg) if self.Zg else th0
         return np.column_stack([np.broadcast_to(np.asarray(v, dtype=float), (self.n_groups,)) for v in thg])
 
-    def hessian(self, phi, h=1e-5, central=True):
+    def hessian(self, phi, h=None, central=True):
         """Hessian of the log-likelihood in phi: ``sum_g A_g' H_g A_g``.
 
         ``log theta_g = A_g phi`` is linear in phi, so only the groups' Hessians ``H_g``
         in ``log theta_g`` are needed: central differences of each group's analytic
-        gradient, two evaluations per model parameter (not per coefficient).
-        Falls back to differences of the full gradient on the row path.
+        gradient, two evaluations per model parameter (not per coefficient), step
+        ``h = 1e-4`` (error ``h^2``; a smaller step lets the gradient's rounding through: at
+        ``a, b ~ 1e4`` its ``gammaln`` terms cancel to 1e-9, 1e-4 of the standard errors at
+        ``h = 1e-5``), or forward differences with ``h = 1e-5`` (one evaluation per parameter,
+        error ``h``: the optimiser's Newton steps).  Falls back to differences of the full
+        gradient on the row path.
         """
+        if h is None:
+            h = 1e-3 if central else 1e-5
         if not self.grouped:
             return _grad_hessian(lambda ph: np.asarray(self(ph)[1], dtype=float), phi, h=h)
         TH = self._group_thetas(phi)
@@ -504,16 +511,24 @@ def covariate_log_likelihood(model, theta0, coefficients: dict, *data, Z: dict) 
 # the optimiser
 # ---------------------------------------------------------------------------
 
+def _positive_definite(H) -> bool:
+    try:
+        np.linalg.cholesky(0.5 * (H + H.T))
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
 def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
     """L-BFGS-B on the mean negative log-likelihood, then Newton steps with the structured Hessian.
 
-    Returns ``(phi, converged, message, H)`` with ``H`` the Hessian of the total negative
-    log-likelihood at ``phi`` (None if not computed there).  Raises :class:`ModelFitError` as
+    Returns ``(phi, converged, message, H)`` with ``H`` the Hessian (central differences) of the total
+    negative log-likelihood at ``phi`` (None if not computed there).  Raises :class:`ModelFitError` as
     :func:`helpers.models.fit._minimise` does.
     """
     from scipy import optimize  # noqa: PLC0415
 
-    from .fit import _LOG_BOUND  # noqa: PLC0415
+    from .fit import _LOG_BOUND, _no_worse  # noqa: PLC0415
 
     def fun(phi):
         v = total_nll(phi) / N
@@ -564,20 +579,34 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
                                     options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
             phi = res.x
         H, H_at = None, None
-        for _ in range(6):
+        central = False
+        for _ in range(8):
             g = total_grad(phi)
             if not np.all(np.isfinite(g)) or np.max(np.abs(g)) / N < 1e-9:
                 break
-            H, H_at = total_hess(phi), phi.copy()
+            H, H_at = total_hess(phi, central=central), phi.copy()
             try:
                 step = np.linalg.solve(H, g)
             except np.linalg.LinAlgError:
                 break
             if not np.all(np.isfinite(step)) or np.max(np.abs(step)) > 1.0:
                 break
-            f0, t = fun(phi), 1.0
-            while t > 1e-3 and fun(phi - t * step) > f0:
+            # a step is taken when the objective is no worse within its rounding noise and the gradient
+            # smaller (near the optimum the decrease falls below that noise: fit._no_worse)
+            f0, t, g_mean = fun(phi), 1.0, g / N
+            while t > 1e-3 and not _no_worse(fun(phi - t * step), f0, lambda c=phi - t * step: jac(c), g_mean):
                 t *= 0.5
+            if t < 1.0 and not central:
+                # the full step failed: the forward-difference Hessian is too rough here (a ridge nearby);
+                # the following steps use central differences
+                central = True
+                continue
+            if t < 1.0 and np.max(np.abs(step)) < _ROOT_STEP and _positive_definite(H) \
+                    and np.max(np.abs(jac(phi - step))) < np.max(np.abs(g_mean)):
+                # a short Newton step that shrinks the gradient, at a minimum (H positive definite), is taken
+                # even where the objective cannot tell: near a ridge its rounding noise (gammaln of large
+                # a, b) exceeds the step's decrease
+                t = 1.0
             if t <= 1e-3:
                 break
             phi = phi - t * step
@@ -594,9 +623,10 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
                             f"{np.max(np.abs(grad)):.2g}); try penalizer=... on the coefficients. {ADVICE}")
         exc.phi = phi                    # the end point (:func:`_optimise_within_edge` goes on from it)
         raise exc
-    # a last Newton step this small (in log-parameters and coefficients) changes the Hessian by about as
-    # much relative to itself: reused for the standard errors (error ~1e-4 relative)
-    if H_at is None or np.max(np.abs(H_at - phi)) > 1e-4:
+    # the polish's last Hessian is reused for the standard errors only if it was computed at the end point
+    # by central differences (a Hessian 1e-4 away is off by about 1e-4 relative, and where it was computed
+    # depends on the optimiser's path, so on the machine's rounding)
+    if H_at is None or not central or not np.array_equal(H_at, phi):
         H = None
     return phi, converged, str(res.message), H
 
