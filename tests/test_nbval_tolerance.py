@@ -1,12 +1,12 @@
 """notebooks/conftest.py: nbval compares the numbers of JSON outputs to 6 significant digits, all else exactly."""
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 from nbformat import NotebookNode
 
-from conftest import ROOT
-
+ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("nbval_tolerance", ROOT / "notebooks" / "conftest.py")
 tol = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tol)
