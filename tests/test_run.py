@@ -260,3 +260,34 @@ def test_a_run_starts_the_notebook_that_took_longest_last_time_first(project):
     assert last.name in run["notebook_order_from"]
     assert [nb["name"] for nb in run["notebooks"]] == ["good", "longer"]   # the record keeps the config order
     assert all(nb["status"] == "ok" for nb in run["notebooks"])
+
+
+def test_the_engine_writes_the_output_notebook_once_not_at_every_cell(tmp_path, monkeypatch):
+    """papermill writes the output notebook at the start and end of every cell (here 2 + 2 x 4 writes); the run's
+    engine writes it when the notebook ends, with every cell's outputs, and on failure with the failed cell."""
+    import papermill as pm
+    import papermill.engines as engines
+
+    from helpers.run import ENGINE_NAME, KERNEL_NAME, _saving_engine
+
+    _saving_engine()
+    writes = []
+    real = engines.write_ipynb
+    monkeypatch.setattr(engines, "write_ipynb", lambda nb, path: (writes.append(path), real(nb, path)))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"print({i})") for i in range(4)]
+    src, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, src)
+    for engine, expected in ((None, 10), (ENGINE_NAME, 1)):
+        writes.clear()
+        pm.execute_notebook(str(src), str(out), kernel_name=KERNEL_NAME, progress_bar=False, engine_name=engine)
+        assert len(writes) == expected, engine
+        done = nbformat.read(out, as_version=4)
+        assert [c.outputs[0]["text"] for c in done.cells] == ["0\n", "1\n", "2\n", "3\n"]
+    nb.cells[2] = nbformat.v4.new_code_cell("raise ValueError('cell 3')")
+    nbformat.write(nb, src)
+    writes.clear()
+    with pytest.raises(pm.PapermillExecutionError):
+        pm.execute_notebook(str(src), str(out), kernel_name=KERNEL_NAME, progress_bar=False, engine_name=ENGINE_NAME)
+    failed = [c for c in nbformat.read(out, as_version=4).cells if c.metadata.get("papermill", {}).get("exception")]
+    assert len(failed) == 1 and "cell 3" in failed[0].outputs[-1]["evalue"]

@@ -215,6 +215,51 @@ class QuietKernelManager(AsyncKernelManager):
     interrupt_kernel = _async_interrupt_kernel
 
 
+#: papermill engine name of :func:`_saving_engine`.
+ENGINE_NAME = "clv-lab"
+
+
+def _saving_engine():
+    """papermill's nbclient engine, writing the output notebook less often (registered as :data:`ENGINE_NAME`).
+
+    papermill writes the whole output notebook (its figures included) at the start and the end of
+    every cell: about 60 writes per report, 6 of the 28 s of the CDNOW collection.  This engine
+    writes it when the notebook ends, however it ends (papermill's ``notebook_complete`` runs in a
+    ``finally``: a failed or timed-out cell is in the file, with its status), and meanwhile at most
+    every ``autosave_cell_every`` seconds (papermill's default, 30 s), so a long run can still be
+    watched.  Built on first use: papermill is a heavy import.
+    """
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines  # noqa: PLC0415
+
+    class _Manager(NotebookExecutionManager):
+        final = False
+
+        def save(self, **kwargs):
+            if self.final or (self.now() - self.last_save_time).total_seconds() >= self.autosave_cell_every:
+                super().save(**kwargs)
+
+        def notebook_complete(self, **kwargs):
+            self.final = True
+            super().notebook_complete(**kwargs)
+
+    class _Engine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            nb_man = _Manager(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                              autosave_cell_every=autosave_cell_every)
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
+
+    papermill_engines.register(ENGINE_NAME, _Engine)
+    return _Engine
+
+
 # ---------------------------------------------------------------------------
 # Warm kernels: started while the stage computes
 # ---------------------------------------------------------------------------
@@ -345,6 +390,7 @@ def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provena
     """
     import papermill as pm  # noqa: PLC0415
 
+    _saving_engine()
     nb_dir.mkdir(exist_ok=True)
     out_nb = nb_dir / f"{spec.name}.ipynb"
     entry: dict[str, Any] = {"name": spec.name, "path": str(spec.path), "status": "running",
@@ -356,7 +402,7 @@ def _execute_notebook(spec, cfg: Config, nb_dir: Path, kernel_name: str, provena
         pm.execute_notebook(
             str(spec.path), str(out_nb), parameters=params, kernel_name=kernel_name,
             cwd=str(spec.path.parent), progress_bar=False, log_output=False,
-            execution_timeout=cfg.cell_timeout_s, request_save_on_cell_execute=True,
+            execution_timeout=cfg.cell_timeout_s, engine_name=ENGINE_NAME,
             kernel_manager_class=QuietKernelManager, **({"km": km} if km is not None else {}),
         )
         entry["status"] = "ok"
