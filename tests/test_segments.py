@@ -786,3 +786,38 @@ def test_capture_difference_subsampled_se_is_calibrated():
         good, worse, value, 0.2, n_boot=50, seed=3, max_customers=None)
     with pytest.raises(ValueError, match="max_customers"):
         capture_difference(good, worse, value, max_customers=1)
+
+
+@pytest.mark.parametrize("amounts", [True, False])
+def test_verdict_by_model_equals_each_models_own_segmentation(amounts):
+    """verdict_by_model (no month-by-month frames for the other models) against segment_customers run for every
+    model and counted by hand, on a simulated base with and without amounts."""
+    from helpers.models import fit_gamma_gamma, fit_model
+    from helpers.segments import verdict_by_model
+    from helpers.simulate import simulate_bgnbd
+
+    sim = simulate_bgnbd(3000, r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, gamma=15.44,
+                         observation_days=273, acquisition_days=84, seed=3)
+    s = sim.summary()
+    s = s[(s["x"] == 0) | (s["m_x"] > 0)]
+    if not amounts:
+        s = s.drop(columns=["m_x"])
+    fits = {n: fit_model(n, s, time_unit="W") for n in ("bgnbd", "pareto_nbd", "mbgnbd")}
+    g = fit_gamma_gamma(s, warn=False) if amounts else None
+    rules = dict(horizon_months=12, margin=0.3 if amounts else 1.0, monthly_discount_rate=0.01,
+                 costs=CostModel(3.0, 0.25) if amounts else CostModel(), time_unit="W")
+    tables = {n: segment_customers(f, g, s, **rules)[0] for n, f in fits.items()}
+    got = verdict_by_model(fits, "pareto_nbd", tables["pareto_nbd"], g, s, **rules)
+    assert list(got.index) == list(fits)
+    mvc = tables["pareto_nbd"]["segment"] == "MVC"
+    for n, t in tables.items():
+        assert got.loc[n, "BZ"] == (t["segment"] == "BZ").sum()
+        assert got.loc[n, "share BZ"] == pytest.approx((t["segment"] == "BZ").mean(), abs=0)
+        assert got.loc[n, "P(alive) of one-time buyers"] == pytest.approx(t.loc[t["x"] == 0, "p_alive"].mean(),
+                                                                         rel=1e-12)
+        assert got.loc[n, "net equity"] == pytest.approx(t["net_clv"].sum(), rel=1e-12)
+        assert got.loc[n, "MVC overlap"] == pytest.approx(((t["segment"] == "MVC") & mvc).sum() / mvc.sum(), abs=0)
+    assert got.loc["pareto_nbd", "MVC overlap"] == 1.0
+    assert (got["BZ"] > 0).any() == amounts      # costs only in money
+    with pytest.raises(ValueError, match="index"):
+        verdict_by_model(fits, "pareto_nbd", tables["pareto_nbd"].iloc[::-1], g, s, **rules)

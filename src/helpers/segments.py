@@ -91,6 +91,7 @@ from .models.base import unique_rows
 from .value import clv_kernel, discount_factors  # discount_factors re-exported: costs and margin share one discounting
 
 __all__ = [
+    "verdict_by_model",
     "CostModel",
     "SEGMENT_ORDER",
     "discount_factors",
@@ -703,19 +704,64 @@ def segment_customers(
     return table, purchases, alive
 
 
+def verdict_by_model(fits, chosen: str, chosen_table: pd.DataFrame, spend_fit, summary: pd.DataFrame,
+                     **rules) -> pd.DataFrame:
+    """Each fitted model's segmentation of the same customers under the same rules, beside the chosen one's.
+
+    Parameters
+    ----------
+    fits : mapping
+        Model name -> frequency fit on ``summary`` (the run's full-period fits).
+    chosen : str
+        The report's model; its segmentation is ``chosen_table`` (:func:`segment_customers`'s table).
+    spend_fit, summary, **rules
+        As in :func:`segment_customers` (the rules that formed ``chosen_table``).
+
+    Returns
+    -------
+    DataFrame
+        One row per model (``fits``' order): ``BZ`` (customers below zero), ``share BZ``,
+        ``P(alive) of one-time buyers`` (mean; NaN without any), ``net equity`` (sum of net CLV)
+        and ``MVC overlap`` (share of the chosen model's MVCs that are MVCs under this one).
+        The other models' values come without the month-by-month frames of
+        :func:`segment_customers` (customers x months, two per model), which are not needed here.
+    """
+    if not chosen_table.index.equals(summary.index):
+        raise ValueError("chosen_table must have summary's index (segment_customers of summary)")
+    mvc = chosen_table["segment"].eq("MVC").to_numpy()
+    one_time = summary["x"].to_numpy() == 0
+    rows = {}
+    for name, fit in fits.items():
+        if name == chosen:
+            segment, net = chosen_table["segment"], chosen_table["net_clv"]
+            p_one = chosen_table["p_alive"].to_numpy()[one_time]
+        else:
+            vals = _segment_values(fit, spend_fit, summary, **rules, dense=False, check=True)[0]
+            segment, net = vals["segment"], vals["net_clv"]
+            p_one = np.asarray(fit.p_alive(summary[one_time]), dtype=float) if one_time.any() else np.zeros(0)
+        bz = segment.eq("BZ").to_numpy()
+        rows[name] = {"BZ": int(bz.sum()), "share BZ": float(bz.mean()),
+                      "P(alive) of one-time buyers": float(p_one.mean()) if len(p_one) else np.nan,
+                      "net equity": float(net.sum()),
+                      "MVC overlap": float((segment.eq("MVC").to_numpy() & mvc).sum() / max(int(mvc.sum()), 1))}
+    return pd.DataFrame(rows).T
+
+
 def _segment_values(model_fit, spend_fit, summary, horizon_months, margin, monthly_discount_rate, costs,
                     mvc_share=0.2, mgc_share=0.2, time_unit="W", uplift_quantile=0.75, uplift_groups=5,
-                    return_rate=0.0, extra_cost_per_active_month=0.0, value_per_purchase=None, dense=True):
+                    return_rate=0.0, extra_cost_per_active_month=0.0, value_per_purchase=None, dense=True,
+                    check=None):
     """The values and segments of :func:`segment_customers` without its history columns:
     ``(value_and_segment table, purchases_by_month, p_alive_by_month)`` (the holdout interval needs no more;
     without ``dense`` no month-by-month frames: ``(table, factors, None)``, ``factors`` the ``(x, T)``
-    factorisation of :func:`_monthly_sums` (``rows``, ``inv``, ``p_alive``, ``p_alive_rows``) or None)."""
+    factorisation of :func:`_monthly_sums` (``rows``, ``inv``, ``p_alive``, ``p_alive_rows``) or None).
+    ``check``: :func:`_monthly_sums`'s (default ``dense``)."""
     rr = return_rate.reindex(summary.index).fillna(0.0) if isinstance(return_rate, pd.Series) else return_rate
     ec = (extra_cost_per_active_month.reindex(summary.index).fillna(0.0)
           if isinstance(extra_cost_per_active_month, pd.Series) else extra_cost_per_active_month)
     per_purchase, margin = _per_purchase(spend_fit, summary, margin, costs, value_per_purchase, ec)
     sums, purchases, alive = _monthly_sums(model_fit, summary, horizon_months, time_unit, monthly_discount_rate,
-                                           dense=dense, check=dense)
+                                           dense=dense, check=dense if check is None else check)
     spend = pd.Series(per_purchase, index=summary.index)
     potential = (spend_uplift_potential(summary["x"], spend, quantile=uplift_quantile, n_groups=uplift_groups)
                  if spend_fit is not None else spend)
