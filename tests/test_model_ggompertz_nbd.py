@@ -27,7 +27,8 @@ there (CDNOW: slope -7.24 per unit of b, i.e. 0.0073 at b = 0.001).  Hence, on C
 * r and alpha are identified to their standard errors (0.048, 0.84); along the ridge, within 0.01 of the
   maximum (b <= 0.0014), they move by less than 1e-4 and 1e-5;
 * s moves along the ridge from 0.606 (b -> 0) to 0.589 (b = 0.0014); beta / b from 11.67 to 11.30;
-* b is only bounded: within 0.01 of the maximum b <= 0.0014; one-sided 95% bound b < 0.091 (quadratic profile; the profile itself crosses near 0.10);
+* b is only bounded: within 0.01 of the maximum b <= 0.0014; one-sided 95% bound b < 0.091 (quadratic
+  profile; the profile itself crosses near 0.10);
 * beta is not identified on its own (beta ~ 11.5 b on the ridge).
 
 The published estimates are points of that ridge: at b = 0.000224 (the b in the paper's rounding interval
@@ -215,7 +216,8 @@ def test_profile_likelihood_measures_the_ridge(cdnow, cdnow_fit):
     """The profile log-likelihood in b falls from the limit linearly (slope -7.24 = the reported score),
     stays within 0.01 of the maximum up to b = 0.0014 (r, alpha almost fixed, s and beta/b drifting), its
     curvature at b = 0 is the reported 1 / se(b)^2, and it crosses the one-sided 95% likelihood-ratio level
-    1.353 a little above the reported bound (0.091, that of the quadratic profile: the profile bends less further out)."""
+    1.353 a little above the reported bound (0.091, that of the quadratic profile: the profile bends less
+    further out)."""
     f = cdnow_fit
     prof = {b: M.fit(*cdnow, b=b, se=False) for b in (0.001, 0.0014, 0.002, 0.05, 0.1)}
     drop = {b: f.log_likelihood - g.log_likelihood for b, g in prof.items()}

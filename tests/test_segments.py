@@ -816,7 +816,8 @@ def test_verdict_by_model_equals_each_models_own_segmentation(amounts):
         assert got.loc[n, "P(alive) of one-time buyers"] == pytest.approx(t.loc[t["x"] == 0, "p_alive"].mean(),
                                                                          rel=1e-12)
         assert got.loc[n, "net equity"] == pytest.approx(t["net_clv"].sum(), rel=1e-12)
-        assert got.loc[n, "MVC overlap"] == pytest.approx(((t["segment"] == "MVC") & mvc).sum() / mvc.sum(), abs=0)
+        overlap = ((t["segment"] == "MVC") & mvc).sum() / mvc.sum()
+        assert got.loc[n, "MVC overlap"] == pytest.approx(overlap, abs=0)
     assert got.loc["pareto_nbd", "MVC overlap"] == 1.0
     assert (got["BZ"] > 0).any() == amounts      # costs only in money
     with pytest.raises(ValueError, match="index"):

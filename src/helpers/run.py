@@ -217,18 +217,23 @@ class QuietKernelManager(AsyncKernelManager):
 
 #: papermill engine name of :func:`_saving_engine`.
 ENGINE_NAME = "clv-lab"
+_ENGINE = None     # the engine class, once registered in this process
 
 
 def _saving_engine():
     """papermill's nbclient engine, writing the output notebook less often (registered as :data:`ENGINE_NAME`).
 
     papermill writes the whole output notebook (its figures included) at the start and the end of
-    every cell: about 60 writes per report, 6 of the 28 s of the CDNOW collection.  This engine
+    every cell: about 60 writes per report (the CDNOW collection took 33.8 s with them, 26.0 s
+    without, on one machine).  This engine
     writes it when the notebook ends, however it ends (papermill's ``notebook_complete`` runs in a
     ``finally``: a failed or timed-out cell is in the file, with its status), and meanwhile at most
     every ``autosave_cell_every`` seconds (papermill's default, 30 s), so a long run can still be
     watched.  Built on first use: papermill is a heavy import.
     """
+    global _ENGINE
+    if _ENGINE is not None:
+        return _ENGINE
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines  # noqa: PLC0415
 
     class _Manager(NotebookExecutionManager):
@@ -257,6 +262,7 @@ def _saving_engine():
             return nb_man.nb
 
     papermill_engines.register(ENGINE_NAME, _Engine)
+    _ENGINE = _Engine
     return _Engine
 
 

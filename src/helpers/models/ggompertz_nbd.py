@@ -951,7 +951,8 @@ class GGompertzNBD(FrequencyModel):
         note = (f"Pareto/NBD limit: the likelihood is largest as b -> 0 along beta = b * {limit.params['beta_b']:.6g} "
                 f"(slope dLL/db = {score:.4g} at b = 0; {why}); b held at {b_lim:.3g} = {B_LIMIT:g} / max(T); "
                 f"se(b) = {np.sqrt(var_b):.3g} from the curvature of the profile likelihood at b = 0, "
-                f"one-sided 95% bound of the quadratic profile b < {bound:.3g} (the 95% interval of b; beta's: [0, bound * beta/b])")
+                f"one-sided 95% bound of the quadratic profile b < {bound:.3g} (the 95% interval of b; "
+                f"beta's: [0, bound * beta/b])")
         return self._from_ridge(limit, fixed_b=True, var_b=var_b, b_upper=bound, message_extra=note)
 
     @staticmethod
