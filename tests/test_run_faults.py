@@ -319,3 +319,32 @@ def test_results_are_byte_identical_whatever_the_row_order_or_line_endings(tmp_p
     parsed = json.loads(results[0])
     assert parsed["customers"] == 30 and len(parsed["x"]) == 30
     assert sum(parsed["x"]) > 0 and sum(parsed["holdout"]["x_star"]) > 0      # not a trivial log
+
+
+# ---------------------------------------------------------------------------
+# a killed runner leaves no workers or kernels behind
+# ---------------------------------------------------------------------------
+
+def test_killed_runner_leaves_no_worker_or_kernel_behind(project):
+    """SIGKILL of the runner alone (not of its process group: a scheduler may kill just the command) while two
+    notebooks run in two workers: the workers and every kernel end by themselves within seconds (without
+    helpers.run._worker_init the workers stayed, idle, with their kernels)."""
+    import psutil
+
+    tmp, log = project
+    flags = [tmp / "a-started", tmp / "b-started"]
+    for name, flag in zip("ab", flags):
+        make_notebook(tmp / f"{name}.ipynb", f"open({str(flag)!r}, 'w').close()\nimport time\ntime.sleep(120)")
+    cfg = make_config(tmp, "killed", log, ["a.ipynb", "b.ipynb"])
+    proc = start(cfg, tmp / "reports", "--jobs", "2")
+    try:
+        wait_for(lambda: all(f.exists() for f in flags), what="both notebooks to start")
+        left = psutil.Process(proc.pid).children(recursive=True)
+        kernels = [p for p in left if "ipykernel" in " ".join(p.cmdline())]
+        assert len(kernels) >= 2 and len(left) >= 4                 # two workers, their kernels
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        gone, alive = psutil.wait_procs(left, timeout=30)
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        kill_group(proc)

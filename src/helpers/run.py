@@ -348,6 +348,51 @@ def warm_kernel(kernel_name: str, cwd: str, modules: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+#: Seconds a notebook worker has, after SIGTERM, to shut its kernels down before it exits (:func:`_worker_init`).
+_TERM_GRACE_S = 5.0
+
+
+def _worker_init(runner_pid: int) -> None:
+    """Initializer of the notebook workers: a worker ends with the runner, and shuts its kernels down.
+
+    A worker holds kernels (its warm kernel, the running notebook's).  Without this, a runner
+    that is killed (a scheduler's timeout, SIGKILL, a lost terminal) leaves its workers idle
+    with their kernels, each holding memory, until someone finds them.  On Linux the worker asks
+    the kernel for SIGTERM when the runner dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a
+    thread watches the runner's pid.  In a worker SIGTERM raises ``SystemExit``, so that the
+    kernels are shut down on the way out (papermill's and nbclient's cleanup, :func:`_shutdown_warm`),
+    and the worker exits :data:`_TERM_GRACE_S` seconds later whatever it is doing.
+    """
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    def terminate(signum, frame):
+        # SystemExit unwinds papermill and nbclient, which shut their kernels down; the pool's worker loop
+        # catches it as a task's error and would wait for the next task, so the process ends a few seconds
+        # later in any case
+        threading.Timer(_TERM_GRACE_S, os._exit, args=(128 + signum,)).start()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes  # noqa: PLC0415
+
+            armed = ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM)) == 0   # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if not armed:
+        def watch():
+            while os.getppid() == runner_pid:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="clv-lab-runner-watch", daemon=True).start()
+    if os.getppid() != runner_pid:          # the runner died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _shutdown_warm() -> None:
     from jupyter_core.utils import run_sync  # noqa: PLC0415
 
@@ -668,7 +713,8 @@ def run_config(
     pool = warming = None
     if jobs > 1 and n > 1:
         ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked kernel/zmq state
-        pool = ProcessPoolExecutor(max_workers=min(jobs, n), mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=min(jobs, n), mp_context=ctx, initializer=_worker_init,
+                                   initargs=(os.getpid(),))
         cwds = [str(spec.path.parent) for spec in cfg.notebooks]
         modules = notebook_imports([spec.path for spec in cfg.notebooks])
         warming = [pool.submit(warm_kernel, kernel_name, max(set(cwds), key=cwds.count), modules)
