@@ -231,15 +231,18 @@ class CustomerDays:
     def __init__(self, source, *, customer_id: str = "customer_id", date: str = "date",
                  amount: str | None = "amount", date_format: str | None = None, observation_end=None,
                  negative_amounts: str = "error", duplicates: str = "keep", threads: int | None = None,
-                 memory_limit: str | None = None, encoding: str = DEFAULT_ENCODING,
-                 max_abs_amount: float = DEFAULT_MAX_ABS_AMOUNT, min_date=DEFAULT_MIN_DATE, max_date=None,
+                 memory_limit: str | None = None, encoding: str | None = DEFAULT_ENCODING,
+                 max_abs_amount: float | None = DEFAULT_MAX_ABS_AMOUNT, min_date=DEFAULT_MIN_DATE, max_date=None,
                  implausible_dates: str = "error", con=None, progress: bool | None = None, **_ignored):
         from contextlib import ExitStack  # noqa: PLC0415
 
         from . import summary_duckdb as sd  # noqa: PLC0415
         from .progress import polled  # noqa: PLC0415
 
-        lim = limits(encoding, max_abs_amount, min_date, max_date, implausible_dates)
+        # None: the default (the revenue producer's options come as None when not configured)
+        lim = limits(encoding or DEFAULT_ENCODING,
+                     DEFAULT_MAX_ABS_AMOUNT if max_abs_amount is None else max_abs_amount,
+                     DEFAULT_MIN_DATE if min_date is None else min_date, max_date, implausible_dates)
         duplicates = "keep" if duplicates == "error" else duplicates
         self.has_amount = amount is not None
         self.negative_amounts = negative_amounts

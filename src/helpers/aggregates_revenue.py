@@ -310,7 +310,7 @@ def compute_duckdb(source, *, customer_id: str = "customer_id", date: str = "dat
     producer, otherwise built here (on ``con`` if given) and closed.  Only the compact tables come back.
     """
     from .aggregates_log import CustomerDays  # noqa: PLC0415
-    from .data import DEFAULT_ENCODING, DEFAULT_MAX_ABS_AMOUNT, DEFAULT_MIN_DATE, check_policies  # noqa: PLC0415
+    from .data import check_policies  # noqa: PLC0415
 
     check_policies(negative_amounts, duplicates)
     own = shared is None
@@ -318,10 +318,8 @@ def compute_duckdb(source, *, customer_id: str = "customer_id", date: str = "dat
         shared = CustomerDays(source, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
                               observation_end=observation_end, negative_amounts=negative_amounts,
                               duplicates=duplicates, con=con, threads=threads, memory_limit=memory_limit,
-                              encoding=encoding or DEFAULT_ENCODING,
-                              max_abs_amount=DEFAULT_MAX_ABS_AMOUNT if max_abs_amount is None else max_abs_amount,
-                              min_date=DEFAULT_MIN_DATE if min_date is None else min_date, max_date=max_date,
-                              implausible_dates=implausible_dates, progress=False)
+                              encoding=encoding, max_abs_amount=max_abs_amount, min_date=min_date,
+                              max_date=max_date, implausible_dates=implausible_dates, progress=False)
     tag = f"clvrev_{id(shared):x}"
     try:
         return _duckdb_tables(shared, tag, cap, max_order)
