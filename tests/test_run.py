@@ -262,6 +262,40 @@ def test_a_run_starts_the_notebook_that_took_longest_last_time_first(project):
     assert all(nb["status"] == "ok" for nb in run["notebooks"])
 
 
+def test_kernels_run_in_parallel_share_the_cores_among_their_thread_pools(project, monkeypatch):
+    """With two notebooks at a time on four cores each kernel's BLAS/OpenMP pools get two threads (the
+    kernels report what they see); a variable the user set is left as it is."""
+    from helpers import run as run_mod
+
+    body = ("import os\nreport.record_results({k: os.environ.get(k) for k in "
+            "('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')})")
+    make_notebook(project / "env1.ipynb", body)
+    make_notebook(project / "env2.ipynb", body)
+    cfg = make_config(project, "threads", ["env1.ipynb", "env2.ipynb"])
+    for name in run_mod.THREAD_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setattr(run_mod.os, "cpu_count", lambda: 4)
+    out = project / "reports"
+    assert main(["run", str(cfg), "--output-dir", str(out), "--quiet", "--jobs", "2"]) == 0
+    run = json.loads((out / "threads" / "latest" / "run.json").read_text())
+    seen = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "2"}
+    for nb in run["notebooks"]:
+        assert {k: nb["results"][k] for k in seen} == seen
+    assert {k: run["kernel_thread_env"][k] for k in seen} == seen
+    assert "OPENBLAS_NUM_THREADS" not in os.environ          # the runner's own environment is not changed
+
+
+def test_kernel_threads_divide_the_cores():
+    from helpers.run import cap_threads, kernel_threads
+
+    assert [kernel_threads(j, cpus=4) for j in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
+    assert kernel_threads(2, cpus=1) == 1
+    env = {"MKL_NUM_THREADS": "7"}
+    got = cap_threads(2, env)
+    assert got["MKL_NUM_THREADS"] == "7" and got["OPENBLAS_NUM_THREADS"] == "2" and env == got
+
+
 def test_the_engine_writes_the_output_notebook_once_not_at_every_cell(tmp_path, monkeypatch):
     """papermill writes the output notebook at the start and end of every cell (here 2 + 2 x 4 writes); the run's
     engine writes it when the notebook ends, with every cell's outputs, and on failure with the failed cell."""
