@@ -9,22 +9,12 @@ On this project's 2-core machines the nbval run of the six notebooks took
 27.1 s with the default pools and 21.5 s with one thread per worker.
 """
 
-import os
-
-
-def _workers(config) -> int:
-    n = getattr(config.option, "numprocesses", None)
-    if n in ("auto", "logical"):
-        cpus = os.cpu_count() or 1
-        cap = getattr(config.option, "maxprocesses", None)
-        return min(cpus, cap) if cap else cpus
-    return int(n or 0)
-
 
 def pytest_configure(config):
     if hasattr(config, "workerinput"):      # an xdist worker: the controller set the environment it inherits
         return
-    workers = _workers(config)
+    # xdist has resolved ``-n auto`` and ``--maxprocesses`` by now (its pytest_cmdline_main): one "popen" per worker
+    workers = len(getattr(config.option, "tx", None) or [])
     if workers > 1:
         from helpers.run import cap_threads, kernel_threads
 

@@ -378,10 +378,10 @@ def cap_threads(threads: int, environ=None) -> dict[str, str]:
     return {name: env[name] for name in THREAD_ENV}
 
 
-def _worker_init(runner_pid: int, threads: int | None = None) -> None:
+def _worker_init(runner_pid: int, thread_env: dict[str, str] | None = None) -> None:
     """Initializer of the notebook workers: a worker ends with the runner, and shuts its kernels down;
-    with ``threads``, the kernels it starts size their numerical thread pools to it (:func:`cap_threads`,
-    :func:`kernel_threads`: they inherit the worker's environment).
+    ``thread_env`` (the runner's :func:`cap_threads`) goes into the worker's environment, which the kernels
+    it starts inherit.
 
     A worker holds kernels (its warm kernel, the running notebook's).  Without this, a runner
     that is killed (a scheduler's timeout, SIGKILL, a lost terminal) leaves its workers idle
@@ -394,8 +394,8 @@ def _worker_init(runner_pid: int, threads: int | None = None) -> None:
     import signal  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
-    if threads is not None:
-        cap_threads(threads)
+    if thread_env:
+        os.environ.update(thread_env)
 
     def terminate(signum, frame):
         # SystemExit unwinds papermill and nbclient, which shut their kernels down; the pool's worker loop
@@ -745,10 +745,9 @@ def run_config(
     if jobs > 1 and n > 1:
         ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked kernel/zmq state
         workers = min(jobs, n)
-        threads = kernel_threads(workers)
-        run["kernel_thread_env"] = cap_threads(threads, dict(os.environ))   # what the kernels will see
+        run["kernel_thread_env"] = cap_threads(kernel_threads(workers), dict(os.environ))  # what the kernels see
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                   initargs=(os.getpid(), threads))
+                                   initargs=(os.getpid(), run["kernel_thread_env"]))
         cwds = [str(spec.path.parent) for spec in cfg.notebooks]
         modules = notebook_imports([spec.path for spec in cfg.notebooks])
         warming = [pool.submit(warm_kernel, kernel_name, max(set(cwds), key=cwds.count), modules)
