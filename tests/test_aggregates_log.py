@@ -292,3 +292,55 @@ def test_tables_survive_the_stage_files(logs, tmp_path):
         back = pd.read_parquet(path)
         pd.testing.assert_frame_equal(back, frame, check_index_type=True, obj=name)
         assert back.attrs == frame.attrs and frame.attrs["calibration_end"] == "1997-09-30"
+
+
+# ---------------------------------------------------------------------------
+# the stage's DuckDB summaries from the customer-day table (one scan of the log)
+# ---------------------------------------------------------------------------
+
+def _assert_summaries_equal(got: pd.DataFrame, ref: pd.DataFrame, obj: str):
+    pd.testing.assert_index_equal(got.index, ref.index, exact=True, obj=obj)
+    assert list(got.columns) == list(ref.columns), obj
+    for col in ref.columns:
+        if pd.api.types.is_float_dtype(ref[col]):       # spend: day sums added in another order
+            np.testing.assert_allclose(got[col].to_numpy(), ref[col].to_numpy(), rtol=1e-10, atol=1e-9,
+                                       err_msg=f"{obj}.{col}")
+        else:
+            pd.testing.assert_series_equal(got[col], ref[col], check_exact=True, obj=f"{obj}.{col}")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_summaries_from_the_customer_day_table_equal_the_pandas_summaries(logs, name):
+    cfg, td, t = logs[name]
+    s = cfg.settings
+    obs = pd.Timestamp(t["days"].attrs["observation_end"])
+    opts = load_options(cfg, aggregates_log.CustomerDays)
+    opts["observation_end"] = obs
+    with aggregates_log.CustomerDays(cfg.data["path"], **opts) as days:
+        cal, full = days.summaries(s.calibration_end, obs, s.time_unit)
+    _assert_summaries_equal(cal, summary.calibration_holdout(td.transactions, s.calibration_end, obs, s.time_unit),
+                            f"{name} calibration")
+    _assert_summaries_equal(full, summary.rfm_summary(td.transactions, obs, s.time_unit), f"{name} full")
+    assert cal["x_star"].sum() > 0 and full["x"].sum() > cal["x"].sum()
+
+
+@pytest.mark.parametrize("dup", ["keep", "drop"])
+@pytest.mark.parametrize("unit", ["D", "W"])
+def test_summaries_from_the_customer_day_table_under_the_validation_policies(tmp_path, dup, unit):
+    """Returns set aside, a padded id (" b" is b), duplicates kept or dropped, a customer who only
+    returned (e) and one who arrives after the calibration end: the pandas engine's summaries."""
+    from helpers.data import load_transactions
+
+    path = tmp_path / "log.csv"
+    path.write_text("customer_id,date,amount\n" + "".join(",".join(r) + "\n" for r in RETURN_ROWS))
+    kw = dict(date_format="%Y-%m-%d", negative_amounts="returns", duplicates=dup)
+    cal_end, obs = "2020-01-31", pd.Timestamp("2020-03-15")
+    tx = load_transactions(path, observation_end=obs, **kw).transactions
+    with aggregates_log.CustomerDays(path, observation_end=obs, **kw) as days:
+        assert days.trimmed
+        cal, full = days.summaries(cal_end, obs, unit)
+    ref_cal = summary.calibration_holdout(tx, cal_end, obs, unit)
+    _assert_summaries_equal(cal, ref_cal, "calibration")
+    _assert_summaries_equal(full, summary.rfm_summary(tx, obs, unit), "full")
+    assert list(full.index) == ["a", "b", "c", "d"] and list(cal.index) == ["a", "b", "d"]   # c arrives in February
+    assert full.loc["a", "total_spend"] == (17.0 if dup == "keep" else 12.0)

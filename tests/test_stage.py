@@ -235,9 +235,28 @@ def test_candidate_models_are_checked(tmp_path, body, message):
     assert message in str(err.value)
 
 
-def test_duckdb_engine_gives_the_same_stage(tmp_path, paper):
+def test_duckdb_engine_gives_the_same_stage(tmp_path, paper, monkeypatch):
+    """The DuckDB stage groups the log by customer and day once: its summaries and every aggregate come from
+    that one table (closed when the stage is done), and equal the pandas stage's."""
+    from helpers import aggregates_log
+
+    built = []
+
+    class Counted(aggregates_log.CustomerDays):
+        def __init__(self, *a, **k):
+            built.append(self)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(aggregates_log, "CustomerDays", Counted)
     s = compute_stage(write_config(tmp_path, "duck", extra_data="  engine: duckdb\n"))
+    assert len(built) == 1
+    with pytest.raises(Exception, match="closed"):
+        built[0].con.execute("SELECT 1")
     assert s.engine == "duckdb"
+    for name in ("cal", "full"):     # the pandas stage adds the statistics some models read from the log
+        got, ref = getattr(s, name), getattr(paper, name)
+        assert set(got.columns) >= {"x", "t_x", "T", "m_x", "first_purchase"} and set(got.columns) <= set(ref.columns)
+        pd.testing.assert_frame_equal(got, ref[got.columns], check_exact=False, rtol=1e-12, obj=name)
     assert s.model_name == paper.model_name
     for name in paper.fits_cal:
         np.testing.assert_allclose(s.fits_cal[name].params.to_numpy(), paper.fits_cal[name].params.to_numpy(),

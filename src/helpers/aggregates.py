@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["AggregateContext", "PRODUCERS", "compute_all"]
+__all__ = ["AggregateContext", "PRODUCERS", "compute_all", "customer_days"]
 
 #: Producer modules (inside ``helpers``), in the order they run.
 PRODUCERS: tuple[str, ...] = ("aggregates_log", "aggregates_revenue")
@@ -73,18 +73,23 @@ class AggregateContext:
     duckdb_days: Any = None
 
 
+def customer_days(cfg, observation_end):
+    """The log's customer-day table in DuckDB (:class:`helpers.aggregates_log.CustomerDays`) for a configuration."""
+    from .aggregates_log import CustomerDays  # noqa: PLC0415
+    from .config import ensure_data, load_options  # noqa: PLC0415
+
+    ensure_data(cfg)
+    opts = load_options(cfg, CustomerDays)
+    opts["observation_end"] = observation_end
+    return CustomerDays(cfg.data["path"], **opts)
+
+
 def compute_all(ctx: AggregateContext) -> dict[str, pd.DataFrame]:
     """Every producer's tables, named ``<producer>.<table>``."""
     out: dict[str, pd.DataFrame] = {}
     built = ctx.engine == "duckdb" and ctx.duckdb_days is None
     if built:
-        from .aggregates_log import CustomerDays  # noqa: PLC0415
-        from .config import ensure_data, load_options  # noqa: PLC0415
-
-        ensure_data(ctx.cfg)
-        opts = load_options(ctx.cfg, CustomerDays)
-        opts["observation_end"] = ctx.observation_end
-        ctx.duckdb_days = CustomerDays(ctx.cfg.data["path"], **opts)
+        ctx.duckdb_days = customer_days(ctx.cfg, ctx.observation_end)
     try:
         for name in PRODUCERS:
             module = importlib.import_module(f"{__package__}.{name}")

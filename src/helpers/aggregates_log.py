@@ -209,10 +209,12 @@ class CustomerDays:
     ``cid``, ``d`` (DATE), ``nr`` (rows on the day) and, with amounts, ``a`` (the day's spend) for the
     rows of :func:`helpers.summary_duckdb._rows_sql` (the summaries' policies; the log is assumed
     validated, so ``duplicates="error"`` counts as ``"keep"``).  Ids are grouped as stored and the
-    table is regrouped on stripped ids only when an id has surrounding whitespace.  Both DuckDB
-    producers (:func:`tables_duckdb`, :func:`helpers.aggregates_revenue.compute_duckdb`) and the
-    example customers' days read it: at 1.2e8 rows each had scanned and grouped the log itself
-    (about 25 s each).  Use as a context manager or call :meth:`close`.
+    table is regrouped on stripped ids only when an id has surrounding whitespace.  The DuckDB stage
+    builds it once and reads everything from it: the calibration and full-period summaries
+    (:meth:`summaries`), both DuckDB producers (:func:`tables_duckdb`,
+    :func:`helpers.aggregates_revenue.compute_duckdb`) and the example customers' days.  At 1.2e8
+    rows each of them had scanned and grouped the log itself (25-50 s each).  Use as a context
+    manager or call :meth:`close`.
 
     Attributes
     ----------
@@ -287,6 +289,13 @@ class CustomerDays:
 
     def frame(self, sql: str) -> pd.DataFrame:
         return self.run(lambda: self.con.execute(sql).df())
+
+    def summaries(self, calibration_end, observation_end, time_unit: str = "W"):
+        """(cal, full) summaries from the table (:func:`helpers.summary_duckdb.summaries_of_days`)."""
+        from .summary_duckdb import summaries_of_days  # noqa: PLC0415
+
+        return summaries_of_days(self.con, self.table, calibration_end, observation_end, time_unit,
+                                 self.has_amount, self.run)
 
     def days_of(self, ids) -> pd.DataFrame:
         """``customer_id`` and ``day`` of the purchase days of ``ids`` (stripped ids), unsorted."""

@@ -752,9 +752,6 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
     StageError
         No frequency model, or not the configured one, could be fitted.
     """
-    from . import diagnostics, validation, value  # noqa: PLC0415
-    from .engines import summarise  # noqa: PLC0415
-    from .models import IndependenceWarning, fit_gamma_gamma  # noqa: PLC0415
     from .preflight import DataCheck, Preflight, check_calibration, validate_data  # noqa: PLC0415
 
     if not isinstance(cfg, Config):
@@ -777,17 +774,34 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
         step("validation")
     elif not isinstance(check, DataCheck):
         raise TypeError("checked must be a Preflight or a DataCheck")
+    if cfg.settings.calibration_end is None:
+        raise ConfigError(f"{cfg.path}: parameters.calibration_end: required key missing", key="parameters.calibration_end")
+
+    # summaries, with the configured engine; DuckDB: from the log's customer-day table, which the
+    # aggregates read too, so the stage scans and groups the log once
+    tx = check.data.transactions if check.engine == "pandas" else None
+    days = aggregates.customer_days(cfg, check.observation_end) if check.engine == "duckdb" else None
+    try:
+        return _compute(cfg, check, tx, days, step, timings)
+    finally:
+        if days is not None:
+            days.close()
+
+
+def _compute(cfg: Config, check, tx, days, step, timings) -> Stage:
+    """:func:`compute_stage` after the validation: summaries, fits, choice, valuation, aggregates."""
+    from . import diagnostics, validation  # noqa: PLC0415
+    from .engines import summarise  # noqa: PLC0415
+    from .models import IndependenceWarning, fit_gamma_gamma  # noqa: PLC0415
+
     s = cfg.settings
     time_unit, cal_end, penalizer = s.time_unit, s.calibration_end, float(s.penalizer)
-    if cal_end is None:
-        raise ConfigError(f"{cfg.path}: parameters.calibration_end: required key missing", key="parameters.calibration_end")
     period = cfg.data.get("opportunity_period")
-
-    # summaries, with the configured engine
-    tx = check.data.transactions if check.engine == "pandas" else None
     if tx is not None:
         cal = summarise(cfg, cal_end, time_unit=time_unit, transactions=tx)
         full = summarise(cfg, time_unit=time_unit, transactions=tx)
+    elif days is not None:
+        cal, full = days.summaries(cal_end, check.observation_end, time_unit)
     else:
         cal = summarise(cfg, cal_end, time_unit=time_unit, engine=check.engine, validate=False)
         full = check.full if check.full is not None else summarise(cfg, time_unit=time_unit, engine=check.engine,
@@ -874,7 +888,7 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
         returns=check.data.returns if check.data is not None else None,
         calibration_end=pd.Timestamp(cal_end), observation_end=check.observation_end, time_unit=time_unit,
         has_amounts=bool(check.has_amounts), customers_cal=cal.index,
-        example_ids=tuple(aggregates_log.example_pool(stage.summary_of(model_name, "full")))))
+        example_ids=tuple(aggregates_log.example_pool(stage.summary_of(model_name, "full"))), duckdb_days=days))
     step("aggregates")
     return stage
 
