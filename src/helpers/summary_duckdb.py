@@ -919,13 +919,7 @@ def summaries_of_days(con, table: str, calibration_end, observation_end, time_un
                              _repeat_spend(k["ctot"], k["a0"], k["cn"]))
     else:
         out = _summary_frame(k["cid"], k["f"], k["cl"], k["cn"], cal_days, unit_days)
-    out["x_star"] = k["nh"].astype(float)
-    if has_amount:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["m_x_star"] = np.where(k["nh"] > 0, k["htot"] / np.where(k["nh"] > 0, k["nh"], 1), 0.0)
-        out["holdout_spend"] = k["htot"]
-    out["t_star"] = (obs_days - cal_days) / unit_days
-    return out, full
+    return _with_holdout(out, k["nh"], k.get("htot"), (obs_days - cal_days) / unit_days), full
 
 
 def _days_since_epoch(ts: pd.Timestamp) -> int:
@@ -1045,14 +1039,20 @@ def calibration_holdout_duckdb(
         out = _summary_frame(cid, f, l_, n, cal_days, unit_days, tot, _repeat_spend(tot, first_spend[keep], n))
     else:
         out = _summary_frame(cid, f, l_, n, cal_days, unit_days)
-    nh = _col(res, "nh").astype(np.int64)[keep]
+    htot = _col(res, "htot").astype(float)[keep] if has_amount else None
+    return _with_holdout(out, _col(res, "nh").astype(np.int64)[keep], htot, (obs_days - cal_days) / unit_days)
+
+
+def _with_holdout(out: pd.DataFrame, nh, htot, t_star: float) -> pd.DataFrame:
+    """The holdout columns of a calibration summary: ``x_star`` (``nh`` repeat purchase days in the holdout),
+    with amounts ``m_x_star`` (mean spend per holdout purchase day; 0 without one) and ``holdout_spend``
+    (``htot``), and ``t_star`` (the holdout length in model time units)."""
     out["x_star"] = nh.astype(float)
-    if has_amount:
-        htot = _col(res, "htot").astype(float)[keep]
+    if htot is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
             out["m_x_star"] = np.where(nh > 0, htot / np.where(nh > 0, nh, 1), 0.0)
         out["holdout_spend"] = htot
-    out["t_star"] = (obs_days - cal_days) / unit_days
+    out["t_star"] = t_star
     return out
 
 
