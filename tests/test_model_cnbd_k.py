@@ -486,7 +486,11 @@ def test_subsample_starts_and_screening_reach_the_direct_fit(name, th, monkeypat
     prof = m.profile_k(x, t_x, T, litt=s["litt"])
     np.testing.assert_allclose(prof["log_likelihood"], direct_prof["log_likelihood"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(prof[["r", "alpha", "a", "b"]], direct_prof[["r", "alpha", "a", "b"]], rtol=1e-5)
-    assert all(msg.startswith("Newton steps with a given Hessian") for msg in prof["message"])
+    # the previous k's Hessian serves the next k's Newton steps; whether they reach the 1e-8 gradient at the
+    # last k before the fallback optimiser takes over depends on the machine's rounding (on an AVX-512
+    # machine k = 10 fell back, to the same log-likelihood, checked above)
+    newton = [msg.startswith("Newton steps with a given Hessian") for msg in prof["message"]]
+    assert all(newton[:-1]), prof["message"].tolist()
     table, fits = m._profile(x, t_x, T, None, 0.0, None, None, s["litt"].to_numpy(), None, 10, screen=True)
     screened = fits["screened"]
     assert screened and int(direct_prof["log_likelihood"].idxmax()) not in screened

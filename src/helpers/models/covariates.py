@@ -616,9 +616,13 @@ def _optimise(total_nll, total_grad, total_hess, phi0, N, label, n_base):
     if not np.isfinite(final) or final >= 1e99 or not np.all(np.isfinite(phi)):
         raise ModelFitError(f"{label}: the log-likelihood is not finite at the optimiser's end point. {ADVICE}")
     if np.any(np.abs(phi[:n_base]) >= _LOG_BOUND) or np.any(np.abs(phi[n_base:]) >= _LOG_BOUND):
-        raise ModelFitError(f"{label} did not converge: a parameter ran off to 0 or infinity (log-parameters and "
+        exc = ModelFitError(f"{label} did not converge: a parameter ran off to 0 or infinity (log-parameters and "
                             f"coefficients {np.round(phi, 3).tolist()}); the data do not identify the model. "
                             f"Try penalizer=... on the coefficients. {ADVICE}")
+        # the end point too: where the likelihood rises along a ridge, whether the optimiser stops short of the
+        # bound or reaches it depends on the machine's rounding; either way the parameter is beyond the edge
+        exc.phi = phi
+        raise exc
     converged = bool(np.max(np.abs(grad)) < 1e-5)
     if not converged:
         exc = ModelFitError(f"{label} did not converge ({res.message}; max |mean gradient| "
