@@ -592,3 +592,27 @@ def test_pareto_nbd_per_row_gradient_matches_the_likelihood_and_central_differen
         up[j], dn[j] = theta[j] * np.exp(h), theta[j] * np.exp(-h)
         num = (m.log_likelihood(tuple(up), x, t_x, T) - m.log_likelihood(tuple(dn), x, t_x, T)) / (2 * h)
         assert np.allclose(g[:, j], num, rtol=1e-6, atol=1e-7), j
+
+
+def test_a_parameter_that_reaches_the_log_bound_is_held_at_the_edge():
+    """On a ridge the optimiser may stop short of the log bound (the non-converged error) or reach it (the
+    ran-off error), depending on the machine's rounding: both carry the end point, so the edge rule holds the
+    parameter either way.  Toy objective: falling forever in phi[0] (zero curvature), minimum at phi[1] = 1."""
+    import helpers.models.covariates as C
+    from helpers.models.base import ModelFitError
+
+    def nll(phi):
+        return 100.0 * (-0.1 * phi[0] + (phi[1] - 1.0) ** 2)
+
+    def grad(phi):
+        return 100.0 * np.array([-0.1, 2.0 * (phi[1] - 1.0)])
+
+    def hess(phi, central=False):
+        return 100.0 * np.diag([0.0, 2.0])
+
+    with pytest.raises(ModelFitError, match="ran off to 0 or infinity") as err:
+        C._optimise(nll, grad, hess, np.zeros(2), 100, "toy", 2)
+    assert err.value.phi[0] >= 25.0                                  # at the bound, the end point attached
+    phi, converged, _, _, held = C._optimise_within_edge(nll, grad, hess, np.zeros(2), 100, "toy", 2, np.zeros(2))
+    assert held == {0: C._EDGE_LOG} and converged
+    np.testing.assert_allclose(phi, [C._EDGE_LOG, 1.0], atol=1e-6)
