@@ -907,18 +907,15 @@ def summaries_of_days(con, table: str, calibration_end, observation_end, time_un
     cn, cl, nh = (_col(res, k).astype(np.int64) for k in ("cn", "cl", "nh"))
     amounts = {k: np.nan_to_num(_col(res, k).astype(float)) for k in ("tot", "a0", "ctot", "htot")
                } if has_amount else {}
-    if has_amount:
-        full = _summary_frame(cid, f, l_, n, obs_days, unit_days, amounts["tot"],
-                              _repeat_spend(amounts["tot"], amounts["a0"], n))
-    else:
-        full = _summary_frame(cid, f, l_, n, obs_days, unit_days)
+
+    def frame(cid, f, l_, n, end_days, tot, a0):
+        rs = None if tot is None else _repeat_spend(tot, a0, n)
+        return _summary_frame(cid, f, l_, n, end_days, unit_days, tot, rs)
+
+    full = frame(cid, f, l_, n, obs_days, amounts.get("tot"), amounts.get("a0"))
     keep = cn > 0       # first purchase by the calibration end, so the calibration first day is f
     k = {name: v[keep] for name, v in {"cid": cid, "f": f, "cl": cl, "cn": cn, "nh": nh, **amounts}.items()}
-    if has_amount:
-        out = _summary_frame(k["cid"], k["f"], k["cl"], k["cn"], cal_days, unit_days, k["ctot"],
-                             _repeat_spend(k["ctot"], k["a0"], k["cn"]))
-    else:
-        out = _summary_frame(k["cid"], k["f"], k["cl"], k["cn"], cal_days, unit_days)
+    out = frame(k["cid"], k["f"], k["cl"], k["cn"], cal_days, k.get("ctot"), k.get("a0"))
     return _with_holdout(out, k["nh"], k.get("htot"), (obs_days - cal_days) / unit_days), full
 
 
