@@ -12,7 +12,8 @@ its own kernel.  This script
 3. runs ``clv-lab run`` on it and samples, every 0.2 s, the resident memory of
    the whole process tree (the runner, the stage, every kernel, DuckDB or the
    Spark JVM): the peak of the sum is "peak RSS of the run";
-4. prints the wall time, the peak RSS, the runner's per-step times (run.json)
+4. prints the wall time, the peak RSS and what made it up (runner, workers, kernels,
+   Spark; the notebooks running then), the runner's per-step times (run.json)
    and its exit code.
 
 With ``--config`` it runs an existing configuration instead (e.g. the default
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -93,12 +95,28 @@ notebooks:
     return path
 
 
+def _role(p: psutil.Process, parent: psutil.Process) -> str:
+    """What a process of the run is: the runner, a notebook kernel, the Spark JVM or a notebook worker."""
+    if p.pid == parent.pid:
+        return "runner"
+    try:
+        cmd = " ".join(p.cmdline())
+    except psutil.Error:
+        return "other"
+    return "kernel" if "ipykernel" in cmd else "spark" if "java" in cmd else "worker"
+
+
 def run_collection(config: Path, output_dir: Path, jobs: int | None = None) -> dict:
-    """``clv-lab run`` with the process tree's summed RSS sampled every 0.2 s."""
+    """``clv-lab run`` with the process tree's summed RSS sampled every 0.2 s.
+
+    Besides the peak of the sum it records what made it up (``peak_by_role``: runner, workers,
+    kernels, Spark, in GB), when it came (``peak_at_s``) and which notebooks were running then
+    (``running_at_peak``, from the times the runner prints as each notebook ends).
+    """
     cmd = [str(Path(sys.executable).with_name("clv-lab")), "run", str(config), "--output-dir", str(output_dir)]
     if jobs:
         cmd += ["--jobs", str(jobs)]
-    peak, stop = [0], threading.Event()
+    peak, stop = {"total": 0, "at": 0.0, "by_role": {}}, threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     parent = psutil.Process(proc.pid)
@@ -107,27 +125,41 @@ def run_collection(config: Path, output_dir: Path, jobs: int | None = None) -> d
         while not stop.is_set():
             try:
                 procs = [parent, *parent.children(recursive=True)]
-                total = 0
+                total, by_role = 0, {}
                 for p in procs:
                     try:
-                        total += p.memory_info().rss
+                        rss = p.memory_info().rss
                     except psutil.Error:
-                        pass
-                peak[0] = max(peak[0], total)
+                        continue
+                    total += rss
+                    role = _role(p, parent)
+                    by_role[role] = by_role.get(role, 0) + rss
+                if total > peak["total"]:
+                    peak.update(total=total, at=time.perf_counter() - t0, by_role=by_role)
             except psutil.Error:
                 pass
             stop.wait(0.2)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    out, _ = proc.communicate()
+    lines, ended = [], {}
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.match(r"\[\d+/\d+\] (\S+): \w+ in ([\d.]+) s", line)
+        if m:
+            end = time.perf_counter() - t0
+            ended[m.group(1)] = (end - float(m.group(2)), end)
+    proc.wait()
     wall = time.perf_counter() - t0
     stop.set()
     thread.join()
     runs = sorted((output_dir / config.stem.replace("_", "-")).glob("2*")) or sorted(output_dir.glob("*/2*"))
     run_json = json.loads((runs[-1] / "run.json").read_text()) if runs else {}
-    return {"exit_code": proc.returncode, "wall_s": round(wall, 1), "peak_rss_gb": round(peak[0] / 1e9, 2),
-            "timings": run_json.get("timings", {}), "output": out}
+    return {"exit_code": proc.returncode, "wall_s": round(wall, 1), "peak_rss_gb": round(peak["total"] / 1e9, 2),
+            "peak_at_s": round(peak["at"], 1),
+            "peak_by_role": {k: round(v / 1e9, 2) for k, v in sorted(peak["by_role"].items())},
+            "running_at_peak": [n for n, (a, b) in ended.items() if a <= peak["at"] <= b],
+            "timings": run_json.get("timings", {}), "output": "".join(lines)}
 
 
 def main(argv=None) -> int:
@@ -152,6 +184,8 @@ def main(argv=None) -> int:
     print(res.pop("output"))
     print(f"collection on {what}: exit {res['exit_code']}, wall {res['wall_s']} s, "
           f"peak RSS of the run {res['peak_rss_gb']} GB")
+    print(f"the peak came at {res['peak_at_s']} s: " + ", ".join(f"{k} {v} GB" for k, v in res["peak_by_role"].items())
+          + "; notebooks running: " + (", ".join(res["running_at_peak"]) or "none (pre-flight or stage)"))
     print(json.dumps(res["timings"], indent=1))
     return int(res["exit_code"])
 

@@ -435,6 +435,28 @@ def _shutdown_warm() -> None:
             pass
 
 
+def release_freed_memory() -> None:
+    """Collect garbage and hand the heap memory this process has freed back to the operating system.
+
+    Freeing a frame does not shrink the process: glibc's allocator keeps freed heap pages (and,
+    after a large array has been freed, puts arrays of up to 32 MB on the heap rather than in
+    their own mappings), and Arrow's allocator keeps its own pool.  The runner calls this once its
+    copy of the stage is deleted, before the kernels start: on the 1e6-customer collection the
+    runner went from 0.62 to 0.38 GB resident.  ``malloc_trim`` exists only in glibc; elsewhere
+    only the collection and Arrow's release run.
+    """
+    gc.collect()
+    with contextlib.suppress(Exception):
+        import pyarrow  # noqa: PLC0415
+
+        pyarrow.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes  # noqa: PLC0415
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _failed_cell(nb_path: Path) -> tuple[int | None, str, list[str] | None]:
     """Find the cell that failed (or timed out) in a papermill output notebook.
 
@@ -791,7 +813,7 @@ def run_config(
     # the notebooks read the saved stage: the runner lets go of its copy (at 1e7 customers its
     # summaries and valuation hold several GB that would otherwise stay resident beside the kernels)
     del stage
-    gc.collect()
+    release_freed_memory()
 
     def done(i: int, entry: dict[str, Any]) -> None:
         run["notebooks"][i] = entry
