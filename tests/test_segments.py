@@ -451,22 +451,24 @@ def test_segments_without_amounts_in_purchases():
     np.testing.assert_allclose(hi.table["lower"].dropna(), hi.table["lower_purchases"].dropna())
 
 
+def _scored_base(rng, n):
+    """``n`` customers' holdout values and two rankings of them by noisy scores: ``(good, worse, value)``, the
+    scores the values plus normal noise of standard deviation 5 and 15."""
+    value = pd.Series(rng.gamma(0.5, 10, n), index=pd.RangeIndex(n))
+    return value + rng.normal(0, 5, n), value + rng.normal(0, 15, n), value
+
+
 def test_capture_difference_se_is_the_spread_of_resampled_differences():
-    rng = np.random.default_rng(0)
     n = 4000
-    idx = pd.RangeIndex(n)
-    value = pd.Series(rng.gamma(0.5, 10, n), index=idx)
-    good = value + pd.Series(rng.normal(0, 5, n), index=idx)
-    worse = value + pd.Series(rng.normal(0, 15, n), index=idx)
+    good, worse, value = _scored_base(np.random.default_rng(0), n)
     d = capture_difference(good, worse, value, 0.2, n_boot=300, seed=1)
     assert d["estimate"] == pytest.approx(top_share_captured(good, value) - top_share_captured(worse, value))
     assert d["estimate"] > 3 * d["se"] > 0
     # an independent check of the SE: the spread of the difference over fresh samples of customers
     diffs = []
     for k in range(60):
-        r = np.random.default_rng(100 + k)
-        v = pd.Series(r.gamma(0.5, 10, n))
-        diffs.append(top_share_captured(v + r.normal(0, 5, n), v) - top_share_captured(v + r.normal(0, 15, n), v))
+        a, b, v = _scored_base(np.random.default_rng(100 + k), n)
+        diffs.append(top_share_captured(a, v) - top_share_captured(b, v))
     assert d["se"] == pytest.approx(np.std(diffs, ddof=1), rel=0.35)
     # a ranking against itself: no difference
     assert capture_difference(good, good, value, 0.2, n_boot=50)["se"] == 0
@@ -579,12 +581,8 @@ def test_capture_difference_counts_are_the_multinomial_bootstrap():
     """The per-replicate counts drawn as n uniform picks give the SE of the multinomial-matrix bootstrap
     (the earlier implementation, written out here) in distribution: both SEs of 400 replicates agree to their
     sampling error (about 3.5% each)."""
-    rng = np.random.default_rng(3)
     n = 3000
-    idx = pd.RangeIndex(n)
-    value = pd.Series(rng.gamma(0.5, 10, n), index=idx)
-    good = value + pd.Series(rng.normal(0, 5, n), index=idx)
-    worse = value + pd.Series(rng.normal(0, 15, n), index=idx)
+    good, worse, value = _scored_base(np.random.default_rng(3), n)
     v, k = value.to_numpy(), 0.2 * n
     W = np.random.default_rng(11).multinomial(n, np.full(n, 1.0 / n), size=400).astype(float)
     caps = []
@@ -765,12 +763,8 @@ def test_capture_difference_subsampled_se_is_calibrated():
     check of the whole-base test; 80 samples, so about 8% sampling error) and with the whole-base bootstrap SE
     (to 20%: the subsample's own sampling error, a few %, plus 5% of each bootstrap); unscaled it would be
     sqrt(5) = 2.2 times too large, which both bounds exclude."""
-    def draw(r, n):
-        v = pd.Series(r.gamma(0.5, 10, n))
-        return v + r.normal(0, 5, n), v + r.normal(0, 15, n), v
-
     n = 20_000
-    good, worse, value = draw(np.random.default_rng(0), n)
+    good, worse, value = _scored_base(np.random.default_rng(0), n)
     sub = capture_difference(good, worse, value, 0.2, n_boot=300, seed=1, max_customers=4000)
     whole = capture_difference(good, worse, value, 0.2, n_boot=300, seed=1, max_customers=None)
     assert sub["estimate"] == whole["estimate"] == pytest.approx(
@@ -778,7 +772,7 @@ def test_capture_difference_subsampled_se_is_calibrated():
     assert sub["se"] == pytest.approx(whole["se"], rel=0.2)
     diffs = []
     for k in range(80):
-        a, b, v = draw(np.random.default_rng(200 + k), n)
+        a, b, v = _scored_base(np.random.default_rng(200 + k), n)
         diffs.append(top_share_captured(a, v) - top_share_captured(b, v))
     assert sub["se"] == pytest.approx(np.std(diffs, ddof=1), rel=0.3)
     # at or below max_customers nothing is subsampled: the whole-base draws
@@ -822,3 +816,42 @@ def test_verdict_by_model_equals_each_models_own_segmentation(amounts):
     assert (got["BZ"] > 0).any() == amounts      # costs only in money
     with pytest.raises(ValueError, match="index"):
         verdict_by_model(fits, "pareto_nbd", tables["pareto_nbd"].iloc[::-1], g, s, **rules)
+
+
+@pytest.mark.parametrize("model,direct", [("bgnbd", False), ("pareto_nbd", False), ("bgnbd", True)])
+def test_segment_customers_without_month_frames_gives_the_same_values_and_sensitivity(paper_split, model, direct,
+                                                                                       monkeypatch):
+    """``dense=False`` (notebook 04 at scale) gives the same table as the frames' path, and its
+    MonthlyExpectations give the discounted sums of the frames at any rate and the same sensitivity grid;
+    ``direct``: a model whose survival depends on t_x (as BG/CNBD-k), where the rows are the customers."""
+    from helpers.segments import MonthlyExpectations
+    from helpers.value import clv_kernel
+
+    cal = paper_split
+    f = fit_model(model, cal, time_unit="W")
+    if direct:
+        monkeypatch.setattr(type(f.model), "survival_depends_on_t_x", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = fit_gamma_gamma(cal, warn=False)
+    rules = dict(horizon_months=12, margin=0.3, monthly_discount_rate=0.01, costs=COSTS, time_unit="W")
+    table, P, A = segment_customers(f, g, cal, **rules)
+    table2, monthly = segment_customers(f, g, cal, **rules, dense=False)
+    pd.testing.assert_frame_equal(table2, table, check_exact=True)
+    assert isinstance(monthly, MonthlyExpectations) and len(monthly) == len(cal) and monthly.months == 12
+    assert (monthly.inv is None) == direct and (len(monthly.purchases) == len(cal)) == direct
+    for F, D in zip(monthly.dense(), (P, A)):
+        np.testing.assert_allclose(F, D.to_numpy(), rtol=1e-15, atol=0)
+    for d in (0.0, 0.01, 0.03):
+        for s, D in zip(monthly.discounted(d), (P, A)):
+            np.testing.assert_allclose(s, clv_kernel(D.to_numpy(), d), rtol=1e-12, atol=1e-15)
+    base = dict(margin=0.3, monthly_discount_rate=0.01, **vars(COSTS), mvc_share=0.2, mgc_share=0.2)
+    vary = {"monthly_discount_rate": [0.0, 0.03], "cost_per_active_month": [0.0, 1.0], "mvc_share": [0.1]}
+    ref = segment_sensitivity(P, A, table["expected_spend"], table["potential_spend"], base, vary)
+    got = segment_sensitivity(monthly, None, table["expected_spend"], table["potential_spend"], base, vary)
+    pd.testing.assert_frame_equal(got[SEGMENT_ORDER], ref[SEGMENT_ORDER])
+    np.testing.assert_allclose(got["net_equity"], ref["net_equity"], rtol=1e-12)
+    with pytest.raises(ValueError, match="must be None"):
+        segment_sensitivity(monthly, A, table["expected_spend"], table["potential_spend"], base, vary)
+    with pytest.raises(ValueError, match="one value per customer"):
+        segment_sensitivity(monthly, None, table["expected_spend"][:5], table["potential_spend"][:5], base, vary)
