@@ -542,6 +542,9 @@ def test_a_loaded_stage_reads_a_table_only_when_it_is_used(tmp_path, paper, monk
     assert back.cal_discrete is None and back.full_discrete is None   # a continuous log has none: no file
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         back.nonsense
+    (tmp_path / "stage" / "predictions.parquet").unlink()   # a table not yet read, gone: said so, by name
+    with pytest.raises(FileNotFoundError, match="predictions.parquet: the stage folder changed"):
+        back.predictions
 
 
 def test_discrete_stage_round_trip(tmp_path, donations):

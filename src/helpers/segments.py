@@ -691,7 +691,7 @@ def segment_customers(
     purchases_by_month, p_alive_by_month : DataFrame
         The month-by-month expectations (for sensitivity analyses); with ``dense=False`` instead one
         :class:`MonthlyExpectations` (the same expectations without customers x months frames, which at
-        1e6 customers took 3.9 of the 4.3 s and 0.2 GB per frame) and no third item: ``(table, monthly)``.
+        1e6 customers took 3.9 of the 4.3 s and 0.1 GB each) and no third item: ``(table, monthly)``.
     """
     vals, purchases, alive = _segment_values(model_fit, spend_fit, summary, horizon_months, margin,
                                              monthly_discount_rate, costs, mvc_share, mgc_share, time_unit,
@@ -815,7 +815,7 @@ def _segment_values(model_fit, spend_fit, summary, horizon_months, margin, month
     vals = _values_from_sums(sums, spend.to_numpy(float), potential.to_numpy(float), margin, costs,
                              np.asarray(rr, dtype=float), np.asarray(ec, dtype=float), summary.index)
     vals["segment"] = assign_segments(vals["net_clv"], vals["potential_net_clv"], mvc_share, mgc_share)
-    if not dense:                                      # the (x, T) factorisation, for the interval's replicates
+    if not dense:                # the sums and their (x, T) factorisation: the interval, segment_customers(dense=False)
         return vals, sums, None
     return vals, purchases, alive
 

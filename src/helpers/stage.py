@@ -561,6 +561,9 @@ class Stage:
         if name not in deferred:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         file, index_of = deferred[name]
+        if not file.exists():
+            raise FileNotFoundError(f"{file}: the stage folder changed after it was read (its tables are read when "
+                                    f"first used); read the stage again (get_stage)")
         frame = pd.read_parquet(file)
         if index_of is not None:
             frame.index = getattr(self, index_of).index
