@@ -78,8 +78,6 @@ class DataCheck:
     has_amounts : bool
     data : TransactionData or None
         The validated log (pandas engine).
-    full : DataFrame or None
-        The full-period summary when the check made one (None: the stage makes it).
     """
 
     engine: str
@@ -90,7 +88,6 @@ class DataCheck:
     observation_end: pd.Timestamp
     has_amounts: bool
     data: TransactionData | None = None
-    full: pd.DataFrame | None = None
     counts: dict = field(default_factory=dict)
 
 
@@ -242,7 +239,7 @@ def validate_data(cfg: Config) -> DataCheck:
                           "(relative to the configuration file)", key="data.path") from None
     engine = engine_of(cfg)
     configured_end = cfg.data.get("observation_end")
-    data = full = None
+    data = None
     counts: dict = {}
     if engine == "pandas":
         data = load_data(cfg)
@@ -262,18 +259,16 @@ def validate_data(cfg: Config) -> DataCheck:
     check_modelable(counts, min_customers=int(cfg.data.get("min_customers", DEFAULT_MIN_CUSTOMERS)))
     obs_end = pd.Timestamp(configured_end).normalize() if configured_end else last
     return DataCheck(engine=engine, sha256=sha, quality=quality, first_day=first, last_day=last,
-                     observation_end=obs_end, has_amounts=cfg.has_amounts, data=data, full=full, counts=counts)
+                     observation_end=obs_end, has_amounts=cfg.has_amounts, data=data, counts=counts)
 
 
 def first_purchases(cfg: Config, check: DataCheck) -> pd.Series:
     """Each customer's first purchase day (indexed by customer id), from what the data check holds."""
     if check.data is not None:
         return check.data.transactions.groupby("customer_id", sort=True)["date"].min()
-    full = check.full
-    if full is None:
-        from .engines import summarise  # noqa: PLC0415
+    from .engines import summarise  # noqa: PLC0415
 
-        full = summarise(cfg, time_unit=cfg.settings.time_unit, engine=check.engine, validate=False)
+    full = summarise(cfg, time_unit=cfg.settings.time_unit, engine=check.engine, validate=False)
     return full["first_purchase"].sort_index()
 
 

@@ -860,8 +860,7 @@ def _compute(cfg: Config, check, tx, days, step, timings) -> Stage:
         cal, full = days.summaries(cal_end, check.observation_end, time_unit)
     else:
         cal = summarise(cfg, cal_end, time_unit=time_unit, engine=check.engine, validate=False)
-        full = check.full if check.full is not None else summarise(cfg, time_unit=time_unit, engine=check.engine,
-                                                                   validate=False)
+        full = summarise(cfg, time_unit=time_unit, engine=check.engine, validate=False)
     applies, skipped = applicable_models(period, check.engine, candidates=cfg.models)
     cal_d = full_d = None
     if "discrete" in applies.values():
