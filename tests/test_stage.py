@@ -9,6 +9,7 @@ q=3.74, gamma=15.44).  Holdout predictions are recomputed with lifetimes 0.11.3 
 lifetimes' own calibration/holdout summary.
 """
 
+import copy
 import json
 from pathlib import Path
 
@@ -539,6 +540,10 @@ def test_a_loaded_stage_reads_a_table_only_when_it_is_used(tmp_path, paper, monk
     assert read[1:] == ["valuation.parquet", "cal.parquet"] and back.valuation.index is back.cal.index
     back.valuation, back.aggregates[name], back.cal             # read once, then kept
     assert len(read) == 3
+    twin = copy.copy(back)                                       # a copy reads what it has not got on its own
+    pd.testing.assert_frame_equal(twin.full, paper.full, check_exact=True)
+    pd.testing.assert_frame_equal(back.full, paper.full, check_exact=True)
+    assert read[3:] == ["full.parquet", "full.parquet"]
     assert back.cal_discrete is None and back.full_discrete is None   # a continuous log has none: no file
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         back.nonsense

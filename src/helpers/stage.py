@@ -567,8 +567,7 @@ class Stage:
         frame = pd.read_parquet(file)
         if index_of is not None:
             frame.index = getattr(self, index_of).index
-        self.__dict__[name] = frame
-        del deferred[name]
+        self.__dict__[name] = frame      # found there from now on; ``_deferred`` is never changed (copies share it)
         return frame
 
 
