@@ -61,3 +61,27 @@ def test_ranking_table_model_beats_noise(paper_split):
     assert list(table.columns) == list(diagnostics.RANKING_METRICS)
     assert table.loc["bgnbd", "top_decile_capture"] > table.loc["noise", "top_decile_capture"] + 0.2
     assert table.loc["bgnbd", "gini"] > 0.3 and abs(table.loc["noise", "gini"]) < 0.1
+
+
+def test_ranking_table_equals_the_metrics_column_by_column():
+    """The table sorts each prediction once (ranks and capture curve from one sort): the same numbers as
+    ``spearman`` (scipy's average ranks), ``top_capture`` and ``gini``, with ties and a constant column."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    a = rng.poisson(0.7, 3000).astype(float)
+    preds = pd.DataFrame({"model": a * rng.uniform(0.5, 2.0, a.size) + rng.gamma(1.0, 0.3, a.size),
+                          "rounded": np.round(a + rng.normal(0, 1, a.size), 0),      # heavy ties
+                          "constant": np.ones(a.size)})
+    table = diagnostics.ranking_table(a, preds, share=0.2)
+    for name in preds:
+        p = preds[name].to_numpy()
+        assert table.loc[name, "top_decile_capture"] == diagnostics.top_capture(a, p, 0.2)
+        assert table.loc[name, "gini"] == diagnostics.gini(a, p)
+        if name == "constant":
+            assert np.isnan(table.loc[name, "spearman"]) and np.isnan(diagnostics.spearman(a, p))
+        else:
+            assert table.loc[name, "spearman"] == pytest.approx(spearmanr(a, p).statistic, abs=1e-12)
+            assert table.loc[name, "spearman"] == diagnostics.spearman(a, p)
+    none = diagnostics.ranking_table(np.zeros(4), pd.DataFrame({"m": np.arange(4.0)}))
+    assert none.isna().all().all()

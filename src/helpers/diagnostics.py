@@ -48,28 +48,50 @@ def _arrays(actual, predicted) -> tuple[np.ndarray, np.ndarray]:
 def spearman(actual, predicted) -> float:
     """Spearman rank correlation of ``predicted`` with ``actual`` (NaN if either is constant)."""
     a, p = _arrays(actual, predicted)
-    ra, rp = rankdata(a), rankdata(p)
+    return _rank_correlation(rankdata(a), rankdata(p))
+
+
+def _rank_correlation(ra: np.ndarray, rp: np.ndarray) -> float:
+    """Pearson correlation of two rank vectors: :func:`spearman` given the ranks."""
     sa, sp = ra.std(), rp.std()
-    if a.size < 2 or sa == 0 or sp == 0:
+    if ra.size < 2 or sa == 0 or sp == 0:
         return float("nan")
     return float(np.mean((ra - ra.mean()) * (rp - rp.mean())) / (sa * sp))
 
 
-def _capture_curve(a: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _capture_curve(a: np.ndarray, p: np.ndarray, blocks=None) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative share of customers and of actual purchases, customers sorted by falling prediction.
 
     Customers with equal predictions form one block whose purchases are spread
     evenly over it (the expected curve under a random order within the tie).
+    ``blocks``: :func:`_falling_blocks` of ``p`` when already sorted.
     """
-    order = np.argsort(-p, kind="mergesort")
-    ps, as_ = p[order], a[order]
-    # blocks of equal prediction
-    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
-    sizes = np.diff(np.r_[starts, ps.size])
-    block_sum = np.add.reduceat(as_, starts)
-    x = np.r_[0.0, np.cumsum(sizes)] / ps.size
+    order, starts, sizes = _falling_blocks(p) if blocks is None else blocks
+    block_sum = np.add.reduceat(a[order], starts)
+    x = np.r_[0.0, np.cumsum(sizes)] / p.size
     y = np.r_[0.0, np.cumsum(block_sum)] / a.sum()
     return x, y
+
+
+def _falling_blocks(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``p`` sorted by falling value (stable): the order and the starts and sizes of its blocks of equal values."""
+    order = np.argsort(-p, kind="mergesort")
+    ps = p[order]
+    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
+    return order, starts, np.diff(np.r_[starts, ps.size])
+
+
+def _ranks_of_blocks(blocks) -> np.ndarray:
+    """Average ranks (``scipy.stats.rankdata``: ascending, from 1, ties averaged) from :func:`_falling_blocks`.
+
+    The block of falling positions ``start .. start + size - 1`` holds the ascending ranks
+    ``n - start - size + 1 .. n - start``, whose mean is ``n - start - (size - 1) / 2``.
+    """
+    order, starts, sizes = blocks
+    n = len(order)
+    ranks = np.empty(n)
+    ranks[order] = np.repeat(n - starts - (sizes - 1) / 2.0, sizes)
+    return ranks
 
 
 def top_capture(actual, predicted, share: float = 0.1) -> float:
@@ -79,7 +101,11 @@ def top_capture(actual, predicted, share: float = 0.1) -> float:
     a, p = _arrays(actual, predicted)
     if a.sum() <= 0:
         return float("nan")
-    x, y = _capture_curve(a, p)
+    return _top_of_curve(_capture_curve(a, p), share)
+
+
+def _top_of_curve(curve, share: float) -> float:
+    x, y = curve
     return float(np.interp(share, x, y))
 
 
@@ -88,20 +114,44 @@ def gini(actual, predicted) -> float:
     a, p = _arrays(actual, predicted)
     if a.sum() <= 0:
         return float("nan")
-    x, y = _capture_curve(a, p)
-    xp, yp = _capture_curve(a, a)
-    area = np.trapezoid(y, x) - 0.5
-    best = np.trapezoid(yp, xp) - 0.5
-    return float(area / best) if best > 0 else float("nan")
+    return _gini_of_curve(_capture_curve(a, p), _curve_area(_capture_curve(a, a)))
+
+
+def _curve_area(curve) -> float:
+    """Area between a capture curve and the diagonal."""
+    x, y = curve
+    return float(np.trapezoid(y, x) - 0.5)
+
+
+def _gini_of_curve(curve, best: float) -> float:
+    """:func:`gini` given the prediction's capture curve and the perfect ordering's area."""
+    return _curve_area(curve) / best if best > 0 else float("nan")
 
 
 def ranking_table(actual, predictions: pd.DataFrame, share: float = 0.1) -> pd.DataFrame:
-    """One row per column of ``predictions`` (models and the naive baseline): the ranking metrics."""
+    """One row per column of ``predictions`` (models and the naive baseline): the ranking metrics.
+
+    The same numbers as :func:`spearman`, :func:`top_capture` and :func:`gini` column by column;
+    what depends on ``actual`` alone (its ranks, the perfect ordering's curve) is sorted once, and
+    each prediction once: its capture curve and its ranks come from the same sort (at a million
+    customers a sort costs about 0.1 s).
+    """
+    if not 0 < share <= 1:
+        raise ValueError("share must be in (0, 1]")
+    ra = rankdata(np.asarray(actual, dtype=float).ravel()) if len(predictions.columns) else None
+    best = None
     rows = {}
     for name in predictions.columns:
-        p = predictions[name]
-        rows[name] = {"spearman": spearman(actual, p), "top_decile_capture": top_capture(actual, p, share),
-                      "gini": gini(actual, p)}
+        a, p = _arrays(actual, predictions[name])
+        top = gin = float("nan")
+        if a.sum() > 0 and best is None:
+            best = _curve_area(_capture_curve(a, a))
+        blocks = _falling_blocks(p)
+        if a.sum() > 0:
+            curve = _capture_curve(a, p, blocks)
+            top, gin = _top_of_curve(curve, share), _gini_of_curve(curve, best)
+        rows[name] = {"spearman": _rank_correlation(ra, _ranks_of_blocks(blocks)), "top_decile_capture": top,
+                      "gini": gin}
     out = pd.DataFrame(rows).T
     out.index.name = "model"
     return out[list(RANKING_METRICS)]

@@ -429,9 +429,13 @@ class BGNBD(_BGFamily):
             # the third 2F1 parameter is negative and the series can sum to a negative number,
             # where the formula still holds (checked against the integral over p in
             # tests/test_models.py) but its logarithm does not exist: there the direct product
-            log_form = -np.expm1(_log_hyp2f1_safe(r + x, b + x, a + b + x - 1.0, z) + log_ratio)
-            direct = 1.0 - hyp2f1(r + x, b + x, a + b + x - 1.0, z) * np.exp(log_ratio)
-        return (a + b + x - 1.0) / (a - 1.0) * np.where(np.isfinite(log_form), log_form, direct)
+            G = -np.expm1(_log_hyp2f1_safe(r + x, b + x, a + b + x - 1.0, z) + log_ratio)
+            bad = ~np.isfinite(G)
+            if bad.any():            # the direct product, evaluated only there (a 2F1 costs microseconds)
+                G = np.array(G, dtype=float, copy=True)
+                xb, zb, lb = (np.broadcast_to(v, G.shape)[bad] for v in (x, z, log_ratio))
+                G[bad] = 1.0 - hyp2f1(r + xb, b + xb, a + b + xb - 1.0, zb) * np.exp(lb)
+        return (a + b + x - 1.0) / (a - 1.0) * G
 
     def _h(self, theta, x, t_x, T):
         """The per-customer part of FHL (2005a) eq. (10): ``1 / (1 + delta a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))``."""
