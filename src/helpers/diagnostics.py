@@ -138,16 +138,16 @@ def ranking_table(actual, predictions: pd.DataFrame, share: float = 0.1) -> pd.D
     """
     if not 0 < share <= 1:
         raise ValueError("share must be in (0, 1]")
-    ra = rankdata(np.asarray(actual, dtype=float).ravel()) if len(predictions.columns) else None
-    best = None
+    a = np.asarray(actual, dtype=float).ravel()
+    ra = rankdata(a)
+    # the perfect ordering's area; None without holdout purchases (or with a non-finite one, which _arrays rejects)
+    best = _curve_area(_capture_curve(a, a)) if a.sum() > 0 else None
     rows = {}
     for name in predictions.columns:
         a, p = _arrays(actual, predictions[name])
-        top = gin = float("nan")
-        if a.sum() > 0 and best is None:
-            best = _curve_area(_capture_curve(a, a))
         blocks = _falling_blocks(p)
-        if a.sum() > 0:
+        top = gin = float("nan")
+        if best is not None:
             curve = _capture_curve(a, p, blocks)
             top, gin = _top_of_curve(curve, share), _gini_of_curve(curve, best)
         rows[name] = {"spearman": _rank_correlation(ra, _ranks_of_blocks(blocks)), "top_decile_capture": top,
