@@ -42,6 +42,33 @@ def test_log_file_format(retailer_csv):
     assert not any(p.name.endswith(".tmp") for p in retailer_csv.parent.iterdir())
 
 
+def test_writers_at_once_each_write_their_own_temporary_file(tmp_path, retailer_csv):
+    """Two writers of the same log at once (two runs generating the default data, or test workers) each
+    write a temporary file of their own and rename it: the log is whole, and nothing is left behind.
+    With one shared temporary name the second rename found no file (seen with two pytest workers)."""
+    import threading
+
+    target = tmp_path / "same.csv"
+    start = threading.Barrier(3)
+    errors = []
+
+    def write():
+        start.wait()
+        try:
+            write_simulated_log(target, **RETAILER, show_progress=False)
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=write) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert target.read_bytes() == retailer_csv.read_bytes()
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
 def test_deterministic_from_seed(tmp_path, retailer_csv):
     again = write_simulated_log(tmp_path / "again.csv", **RETAILER)
     assert again.read_bytes() == retailer_csv.read_bytes()

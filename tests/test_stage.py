@@ -240,6 +240,7 @@ def test_duckdb_engine_gives_the_same_stage(tmp_path, paper, monkeypatch):
     """The DuckDB stage groups the log by customer and day once: its summaries and every aggregate come from
     that one table (closed when the stage is done), and equal the pandas stage's."""
     from helpers import aggregates_log
+    from helpers.preflight import preflight
 
     built = []
 
@@ -249,10 +250,25 @@ def test_duckdb_engine_gives_the_same_stage(tmp_path, paper, monkeypatch):
             super().__init__(*a, **k)
 
     monkeypatch.setattr(aggregates_log, "CustomerDays", Counted)
-    s = compute_stage(write_config(tmp_path, "duck", extra_data="  engine: duckdb\n"))
-    assert len(built) == 1
+    path = write_config(tmp_path, "duck", extra_data="  engine: duckdb\n")
+    s = compute_stage(path)
+    assert len(built) == 1      # the validation's counts and the whole stage on one table
     with pytest.raises(Exception, match="closed"):
         built[0].con.execute("SELECT 1")
+    # the runner's way: the pre-flight keeps its table, the stage takes it over and closes it
+    pf = preflight(path, keep_days=True)
+    assert len(built) == 2 and pf.data.days is built[1]
+    again = compute_stage(pf.cfg, pf)
+    assert len(built) == 2 and pf.data.days is None
+    with pytest.raises(Exception, match="closed"):
+        built[1].con.execute("SELECT 1")
+    pd.testing.assert_frame_equal(again.full, s.full)
+    pd.testing.assert_frame_equal(again.quality, s.quality)
+    # a pre-flight on its own leaves no table open
+    alone = preflight(path)
+    assert len(built) == 3 and alone.data.days is None
+    with pytest.raises(Exception, match="closed"):
+        built[2].con.execute("SELECT 1")
     assert s.engine == "duckdb"
     for name in ("cal", "full"):     # the pandas stage adds the statistics some models read from the log
         got, ref = getattr(s, name), getattr(paper, name)

@@ -471,3 +471,31 @@ def test_what_worked_keeps_working_the_same_in_both_engines(tmp_path, text, chec
     with pytest.raises(DataValidationError) as ours:
         validate_duckdb(path)
     assert ref.value.check == ours.value.check == check and ref.value.n_rows == ours.value.n_rows == 1
+
+
+def test_customer_counts_from_the_customer_day_table_equal_the_validation_s(tmp_path):
+    """The pre-flight counts customers and repeat buyers on the stage's customer-day table
+    (``customer_counts``); that gives the quality table of the validation's own per-customer query
+    and of ``load_transactions``, on a log whose rows are excluded every way the policies allow."""
+    from helpers.aggregates_log import CustomerDays
+
+    log = pd.DataFrame([
+        ["1", "2020-01-01", "10"], ["1", "2020-01-01", "5"],        # two rows, one day: no repeat
+        ["2", "2020-01-02", "5"], [" 2", "2020-01-09", "3"],        # the same customer once stripped: repeat
+        ["3", "2020-01-03", "7.5"], ["3", "2020-01-03", "7.5"],     # an exact duplicate
+        ["4", "2020-02-01", "-2"],                                  # only a return: not a customer
+        ["5", "2020-04-01", "4"],                                   # only after the observation end
+        ["6", "1850-01-01", "3"], ["6", "2020-01-05", "1"],         # an implausible date, excluded
+        ["7", "2020-01-06", "0"], ["7", "2020-01-08", "2"],         # a zero amount is a purchase
+    ], columns=["customer_id", "date", "amount"])
+    path = tmp_path / "log.csv"
+    log.to_csv(path, index=False)
+    for dup in ("keep", "drop"):
+        kw = dict(date_format="%Y-%m-%d", observation_end="2020-03-15", negative_amounts="returns",
+                  duplicates=dup, implausible_dates="exclude")
+        ref = validate_duckdb(path, **kw)
+        with CustomerDays(path, **kw) as days:
+            q = validate_duckdb(path, customer_counts=days.customer_counts, **kw)
+        pd.testing.assert_frame_equal(q, ref)
+        assert q.attrs["counts"] == ref.attrs["counts"] == load_transactions(path, **kw).counts
+        assert (q.attrs["counts"]["customers"], q.attrs["counts"]["repeat_buyers"]) == (5, 2)

@@ -210,7 +210,9 @@ class CustomerDays:
     rows of :func:`helpers.summary_duckdb._rows_sql` (the summaries' policies; the log is assumed
     validated, so ``duplicates="error"`` counts as ``"keep"``).  Ids are grouped as stored and the
     table is regrouped on stripped ids only when an id has surrounding whitespace.  The DuckDB stage
-    builds it once and reads everything from it: the calibration and full-period summaries
+    builds it once (in the runner, the pre-flight builds it for its customer counts,
+    :meth:`customer_counts`, and hands it to the stage) and reads everything from it: the
+    calibration and full-period summaries
     (:meth:`summaries`), both DuckDB producers (:func:`tables_duckdb`,
     :func:`helpers.aggregates_revenue.compute_duckdb`) and the example customers' days.  At 1.2e8
     rows each of them had scanned and grouped the log itself (25-50 s each).  Use as a context
@@ -296,6 +298,14 @@ class CustomerDays:
 
         return summaries_of_days(self.con, self.table, calibration_end, observation_end, time_unit,
                                  self.has_amount, self.run)
+
+    def customer_counts(self) -> tuple[int, int]:
+        """``(customers, repeat_buyers)``: the customers with a purchase day in the table, and those with two
+        or more (the pre-flight's counts, :func:`helpers.summary_duckdb.validate_duckdb`'s ``customer_counts``)."""
+        n_cust, n_rep = self.run(lambda: self.con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE n > 1) FROM (SELECT count(*) AS n FROM {self.table} "
+            f"GROUP BY cid)").fetchall()[0])      # fetchall: no unfinished result left on the connection
+        return int(n_cust), int(n_rep)
 
     def days_of(self, ids) -> pd.DataFrame:
         """``customer_id`` and ``day`` of the purchase days of ``ids`` (stripped ids), unsorted."""

@@ -78,6 +78,11 @@ class DataCheck:
     has_amounts : bool
     data : TransactionData or None
         The validated log (pandas engine).
+    days : CustomerDays or None
+        DuckDB engine, when kept (``validate_data(keep_days=True)``): the log's customer-day table
+        (:class:`helpers.aggregates_log.CustomerDays`), on which the counts of customers were taken;
+        :func:`helpers.stage.compute_stage` takes it (:meth:`take_days`) instead of grouping the log
+        again, and closes it.
     """
 
     engine: str
@@ -89,6 +94,18 @@ class DataCheck:
     has_amounts: bool
     data: TransactionData | None = None
     counts: dict = field(default_factory=dict)
+    days: Any = field(default=None, repr=False, compare=False)
+
+    def take_days(self):
+        """The kept customer-day table (None when there is none); the caller owns it from then on."""
+        days, self.days = self.days, None
+        return days
+
+    def close(self) -> None:
+        """Close the kept customer-day table, if any."""
+        days = self.take_days()
+        if days is not None:
+            days.close()
 
 
 @dataclass
@@ -221,8 +238,15 @@ def _range_from_quality(quality: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timesta
     return pd.Timestamp(first), pd.Timestamp(last)
 
 
-def validate_data(cfg: Config) -> DataCheck:
+def validate_data(cfg: Config, keep_days: bool = False) -> DataCheck:
     """Validate the configured log once, with the configured engine.
+
+    With DuckDB the counts of customers and repeat buyers are taken on the log's customer-day
+    table (:class:`helpers.aggregates_log.CustomerDays`, built once every rule has passed), the
+    table the stage's summaries and aggregates read; ``keep_days`` keeps it open in
+    :attr:`DataCheck.days` for :func:`helpers.stage.compute_stage` (on 1e6 customers, 11.8e6 rows:
+    the table 3.1 s and the counts on it 0.4 s, where grouping the log by customer took 3.5 s and
+    the stage then built the table again).  Otherwise it is closed before this returns.
 
     Raises
     ------
@@ -239,15 +263,31 @@ def validate_data(cfg: Config) -> DataCheck:
                           "(relative to the configuration file)", key="data.path") from None
     engine = engine_of(cfg)
     configured_end = cfg.data.get("observation_end")
-    data = None
+    data = days = None
     counts: dict = {}
     if engine == "pandas":
         data = load_data(cfg)
         quality, counts = data.quality, dict(data.counts)
         first, last = data.first_date.normalize(), data.last_date.normalize()
     elif engine == "duckdb":
+        from .aggregates import customer_days  # noqa: PLC0415
+
         eng = engine_module("duckdb")
-        quality = eng.validate_duckdb(cfg.data["path"], **load_options(cfg, eng.validate_duckdb))
+        built = []
+
+        def customer_counts():
+            # the configured end filters as the validation's does; without one no row lies after the last day
+            built.append(customer_days(cfg, pd.Timestamp(configured_end).normalize() if configured_end else None))
+            return built[0].customer_counts()
+
+        try:
+            quality = eng.validate_duckdb(cfg.data["path"], customer_counts=customer_counts,
+                                          **load_options(cfg, eng.validate_duckdb))
+        except BaseException:
+            for d in built:
+                d.close()
+            raise
+        days = built[0] if built else None
         counts = dict(quality.attrs.get("counts", {}))
         first, last = _range_from_quality(quality)
     else:  # spark: the same rules and the same data-quality table, on the cluster
@@ -256,10 +296,18 @@ def validate_data(cfg: Config) -> DataCheck:
         counts = dict(quality.attrs.get("counts", {}))
         first, last = _range_from_quality(quality)
     # a log too small for the models fails here, before any model or kernel (data.min_customers)
-    check_modelable(counts, min_customers=int(cfg.data.get("min_customers", DEFAULT_MIN_CUSTOMERS)))
+    try:
+        check_modelable(counts, min_customers=int(cfg.data.get("min_customers", DEFAULT_MIN_CUSTOMERS)))
+    except BaseException:
+        if days is not None:
+            days.close()
+        raise
+    if days is not None and not keep_days:
+        days.close()
+        days = None
     obs_end = pd.Timestamp(configured_end).normalize() if configured_end else last
     return DataCheck(engine=engine, sha256=sha, quality=quality, first_day=first, last_day=last,
-                     observation_end=obs_end, has_amounts=cfg.has_amounts, data=data, counts=counts)
+                     observation_end=obs_end, has_amounts=cfg.has_amounts, data=data, counts=counts, days=days)
 
 
 def first_purchases(cfg: Config, check: DataCheck) -> pd.Series:
@@ -320,8 +368,12 @@ def check_calibration(cfg: Config, check: DataCheck) -> None:
             raise ConfigError(f"{cfg.path}: {key}: {rule}", key=key) from None
 
 
-def preflight(config: Config | str | Path) -> Preflight:
+def preflight(config: Config | str | Path, keep_days: bool = False) -> Preflight:
     """Every check that needs no kernel, in order: schema, notebooks, data, covariates, calibration end.
+
+    ``keep_days``: keep the DuckDB customer-day table of the validation for the stage
+    (:func:`validate_data`); whoever asks for it passes the result to
+    :func:`helpers.stage.compute_stage`, which closes it, or calls ``result.data.close()``.
 
     Returns
     -------
@@ -336,8 +388,12 @@ def preflight(config: Config | str | Path) -> Preflight:
     t0 = time.perf_counter()
     cfg = config if isinstance(config, Config) else load_config(config)
     declared = check_notebooks(cfg)
-    check = validate_data(cfg)
-    covariates = validate_covariates(cfg, check)
-    check_calibration(cfg, check)
+    check = validate_data(cfg, keep_days=keep_days)
+    try:
+        covariates = validate_covariates(cfg, check)
+        check_calibration(cfg, check)
+    except BaseException:
+        check.close()
+        raise
     return Preflight(cfg=cfg, declared=declared, data=check, seconds=time.perf_counter() - t0,
                      covariates=covariates)

@@ -730,7 +730,7 @@ def run_config(
 
     from .stage import compute_stage  # noqa: PLC0415
 
-    pf = preflight(config)
+    pf = preflight(config, keep_days=True)      # the DuckDB customer-day table goes on to the stage
     cfg = pf.cfg
     if progress:
         print(f"pre-flight: ok in {pf.seconds:.1f} s ({len(cfg.notebooks)} notebooks, engine {pf.data.engine}, "

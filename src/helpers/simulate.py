@@ -50,6 +50,7 @@ whole days.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,7 +401,7 @@ def write_simulated_log(
         tx = tx.sort_values(["date", "customer_id"], kind="mergesort").reset_index(drop=True)
         checkpoint()
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
+        tmp = out.with_name(f".{out.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # two writers never share it
         try:
             if out.suffix.lower() in {".parquet", ".pq"}:
                 tx.to_parquet(tmp, index=False)
@@ -735,7 +736,7 @@ def write_simulated_covariate_log(path: str | Path, covariates_path: str | Path,
     out = []
     for frame, target in ((tx, Path(path)), (table, Path(covariates_path))):
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         frame.to_csv(tmp, index=False, float_format="%.2f", lineterminator="\n")
         tmp.replace(target)
         out.append(target)

@@ -824,8 +824,12 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
 
     check = checked.data if isinstance(checked, Preflight) else checked
     if check is None:
-        check = validate_data(cfg)
-        check_calibration(cfg, check)
+        check = validate_data(cfg, keep_days=True)     # DuckDB: its customer-day table serves the stage
+        try:
+            check_calibration(cfg, check)
+        except BaseException:
+            check.close()
+            raise
         step("validation")
     elif not isinstance(check, DataCheck):
         raise TypeError("checked must be a Preflight or a DataCheck")
@@ -834,8 +838,11 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
 
     # summaries, with the configured engine; DuckDB: from the log's customer-day table, which the
     # aggregates read too, so the stage scans and groups the log once
+    # (the pre-flight's table when it kept one: the same rows, grouped once)
     tx = check.data.transactions if check.engine == "pandas" else None
-    days = aggregates.customer_days(cfg, check.observation_end) if check.engine == "duckdb" else None
+    days = check.take_days() if check.engine == "duckdb" else None
+    if check.engine == "duckdb" and days is None:
+        days = aggregates.customer_days(cfg, check.observation_end)
     try:
         return _compute(cfg, check, tx, days, step, timings)
     finally:

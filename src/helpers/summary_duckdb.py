@@ -1085,6 +1085,7 @@ def validate_duckdb(
     min_date=DEFAULT_MIN_DATE,
     max_date=None,
     implausible_dates: str = "error",
+    customer_counts=None,
 ) -> pd.DataFrame:
     """Run the validation rules of :func:`helpers.data.load_transactions` in SQL.
 
@@ -1095,7 +1096,11 @@ def validate_duckdb(
 
     Parameters are those of :func:`rfm_summary_duckdb` (``progress``: None shows
     the progress of steps longer than 2 s, True from the start, False never),
-    plus ``after_observation_end`` ("exclude" or "error").
+    plus ``after_observation_end`` ("exclude" or "error") and ``customer_counts``: a
+    function of no arguments giving ``(customers, repeat_buyers)`` of the rows kept, called
+    once every rule has passed instead of this function's own per-customer ``GROUP BY``
+    (:meth:`helpers.aggregates_log.CustomerDays.customer_counts`: the pre-flight counts on the
+    customer-day table the stage then reuses, so the log is grouped by customer once).
 
     Returns
     -------
@@ -1118,7 +1123,7 @@ def validate_duckdb(
                                     numbered=True, encoding=lim.encoding)
         try:
             return _validate(con_, src, customer_id, date, amount, date_format, observation_end, negative_amounts,
-                             duplicates, after_observation_end, lim, run)
+                             duplicates, after_observation_end, lim, run, customer_counts)
         finally:
             src.close()
             if own:
@@ -1144,7 +1149,7 @@ def _duplicates_sql(relation: str, cols: str, key: str | None = None) -> str:
 
 
 def _validate(con, src, customer_id, date, amount, date_format, observation_end, negative_amounts, duplicates,
-              after_observation_end, lim: Limits, run=_direct):
+              after_observation_end, lim: Limits, run=_direct, customer_counts=None):
     has_amount = amount is not None
     columns = {"customer_id": customer_id, "date": date, "amount": amount}
     cid = src.id_expr(customer_id)
@@ -1226,10 +1231,13 @@ def _validate(con, src, customer_id, date, amount, date_format, observation_end,
     if not n_used:
         raise rule_error("nothing_left", n_read)
     counts["rows_used"] = int(n_used)
-    per_customer = (f"SELECT count(*), count(*) FILTER (WHERE d0 < d1) FROM (SELECT {cid} AS __cid, "
-                    f"min({day}) AS d0, max({day}) AS d1 FROM {kept_src} WHERE NOT {excluded} AND NOT {neg} "
-                    f"GROUP BY __cid)")
-    n_cust, n_rep = run(lambda: con.execute(per_customer).fetchone())
+    if customer_counts is not None:
+        n_cust, n_rep = customer_counts()
+    else:
+        per_customer = (f"SELECT count(*), count(*) FILTER (WHERE d0 < d1) FROM (SELECT {cid} AS __cid, "
+                        f"min({day}) AS d0, max({day}) AS d1 FROM {kept_src} WHERE NOT {excluded} AND NOT {neg} "
+                        f"GROUP BY __cid)")
+        n_cust, n_rep = run(lambda: con.execute(per_customer).fetchone())
     counts.update({"customers": int(n_cust), "repeat_buyers": int(n_rep), "purchase_dates": int(n_dates)})
     quality = quality_frame(counts, has_amount=has_amount, duplicates=duplicates, negative_amounts=negative_amounts,
                             implausible_dates=lim.implausible_dates, window=lim.window, observation_end=end,
