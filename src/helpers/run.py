@@ -58,8 +58,34 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import nbformat
-from jupyter_client.manager import AsyncKernelManager
+
+
+def _import_jsonschema_without_iri_formats() -> None:
+    """Import jsonschema (which nbformat and papermill import) without its optional ``rfc3987_syntax``.
+
+    jsonschema's format checker imports ``rfc3987_syntax`` when it is installed (it comes with
+    Jupyter's ``jsonschema[format-nongpl]``) for its "iri" and "iri-reference" formats, and that
+    module builds its grammars at import: 1.65 of the 1.87 s ``import jsonschema`` took here, in the
+    runner before the pre-flight and again in every notebook worker.  No notebook schema uses those
+    formats, and nbformat validates without a format checker.  So the module is hidden while jsonschema
+    is first imported, and unhidden right after; a later ``import rfc3987_syntax`` works as usual.  In
+    a process that imported this module first, jsonschema's format checker does not check the two
+    IRI formats.
+    """
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        return
+    sys.modules["rfc3987_syntax"] = None       # None: the import raises ImportError, which jsonschema skips
+    try:
+        import jsonschema  # noqa: F401, PLC0415
+    finally:
+        if sys.modules.get("rfc3987_syntax", False) is None:
+            del sys.modules["rfc3987_syntax"]
+
+
+_import_jsonschema_without_iri_formats()
+
+import nbformat  # noqa: E402  (after jsonschema, above)
+from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 from traitlets import default
 
 from . import __version__
