@@ -263,48 +263,42 @@ def validate_data(cfg: Config, keep_days: bool = False) -> DataCheck:
                           "(relative to the configuration file)", key="data.path") from None
     engine = engine_of(cfg)
     configured_end = cfg.data.get("observation_end")
-    data = days = None
+    data = None
     counts: dict = {}
-    if engine == "pandas":
-        data = load_data(cfg)
-        quality, counts = data.quality, dict(data.counts)
-        first, last = data.first_date.normalize(), data.last_date.normalize()
-    elif engine == "duckdb":
-        from .aggregates import customer_days  # noqa: PLC0415
+    built: list = []        # DuckDB: the customer-day table, once the validation has built it
+    try:
+        if engine == "pandas":
+            data = load_data(cfg)
+            quality, counts = data.quality, dict(data.counts)
+            first, last = data.first_date.normalize(), data.last_date.normalize()
+        elif engine == "duckdb":
+            from .aggregates import customer_days  # noqa: PLC0415
 
-        eng = engine_module("duckdb")
-        built = []
+            eng = engine_module("duckdb")
 
-        def customer_counts():
-            # the configured end filters as the validation's does; without one no row lies after the last day
-            built.append(customer_days(cfg, pd.Timestamp(configured_end).normalize() if configured_end else None))
-            return built[0].customer_counts()
+            def customer_counts():
+                # the configured end filters as the validation's does; without one no row lies after the last day
+                built.append(customer_days(cfg, pd.Timestamp(configured_end).normalize() if configured_end else None))
+                return built[0].customer_counts()
 
-        try:
             quality = eng.validate_duckdb(cfg.data["path"], customer_counts=customer_counts,
                                           **load_options(cfg, eng.validate_duckdb))
-        except BaseException:
-            for d in built:
-                d.close()
-            raise
-        days = built[0] if built else None
-        counts = dict(quality.attrs.get("counts", {}))
-        first, last = _range_from_quality(quality)
-    else:  # spark: the same rules and the same data-quality table, on the cluster
-        eng = engine_module("spark")
-        quality = eng.validate_spark(cfg.data["path"], **validation_kwargs(cfg.data))
-        counts = dict(quality.attrs.get("counts", {}))
-        first, last = _range_from_quality(quality)
-    # a log too small for the models fails here, before any model or kernel (data.min_customers)
-    try:
+            counts = dict(quality.attrs.get("counts", {}))
+            first, last = _range_from_quality(quality)
+        else:  # spark: the same rules and the same data-quality table, on the cluster
+            eng = engine_module("spark")
+            quality = eng.validate_spark(cfg.data["path"], **validation_kwargs(cfg.data))
+            counts = dict(quality.attrs.get("counts", {}))
+            first, last = _range_from_quality(quality)
+        # a log too small for the models fails here, before any model or kernel (data.min_customers)
         check_modelable(counts, min_customers=int(cfg.data.get("min_customers", DEFAULT_MIN_CUSTOMERS)))
     except BaseException:
-        if days is not None:
-            days.close()
+        for table in built:
+            table.close()
         raise
-    if days is not None and not keep_days:
-        days.close()
-        days = None
+    days = built[0] if built and keep_days else None
+    if built and not keep_days:
+        built[0].close()
     obs_end = pd.Timestamp(configured_end).normalize() if configured_end else last
     return DataCheck(engine=engine, sha256=sha, quality=quality, first_day=first, last_day=last,
                      observation_end=obs_end, has_amounts=cfg.has_amounts, data=data, counts=counts, days=days)

@@ -59,7 +59,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def _import_jsonschema_without_iri_formats() -> None:
     """Import jsonschema (which nbformat and papermill import) without its optional ``rfc3987_syntax``.
 

@@ -326,6 +326,12 @@ def write_parquet_chunks(
 # a transaction log on disk (simulated retailer) and a market of firms
 # ---------------------------------------------------------------------------
 
+def _private_tmp(target: Path) -> Path:
+    """The temporary file a writer of ``target`` writes before renaming it onto ``target``: one per process
+    and thread, so that two writers of the same log at once never share it (the rename is atomic)."""
+    return target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+
+
 def write_simulated_log(
     path: str | Path,
     n_customers: int,
@@ -401,7 +407,7 @@ def write_simulated_log(
         tx = tx.sort_values(["date", "customer_id"], kind="mergesort").reset_index(drop=True)
         checkpoint()
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # two writers never share it
+        tmp = _private_tmp(out)
         try:
             if out.suffix.lower() in {".parquet", ".pq"}:
                 tx.to_parquet(tmp, index=False)
@@ -736,7 +742,7 @@ def write_simulated_covariate_log(path: str | Path, covariates_path: str | Path,
     out = []
     for frame, target in ((tx, Path(path)), (table, Path(covariates_path))):
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+        tmp = _private_tmp(target)
         frame.to_csv(tmp, index=False, float_format="%.2f", lineterminator="\n")
         tmp.replace(target)
         out.append(target)

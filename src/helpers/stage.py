@@ -840,8 +840,8 @@ def compute_stage(cfg: Config | str | Path, checked=None, progress: bool = False
     # aggregates read too, so the stage scans and groups the log once
     # (the pre-flight's table when it kept one: the same rows, grouped once)
     tx = check.data.transactions if check.engine == "pandas" else None
-    days = check.take_days() if check.engine == "duckdb" else None
-    if check.engine == "duckdb" and days is None:
+    days = check.take_days()
+    if days is None and check.engine == "duckdb":
         days = aggregates.customer_days(cfg, check.observation_end)
     try:
         return _compute(cfg, check, tx, days, step, timings)
