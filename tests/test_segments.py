@@ -855,3 +855,48 @@ def test_segment_customers_without_month_frames_gives_the_same_values_and_sensit
         segment_sensitivity(monthly, A, table["expected_spend"], table["potential_spend"], base, vary)
     with pytest.raises(ValueError, match="one value per customer"):
         segment_sensitivity(monthly, None, table["expected_spend"][:5], table["potential_spend"][:5], base, vary)
+
+
+@pytest.mark.parametrize("amounts", [True, False])
+@pytest.mark.parametrize("dense", [True, False])
+def test_segment_table_shares_no_memory_with_its_inputs_or_within_itself(paper_split, amounts, dense):
+    """The segment table is built without a consolidating copy (one array per column, notebook 04's memory at
+    1e7 customers), so it must own every column: writing into it changes neither the summary, nor the month
+    expectations the sensitivity grid reuses, nor another column (without amounts the potential spend is the
+    spend itself)."""
+    cal = paper_split
+    f = fit_model("pareto_nbd", cal, time_unit="W")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = fit_gamma_gamma(cal, warn=False) if amounts else None
+    rules = dict(horizon_months=6, margin=0.3 if amounts else 1.0, monthly_discount_rate=0.01,
+                 costs=COSTS if amounts else CostModel(), time_unit="W")
+    out = segment_customers(f, g, cal, **rules, dense=dense)
+    table = out[0]
+    held = [cal[c].to_numpy() for c in cal.columns if cal[c].dtype == float]
+    if dense:
+        held += [F.to_numpy() for F in out[1:]]
+    else:
+        m = out[1]
+        held += [a for a in (m.purchases, m.alive, m.scale) if a is not None]
+    cols = [c for c in table.columns if table[c].dtype == float]
+    arrays = {c: table[c].to_numpy() for c in cols}
+    for c, a in arrays.items():
+        assert not any(np.shares_memory(a, h) for h in held), c
+        assert not any(np.shares_memory(a, arrays[o]) for o in cols if o != c), c
+    before = cal.copy()
+    table.loc[:, cols] = -1.0
+    pd.testing.assert_frame_equal(cal, before)
+
+
+def test_customer_values_copies_the_spends_it_is_given():
+    """customer_values keeps each column in its own array, so its table never writes through to the caller's
+    spends (nor one spend column to the other when no potential is given)."""
+    rng = np.random.default_rng(2)
+    P, A = rng.gamma(0.5, 0.2, (50, 6)), np.full((50, 6), 0.5)
+    spend, pot = rng.gamma(4.0, 10.0, 50), rng.gamma(5.0, 10.0, 50)
+    for potential in (pot, None):
+        t = customer_values(P, A, spend, 0.3, 0.01, COSTS, potential_spend=potential)
+        for c in ("expected_spend", "potential_spend"):
+            assert not np.shares_memory(t[c].to_numpy(), spend) and not np.shares_memory(t[c].to_numpy(), pot)
+        assert not np.shares_memory(t["expected_spend"].to_numpy(), t["potential_spend"].to_numpy())
