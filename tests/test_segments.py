@@ -292,9 +292,11 @@ def test_top_k_equals_stable_descending_sort():
     v = rng.integers(0, 20, 500).astype(float)          # many ties
     v[rng.choice(500, 30, replace=False)] = np.nan
     v[:3] = np.inf
-    for k in (0, 1, 7, 100, 250, 469, 470, 480, 500, 600):
-        ref = pd.Series(v).sort_values(ascending=False, kind="mergesort").index[:k].to_numpy()
-        assert set(_top_k(v, k)) == set(ref), k
+    no_nan = np.where(np.isnan(v), -np.inf, v)          # without NaN (the usual case, no positions array)
+    for values in (v, no_nan):
+        for k in (0, 1, 7, 100, 250, 469, 470, 480, 500, 600):
+            ref = pd.Series(values).sort_values(ascending=False, kind="mergesort").index[:k].to_numpy()
+            assert set(_top_k(values, k)) == set(ref), k
 
 
 # ---------------------------------------------------------------------------
@@ -900,3 +902,34 @@ def test_customer_values_copies_the_spends_it_is_given():
         for c in ("expected_spend", "potential_spend"):
             assert not np.shares_memory(t[c].to_numpy(), spend) and not np.shares_memory(t[c].to_numpy(), pot)
         assert not np.shares_memory(t["expected_spend"].to_numpy(), t["potential_spend"].to_numpy())
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3000])
+def test_export_segment_table_writes_the_files_of_the_pandas_frame(tmp_path, rows):
+    """The export is built column by column in Arrow (no copies of the table); its files are those of the
+    frame written out by pandas and Arrow's CSV writer (written out here): the same Parquet schema, pandas
+    metadata and values (missing values as nulls, ties in net CLV ranked by position) and the same CSV bytes."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from helpers.segments import EXPORT_COLUMNS
+
+    rng = np.random.default_rng(4)
+    idx = pd.Index([f"C-{i:05d}" for i in rng.permutation(rows)], name="customer")
+    t = pd.DataFrame({c: rng.gamma(2.0, 3.0, rows) for c in EXPORT_COLUMNS if c not in ("segment", "T")},
+                     index=idx)
+    t["net_clv"] = np.round(t["net_clv"], 0)                            # ties
+    t.loc[t.index[:5], "total_spend"] = np.nan
+    t["segment"] = pd.Categorical.from_codes(rng.integers(0, 4, rows), categories=SEGMENT_ORDER)
+    paths = export_segment_table(t, tmp_path / "new", "pareto_nbd", 6, "EUR")
+    cols = [c for c in EXPORT_COLUMNS if c in t.columns]
+    ref = t[cols].assign(segment=t["segment"].astype(str), model="pareto_nbd", horizon_months=6, units="EUR")
+    ref["rank_net_clv"] = ref["net_clv"].rank(ascending=False, method="first").astype(int)
+    ref.index = pd.Index(t.index, name="customer_id")
+    ref.to_parquet(tmp_path / "ref.parquet")
+    pacsv.write_csv(pa.Table.from_pandas(ref.reset_index(), preserve_index=False), tmp_path / "ref.csv")
+    assert pq.read_schema(paths[0]).equals(pq.read_schema(tmp_path / "ref.parquet"), check_metadata=True)
+    assert pq.read_table(paths[0]).equals(pq.read_table(tmp_path / "ref.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(paths[0]), ref)
+    assert paths[1].read_bytes() == (tmp_path / "ref.csv").read_bytes()

@@ -568,6 +568,31 @@ def test_a_loaded_stage_reads_a_table_only_when_it_is_used(tmp_path, paper, monk
         back.predictions
 
 
+def test_a_table_read_for_one_use_is_not_kept(tmp_path, paper, monkeypatch):
+    """``stage.aggregates.read`` gives the table without keeping it (notebook 04's holdout_last, 0.4 GB of ids
+    at 1e7 customers); one already kept is given as it is; the release of Arrow's pool follows every read."""
+    import pyarrow
+
+    from helpers import stage as stage_module
+
+    paper.save(tmp_path / "stage")
+    read, released = [], []
+    real = pd.read_parquet
+    monkeypatch.setattr(pd, "read_parquet", lambda path, *a, **k: read.append(Path(path).name) or real(path, *a, **k))
+    pool = pyarrow.default_memory_pool()
+    monkeypatch.setattr(stage_module, "release_arrow_memory", lambda: released.append(len(read)) or
+                        pool.release_unused())
+    back = Stage.load(tmp_path / "stage")
+    name = "aggregates_log.holdout_last"
+    first, second = back.aggregates.read(name), back.aggregates.read(name)
+    pd.testing.assert_frame_equal(first, paper.aggregates[name], check_exact=True)
+    assert first is not second and read == [f"{name}.parquet"] * 2 and released == [1, 2]
+    kept = back.aggregates[name]
+    assert back.aggregates.read(name) is kept and len(read) == 3
+    back.cal
+    assert read[-1] == "cal.parquet" and released[-1] == 4
+
+
 def test_discrete_stage_round_trip(tmp_path, donations):
     donations.save(tmp_path / "d")
     back = Stage.load(tmp_path / "d")

@@ -903,3 +903,17 @@ def load_transactions(
         transactions=clean, returns=returns, quality=quality, sha256=sha,
         has_amount=has_amount, source=label, counts=counts,
     )
+
+
+def release_arrow_memory() -> None:
+    """Hand the memory Arrow's allocator pool keeps unused back to the operating system.
+
+    A Parquet read decodes into Arrow buffers and converts them to pandas, a Parquet or CSV
+    write converts the other way; the pool (mimalloc) keeps what was freed.  In a kernel at 1e7
+    customers reading the stage's ``cal`` and ``full`` left 4.09 GB resident, 2.28 GB with this
+    after the read (their values and ids take about 1.9 GB); the system and jemalloc pools kept
+    2.9-3.1 GB.
+    """
+    import pyarrow  # noqa: PLC0415
+
+    pyarrow.default_memory_pool().release_unused()

@@ -472,9 +472,9 @@ def release_freed_memory() -> None:
     """
     gc.collect()
     with contextlib.suppress(Exception):
-        import pyarrow  # noqa: PLC0415
+        from .data import release_arrow_memory  # noqa: PLC0415
 
-        pyarrow.default_memory_pool().release_unused()
+        release_arrow_memory()
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             import ctypes  # noqa: PLC0415
