@@ -118,6 +118,12 @@ def test_purchase_day_distribution_from_a_summary(cdnow_sample):
     small = purchase_day_distribution(pd.Series([1, 1, 3, 7]), max_count=3)
     assert small["customers"].tolist() == [2, 0, 2]
     assert small["share"].tolist() == [0.5, 0.0, 0.5]
+    # against counting text labels (the earlier implementation, written out here), on a heavy tail
+    n = pd.Series(np.random.default_rng(1).geometric(0.3, 5000).astype(float), name="x")
+    label = n.clip(upper=6).astype(int).astype(str).where(n < 6, "6+")
+    ref = label.value_counts().reindex([*map(str, range(1, 6)), "6+"], fill_value=0)
+    got = purchase_day_distribution(n, max_count=6)
+    assert got["customers"].tolist() == ref.tolist() and got.index.name == "purchase_days"
 
 
 def test_period_names():

@@ -555,6 +555,27 @@ class Stage:
         stage.__dict__["_deferred"] = deferred
         return stage
 
+    def column(self, table: str, column: str) -> np.ndarray:
+        """One column of a per-customer table as an array, in the table's row order.
+
+        From a loaded stage whose table has not been read yet only that column is read from its
+        Parquet file, without the table and its customer ids: at 1e7 customers notebook 01's
+        ``stage.full["x"]`` read ``full`` and the calibration summary whose ids it shares (2.3 GB
+        kept, 4.7 GB at the peak) for an array of 80 MB.  Otherwise the table's own column.
+        """
+        deferred = self.__dict__.get("_deferred") or {}
+        if table in self.__dict__ or table not in deferred:
+            return getattr(self, table)[column].to_numpy()
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        file, _ = deferred[table]
+        if not file.exists():
+            raise FileNotFoundError(f"{file}: the stage folder changed after it was read (its tables are read when "
+                                    f"first used); read the stage again (get_stage)")
+        values = pq.read_table(file, columns=[column]).column(0).to_numpy()
+        release_arrow_memory()
+        return values
+
     def __getattr__(self, name: str):
         # reached only when the instance has no such attribute: a table that :meth:`load` deferred
         deferred = self.__dict__.get("_deferred") or {}

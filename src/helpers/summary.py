@@ -332,11 +332,11 @@ def purchase_day_distribution(n_days: pd.Series, max_count: int = 10) -> pd.Data
     ``max_count - 1`` and ``"{max_count}+"`` pooling the rest, with the number
     and share of customers.
     """
-    n = pd.Series(n_days)
-    label = n.clip(upper=max_count).astype(int).astype(str)
-    label = label.where(n < max_count, f"{max_count}+")
+    # counted on integers (np.bincount), not on a text label per customer: at 1e7 customers the labels
+    # were 1e7 Python strings (0.6 GB and 9 s in notebook 01); a count below 1 has no row, as before
+    k = np.minimum(np.asarray(n_days, dtype=float), max_count).astype(np.int64)
     order = [str(i) for i in range(1, max_count)] + [f"{max_count}+"]
-    counts = label.value_counts().reindex(order, fill_value=0)
+    counts = pd.Series(np.bincount(k[k >= 1], minlength=max_count + 1)[1:], index=order)
     out = pd.DataFrame({"customers": counts, "share": counts / counts.sum()})
     out.index.name = "purchase_days"
     return out
