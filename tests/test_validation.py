@@ -91,3 +91,26 @@ def test_recommend_model_says_when_the_choice_is_worse_than_the_baseline():
                         index=["bgnbd", "pareto_nbd", "baseline"])
     _, reason = validation.recommend_model(comp)
     assert "its MAE (1.100) is 10% above the naive baseline's (1.000)" in reason
+
+
+def test_value_and_score_gives_the_numbers_of_the_functions_it_replaces():
+    """One sort per ranking: the shares, curves and overlap equal top_share, concentration_curve and
+    top_overlap called one by one (ties and NaN scores), aligned or by labels (a shuffled score)."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    idx = pd.Index([f"c{i}" for i in rng.permutation(n)])
+    value = pd.Series(np.round(rng.gamma(0.5, 10.0, n), 1), index=idx)       # ties
+    score = pd.Series(rng.integers(0, 8, n).astype(float), index=idx)
+    score[rng.random(n) < 0.03] = np.nan
+    for sc in (score, score.sample(frac=1.0, random_state=2)):
+        got = concentration.value_and_score(value, sc, shares=(0.01, 0.1, 0.5), overlap_share=0.2, points=51)
+        for s in (0.01, 0.1, 0.5):
+            assert got["shares"].loc[f"top {s:.0%}", "value"] == concentration.top_share(value, s)
+            assert got["shares"].loc[f"top {s:.0%}", "score"] == concentration.top_share(value, s, score=sc)
+        pd.testing.assert_frame_equal(got["curves"]["value"], concentration.concentration_curve(value, points=51))
+        pd.testing.assert_frame_equal(got["curves"]["score"],
+                                      concentration.concentration_curve(value, score=sc, points=51))
+        assert got["overlap"] == concentration.top_overlap(value, sc, 0.2)
+    assert np.isnan(concentration.value_and_score(value, score, overlap_share=0.0)["overlap"])
+    with pytest.raises(ValueError, match="share"):
+        concentration.value_and_score(value, score, shares=(1.5,))

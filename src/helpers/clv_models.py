@@ -481,15 +481,10 @@ def value_concentration(stage, clv: pd.Series | None = None, top_share: float = 
         past, past_name = stage.full["total_spend"], "past spend"
     else:
         past, past_name = stage.full["x"] + 1, "past purchase days"
-    shares = pd.DataFrame({
-        "ranked by CLV": _conc.top_shares(clv),
-        f"ranked by {past_name}": pd.Series({f"top {s:.0%}": _conc.top_share(clv, s, score=past)
-                                             for s in (0.01, 0.1, 0.2)}),
-    })
-    curves = {"ranked by CLV": _conc.concentration_curve(clv),
-              f"ranked by {past_name}": _conc.concentration_curve(clv, score=past)}
-    return {"shares": shares, "curves": curves, "overlap": _conc.top_overlap(clv, past, top_share),
-            "past": past_name}
+    both = _conc.value_and_score(clv, past, shares=(0.01, 0.1, 0.2), overlap_share=top_share)  # one sort each
+    names = {"value": "ranked by CLV", "score": f"ranked by {past_name}"}
+    return {"shares": both["shares"].rename(columns=names), "curves": {names[k]: c for k, c in both["curves"].items()},
+            "overlap": both["overlap"], "past": past_name}
 
 
 def top_customers(stage, boot, n: int = 10, show_raw: bool = False) -> pd.DataFrame:

@@ -37,7 +37,11 @@ def concentration_curve(value: pd.Series, score: pd.Series | None = None, points
 
     Returns a frame with ``share_customers`` (0..1, ``points`` steps) and ``share_value``.
     """
-    v = _ranked(value if score is None else score, value)
+    return _curve_of_ranked(_ranked(value if score is None else score, value), points)
+
+
+def _curve_of_ranked(v: np.ndarray, points: int = 101) -> pd.DataFrame:
+    """:func:`concentration_curve` of the values ``v`` in ranked order."""
     total = v.sum()
     cum = np.concatenate([[0.0], np.cumsum(v)]) / (total if total != 0 else 1.0)
     x = np.linspace(0.0, 1.0, points)
@@ -48,7 +52,11 @@ def top_share(value: pd.Series, share: float, score: pd.Series | None = None) ->
     """Share of total ``value`` held by the top ``share`` of customers (ranked by ``score``, default ``value``)."""
     if not 0 <= share <= 1:
         raise ValueError(f"share must be in [0, 1], got {share}")
-    v = _ranked(value if score is None else score, value)
+    return _top_share_of_ranked(_ranked(value if score is None else score, value), share)
+
+
+def _top_share_of_ranked(v: np.ndarray, share: float) -> float:
+    """:func:`top_share` of the values ``v`` in ranked order."""
     total = v.sum()
     k = int(round(share * len(v)))
     return float(v[:k].sum() / total) if total != 0 else float("nan")
@@ -76,9 +84,43 @@ def top_overlap(score_a: pd.Series, score_b: pd.Series, share: float = 0.1) -> f
     if k == 0:
         return float("nan")
     if score_a.index.equals(score_b.index) and score_a.index.is_unique:    # positional, as the labels
-        in_b = np.zeros(len(score_b), dtype=bool)
-        in_b[_descending(score_b)[:k]] = True
-        return int(in_b[_descending(score_a)[:k]].sum()) / k
+        return _overlap_of_orders(_descending(score_a), _descending(score_b), k)
     a = score_a.sort_values(ascending=False, kind="mergesort").index[:k]
     b = score_b.sort_values(ascending=False, kind="mergesort").index[:k]
     return len(a.intersection(b)) / k
+
+
+def _overlap_of_orders(order_a: np.ndarray, order_b: np.ndarray, k: int) -> float:
+    """:func:`top_overlap` from the two rankings' orders (positions, from the top)."""
+    in_b = np.zeros(len(order_b), dtype=bool)
+    in_b[order_b[:k]] = True
+    return int(in_b[order_a[:k]].sum()) / k
+
+
+def value_and_score(value: pd.Series, score: pd.Series, shares=(0.01, 0.10, 0.20), overlap_share: float = 0.1,
+                    points: int = 101) -> dict:
+    """The concentration of ``value`` ranked by itself and by ``score``, with one sort per ranking.
+
+    Returns ``shares`` (:func:`top_share` of each share, a column per ranking: ``"value"``, ``"score"``),
+    ``curves`` (:func:`concentration_curve` per ranking) and ``overlap`` (:func:`top_overlap` of the two
+    at ``overlap_share``): the same numbers as those functions, which sort the customers once per call
+    (ten sorts for a report's table, curves and overlap: 25 s of notebook 02 at 1e7 customers).
+    """
+    if not (value.index.equals(score.index) and value.index.is_unique):        # by labels: the functions
+        return {"shares": pd.DataFrame({"value": [top_share(value, s) for s in shares],
+                                        "score": [top_share(value, s, score=score) for s in shares]},
+                                       index=[f"top {s:.0%}" for s in shares]),
+                "curves": {"value": concentration_curve(value, points=points),
+                           "score": concentration_curve(value, score=score, points=points)},
+                "overlap": top_overlap(value, score, overlap_share)}
+    for s in shares:
+        if not 0 <= s <= 1:
+            raise ValueError(f"share must be in [0, 1], got {s}")
+    orders = {"value": _descending(value), "score": _descending(score)}
+    v = value.to_numpy(float)
+    ranked = {name: v[order] for name, order in orders.items()}
+    k = int(round(overlap_share * len(value)))
+    return {"shares": pd.DataFrame({name: [_top_share_of_ranked(r, s) for s in shares] for name, r in ranked.items()},
+                                   index=[f"top {s:.0%}" for s in shares]),
+            "curves": {name: _curve_of_ranked(r, points) for name, r in ranked.items()},
+            "overlap": _overlap_of_orders(orders["value"], orders["score"], k) if k else float("nan")}
