@@ -250,9 +250,23 @@ def test_duckdb_engine_gives_the_same_stage(tmp_path, paper, monkeypatch):
             super().__init__(*a, **k)
 
     monkeypatch.setattr(aggregates_log, "CustomerDays", Counted)
+    from helpers import stage as stage_module
+
+    real_fit_all, open_at_fits = stage_module._fit_all, []
+
+    def fit_all(*a, **k):       # the aggregates come before the fits: the table is closed by then
+        try:
+            built[-1].con.execute("SELECT 1")
+            open_at_fits.append(True)
+        except Exception:  # noqa: BLE001 - closed
+            open_at_fits.append(False)
+        return real_fit_all(*a, **k)
+
+    monkeypatch.setattr(stage_module, "_fit_all", fit_all)
     path = write_config(tmp_path, "duck", extra_data="  engine: duckdb\n")
     s = compute_stage(path)
     assert len(built) == 1      # the validation's counts and the whole stage on one table
+    assert open_at_fits == [False, False] and list(s.timings)[:3] == ["validation", "summaries", "aggregates"]
     with pytest.raises(Exception, match="closed"):
         built[0].con.execute("SELECT 1")
     # the runner's way: the pre-flight keeps its table, the stage takes it over and closes it
@@ -545,21 +559,28 @@ def test_a_loaded_stage_reads_a_table_only_when_it_is_used(tmp_path, paper, monk
     paper.save(tmp_path / "stage")
     read = []
     real = pd.read_parquet
-    monkeypatch.setattr(pd, "read_parquet", lambda path, *a, **k: read.append(Path(path).name) or real(path, *a, **k))
+    monkeypatch.setattr(pd, "read_parquet", lambda path, *a, **k: read.append(
+        Path(path).name + ("[ids]" if k.get("columns") == [] else "")) or real(path, *a, **k))
     back = Stage.load(tmp_path / "stage")
     assert read == [] and back.model_name == paper.model_name and back.equity == paper.equity
     name = next(iter(paper.aggregates))
     pd.testing.assert_frame_equal(back.aggregates[name], paper.aggregates[name], check_exact=True)
     assert read == [f"{name}.parquet"]
-    # the valuation is stored without its index: using it reads the calibration summary, whose ids it shares
+    # the valuation is stored without its index: using it reads the ids of the calibration summary, whose ids
+    # it shares, and not the summary's columns; the summary, read later, gets those same ids
     pd.testing.assert_frame_equal(back.valuation, paper.valuation, check_exact=True)
-    assert read[1:] == ["valuation.parquet", "cal.parquet"] and back.valuation.index is back.cal.index
+    assert read[1:] == ["valuation.parquet", "cal.parquet[ids]"]
+    pd.testing.assert_frame_equal(back.cal, paper.cal, check_exact=True)
+    assert read[3:] == ["cal.parquet"] and back.valuation.index is back.cal.index
     back.valuation, back.aggregates[name], back.cal             # read once, then kept
-    assert len(read) == 3
+    assert len(read) == 4
     twin = copy.copy(back)                                       # a copy reads what it has not got on its own
     pd.testing.assert_frame_equal(twin.full, paper.full, check_exact=True)
     pd.testing.assert_frame_equal(back.full, paper.full, check_exact=True)
-    assert read[3:] == ["full.parquet", "full.parquet"]
+    assert read[4:] == ["full.parquet", "full.parquet"] and back.full.index is back.cal.index
+    fresh = Stage.load(tmp_path / "stage")                       # full alone: the ids, not the summary's columns
+    pd.testing.assert_frame_equal(fresh.full, paper.full, check_exact=True)
+    assert read[6:] == ["full.parquet", "cal.parquet[ids]"] and fresh.full.index is fresh.valuation.index
     assert back.cal_discrete is None and back.full_discrete is None   # a continuous log has none: no file
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         back.nonsense

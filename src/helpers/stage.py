@@ -587,9 +587,29 @@ class Stage:
                                     f"first used); read the stage again (get_stage)")
         frame = read_parquet(file)
         if index_of is not None:
-            frame.index = getattr(self, index_of).index
+            frame.index = self._index_of(index_of)
+        elif f"_index:{name}" in self.__dict__:
+            frame.index = self.__dict__[f"_index:{name}"]       # the ids already read for a table sharing them
         self.__dict__[name] = frame      # found there from now on; ``_deferred`` is never changed (copies share it)
         return frame
+
+    def _index_of(self, name: str) -> pd.Index:
+        """The customer ids of table ``name``, shared by the tables saved without theirs: the table's own index
+        once it is read, otherwise its index column alone (kept, and given to the table when it is read).
+        Reading ``full`` (or the valuation) then costs its own columns and the ids, not also the calibration
+        summary's ten columns (0.8 GB at 1e7 customers)."""
+        if name in self.__dict__:
+            return self.__dict__[name].index
+        key = f"_index:{name}"
+        if key not in self.__dict__:
+            file, _ = self.__dict__["_deferred"][name]
+            if not file.exists():
+                raise FileNotFoundError(f"{file}: the stage folder changed after it was read (its tables are read "
+                                        f"when first used); read the stage again (get_stage)")
+            index = pd.read_parquet(file, columns=[]).index
+            release_arrow_memory()
+            self.__dict__[key] = index
+        return self.__dict__[key]
 
 
 # The optional tables' defaults (None) live in the generated __init__; without the class attributes
@@ -765,7 +785,9 @@ def _predictions(fits: dict, summaries: dict, which: dict, actual_from: pd.DataF
     out = pd.DataFrame({"actual": actual_from["x_star"].to_numpy(float)}, index=actual_from.index)
     errors = {}
     for name, fit in fits.items():
-        summary = summaries[which[name]].reindex(actual_from.index)
+        summary = summaries[which[name]]
+        if not (summary.index is actual_from.index or summary.index.equals(actual_from.index)):
+            summary = summary.reindex(actual_from.index)      # a copy of the summary: only where the rows differ
         t_star = float(summary["t_star"].iloc[0])
         with np.errstate(all="ignore"):
             pred = np.asarray(fit.expected_purchases(t_star, summary), dtype=float)
@@ -913,6 +935,24 @@ def _compute(cfg: Config, check, tx, days, step, timings) -> Stage:
             frame[col] = values.reindex(frame.index).fillna(0.0).to_numpy(float)
     step("summaries")
 
+    def log_aggregates(example_summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        return aggregates.compute_all(aggregates.AggregateContext(
+            cfg=cfg, engine=check.engine, transactions=tx,
+            returns=check.data.returns if check.data is not None else None,
+            calibration_end=pd.Timestamp(cal_end), observation_end=check.observation_end, time_unit=time_unit,
+            has_amounts=bool(check.has_amounts), customers_cal=cal.index,
+            example_ids=tuple(aggregates_log.example_pool(example_summary)), duckdb_days=days))
+
+    # Without discrete-time summaries the aggregates need no fit (the example customers come from the
+    # full-period summary, whichever model is chosen): computed now, and the DuckDB customer-day table
+    # (3.5 GB resident at 1e8 rows) is closed before the fits instead of held through them and the valuation
+    early_aggregates = None
+    if cal_d is None:
+        early_aggregates = log_aggregates(full)
+        if days is not None:
+            days.close()
+        step("aggregates")
+
     # frequency models: calibration fits, holdout comparison, choice
     summaries_cal = {"continuous": cal, "discrete": cal_d}
     units = {"continuous": time_unit, "discrete": period}
@@ -978,13 +1018,11 @@ def _compute(cfg: Config, check, tx, days, step, timings) -> Stage:
         stage.facts.update(_discrete_facts(cal_d, full_d, period))
     _value(stage, cfg)
     step("valuation")
-    stage.aggregates = aggregates.compute_all(aggregates.AggregateContext(
-        cfg=cfg, engine=check.engine, transactions=tx,
-        returns=check.data.returns if check.data is not None else None,
-        calibration_end=pd.Timestamp(cal_end), observation_end=check.observation_end, time_unit=time_unit,
-        has_amounts=bool(check.has_amounts), customers_cal=cal.index,
-        example_ids=tuple(aggregates_log.example_pool(stage.summary_of(model_name, "full"))), duckdb_days=days))
-    step("aggregates")
+    if early_aggregates is not None:
+        stage.aggregates = early_aggregates
+    else:
+        stage.aggregates = log_aggregates(stage.summary_of(model_name, "full"))
+        step("aggregates")
     return stage
 
 
