@@ -568,11 +568,7 @@ class Stage:
             return getattr(self, table)[column].to_numpy()
         import pyarrow.parquet as pq  # noqa: PLC0415
 
-        file, _ = deferred[table]
-        if not file.exists():
-            raise FileNotFoundError(f"{file}: the stage folder changed after it was read (its tables are read when "
-                                    f"first used); read the stage again (get_stage)")
-        values = pq.read_table(file, columns=[column]).column(0).to_numpy()
+        values = pq.read_table(self._deferred_file(table), columns=[column]).column(0).to_numpy()
         release_arrow_memory()
         return values
 
@@ -581,17 +577,22 @@ class Stage:
         deferred = self.__dict__.get("_deferred") or {}
         if name not in deferred:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        file, index_of = deferred[name]
-        if not file.exists():
-            raise FileNotFoundError(f"{file}: the stage folder changed after it was read (its tables are read when "
-                                    f"first used); read the stage again (get_stage)")
-        frame = read_parquet(file)
+        index_of = deferred[name][1]
+        frame = read_parquet(self._deferred_file(name))
         if index_of is not None:
             frame.index = self._index_of(index_of)
         elif f"_index:{name}" in self.__dict__:
             frame.index = self.__dict__[f"_index:{name}"]       # the ids already read for a table sharing them
         self.__dict__[name] = frame      # found there from now on; ``_deferred`` is never changed (copies share it)
         return frame
+
+    def _deferred_file(self, name: str) -> Path:
+        """The Parquet file of a table :meth:`load` deferred; an error that says so if it has gone."""
+        file = self.__dict__["_deferred"][name][0]
+        if not file.exists():
+            raise FileNotFoundError(f"{file}: the stage folder changed after it was read (its tables are read when "
+                                    f"first used); read the stage again (get_stage)")
+        return file
 
     def _index_of(self, name: str) -> pd.Index:
         """The customer ids of table ``name``, shared by the tables saved without theirs: the table's own index
@@ -602,11 +603,7 @@ class Stage:
             return self.__dict__[name].index
         key = f"_index:{name}"
         if key not in self.__dict__:
-            file, _ = self.__dict__["_deferred"][name]
-            if not file.exists():
-                raise FileNotFoundError(f"{file}: the stage folder changed after it was read (its tables are read "
-                                        f"when first used); read the stage again (get_stage)")
-            index = pd.read_parquet(file, columns=[]).index
+            index = pd.read_parquet(self._deferred_file(name), columns=[]).index
             release_arrow_memory()
             self.__dict__[key] = index
         return self.__dict__[key]
