@@ -124,6 +124,8 @@ def test_purchase_day_distribution_from_a_summary(cdnow_sample):
     ref = label.value_counts().reindex([*map(str, range(1, 6)), "6+"], fill_value=0)
     got = purchase_day_distribution(n, max_count=6)
     assert got["customers"].tolist() == ref.tolist() and got.index.name == "purchase_days"
+    with pytest.raises(ValueError, match="1 are not"):         # nothing dropped silently
+        purchase_day_distribution(pd.Series([1.0, np.nan, 2.0]))
 
 
 def test_period_names():

@@ -334,7 +334,10 @@ def purchase_day_distribution(n_days: pd.Series, max_count: int = 10) -> pd.Data
     """
     # counted on integers (np.bincount), not on a text label per customer: at 1e7 customers the labels
     # were 1e7 Python strings (0.6 GB and 9 s in notebook 01); a count below 1 has no row, as before
-    k = np.minimum(np.asarray(n_days, dtype=float), max_count).astype(np.int64)
+    n = np.asarray(n_days, dtype=float)
+    if not np.all(np.isfinite(n)):
+        raise ValueError(f"purchase days per customer must be finite; {int((~np.isfinite(n)).sum()):,} are not")
+    k = np.minimum(n, max_count).astype(np.int64)
     order = [str(i) for i in range(1, max_count)] + [f"{max_count}+"]
     counts = pd.Series(np.bincount(k[k >= 1], minlength=max_count + 1)[1:], index=order)
     out = pd.DataFrame({"customers": counts, "share": counts / counts.sum()})
