@@ -104,7 +104,8 @@ def value_and_score(value: pd.Series, score: pd.Series, shares=(0.01, 0.10, 0.20
     Returns ``shares`` (:func:`top_share` of each share, a column per ranking: ``"value"``, ``"score"``),
     ``curves`` (:func:`concentration_curve` per ranking) and ``overlap`` (:func:`top_overlap` of the two
     at ``overlap_share``): the same numbers as those functions, which sort the customers once per call
-    (ten sorts for a report's table, curves and overlap: 25 s of notebook 02 at 1e7 customers).
+    (ten sorts for notebook 02's table, curves and overlap: 72 s at 1e7 customers on a loaded machine;
+    at 1e6 customers 2.39 s, 0.94 s with two).
     """
     if not (value.index.equals(score.index) and value.index.is_unique):        # by labels: the functions
         return {"shares": pd.DataFrame({"value": [top_share(value, s) for s in shares],

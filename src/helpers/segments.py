@@ -320,17 +320,16 @@ def _top_k(values: np.ndarray, k: int) -> np.ndarray:
     if k >= n:
         return np.arange(n)
     nan = np.isnan(values)
-    if not nan.any():            # the usual case: no copy of the values and no array of positions
-        cut = np.partition(values, n - k)[n - k]
-        above = np.flatnonzero(values > cut)
-        return np.concatenate([above, np.flatnonzero(values == cut)[: k - len(above)]])
-    ok = np.flatnonzero(~nan)
-    if k >= len(ok):
-        return np.concatenate([ok, np.flatnonzero(nan)[: k - len(ok)]])
-    v = values[ok]
+    ok, v = None, values         # the usual case, no NaN: no copy of the values and no array of positions
+    if nan.any():
+        ok = np.flatnonzero(~nan)
+        if k >= len(ok):
+            return np.concatenate([ok, np.flatnonzero(nan)[: k - len(ok)]])
+        v = values[ok]
     cut = np.partition(v, len(v) - k)[len(v) - k]          # the k-th largest value
-    above = ok[v > cut]
-    return np.concatenate([above, ok[v == cut][: k - len(above)]])
+    above = np.flatnonzero(v > cut)
+    top = np.concatenate([above, np.flatnonzero(v == cut)[: k - len(above)]])
+    return top if ok is None else ok[top]
 
 
 def rfm_score(recency_days_ago: pd.Series, frequency: pd.Series, monetary: pd.Series | None = None,

@@ -603,9 +603,7 @@ class Stage:
             return self.__dict__[name].index
         key = f"_index:{name}"
         if key not in self.__dict__:
-            index = pd.read_parquet(self._deferred_file(name), columns=[]).index
-            release_arrow_memory()
-            self.__dict__[key] = index
+            self.__dict__[key] = read_parquet(self._deferred_file(name), columns=[]).index
         return self.__dict__[key]
 
 
@@ -644,9 +642,9 @@ class LazyTables(Mapping):
         return f"LazyTables({list(self._loaders)}, read: {list(self._tables)})"
 
 
-def read_parquet(file) -> pd.DataFrame:
+def read_parquet(file, **kwargs) -> pd.DataFrame:
     """``pandas.read_parquet``, then :func:`release_arrow_memory`: how the stage's tables are read."""
-    frame = pd.read_parquet(file)
+    frame = pd.read_parquet(file, **kwargs)
     release_arrow_memory()
     return frame
 
@@ -783,7 +781,7 @@ def _predictions(fits: dict, summaries: dict, which: dict, actual_from: pd.DataF
     errors = {}
     for name, fit in fits.items():
         summary = summaries[which[name]]
-        if not (summary.index is actual_from.index or summary.index.equals(actual_from.index)):
+        if not summary.index.equals(actual_from.index):        # the same object: True at once
             summary = summary.reindex(actual_from.index)      # a copy of the summary: only where the rows differ
         t_star = float(summary["t_star"].iloc[0])
         with np.errstate(all="ignore"):
